@@ -1,0 +1,151 @@
+//! Budget rules: spending caps per calendar window (UTC), overall and per
+//! provider, that count open holds as already spent.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Credits;
+use crate::time::{Millis, Window};
+
+/// Caps for the three calendar windows; `None` means no cap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetLimits {
+    pub daily: Option<Credits>,
+    pub weekly: Option<Credits>,
+    pub monthly: Option<Credits>,
+}
+
+impl BudgetLimits {
+    pub fn get(&self, w: Window) -> Option<Credits> {
+        match w {
+            Window::Daily => self.daily,
+            Window::Weekly => self.weekly,
+            Window::Monthly => self.monthly,
+        }
+    }
+
+    fn amounts(&self) -> impl Iterator<Item = Credits> {
+        [self.daily, self.weekly, self.monthly]
+            .into_iter()
+            .flatten()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.amounts().next().is_none()
+    }
+}
+
+/// A user's budget: overall caps and caps per provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetConfig {
+    pub daily: Option<Credits>,
+    pub weekly: Option<Credits>,
+    pub monthly: Option<Credits>,
+    /// Caps on what may be spent at one provider, by provider name.
+    pub per_provider: BTreeMap<String, BudgetLimits>,
+}
+
+/// Why a budget is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error("budget `{0}` must not be negative")]
+    Negative(String),
+}
+
+impl BudgetConfig {
+    pub fn overall(&self) -> BudgetLimits {
+        BudgetLimits {
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), BudgetError> {
+        let overall = self.overall();
+        let named = [
+            ("daily", overall.daily),
+            ("weekly", overall.weekly),
+            ("monthly", overall.monthly),
+        ];
+        for (name, v) in named {
+            if v.is_some_and(Credits::is_negative) {
+                return Err(BudgetError::Negative(name.to_string()));
+            }
+        }
+        for (p, l) in &self.per_provider {
+            if l.amounts().any(Credits::is_negative) {
+                return Err(BudgetError::Negative(format!("per_provider.{p}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What was charged in the current window of one kind, overall and by
+/// provider. Rolls over lazily when a charge or a check falls in a later
+/// window.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowSpend {
+    pub start: Millis,
+    pub total: Credits,
+    pub per_provider: BTreeMap<String, Credits>,
+}
+
+/// Spend in the current daily, weekly and monthly windows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spend {
+    pub daily: WindowSpend,
+    pub weekly: WindowSpend,
+    pub monthly: WindowSpend,
+}
+
+impl Spend {
+    fn slot(&self, w: Window) -> &WindowSpend {
+        match w {
+            Window::Daily => &self.daily,
+            Window::Weekly => &self.weekly,
+            Window::Monthly => &self.monthly,
+        }
+    }
+
+    fn slot_mut(&mut self, w: Window) -> &mut WindowSpend {
+        match w {
+            Window::Daily => &mut self.daily,
+            Window::Weekly => &mut self.weekly,
+            Window::Monthly => &mut self.monthly,
+        }
+    }
+
+    /// Charged so far in the window of kind `w` containing `now`, overall
+    /// (`provider == None`) or at one provider.
+    pub fn spent(&self, w: Window, now: Millis, provider: Option<&str>) -> Credits {
+        let s = self.slot(w);
+        if s.start != w.start(now) {
+            return Credits::ZERO;
+        }
+        match provider {
+            None => s.total,
+            Some(p) => s.per_provider.get(p).copied().unwrap_or_default(),
+        }
+    }
+
+    /// Counts a charge made at `now`.
+    pub fn record(&mut self, now: Millis, provider: &str, amount: Credits) {
+        for w in Window::ALL {
+            let start = w.start(now);
+            let s = self.slot_mut(w);
+            if s.start != start {
+                *s = WindowSpend {
+                    start,
+                    ..WindowSpend::default()
+                };
+            }
+            s.total += amount;
+            *s.per_provider.entry(provider.to_string()).or_default() += amount;
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The configuration schema, its defaults and its validation. Loading
+//! (file, environment, flags) lives in the binary; this module is pure.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Credits;
+use crate::pricing::{Modality, RateCard};
+use crate::routing::{Region, Strategy};
+
+/// Everything the broker can be told. Unknown keys anywhere are errors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub wallets: WalletConfig,
+    pub persistence: PersistenceConfig,
+    pub routing: RoutingConfig,
+    /// The providers requests can go to. Setting this list replaces the
+    /// built-in simulated providers.
+    pub providers: Vec<ProviderConfig>,
+}
+
+/// HTTP listener and request limits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: String,
+    /// Directory of the redb file `oneflow.redb`.
+    pub data_dir: String,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Largest accepted request body, in bytes (bigger gets 413).
+    pub max_body_bytes: usize,
+    /// Longest accepted prompt, in characters.
+    pub max_prompt_chars: usize,
+    /// Seconds a client has to send its request head.
+    pub client_request_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish on a graceful stop.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Wallet actors: how many arbiters share them and when idle ones stop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletConfig {
+    pub arbiters: usize,
+    pub idle_stop_secs: u64,
+    /// Mailbox bound of each wallet actor.
+    pub mailbox: usize,
+    /// Completed idempotency keys a live wallet remembers in memory (older
+    /// ones are read from the store).
+    pub idempotency_memory: usize,
+}
+
+/// The persistence queue and its group commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistenceConfig {
+    /// Writes waiting for a commit; when full, new requests get 503.
+    pub queue: usize,
+    /// Most writes in one commit.
+    pub max_batch: usize,
+}
+
+/// How providers are ranked by default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub strategy: Strategy,
+}
+
+/// The adapter behind a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Built in, offline, deterministic.
+    Simulated,
+}
+
+/// One provider: what it serves, where, at what price, within what limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub modality: Modality,
+    /// Model names it answers to besides its own name.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default = "default_region")]
+    pub region: Region,
+    /// 0 to 100; used by the `quality` and `balanced` strategies.
+    #[serde(default = "default_quality")]
+    pub quality: u32,
+    #[serde(default)]
+    pub rates: RateCard,
+    #[serde(default)]
+    pub limits: ProviderLimits,
+    #[serde(default)]
+    pub request: RequestLimits,
+    #[serde(default)]
+    pub simulated: SimulatedSettings,
+}
+
+fn default_region() -> Region {
+    Region::Us
+}
+fn default_quality() -> u32 {
+    50
+}
+
+/// Rate limit, concurrency cap and queue bound of one provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderLimits {
+    /// Sustained requests per second; 0 means unlimited.
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+    /// Calls in flight at once.
+    pub max_concurrency: u32,
+    /// Calls waiting for a slot; beyond it the answer is 429.
+    pub queue: u32,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        ProviderLimits {
+            requests_per_second: 0,
+            burst: 1,
+            max_concurrency: 256,
+            queue: 4096,
+        }
+    }
+}
+
+/// Bounds on what one request may ask of a provider; they make the quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    pub default_max_tokens: u32,
+    pub max_tokens: u32,
+    pub max_images: u32,
+    pub sizes: Vec<String>,
+    pub default_size: String,
+    pub default_seconds: u32,
+    pub max_seconds: u32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            default_max_tokens: 16,
+            max_tokens: 4096,
+            max_images: 10,
+            sizes: vec!["256x256".into(), "512x512".into(), "1024x1024".into()],
+            default_size: "1024x1024".into(),
+            default_seconds: 10,
+            max_seconds: 600,
+        }
+    }
+}
+
+/// Behaviour of a simulated provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedSettings {
+    pub latency_ms: u64,
+    /// Probability in [0, 1] that a call fails.
+    pub failure_rate: f64,
+    /// Seed of the failure draw, so failures are reproducible.
+    pub seed: u64,
+}
+
+impl Default for SimulatedSettings {
+    fn default() -> Self {
+        SimulatedSettings {
+            latency_ms: 20,
+            failure_rate: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: "./data".into(),
+            workers: 0,
+            max_body_bytes: 1 << 20,
+            max_prompt_chars: 200_000,
+            client_request_timeout_secs: 5,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+impl Default for WalletConfig {
+    fn default() -> Self {
+        WalletConfig {
+            arbiters: 2,
+            idle_stop_secs: 300,
+            mailbox: 1024,
+            idempotency_memory: 10_000,
+        }
+    }
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        PersistenceConfig {
+            queue: 65_536,
+            max_batch: 4096,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            strategy: Strategy::Cost,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            wallets: WalletConfig::default(),
+            persistence: PersistenceConfig::default(),
+            routing: RoutingConfig::default(),
+            providers: default_providers(),
+        }
+    }
+}
+
+/// The offline defaults: one simulated provider per modality, priced as the
+/// original product (text 1 credit per word, image 10 per image, audio 5 and
+/// video 20 per clip).
+pub fn default_providers() -> Vec<ProviderConfig> {
+    let sim = |name: &str, modality, rates| ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Simulated,
+        modality,
+        models: Vec::new(),
+        region: Region::Us,
+        quality: 50,
+        rates,
+        limits: ProviderLimits::default(),
+        request: RequestLimits::default(),
+        simulated: SimulatedSettings::default(),
+    };
+    vec![
+        sim(
+            "gpt",
+            Modality::Text,
+            RateCard {
+                per_output_token: Credits::from_credits(1),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "image",
+            Modality::Image,
+            RateCard {
+                per_image: Credits::from_credits(10),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "audio",
+            Modality::Audio,
+            RateCard {
+                per_request: Credits::from_credits(5),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "video",
+            Modality::Video,
+            RateCard {
+                per_request: Credits::from_credits(20),
+                ..RateCard::default()
+            },
+        ),
+    ]
+}
+
+/// A configuration value that parses but makes no sense; names the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration `{key}`: {reason}")]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Checks what serde cannot: ranges, uniqueness, cross-references.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad("server.bind", "must be host:port with an IP address"));
+        }
+        if self.server.data_dir.is_empty() {
+            return Err(bad("server.data_dir", "must not be empty"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.wallets.arbiters == 0 || self.wallets.arbiters > 256 {
+            return Err(bad("wallets.arbiters", "must be between 1 and 256"));
+        }
+        if self.wallets.mailbox == 0 {
+            return Err(bad("wallets.mailbox", "must be at least 1"));
+        }
+        if self.persistence.queue < 2 || self.persistence.max_batch == 0 {
+            return Err(bad(
+                "persistence",
+                "queue must be at least 2 and max_batch at least 1",
+            ));
+        }
+        if self.providers.is_empty() {
+            return Err(bad("providers", "at least one provider is needed"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = |k: &str| format!("providers[{i}].{k}");
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(bad(
+                    key("name"),
+                    "must be non-empty ASCII letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(bad(key("name"), format!("duplicate provider `{}`", p.name)));
+            }
+            if p.quality > 100 {
+                return Err(bad(key("quality"), "must be between 0 and 100"));
+            }
+            if p.limits.max_concurrency == 0 {
+                return Err(bad(key("limits.max_concurrency"), "must be at least 1"));
+            }
+            if p.limits.burst == 0 {
+                return Err(bad(key("limits.burst"), "must be at least 1"));
+            }
+            let r = &p.rates;
+            let prices = [
+                r.per_request,
+                r.per_input_token,
+                r.per_output_token,
+                r.per_image,
+                r.per_second,
+            ];
+            if prices
+                .iter()
+                .chain(r.per_image_size.values())
+                .any(|c| c.is_negative())
+            {
+                return Err(bad(key("rates"), "prices must not be negative"));
+            }
+            let q = &p.request;
+            if q.default_max_tokens == 0 || q.default_max_tokens > q.max_tokens {
+                return Err(bad(
+                    key("request.default_max_tokens"),
+                    "must be between 1 and request.max_tokens",
+                ));
+            }
+            if q.default_seconds == 0 || q.default_seconds > q.max_seconds {
+                return Err(bad(
+                    key("request.default_seconds"),
+                    "must be between 1 and request.max_seconds",
+                ));
+            }
+            if q.max_images == 0 {
+                return Err(bad(key("request.max_images"), "must be at least 1"));
+            }
+            if p.modality == Modality::Image && !q.sizes.contains(&q.default_size) {
+                return Err(bad(
+                    key("request.default_size"),
+                    "must be one of request.sizes",
+                ));
+            }
+            let s = &p.simulated;
+            if !(0.0..=1.0).contains(&s.failure_rate) {
+                return Err(bad(
+                    key("simulated.failure_rate"),
+                    "must be between 0 and 1",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.providers[1].name = "gpt".into();
+        assert_eq!(c.validate().unwrap_err().key, "providers[1].name");
+        let mut c = Config::default();
+        c.providers[0].simulated.failure_rate = 1.5;
+        assert_eq!(
+            c.validate().unwrap_err().key,
+            "providers[0].simulated.failure_rate"
+        );
+        let mut c = Config::default();
+        c.server.bind = "nowhere".into();
+        assert_eq!(c.validate().unwrap_err().key, "server.bind");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = serde_json::from_str::<Config>(r#"{"server":{"bnd":"x"}}"#).unwrap_err();
+        assert!(err.to_string().contains("bnd"), "{err}");
+    }
+}

@@ -1,0 +1,594 @@
+//! The wallet ledger: one user's balance, open holds and budget windows, and
+//! the append-only entries every change produces.
+//!
+//! The state machine is pure and synchronous. The runtime gives each user one
+//! owner (an actor) that applies operations one at a time, so no interleaving
+//! can overspend. Invariant after every operation:
+//! `balance == topups - charges + refunds + adjustments`,
+//! `available == balance - open holds >= 0`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::budget::{BudgetConfig, Spend};
+use crate::money::Credits;
+use crate::time::{Millis, Window};
+
+/// The kind of a ledger entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    TopUp,
+    Hold,
+    Charge,
+    Release,
+    Refund,
+    Adjustment,
+}
+
+/// One append-only ledger line. `seq` orders a user's entries; a hold's id
+/// is the `seq` of its `Hold` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub user_id: String,
+    pub seq: u64,
+    pub kind: EntryKind,
+    /// Positive for every kind but `Adjustment`, which is signed.
+    pub amount: Credits,
+    pub balance_after: Credits,
+    pub available_after: Credits,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hold_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub at: Millis,
+}
+
+/// Money reserved for one request until it settles or is released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub user_id: String,
+    pub id: u64,
+    pub request_id: String,
+    pub provider: String,
+    pub amount: Credits,
+    pub at: Millis,
+}
+
+/// Running sums of the entries that move the balance, kept so the invariant
+/// can be checked in O(1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub topups: Credits,
+    pub charges: Credits,
+    pub refunds: Credits,
+    pub adjustments: Credits,
+}
+
+/// Why the wallet refused an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "insufficient credits: this request may cost up to {needed} but only {available} is available"
+    )]
+    InsufficientBalance { needed: Credits, available: Credits },
+    #[error(
+        "{window} budget{} exceeded: limit {limit}, already spent {spent}, held {held}, this request may cost up to {needed}",
+        .provider.as_ref().map(|p| format!(" for provider {p}")).unwrap_or_default()
+    )]
+    BudgetExceeded {
+        window: Window,
+        provider: Option<String>,
+        limit: Credits,
+        spent: Credits,
+        held: Credits,
+        needed: Credits,
+    },
+    #[error("amount must be greater than zero")]
+    NotPositive,
+    #[error("this change would leave less than the open holds in the wallet")]
+    WouldOverdraw,
+    #[error("no open hold {0}")]
+    UnknownHold(u64),
+}
+
+/// Outcome of settling a hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub charged: Credits,
+    pub released: Credits,
+    /// Cost beyond the hold that was not charged (never made a debt).
+    pub shortfall: Credits,
+    pub entries: Vec<LedgerEntry>,
+}
+
+/// One user's money. `holds` and `budget` are stored apart from the
+/// snapshot (holds in their own table, released on restart).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wallet {
+    pub user_id: String,
+    pub balance: Credits,
+    pub totals: Totals,
+    pub next_seq: u64,
+    pub spend: Spend,
+    #[serde(skip)]
+    pub holds: BTreeMap<u64, Hold>,
+    #[serde(skip)]
+    pub budget: BudgetConfig,
+}
+
+impl Wallet {
+    pub fn new(user_id: impl Into<String>) -> Wallet {
+        Wallet {
+            user_id: user_id.into(),
+            next_seq: 1,
+            ..Wallet::default()
+        }
+    }
+
+    pub fn held(&self) -> Credits {
+        self.holds.values().map(|h| h.amount).sum()
+    }
+
+    fn held_at(&self, provider: &str) -> Credits {
+        self.holds
+            .values()
+            .filter(|h| h.provider == provider)
+            .map(|h| h.amount)
+            .sum()
+    }
+
+    pub fn available(&self) -> Credits {
+        self.balance - self.held()
+    }
+
+    fn entry(
+        &mut self,
+        kind: EntryKind,
+        amount: Credits,
+        hold_id: Option<u64>,
+        request_id: Option<&str>,
+        note: Option<&str>,
+        at: Millis,
+    ) -> LedgerEntry {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        LedgerEntry {
+            user_id: self.user_id.clone(),
+            seq,
+            kind,
+            amount,
+            balance_after: self.balance,
+            available_after: self.available(),
+            hold_id,
+            request_id: request_id.map(str::to_string),
+            note: note.map(str::to_string),
+            at,
+        }
+    }
+
+    /// Adds credits.
+    pub fn top_up(
+        &mut self,
+        amount: Credits,
+        note: Option<&str>,
+        at: Millis,
+    ) -> Result<LedgerEntry, Refusal> {
+        if amount.0 <= 0 {
+            return Err(Refusal::NotPositive);
+        }
+        self.balance += amount;
+        self.totals.topups += amount;
+        Ok(self.entry(EntryKind::TopUp, amount, None, None, note, at))
+    }
+
+    /// The first budget rule that `amount` more at `provider` would break.
+    pub fn check_budget(
+        &self,
+        amount: Credits,
+        provider: &str,
+        now: Millis,
+    ) -> Result<(), Refusal> {
+        let held = self.held();
+        let held_p = self.held_at(provider);
+        let overall = self.budget.overall();
+        let scoped = [
+            (None, Some(&overall), held),
+            (
+                Some(provider),
+                self.budget.per_provider.get(provider),
+                held_p,
+            ),
+        ];
+        for (scope, limits, held) in scoped {
+            let Some(limits) = limits else { continue };
+            for w in Window::ALL {
+                let Some(limit) = limits.get(w) else { continue };
+                let spent = self.spend.spent(w, now, scope);
+                if spent + held + amount > limit {
+                    return Err(Refusal::BudgetExceeded {
+                        window: w,
+                        provider: scope.map(str::to_string),
+                        limit,
+                        spent,
+                        held,
+                        needed: amount,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserves `amount` for a request, or refuses with the reason.
+    pub fn hold(
+        &mut self,
+        request_id: &str,
+        provider: &str,
+        amount: Credits,
+        now: Millis,
+    ) -> Result<(Hold, LedgerEntry), Refusal> {
+        if amount.is_negative() {
+            return Err(Refusal::NotPositive);
+        }
+        let available = self.available();
+        if amount > available {
+            return Err(Refusal::InsufficientBalance {
+                needed: amount,
+                available,
+            });
+        }
+        self.check_budget(amount, provider, now)?;
+        let id = self.next_seq;
+        let hold = Hold {
+            user_id: self.user_id.clone(),
+            id,
+            request_id: request_id.to_string(),
+            provider: provider.to_string(),
+            amount,
+            at: now,
+        };
+        self.holds.insert(id, hold.clone());
+        let entry = self.entry(
+            EntryKind::Hold,
+            amount,
+            Some(id),
+            Some(request_id),
+            None,
+            now,
+        );
+        Ok((hold, entry))
+    }
+
+    /// Charges the real `cost` of a held request (at most the hold) and
+    /// frees the rest.
+    pub fn settle(
+        &mut self,
+        hold_id: u64,
+        cost: Credits,
+        now: Millis,
+    ) -> Result<Settlement, Refusal> {
+        let hold = self
+            .holds
+            .get_mut(&hold_id)
+            .ok_or(Refusal::UnknownHold(hold_id))?;
+        let cost = cost.max(Credits::ZERO);
+        let charged = cost.min(hold.amount);
+        // The charge consumes part of the hold while it is still open, so each
+        // entry's `available_after` is what a replay computes at that point.
+        hold.amount -= charged;
+        let (request_id, provider) = (hold.request_id.clone(), hold.provider.clone());
+        let mut entries = Vec::with_capacity(2);
+        if charged > Credits::ZERO {
+            self.balance -= charged;
+            self.totals.charges += charged;
+            self.spend.record(now, &provider, charged);
+            entries.push(self.entry(
+                EntryKind::Charge,
+                charged,
+                Some(hold_id),
+                Some(&request_id),
+                None,
+                now,
+            ));
+        }
+        let released = self
+            .holds
+            .remove(&hold_id)
+            .map(|h| h.amount)
+            .unwrap_or_default();
+        if released > Credits::ZERO {
+            entries.push(self.entry(
+                EntryKind::Release,
+                released,
+                Some(hold_id),
+                Some(&request_id),
+                None,
+                now,
+            ));
+        }
+        Ok(Settlement {
+            charged,
+            released,
+            shortfall: cost - charged,
+            entries,
+        })
+    }
+
+    /// Returns a whole hold (the request failed or never ran).
+    pub fn release(
+        &mut self,
+        hold_id: u64,
+        note: Option<&str>,
+        now: Millis,
+    ) -> Result<LedgerEntry, Refusal> {
+        let hold = self
+            .holds
+            .remove(&hold_id)
+            .ok_or(Refusal::UnknownHold(hold_id))?;
+        Ok(self.entry(
+            EntryKind::Release,
+            hold.amount,
+            Some(hold_id),
+            Some(&hold.request_id),
+            note,
+            now,
+        ))
+    }
+
+    /// Gives back (part of) a charge.
+    pub fn refund(
+        &mut self,
+        amount: Credits,
+        request_id: Option<&str>,
+        note: Option<&str>,
+        now: Millis,
+    ) -> Result<LedgerEntry, Refusal> {
+        if amount.0 <= 0 {
+            return Err(Refusal::NotPositive);
+        }
+        self.balance += amount;
+        self.totals.refunds += amount;
+        Ok(self.entry(EntryKind::Refund, amount, None, request_id, note, now))
+    }
+
+    /// A signed correction by an operator; may not leave less than the open
+    /// holds.
+    pub fn adjust(
+        &mut self,
+        delta: Credits,
+        note: Option<&str>,
+        now: Millis,
+    ) -> Result<LedgerEntry, Refusal> {
+        if delta == Credits::ZERO {
+            return Err(Refusal::NotPositive);
+        }
+        if self.available() + delta < Credits::ZERO {
+            return Err(Refusal::WouldOverdraw);
+        }
+        self.balance += delta;
+        self.totals.adjustments += delta;
+        Ok(self.entry(EntryKind::Adjustment, delta, None, None, note, now))
+    }
+
+    /// Checks the ledger invariant; `Err` names what broke.
+    pub fn check(&self) -> Result<(), String> {
+        let t = &self.totals;
+        let expected = t.topups - t.charges + t.refunds + t.adjustments;
+        if self.balance != expected {
+            return Err(format!(
+                "balance {} != ledger sum {}",
+                self.balance, expected
+            ));
+        }
+        if self.available().is_negative() {
+            return Err(format!("available {} is negative", self.available()));
+        }
+        Ok(())
+    }
+}
+
+/// Replays a user's entries in `seq` order and checks that the running
+/// balance and available figures match each entry and never go negative.
+/// Returns the final balance.
+pub fn audit(entries: &[LedgerEntry]) -> Result<Credits, String> {
+    let mut balance = Credits::ZERO;
+    let mut holds: BTreeMap<u64, Credits> = BTreeMap::new();
+    let mut last_seq = 0;
+    for e in entries {
+        if e.seq <= last_seq {
+            return Err(format!("entry {} out of order", e.seq));
+        }
+        last_seq = e.seq;
+        match e.kind {
+            EntryKind::TopUp | EntryKind::Refund | EntryKind::Adjustment => balance += e.amount,
+            EntryKind::Hold => {
+                holds.insert(e.seq, e.amount);
+            }
+            EntryKind::Charge => {
+                let h = e
+                    .hold_id
+                    .and_then(|id| holds.get_mut(&id))
+                    .ok_or(format!("charge {} has no hold", e.seq))?;
+                *h -= e.amount;
+                balance -= e.amount;
+            }
+            EntryKind::Release => {
+                let id = e.hold_id.ok_or(format!("release {} has no hold", e.seq))?;
+                // A release always closes its hold: it returns what is left.
+                let h = holds
+                    .remove(&id)
+                    .ok_or(format!("release {} of unknown hold", e.seq))?;
+                if h != e.amount {
+                    return Err(format!(
+                        "release {} returns {} of a hold with {h} left",
+                        e.seq, e.amount
+                    ));
+                }
+            }
+        }
+        if holds.values().any(|h| h.is_negative()) {
+            return Err(format!("entry {} takes more than its hold", e.seq));
+        }
+        let available = balance - holds.values().copied().sum();
+        if balance != e.balance_after || available != e.available_after {
+            return Err(format!(
+                "entry {} records balance {} available {}, replay gives {balance} {available}",
+                e.seq, e.balance_after, e.available_after
+            ));
+        }
+        if balance.is_negative() || available.is_negative() {
+            return Err(format!(
+                "entry {} leaves balance {balance} available {available}",
+                e.seq
+            ));
+        }
+    }
+    Ok(balance)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::BudgetLimits;
+    use crate::time::MS_PER_HOUR;
+    use proptest::prelude::*;
+
+    const T0: Millis = 1_764_000_000_000;
+
+    #[test]
+    fn hold_settle_release() {
+        let mut w = Wallet::new("u");
+        w.top_up(Credits(100), None, T0).unwrap();
+        let (h, _) = w.hold("r1", "p", Credits(60), T0).unwrap();
+        assert_eq!(w.available(), Credits(40));
+        assert_eq!(
+            w.hold("r2", "p", Credits(41), T0),
+            Err(Refusal::InsufficientBalance {
+                needed: Credits(41),
+                available: Credits(40)
+            })
+        );
+        let s = w.settle(h.id, Credits(70), T0).unwrap();
+        assert_eq!(
+            (s.charged, s.released, s.shortfall),
+            (Credits(60), Credits(0), Credits(10))
+        );
+        assert_eq!(w.balance, Credits(40));
+        let (h2, _) = w.hold("r3", "p", Credits(30), T0).unwrap();
+        w.release(h2.id, None, T0).unwrap();
+        assert_eq!(w.available(), Credits(40));
+        assert_eq!(
+            w.settle(h2.id, Credits(1), T0),
+            Err(Refusal::UnknownHold(h2.id))
+        );
+        w.check().unwrap();
+    }
+
+    #[test]
+    fn budgets_count_open_holds_and_reset_with_the_window() {
+        let mut w = Wallet::new("u");
+        w.top_up(Credits(1_000), None, T0).unwrap();
+        w.budget.daily = Some(Credits(100));
+        w.budget.per_provider.insert(
+            "p".into(),
+            BudgetLimits {
+                monthly: Some(Credits(150)),
+                ..Default::default()
+            },
+        );
+        let (h, _) = w.hold("r1", "p", Credits(60), T0).unwrap();
+        let err = w.hold("r2", "q", Credits(41), T0).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Refusal::BudgetExceeded {
+                    window: Window::Daily,
+                    provider: None,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        w.settle(h.id, Credits(60), T0).unwrap();
+        assert!(w.hold("r3", "q", Credits(41), T0).is_err());
+        // Next day: the daily cap resets, the provider's monthly one does not.
+        let t1 = T0 + 24 * MS_PER_HOUR;
+        let (h, _) = w.hold("r4", "p", Credits(90), t1).unwrap();
+        w.settle(h.id, Credits(90), t1).unwrap();
+        let t2 = t1 + 24 * MS_PER_HOUR;
+        let err = w.hold("r5", "p", Credits(1), t2).unwrap_err();
+        assert!(
+            matches!(&err, Refusal::BudgetExceeded { window: Window::Monthly, provider: Some(p), .. } if p == "p"),
+            "{err}"
+        );
+        assert!(w.hold("r6", "q", Credits(1), t2).is_ok());
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        TopUp(i64),
+        Hold(i64, u8),
+        Settle(usize, i64),
+        Release(usize),
+        Refund(i64),
+        Adjust(i64),
+        Tick(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (1i64..1_000).prop_map(Op::TopUp),
+            (0i64..500, 0u8..3).prop_map(|(a, p)| Op::Hold(a, p)),
+            (0usize..8, 0i64..700).prop_map(|(i, c)| Op::Settle(i, c)),
+            (0usize..8).prop_map(Op::Release),
+            (1i64..100).prop_map(Op::Refund),
+            (-300i64..300).prop_map(Op::Adjust),
+            (0i64..3 * 24).prop_map(|h| Op::Tick(h * MS_PER_HOUR)),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of operations keeps the invariant, never overspends a
+        /// budget, and the entries replay to the same balance.
+        #[test]
+        fn ledger_invariant_holds(ops in proptest::collection::vec(op(), 1..200), daily in 100i64..2_000) {
+            let mut w = Wallet::new("u");
+            w.budget.daily = Some(Credits(daily));
+            w.budget.per_provider.insert("p0".into(), BudgetLimits { weekly: Some(Credits(daily * 2)), ..Default::default() });
+            let mut now = T0;
+            let mut entries = Vec::new();
+            for op in ops {
+                match op {
+                    Op::TopUp(a) => entries.extend(w.top_up(Credits(a), None, now).ok()),
+                    Op::Hold(a, p) => entries.extend(w.hold("r", &format!("p{p}"), Credits(a), now).ok().map(|(_, e)| e)),
+                    Op::Settle(i, c) => {
+                        if let Some(id) = w.holds.keys().nth(i).copied() {
+                            let s = w.settle(id, Credits(c), now).unwrap();
+                            prop_assert!(s.charged <= Credits(c));
+                            entries.extend(s.entries);
+                        }
+                    }
+                    Op::Release(i) => {
+                        if let Some(id) = w.holds.keys().nth(i).copied() {
+                            entries.push(w.release(id, None, now).unwrap());
+                        }
+                    }
+                    Op::Refund(a) => entries.extend(w.refund(Credits(a), None, None, now).ok()),
+                    Op::Adjust(d) => entries.extend(w.adjust(Credits(d), None, now).ok()),
+                    Op::Tick(d) => now += d,
+                }
+                prop_assert_eq!(w.check(), Ok(()));
+                prop_assert!(!w.balance.is_negative());
+                let spent = w.spend.spent(Window::Daily, now, None);
+                prop_assert!(spent <= Credits(daily), "daily spend {} over {}", spent, daily);
+                let spent_p = w.spend.spent(Window::Weekly, now, Some("p0"));
+                prop_assert!(spent_p <= Credits(daily * 2));
+            }
+            prop_assert_eq!(audit(&entries), Ok(w.balance));
+        }
+    }
+}

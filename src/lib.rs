@@ -1,0 +1,17 @@
+//! OneFlow's domain: money, pricing, the wallet ledger, budgets, routing,
+//! request records and the configuration schema.
+//!
+//! Pure by design: no actors, async runtime, storage or HTTP here, so every
+//! rule is testable in microseconds and the runtime can be replaced.
+
+pub mod budget;
+pub mod config;
+pub mod ledger;
+pub mod money;
+pub mod pricing;
+pub mod records;
+pub mod request;
+pub mod routing;
+pub mod time;
+
+pub use money::Credits;

@@ -1,0 +1,340 @@
+//! Money as integer micro-credits.
+//!
+//! Every amount in OneFlow is an `i64` count of micro-credits (1 credit =
+//! 1,000,000). Floats never touch money: the API reads and writes credits as
+//! decimal text (a JSON number or string) with at most six places, and
+//! [`Credits::parse`] is exact.
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Micro-credits per credit.
+pub const MICROS_PER_CREDIT: i64 = 1_000_000;
+
+/// The largest amount the API accepts: one trillion credits. Far below
+/// `i64::MAX` micro-credits so that sums of many amounts cannot overflow.
+pub const MAX_CREDITS: Credits = Credits(1_000_000_000_000 * MICROS_PER_CREDIT);
+
+/// An amount of money in micro-credits. Signed so that ledger arithmetic and
+/// deltas are natural; the ledger enforces non-negativity where it matters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Credits(pub i64);
+
+/// Why a decimal amount was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("amount `{0}` is not a decimal number")]
+    NotANumber(String),
+    #[error("amount `{0}` has more than 6 decimal places")]
+    TooPrecise(String),
+    #[error("amount `{0}` is out of range (at most 1000000000000 credits)")]
+    OutOfRange(String),
+    #[error("amount `{0}` must not be negative")]
+    Negative(String),
+    #[error("amount `{0}` must be greater than zero")]
+    NotPositive(String),
+}
+
+impl Credits {
+    pub const ZERO: Credits = Credits(0);
+
+    /// Whole credits, for defaults and tests.
+    pub const fn from_credits(c: i64) -> Credits {
+        Credits(c * MICROS_PER_CREDIT)
+    }
+
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0 < 0
+    }
+
+    pub fn checked_add(self, o: Credits) -> Option<Credits> {
+        self.0.checked_add(o.0).map(Credits)
+    }
+
+    pub fn checked_mul(self, n: u64) -> Option<Credits> {
+        i64::try_from(n)
+            .ok()
+            .and_then(|n| self.0.checked_mul(n))
+            .map(Credits)
+    }
+
+    /// Parses decimal text exactly: optional sign, digits, optional fraction of
+    /// at most six digits, optionally an exponent (JSON allows `1e2`). Anything
+    /// else, including NaN and infinities, is refused.
+    pub fn parse(text: &str) -> Result<Credits, MoneyError> {
+        let bad = || MoneyError::NotANumber(text.to_string());
+        let s = text.trim();
+        let (neg, body) = match s.as_bytes().first() {
+            Some(b'-') => (true, &s[1..]),
+            Some(b'+') => (false, &s[1..]),
+            _ => (false, s),
+        };
+        let (mantissa, exp) = match body.find(['e', 'E']) {
+            Some(i) => {
+                let e: i32 = body[i + 1..].parse().map_err(|_| bad())?;
+                (&body[..i], e)
+            }
+            None => (body, 0),
+        };
+        let (int_part, frac_part) = match mantissa.split_once('.') {
+            Some((i, f)) => (i, f),
+            None => (mantissa, ""),
+        };
+        if int_part.is_empty() && frac_part.is_empty() {
+            return Err(bad());
+        }
+        if !int_part.bytes().all(|b| b.is_ascii_digit())
+            || !frac_part.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        // All digits, and where the decimal point sits after the exponent.
+        let digits: String = format!("{int_part}{frac_part}");
+        let point = i64::try_from(int_part.len()).map_err(|_| bad())? + i64::from(exp);
+        let digits = digits.trim_start_matches('0');
+        let point = point - i64::try_from(mantissa_leading_zeros(int_part, frac_part)).unwrap_or(0);
+        // Value = 0.digits * 10^point. Fraction digits after the point:
+        let digits = digits.trim_end_matches('0');
+        if digits.is_empty() {
+            return Ok(Credits::ZERO);
+        }
+        let n_digits = i64::try_from(digits.len()).map_err(|_| bad())?;
+        let frac_digits = n_digits - point;
+        if frac_digits > 6 {
+            return Err(MoneyError::TooPrecise(text.to_string()));
+        }
+        // micros = digits * 10^(6 - frac_digits)
+        let scale = 6 - frac_digits;
+        if n_digits + scale > 19 {
+            return Err(MoneyError::OutOfRange(text.to_string()));
+        }
+        let mut v: i128 = 0;
+        for b in digits.bytes() {
+            v = v * 10 + i128::from(b - b'0');
+        }
+        for _ in 0..scale {
+            v *= 10;
+        }
+        if v > i128::from(MAX_CREDITS.0) {
+            return Err(MoneyError::OutOfRange(text.to_string()));
+        }
+        let v = i64::try_from(v).map_err(|_| MoneyError::OutOfRange(text.to_string()))?;
+        Ok(Credits(if neg { -v } else { v }))
+    }
+
+    /// Parses an amount that must be zero or more.
+    pub fn parse_non_negative(text: &str) -> Result<Credits, MoneyError> {
+        let c = Credits::parse(text)?;
+        if c.is_negative() {
+            return Err(MoneyError::Negative(text.to_string()));
+        }
+        Ok(c)
+    }
+
+    /// Parses an amount that must be more than zero.
+    pub fn parse_positive(text: &str) -> Result<Credits, MoneyError> {
+        let c = Credits::parse(text)?;
+        if c.0 <= 0 {
+            return Err(MoneyError::NotPositive(text.to_string()));
+        }
+        Ok(c)
+    }
+}
+
+/// How many leading zeros of `int_part ++ frac_part` were stripped, so the
+/// decimal point can be shifted to match.
+fn mantissa_leading_zeros(int_part: &str, frac_part: &str) -> usize {
+    int_part
+        .bytes()
+        .chain(frac_part.bytes())
+        .take_while(|b| *b == b'0')
+        .count()
+}
+
+impl fmt::Display for Credits {
+    /// Shortest exact decimal: `12`, `0.5`, `-3.000001`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let whole = abs / MICROS_PER_CREDIT.unsigned_abs();
+        let frac = abs % MICROS_PER_CREDIT.unsigned_abs();
+        if frac == 0 {
+            write!(f, "{sign}{whole}")
+        } else {
+            let s = format!("{frac:06}");
+            write!(f, "{sign}{whole}.{}", s.trim_end_matches('0'))
+        }
+    }
+}
+
+impl FromStr for Credits {
+    type Err = MoneyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Credits::parse(s)
+    }
+}
+
+impl Serialize for Credits {
+    /// A JSON number with the exact decimal text (never through f64).
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = self.to_string();
+        match serde_json::Number::from_str(&text) {
+            Ok(n) => n.serialize(s),
+            Err(_) => s.serialize_str(&text),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Credits {
+    /// Accepts a JSON number or a string holding a decimal number.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = match &v {
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "amount must be a decimal number, got {other}"
+                )));
+            }
+        };
+        Credits::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Add for Credits {
+    type Output = Credits;
+    fn add(self, o: Credits) -> Credits {
+        Credits(self.0.saturating_add(o.0))
+    }
+}
+impl Sub for Credits {
+    type Output = Credits;
+    fn sub(self, o: Credits) -> Credits {
+        Credits(self.0.saturating_sub(o.0))
+    }
+}
+impl AddAssign for Credits {
+    fn add_assign(&mut self, o: Credits) {
+        *self = *self + o;
+    }
+}
+impl SubAssign for Credits {
+    fn sub_assign(&mut self, o: Credits) {
+        *self = *self - o;
+    }
+}
+impl Neg for Credits {
+    type Output = Credits;
+    fn neg(self) -> Credits {
+        Credits(self.0.saturating_neg())
+    }
+}
+impl Sum for Credits {
+    fn sum<I: Iterator<Item = Credits>>(iter: I) -> Credits {
+        iter.fold(Credits::ZERO, |a, b| a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_exact_decimals() {
+        assert_eq!(Credits::parse("1"), Ok(Credits(1_000_000)));
+        assert_eq!(Credits::parse("0.000001"), Ok(Credits(1)));
+        assert_eq!(Credits::parse("12.5"), Ok(Credits(12_500_000)));
+        assert_eq!(Credits::parse("-3.25"), Ok(Credits(-3_250_000)));
+        assert_eq!(Credits::parse("1e2"), Ok(Credits(100_000_000)));
+        assert_eq!(
+            Credits::parse("1.5E-6"),
+            Err(MoneyError::TooPrecise("1.5E-6".into()))
+        );
+        assert_eq!(
+            Credits::parse("2.5e-6"),
+            Err(MoneyError::TooPrecise("2.5e-6".into()))
+        );
+        assert_eq!(Credits::parse("1e-6"), Ok(Credits(1)));
+        assert_eq!(Credits::parse("007.100"), Ok(Credits(7_100_000)));
+        assert_eq!(Credits::parse("0.0"), Ok(Credits(0)));
+        assert_eq!(Credits::parse(".5"), Ok(Credits(500_000)));
+        assert_eq!(Credits::parse("5."), Ok(Credits(5_000_000)));
+    }
+
+    #[test]
+    fn refuses_bad_amounts() {
+        assert!(matches!(
+            Credits::parse("0.0000001"),
+            Err(MoneyError::TooPrecise(_))
+        ));
+        assert!(matches!(
+            Credits::parse("NaN"),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Credits::parse("inf"),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(Credits::parse(""), Err(MoneyError::NotANumber(_))));
+        assert!(matches!(
+            Credits::parse("."),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Credits::parse("1.2.3"),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Credits::parse("1e999999999999"),
+            Err(MoneyError::NotANumber(_))
+        ));
+        assert!(matches!(
+            Credits::parse("1e30"),
+            Err(MoneyError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Credits::parse("1000000000000.000001"),
+            Err(MoneyError::OutOfRange(_))
+        ));
+        assert!(matches!(
+            Credits::parse_non_negative("-1"),
+            Err(MoneyError::Negative(_))
+        ));
+        assert!(matches!(
+            Credits::parse_positive("0"),
+            Err(MoneyError::NotPositive(_))
+        ));
+    }
+
+    #[test]
+    fn json_round_trip_is_exact() {
+        let c: Credits = serde_json::from_str("0.1").unwrap();
+        assert_eq!(c, Credits(100_000));
+        assert_eq!(serde_json::to_string(&Credits(100_000)).unwrap(), "0.1");
+        assert_eq!(serde_json::to_string(&Credits(-1)).unwrap(), "-0.000001");
+        let c: Credits = serde_json::from_str("\"42.000001\"").unwrap();
+        assert_eq!(c, Credits(42_000_001));
+        assert!(serde_json::from_str::<Credits>("0.12345678").is_err());
+        assert!(serde_json::from_str::<Credits>("true").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn display_then_parse_is_identity(m in -MAX_CREDITS.0..=MAX_CREDITS.0) {
+            let c = Credits(m);
+            prop_assert_eq!(Credits::parse(&c.to_string()), Ok(c));
+            let json = serde_json::to_string(&c).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Credits>(&json).unwrap(), c);
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! What a client asks for, checked against one provider's limits and turned
+//! into the bounds that make its quote.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ProviderConfig;
+use crate::money::Credits;
+use crate::pricing::{Modality, PriceOverflow, Usage, count_words};
+use crate::routing::Region;
+
+/// An AI request as the native API takes it. Fields that do not apply to the
+/// chosen model's modality are refused rather than silently ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AiRequest {
+    /// A provider name (`gpt`, `image`, `audio`, `video` by default) or a
+    /// model name a provider lists.
+    pub model: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u32>,
+    /// Only this provider may serve the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Only providers in this region may serve the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<Region>,
+}
+
+/// Why a request cannot be served as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("prompt must not be empty")]
+    EmptyPrompt,
+    #[error("prompt is longer than {0} characters")]
+    PromptTooLong(usize),
+    #[error("model `{0}` is unknown")]
+    UnknownModel(String),
+    #[error("provider `{0}` is unknown or does not serve this model")]
+    UnknownProvider(String),
+    #[error("no provider of model `{model}` is in region {region}")]
+    NoProviderInRegion { model: String, region: String },
+    #[error("field `{field}` does not apply to {modality} models")]
+    NotApplicable {
+        field: &'static str,
+        modality: &'static str,
+    },
+    #[error("`{field}` must be between 1 and {max}")]
+    OutOfBounds { field: &'static str, max: u32 },
+    #[error("size `{0}` is not offered; choose one of {1}")]
+    UnknownSize(String, String),
+    #[error(transparent)]
+    Price(#[from] PriceOverflow),
+}
+
+/// A request fitted to one provider: the largest usage it may produce, the
+/// image size it is priced at, and the quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub provider: String,
+    pub modality: Modality,
+    pub max_usage: Usage,
+    pub size: Option<String>,
+    pub quote: Credits,
+}
+
+fn bounded(
+    field: &'static str,
+    v: Option<u32>,
+    default: u32,
+    max: u32,
+) -> Result<u32, RequestError> {
+    let v = v.unwrap_or(default);
+    if v == 0 || v > max {
+        return Err(RequestError::OutOfBounds { field, max });
+    }
+    Ok(v)
+}
+
+impl AiRequest {
+    /// Checks that do not depend on the provider.
+    pub fn validate(&self, max_prompt_chars: usize) -> Result<(), RequestError> {
+        if self.prompt.trim().is_empty() {
+            return Err(RequestError::EmptyPrompt);
+        }
+        if self.prompt.chars().count() > max_prompt_chars {
+            return Err(RequestError::PromptTooLong(max_prompt_chars));
+        }
+        Ok(())
+    }
+
+    /// Fits the request to `p` and prices its largest possible usage.
+    pub fn plan(&self, p: &ProviderConfig) -> Result<Plan, RequestError> {
+        let m = p.modality;
+        let na = |field| RequestError::NotApplicable {
+            field,
+            modality: m.name(),
+        };
+        let q = &p.request;
+        let mut usage = Usage::default();
+        let mut size = None;
+        match m {
+            Modality::Text => {
+                if self.size.is_some() {
+                    return Err(na("size"));
+                }
+                if self.n.is_some() {
+                    return Err(na("n"));
+                }
+                if self.seconds.is_some() {
+                    return Err(na("seconds"));
+                }
+                usage.input_tokens = count_words(&self.prompt);
+                usage.output_tokens = u64::from(bounded(
+                    "max_tokens",
+                    self.max_tokens,
+                    q.default_max_tokens,
+                    q.max_tokens,
+                )?);
+            }
+            Modality::Image => {
+                if self.max_tokens.is_some() {
+                    return Err(na("max_tokens"));
+                }
+                if self.seconds.is_some() {
+                    return Err(na("seconds"));
+                }
+                usage.images = u64::from(bounded("n", self.n, 1, q.max_images)?);
+                let s = self.size.clone().unwrap_or_else(|| q.default_size.clone());
+                if !q.sizes.contains(&s) {
+                    return Err(RequestError::UnknownSize(s, q.sizes.join(", ")));
+                }
+                size = Some(s);
+            }
+            Modality::Audio | Modality::Video => {
+                if self.max_tokens.is_some() {
+                    return Err(na("max_tokens"));
+                }
+                if self.size.is_some() {
+                    return Err(na("size"));
+                }
+                if self.n.is_some() {
+                    return Err(na("n"));
+                }
+                usage.seconds = u64::from(bounded(
+                    "seconds",
+                    self.seconds,
+                    q.default_seconds,
+                    q.max_seconds,
+                )?);
+            }
+        }
+        let quote = p.rates.cost(&usage, size.as_deref())?;
+        Ok(Plan {
+            provider: p.name.clone(),
+            modality: m,
+            max_usage: usage,
+            size,
+            quote,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::default_providers;
+
+    fn req(model: &str) -> AiRequest {
+        AiRequest {
+            model: model.into(),
+            prompt: "tell me a story".into(),
+            max_tokens: None,
+            size: None,
+            n: None,
+            seconds: None,
+            provider: None,
+            region: None,
+        }
+    }
+
+    #[test]
+    fn default_quotes_follow_the_original_prices() {
+        let ps = default_providers();
+        let text = AiRequest {
+            max_tokens: Some(10),
+            ..req("gpt")
+        }
+        .plan(&ps[0])
+        .unwrap();
+        assert_eq!(text.quote, Credits::from_credits(10));
+        assert_eq!(text.max_usage.input_tokens, 4);
+        let img = AiRequest {
+            n: Some(2),
+            ..req("image")
+        }
+        .plan(&ps[1])
+        .unwrap();
+        assert_eq!(img.quote, Credits::from_credits(20));
+        assert_eq!(
+            req("audio").plan(&ps[2]).unwrap().quote,
+            Credits::from_credits(5)
+        );
+        assert_eq!(
+            req("video").plan(&ps[3]).unwrap().quote,
+            Credits::from_credits(20)
+        );
+    }
+
+    #[test]
+    fn refuses_what_does_not_fit() {
+        let ps = default_providers();
+        assert!(matches!(
+            AiRequest {
+                size: Some("1x1".into()),
+                ..req("gpt")
+            }
+            .plan(&ps[0]),
+            Err(RequestError::NotApplicable { field: "size", .. })
+        ));
+        assert!(matches!(
+            AiRequest {
+                max_tokens: Some(0),
+                ..req("gpt")
+            }
+            .plan(&ps[0]),
+            Err(RequestError::OutOfBounds {
+                field: "max_tokens",
+                ..
+            })
+        ));
+        assert!(matches!(
+            AiRequest {
+                size: Some("3x3".into()),
+                ..req("image")
+            }
+            .plan(&ps[1]),
+            Err(RequestError::UnknownSize(..))
+        ));
+        assert_eq!(
+            AiRequest {
+                prompt: "  ".into(),
+                ..req("gpt")
+            }
+            .validate(10),
+            Err(RequestError::EmptyPrompt)
+        );
+        assert_eq!(
+            AiRequest {
+                prompt: "x".repeat(11),
+                ..req("gpt")
+            }
+            .validate(10),
+            Err(RequestError::PromptTooLong(10))
+        );
+    }
+}
