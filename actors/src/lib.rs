@@ -1,1 +1,12 @@
-pub fn x() {}
+//! OneFlow's runtime: wallet actors, provider workers, the redb persistence
+//! thread and the request use case. Callers use [`broker::Broker`] and the
+//! handle types; no actix type crosses this crate's API.
+
+pub mod broker;
+pub mod ids;
+pub mod persistence;
+pub mod provider;
+pub mod store;
+pub mod wallet;
+
+pub use broker::{Broker, BrokerError, Principal};

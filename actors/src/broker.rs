@@ -1,0 +1,629 @@
+//! The request use case and the other operations the HTTP layer calls:
+//! quote -> hold -> call -> settle or release -> record, plus users, keys,
+//! credits, budgets, history and analytics.
+//!
+//! Everything here creates ids and timestamps; storage writes what it is
+//! given. Handlers call one method and map the result.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use oneflow::Credits;
+use oneflow::budget::{BudgetConfig, BudgetError};
+use oneflow::config::Config;
+use oneflow::ledger::{LedgerEntry, Refusal};
+use oneflow::pricing::{Modality, Usage};
+use oneflow::records::{RequestRecord, RequestStatus, Summary, summarize};
+use oneflow::request::{AiRequest, Plan, RequestError};
+use oneflow::routing::{Health, Route, choose};
+use oneflow::time::Millis;
+
+use crate::ids::{api_key, key_hash, new_id, now_ms};
+use crate::persistence::Persistence;
+use crate::provider::{CallError, CallRequest, ProviderHandle};
+use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
+use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, TopUp, WalletError, WalletSettings, WalletView, Wallets};
+
+/// Who is calling, from their API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// Every way a broker operation can fail; the web layer maps each to a
+/// status and a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("the broker is busy; retry shortly")]
+    Busy,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<WalletError> for BrokerError {
+    fn from(e: WalletError) -> Self {
+        match e {
+            WalletError::Refused(r) => BrokerError::Refused(r),
+            WalletError::IdempotencyMismatch => BrokerError::IdempotencyMismatch,
+            WalletError::Busy => BrokerError::Busy,
+            WalletError::UnknownUser => BrokerError::NotFound("user"),
+            WalletError::Store(s) => BrokerError::Store(s),
+            WalletError::Unavailable(s) => BrokerError::Unavailable(s),
+        }
+    }
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        BrokerError::Store(Arc::new(e))
+    }
+}
+
+impl From<BudgetError> for BrokerError {
+    fn from(e: BudgetError) -> Self {
+        BrokerError::BadInput(e.to_string())
+    }
+}
+
+/// The answer to a request, stored for idempotent replays. `cost`,
+/// `balance` and `available` are filled in by the wallet when it settles.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestOutcome {
+    pub request_id: String,
+    pub status: RequestStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub usage: Usage,
+    pub quote: Credits,
+    pub cost: Credits,
+    pub balance: Credits,
+    pub available: Credits,
+    pub route: String,
+    /// Why it failed: `provider_error`, `provider_overloaded`,
+    /// `provider_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    pub latency_ms: u64,
+    pub created_at: Millis,
+}
+
+/// A quote, before anything is held.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuoteView {
+    pub model: String,
+    pub provider: String,
+    pub modality: Modality,
+    pub quote: Credits,
+    pub max_usage: Usage,
+    pub available: Credits,
+    /// Whether the balance covers the quote right now (budgets are checked
+    /// when the request is made).
+    pub affordable: bool,
+    pub route: String,
+}
+
+/// A new user and their key, shown once.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedUser {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub api_key: String,
+    pub balance: Credits,
+    pub created_at: Millis,
+}
+
+/// One page of a newest-first listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Analytics of one user, or of all users.
+#[derive(Clone, Debug, Serialize)]
+pub struct Analytics {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub success_rate: f64,
+    pub recent_requests: Vec<RequestRecord>,
+    pub recent_transactions: Vec<LedgerEntry>,
+}
+
+/// A provider as the API shows it: config (no secrets) and live figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderView {
+    pub name: String,
+    pub modality: Modality,
+    pub models: Vec<String>,
+    pub region: oneflow::routing::Region,
+    pub quality: u32,
+    pub rates: oneflow::pricing::RateCard,
+    pub up: bool,
+    pub health: Health,
+    pub queued: usize,
+    pub in_flight: usize,
+    pub calls: u64,
+    pub failures: u64,
+    pub rejected: u64,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    persist: Persistence,
+    wallets: Wallets,
+    providers: Vec<ProviderHandle>,
+    /// Authenticated keys: hash -> principal. Keys are never revoked in
+    /// this version, so entries never go stale.
+    keys: DashMap<[u8; 32], Principal>,
+}
+
+/// The broker: cheap to clone, shared by every HTTP worker.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("storage task failed: {e}")))?
+        .map_err(BrokerError::from)
+}
+
+const ADMIN_ID: &str = "admin";
+
+impl Broker {
+    /// Opens the store, releases what a crash left held, starts the
+    /// persistence thread, wallets and provider workers. Must run inside an
+    /// actix system. Returns the admin key if one was made now (to print
+    /// once).
+    pub fn start(config: Config, admin_key: Option<&str>) -> Result<(Broker, Option<String>), BrokerError> {
+        let dir = Path::new(&config.server.data_dir);
+        std::fs::create_dir_all(dir).map_err(|e| BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let store = Store::open(&dir.join("oneflow.redb"))?;
+        let now = now_ms();
+        // Provider configs first, so recovery knows each provider's modality.
+        let provider_ops = config
+            .providers
+            .iter()
+            .filter_map(|p| Some(WriteOp::PutProvider { name: p.name.clone(), config: serde_json::to_value(p).ok()? }))
+            .collect::<Vec<_>>();
+        store.commit(provider_ops)?;
+        let recovery = store.recover(now)?;
+        if recovery.holds_released > 0 {
+            eprintln!(
+                "oneflow: released {} holds left open by an earlier stop; {} requests marked interrupted",
+                recovery.holds_released, recovery.requests_interrupted
+            );
+        }
+        let new_admin_key = ensure_admin(&store, admin_key, now)?;
+        let persist = Persistence::start(store.clone(), config.persistence.queue, config.persistence.max_batch);
+        let settings = WalletSettings {
+            idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
+            mailbox: config.wallets.mailbox,
+            idempotency_memory: config.wallets.idempotency_memory,
+        };
+        let wallets = Wallets::start(store.clone(), persist.clone(), config.wallets.arbiters, settings);
+        let providers = config.providers.iter().cloned().map(ProviderHandle::start_configured).collect();
+        let inner = Inner { config, store, persist, wallets, providers, keys: DashMap::new() };
+        Ok((Broker { inner: Arc::new(inner) }, new_admin_key))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Commits what is queued and stops the persistence thread.
+    pub async fn shutdown(&self) {
+        self.inner.persist.shutdown().await;
+    }
+
+    /// The principal behind a bearer token, if it is a known key.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
+        let hash = key_hash(token);
+        if let Some(p) = self.inner.keys.get(&hash) {
+            return Ok(Some(p.clone()));
+        }
+        let store = self.inner.store.clone();
+        let rec = blocking(move || store.api_key(&hash)).await?;
+        Ok(rec.map(|r| {
+            let p = Principal { user_id: r.user_id, role: r.role };
+            self.inner.keys.insert(hash, p.clone());
+            p
+        }))
+    }
+
+    /// Creates a user with a key and, if given, an opening balance. The
+    /// user and key are committed before the balance, and both before the
+    /// answer.
+    pub async fn create_user(&self, name: String, email: String, initial_balance: Credits) -> Result<CreatedUser, BrokerError> {
+        let name = name.trim().to_string();
+        let email = email.trim().to_string();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(BrokerError::BadInput("`name` must be 1 to 200 characters".into()));
+        }
+        if email.chars().count() > 320 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
+            return Err(BrokerError::BadInput("`email` must be an email address".into()));
+        }
+        if initial_balance.is_negative() {
+            return Err(BrokerError::BadInput("`initial_balance` must not be negative".into()));
+        }
+        let now = now_ms();
+        let user = User { id: new_id("usr"), name, email, role: Role::User, created_at: now };
+        let key = api_key().ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
+        let record = ApiKeyRecord { user_id: user.id.clone(), role: Role::User, prefix: key[..10].to_string(), created_at: now };
+        self.inner
+            .persist
+            .write(vec![WriteOp::PutUser(user.clone()), WriteOp::PutKey { hash: key_hash(&key), record }])
+            .await
+            .map_err(BrokerError::Store)?;
+        let balance = if initial_balance > Credits::ZERO {
+            let top = TopUp { amount: initial_balance, note: Some("initial balance".into()), now };
+            self.inner.wallets.top_up(&user.id, top).await?.balance_after
+        } else {
+            Credits::ZERO
+        };
+        Ok(CreatedUser { id: user.id, name: user.name, email: user.email, role: user.role, api_key: key, balance, created_at: now })
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, BrokerError> {
+        let store = self.inner.store.clone();
+        blocking(move || store.users()).await
+    }
+
+    async fn require_user(&self, user_id: &str) -> Result<User, BrokerError> {
+        let store = self.inner.store.clone();
+        let id = user_id.to_string();
+        blocking(move || store.user(&id)).await?.ok_or(BrokerError::NotFound("user"))
+    }
+
+    /// Adds credits to a user's wallet (committed before the answer).
+    pub async fn add_credits(&self, user_id: &str, amount: Credits, note: Option<String>) -> Result<LedgerEntry, BrokerError> {
+        if amount <= Credits::ZERO {
+            return Err(BrokerError::BadInput("`amount` must be greater than zero".into()));
+        }
+        self.require_user(user_id).await?;
+        Ok(self.inner.wallets.top_up(user_id, TopUp { amount, note, now: now_ms() }).await?)
+    }
+
+    pub async fn wallet(&self, user_id: &str) -> Result<WalletView, BrokerError> {
+        Ok(self.inner.wallets.view(user_id, now_ms()).await?)
+    }
+
+    pub async fn set_budget(&self, user_id: &str, budget: BudgetConfig) -> Result<WalletView, BrokerError> {
+        budget.validate()?;
+        for p in budget.per_provider.keys() {
+            if !self.inner.providers.iter().any(|h| &h.config.name == p) {
+                return Err(BrokerError::BadInput(format!("unknown provider `{p}` in per_provider")));
+            }
+        }
+        self.inner.wallets.set_budget(user_id, budget).await?;
+        self.wallet(user_id).await
+    }
+
+    fn route(&self, req: &AiRequest) -> Result<Route, BrokerError> {
+        req.validate(self.inner.config.server.max_prompt_chars)?;
+        let figures: Vec<_> = self.inner.providers.iter().map(|h| (h.config.as_ref(), h.stats.health())).collect();
+        Ok(choose(req, &figures, self.inner.config.routing.strategy)?)
+    }
+
+    fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
+        self.inner.providers.iter().find(|h| h.config.name == name).ok_or(BrokerError::NotFound("provider"))
+    }
+
+    /// Prices a request without holding anything.
+    pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
+        let route = self.route(req)?;
+        let Some(best) = route.ranking.first() else { return Err(BrokerError::NotFound("provider")) };
+        let view = self.wallet(user_id).await?;
+        Ok(QuoteView {
+            model: req.model.clone(),
+            provider: best.plan.provider.clone(),
+            modality: best.plan.modality,
+            quote: best.plan.quote,
+            max_usage: best.plan.max_usage,
+            available: view.available,
+            affordable: best.plan.quote <= view.available,
+            route: route.explanation.clone(),
+        })
+    }
+
+    /// Runs a request end to end. Returns the outcome as stored for
+    /// idempotent replays, and whether it is a replay.
+    pub async fn request(
+        &self,
+        user_id: &str,
+        req: AiRequest,
+        idem: Option<IdemKey>,
+    ) -> Result<(serde_json::Value, bool), BrokerError> {
+        let route = self.route(&req)?;
+        let Some(best) = route.ranking.first() else { return Err(BrokerError::NotFound("provider")) };
+        let plan = best.plan.clone();
+        let request_id = new_id("req");
+        let now = now_ms();
+        let reserve = Reserve {
+            request_id: request_id.clone(),
+            provider: plan.provider.clone(),
+            amount: plan.quote,
+            idem: idem.clone(),
+            now,
+        };
+        let hold_id = match self.inner.wallets.reserve(user_id, reserve).await? {
+            Reserved::Held { hold_id } => hold_id,
+            Reserved::Replay(v) => return Ok((v, true)),
+            Reserved::Wait(rx) => {
+                let v = rx.await.map_err(|_| BrokerError::Unavailable("the original request did not finish".into()))?;
+                return Ok((v, true));
+            }
+        };
+        // From here money is held: the rest runs detached so a client that
+        // goes away cannot stop the settle.
+        let this = self.clone();
+        let user_id = user_id.to_string();
+        let run = Held { user_id, req, plan, route_text: route.explanation, request_id, hold_id, idem, created_at: now };
+        let task = actix_rt::spawn(async move { this.run_held(run).await });
+        let outcome = task.await.map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))??;
+        Ok((outcome, false))
+    }
+
+    async fn run_held(&self, h: Held) -> Result<serde_json::Value, BrokerError> {
+        let started = Instant::now();
+        let provider = self.provider(&h.plan.provider)?.clone();
+        let call = CallRequest { request_id: h.request_id.clone(), model: h.req.model.clone(), prompt: h.req.prompt.clone(), plan: h.plan.clone() };
+        let result = provider.call(call).await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let mut outcome = RequestOutcome {
+            request_id: h.request_id.clone(),
+            status: RequestStatus::Succeeded,
+            response: None,
+            model: h.req.model.clone(),
+            provider: h.plan.provider.clone(),
+            usage: Usage::default(),
+            quote: h.plan.quote,
+            cost: Credits::ZERO,
+            balance: Credits::ZERO,
+            available: Credits::ZERO,
+            route: h.route_text.clone(),
+            error_code: None,
+            error: None,
+            retry_after_secs: None,
+            latency_ms,
+            created_at: h.created_at,
+        };
+        let action = match result {
+            Ok(r) => match provider.config.rates.cost(&r.usage, h.plan.size.as_deref()) {
+                Ok(cost) => {
+                    outcome.usage = r.usage;
+                    outcome.response = Some(r.output);
+                    Outcome::Charge(cost)
+                }
+                Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
+            },
+            Err(CallError::Overloaded { retry_after_secs, .. }) => {
+                fail(&mut outcome, "provider_overloaded", format!("provider {} is overloaded", h.plan.provider), Some(retry_after_secs))
+            }
+            Err(e @ CallError::Upstream { .. }) => fail(&mut outcome, "provider_error", e.to_string(), None),
+            Err(e @ CallError::Unavailable(_)) => fail(&mut outcome, "provider_unavailable", e.to_string(), None),
+        };
+        let record = RequestRecord {
+            id: h.request_id.clone(),
+            user_id: h.user_id.clone(),
+            model: h.req.model.clone(),
+            modality: h.plan.modality,
+            provider: h.plan.provider.clone(),
+            status: outcome.status,
+            prompt_preview: h.req.prompt.chars().take(200).collect(),
+            response: outcome.response.as_ref().map(|r| r.chars().take(2000).collect()),
+            usage: outcome.usage,
+            quote: h.plan.quote,
+            cost: Credits::ZERO,
+            shortfall: Credits::ZERO,
+            error: outcome.error.clone(),
+            route: h.route_text.clone(),
+            created_at: h.created_at,
+            latency_ms,
+        };
+        // The wallet fills in cost and balance; serialise once it has, so the
+        // stored replay and the live answer are byte for byte the same.
+        let idem = match &h.idem {
+            Some(k) => Some((k.key.clone(), k.body_hash, to_json(&outcome)?)),
+            None => None,
+        };
+        let finish = Finish { hold_id: h.hold_id, outcome: action, record: Box::new(record), idem, now: now_ms() };
+        let finished = self.inner.wallets.finish(&h.user_id, finish).await?;
+        outcome.cost = finished.charged;
+        outcome.balance = finished.balance;
+        outcome.available = finished.available;
+        to_json(&outcome)
+    }
+
+    /// A user's requests, newest first.
+    pub async fn requests(&self, user_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RequestRecord>, BrokerError> {
+        let before = match cursor {
+            Some(c) => Some(parse_request_cursor(c)?),
+            None => None,
+        };
+        let (store, id) = (self.inner.store.clone(), user_id.to_string());
+        let items = blocking(move || store.requests_page(&id, before.as_ref(), limit)).await?;
+        let next_cursor = (items.len() == limit).then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id))).flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// One request, only if it belongs to `user_id` (or the caller is admin).
+    pub async fn request_record(&self, who: &Principal, id: &str) -> Result<RequestRecord, BrokerError> {
+        let (store, rid) = (self.inner.store.clone(), id.to_string());
+        let rec = blocking(move || store.request(&rid)).await?;
+        match rec {
+            Some(r) if who.is_admin() || r.user_id == who.user_id => Ok(r),
+            _ => Err(BrokerError::NotFound("request")),
+        }
+    }
+
+    /// A user's ledger entries, newest first.
+    pub async fn transactions(&self, user_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<LedgerEntry>, BrokerError> {
+        let before = match cursor {
+            Some(c) => Some(c.parse::<u64>().map_err(|_| BrokerError::BadInput("`cursor` is not a cursor this API gave".into()))?),
+            None => None,
+        };
+        let (store, id) = (self.inner.store.clone(), user_id.to_string());
+        let items = blocking(move || store.transactions_page(&id, before, limit)).await?;
+        let next_cursor = (items.len() == limit).then(|| items.last().map(|e| e.seq.to_string())).flatten();
+        Ok(Page { items, next_cursor })
+    }
+
+    /// Totals from the rollups (never a scan of requests), with the latest
+    /// requests and transactions. `None`: across all users.
+    pub async fn analytics(&self, user_id: Option<&str>, recent: usize) -> Result<Analytics, BrokerError> {
+        let store = self.inner.store.clone();
+        let uid = user_id.map(str::to_string);
+        blocking(move || {
+            let key = uid.as_deref().unwrap_or("");
+            let rollups = store.rollups(key, 0)?;
+            let summary = summarize(rollups.iter().map(|(p, _, r)| (p.as_str(), r)));
+            let (recent_requests, recent_transactions) = match &uid {
+                Some(u) => (store.requests_page(u, None, recent)?, store.transactions_page(u, None, recent)?),
+                None => (Vec::new(), Vec::new()),
+            };
+            let success_rate =
+                if summary.total_requests == 0 { 0.0 } else { summary.total_successes as f64 / summary.total_requests as f64 };
+            Ok(Analytics { user_id: uid, summary, success_rate, recent_requests, recent_transactions })
+        })
+        .await
+    }
+
+    pub fn providers(&self) -> Vec<ProviderView> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.inner
+            .providers
+            .iter()
+            .map(|h| {
+                let c = &h.config;
+                let health = h.stats.health();
+                ProviderView {
+                    name: c.name.clone(),
+                    modality: c.modality,
+                    models: c.models.clone(),
+                    region: c.region,
+                    quality: c.quality,
+                    rates: c.rates.clone(),
+                    up: health.available,
+                    health,
+                    queued: h.stats.queued.load(Relaxed),
+                    in_flight: h.stats.in_flight.load(Relaxed),
+                    calls: h.stats.calls.load(Relaxed),
+                    failures: h.stats.failures.load(Relaxed),
+                    rejected: h.stats.rejected.load(Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Wallet actors alive and writes queued, for status and metrics.
+    pub fn runtime_figures(&self) -> (usize, usize) {
+        (self.inner.wallets.alive(), self.inner.persist.depth())
+    }
+
+    pub fn persistence_stats(&self) -> &crate::persistence::PersistenceStats {
+        &self.inner.persist.stats
+    }
+}
+
+/// A request that holds money, on its way to the provider.
+struct Held {
+    user_id: String,
+    req: AiRequest,
+    plan: Plan,
+    route_text: String,
+    request_id: String,
+    hold_id: u64,
+    idem: Option<IdemKey>,
+    created_at: Millis,
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, BrokerError> {
+    serde_json::to_value(v).map_err(|e| BrokerError::Unavailable(e.to_string()))
+}
+
+fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {
+    o.status = RequestStatus::Failed;
+    o.error_code = Some(code.to_string());
+    o.error = Some(message.clone());
+    o.retry_after_secs = retry_after;
+    Outcome::Release(message)
+}
+
+fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {
+    let bad = || BrokerError::BadInput("`cursor` is not a cursor this API gave".into());
+    let (at, id) = c.split_once('.').ok_or_else(bad)?;
+    Ok(RequestCursor { created_at: at.parse().map_err(|_| bad())?, id: id.to_string() })
+}
+
+/// Makes sure an admin key exists. With `given`, that key is (re)registered;
+/// otherwise, on first start, a new key is made and returned.
+fn ensure_admin(store: &Store, given: Option<&str>, now: Millis) -> Result<Option<String>, BrokerError> {
+    let admin = User { id: ADMIN_ID.into(), name: "admin".into(), email: "admin@localhost".into(), role: Role::Admin, created_at: now };
+    let mut ops = Vec::new();
+    if store.user(ADMIN_ID)?.is_none() {
+        ops.push(WriteOp::PutUser(admin));
+    }
+    let mut made = None;
+    let key = match given {
+        Some(k) if k.len() < 16 => return Err(BrokerError::BadInput("ONEFLOW_ADMIN_KEY must be at least 16 characters".into())),
+        Some(k) => Some(k.to_string()),
+        None if store.has_admin_key()? => None,
+        None => {
+            let k = api_key().ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
+            made = Some(k.clone());
+            Some(k)
+        }
+    };
+    if let Some(k) = key {
+        let hash = key_hash(&k);
+        if store.api_key(&hash)?.is_none() {
+            let prefix = k.chars().take(10).collect();
+            ops.push(WriteOp::PutKey { hash, record: ApiKeyRecord { user_id: ADMIN_ID.into(), role: Role::Admin, prefix, created_at: now } });
+        }
+    }
+    if !ops.is_empty() {
+        store.commit(ops)?;
+    }
+    Ok(made)
+}

@@ -1,0 +1,52 @@
+//! Identifiers, secrets and the wall clock, made in one place.
+
+use sha2::{Digest, Sha256};
+
+use oneflow::time::Millis;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    // The OS random source failing is unrecoverable for key generation; fall
+    // back to a time-derived value only for ids, never for keys (see `api_key`).
+    if getrandom::fill(&mut buf).is_err() {
+        let t = now_ms().to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = t[i % t.len()] ^ (i as u8);
+        }
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new id with a type prefix, e.g. `req_…`, `usr_…`: 96 random bits.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", random_hex(12))
+}
+
+/// A new API key: `of_` and 256 random bits. `None` when the OS has no
+/// randomness to give, which must stop key creation rather than weaken it.
+pub fn api_key() -> Option<String> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf).ok()?;
+    Some(format!("of_{}", buf.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// What is stored of a key: its SHA-256. Keys have 256 random bits, so a
+/// plain hash (no salt, no slow KDF) is enough to make the table useless to a
+/// thief.
+pub fn key_hash(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Hash of a request body, to tell a true idempotent repeat from a reuse of
+/// the key with other content.
+pub fn body_hash(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}

@@ -1,0 +1,435 @@
+//! The redb file: table layout, typed reads, and applying a batch of writes
+//! in one transaction. Only the persistence thread writes; anyone may read
+//! (redb readers never block the writer).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use oneflow::budget::BudgetConfig;
+use oneflow::ledger::{Hold, LedgerEntry, Wallet};
+use oneflow::records::{RequestRecord, RequestStatus, Rollup};
+use oneflow::time::{Millis, hour_start};
+
+/// Bumped when the file format changes incompatibly.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const API_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_keys");
+const WALLETS: TableDefinition<&str, &[u8]> = TableDefinition::new("wallets");
+const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budget_configs");
+const PROVIDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("provider_configs");
+/// (user, created_at, request id): history pages by key range, newest first.
+const REQUESTS: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("requests");
+/// request id -> (user, created_at): finds one request without a scan.
+const REQUEST_INDEX: TableDefinition<&str, (&str, u64)> = TableDefinition::new("request_index");
+/// (user, seq): the append-only ledger.
+const TRANSACTIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("transactions");
+/// (user, hold id): holds open right now; what a crash leaves here is released.
+const HOLDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("holds");
+/// (user or "" for all users, provider, hour start).
+const ROLLUPS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("rollups");
+/// (user, key): the finished result of an idempotent request.
+const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
+
+/// A storage failure: always our fault, never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Db(#[from] redb::Error),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the data file has schema version {found}, this build reads {SCHEMA_VERSION}")]
+    Schema { found: u64 },
+    #[error("the persistence queue is closed")]
+    Closed,
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { StoreError::Db(e.into()) } })*};
+}
+db_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+
+/// Who may do what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// An account. Money lives in its wallet, not here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub created_at: Millis,
+}
+
+/// What is kept of an API key: never the key itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub user_id: String,
+    pub role: Role,
+    /// The first characters, so people can tell keys apart.
+    pub prefix: String,
+    pub created_at: Millis,
+}
+
+/// The stored result of an idempotent request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub body_hash: [u8; 32],
+    pub result: serde_json::Value,
+}
+
+/// One change to the database; a batch of them commits atomically.
+#[derive(Debug)]
+pub enum WriteOp {
+    PutUser(User),
+    PutKey { hash: [u8; 32], record: ApiKeyRecord },
+    /// A wallet snapshot, serialised by the wallet so the order of
+    /// snapshots is the order of its operations.
+    PutWallet { user_id: String, bytes: Vec<u8> },
+    PutBudget { user_id: String, budget: BudgetConfig },
+    PutProvider { name: String, config: serde_json::Value },
+    AppendEntry(LedgerEntry),
+    PutHold(Hold),
+    DeleteHold { user_id: String, id: u64 },
+    /// Stores a finished request and adds it to the user's and the global
+    /// rollups.
+    PutRequest(Box<RequestRecord>),
+    PutIdempotency { user_id: String, key: String, record: IdempotencyRecord },
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Where to resume a newest-first page of requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestCursor {
+    pub created_at: u64,
+    pub id: String,
+}
+
+/// What start-up recovery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    pub holds_released: usize,
+    pub requests_interrupted: usize,
+}
+
+/// The database, shared by readers and the one writer.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens or creates the file and checks its schema version.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::create(path)?;
+        let store = Store { db: Arc::new(db) };
+        store.init()?;
+        Ok(store)
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| dec::<u64>(v.value())).transpose()?;
+            match found {
+                Some(v) if v != SCHEMA_VERSION => return Err(StoreError::Schema { found: v }),
+                Some(_) => {}
+                None => {
+                    meta.insert("schema_version", enc(&SCHEMA_VERSION)?.as_slice())?;
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            txn.open_table(USERS)?;
+            txn.open_table(API_KEYS)?;
+            txn.open_table(WALLETS)?;
+            txn.open_table(BUDGETS)?;
+            txn.open_table(PROVIDERS)?;
+            txn.open_table(REQUESTS)?;
+            txn.open_table(REQUEST_INDEX)?;
+            txn.open_table(TRANSACTIONS)?;
+            txn.open_table(HOLDS)?;
+            txn.open_table(ROLLUPS)?;
+            txn.open_table(IDEMPOTENCY)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Commits `ops` in one durable transaction.
+    pub fn commit(&self, ops: impl IntoIterator<Item = WriteOp>) -> Result<(), StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        for op in ops {
+            apply(&txn, op)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Releases holds a crash left open and marks their requests
+    /// interrupted, in one transaction, before anything else runs.
+    pub fn recover(&self, now: Millis) -> Result<Recovery, StoreError> {
+        let holds: Vec<Hold> = {
+            let r = self.db.begin_read()?;
+            let t = r.open_table(HOLDS)?;
+            let mut v = Vec::new();
+            for row in t.iter()? {
+                let (_, val) = row?;
+                v.push(dec(val.value())?);
+            }
+            v
+        };
+        let mut report = Recovery::default();
+        if holds.is_empty() {
+            return Ok(report);
+        }
+        let mut ops = Vec::new();
+        let mut wallets: std::collections::BTreeMap<String, Wallet> = Default::default();
+        for h in holds {
+            let w = match wallets.entry(h.user_id.clone()) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let w = self.wallet(&h.user_id)?.unwrap_or_else(|| Wallet::new(h.user_id.clone()));
+                    v.insert(w)
+                }
+            };
+            w.holds.insert(h.id, h.clone());
+            let entry = w
+                .release(h.id, Some("released on restart: the broker stopped during the request"), now)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            ops.push(WriteOp::AppendEntry(entry));
+            ops.push(WriteOp::DeleteHold { user_id: h.user_id.clone(), id: h.id });
+            report.holds_released += 1;
+            if let Some(pending) = self.pending_request(&h)? {
+                ops.push(WriteOp::PutRequest(Box::new(pending)));
+                report.requests_interrupted += 1;
+            }
+        }
+        for (user_id, w) in wallets {
+            ops.push(WriteOp::PutWallet { user_id, bytes: enc(&w)? });
+        }
+        self.commit(ops)?;
+        Ok(report)
+    }
+
+    /// The interrupted-request record for an orphaned hold, unless the request
+    /// was already recorded.
+    fn pending_request(&self, h: &Hold) -> Result<Option<RequestRecord>, StoreError> {
+        if self.request(&h.request_id)?.is_some() {
+            return Ok(None);
+        }
+        // The provider's stored config says what modality it served.
+        let provider: Option<serde_json::Value> = self.get(PROVIDERS, h.provider.as_str())?;
+        let modality = provider
+            .and_then(|p| serde_json::from_value(p.get("modality")?.clone()).ok())
+            .unwrap_or(oneflow::pricing::Modality::Text);
+        Ok(Some(RequestRecord {
+            id: h.request_id.clone(),
+            user_id: h.user_id.clone(),
+            model: h.provider.clone(),
+            modality,
+            provider: h.provider.clone(),
+            status: RequestStatus::Interrupted,
+            prompt_preview: String::new(),
+            response: None,
+            usage: Default::default(),
+            quote: h.amount,
+            cost: Default::default(),
+            shortfall: Default::default(),
+            error: Some("interrupted: the broker stopped before the request finished; its hold was released".into()),
+            route: String::new(),
+            created_at: h.at,
+            latency_ms: 0,
+        }))
+    }
+
+    fn get<K: redb::Key + 'static, T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<K, &[u8]>,
+        key: K::SelfType<'_>,
+    ) -> Result<Option<T>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(def)?;
+        let v = t.get(key)?;
+        v.map(|v| dec(v.value())).transpose()
+    }
+
+    pub fn user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        self.get(USERS, id)
+    }
+
+    pub fn users(&self) -> Result<Vec<User>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(USERS)?;
+        let mut v = Vec::new();
+        for row in t.iter()? {
+            v.push(dec(row?.1.value())?);
+        }
+        Ok(v)
+    }
+
+    pub fn api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.get(API_KEYS, hash.as_slice())
+    }
+
+    pub fn has_admin_key(&self) -> Result<bool, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(API_KEYS)?;
+        for row in t.iter()? {
+            if dec::<ApiKeyRecord>(row?.1.value())?.role == Role::Admin {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// A user's wallet snapshot with its budget, if the user has one.
+    pub fn wallet(&self, user_id: &str) -> Result<Option<Wallet>, StoreError> {
+        let w: Option<Wallet> = self.get(WALLETS, user_id)?;
+        let budget = self.budget(user_id)?;
+        Ok(w.map(|mut w| {
+            w.budget = budget;
+            w
+        }))
+    }
+
+    pub fn budget(&self, user_id: &str) -> Result<BudgetConfig, StoreError> {
+        Ok(self.get(BUDGETS, user_id)?.unwrap_or_default())
+    }
+
+    pub fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let r = self.db.begin_read()?;
+        let idx = r.open_table(REQUEST_INDEX)?;
+        let Some(loc) = idx.get(id)? else { return Ok(None) };
+        let (user, at) = loc.value();
+        let t = r.open_table(REQUESTS)?;
+        let v = t.get((user, at, id))?;
+        v.map(|v| dec(v.value())).transpose()
+    }
+
+    /// Up to `limit` of a user's requests, newest first, older than `before`.
+    pub fn requests_page(
+        &self,
+        user_id: &str,
+        before: Option<&RequestCursor>,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(REQUESTS)?;
+        let lo = (user_id, 0u64, "");
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let rows = match before {
+            Some(c) => t.range(lo..(user_id, c.created_at, c.id.as_str()))?,
+            None => t.range(lo..(user_id, u64::MAX, ""))?,
+        };
+        for row in rows.rev().take(limit) {
+            out.push(dec(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` of a user's ledger entries, newest first, below `before`.
+    pub fn transactions_page(&self, user_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(TRANSACTIONS)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for row in t.range((user_id, 0u64)..(user_id, before.unwrap_or(u64::MAX)))?.rev().take(limit) {
+            out.push(dec(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Rollups of one user ("" for all users) from `since` on, as
+    /// (provider, hour, rollup).
+    pub fn rollups(&self, user_id: &str, since: Millis) -> Result<Vec<(String, u64, Rollup)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(ROLLUPS)?;
+        let since = u64::try_from(since).unwrap_or(0);
+        let mut out = Vec::new();
+        for row in t.range((user_id, "", 0u64)..)? {
+            let (k, v) = row?;
+            let (u, provider, hour) = k.value();
+            if u != user_id {
+                break;
+            }
+            if hour >= since {
+                out.push((provider.to_string(), hour, dec(v.value())?));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn idempotency(&self, user_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.get(IDEMPOTENCY, (user_id, key))
+    }
+}
+
+fn apply(txn: &WriteTransaction, op: WriteOp) -> Result<(), StoreError> {
+    match op {
+        WriteOp::PutUser(u) => {
+            txn.open_table(USERS)?.insert(u.id.as_str(), enc(&u)?.as_slice())?;
+        }
+        WriteOp::PutKey { hash, record } => {
+            txn.open_table(API_KEYS)?.insert(hash.as_slice(), enc(&record)?.as_slice())?;
+        }
+        WriteOp::PutWallet { user_id, bytes } => {
+            txn.open_table(WALLETS)?.insert(user_id.as_str(), bytes.as_slice())?;
+        }
+        WriteOp::PutBudget { user_id, budget } => {
+            txn.open_table(BUDGETS)?.insert(user_id.as_str(), enc(&budget)?.as_slice())?;
+        }
+        WriteOp::PutProvider { name, config } => {
+            txn.open_table(PROVIDERS)?.insert(name.as_str(), enc(&config)?.as_slice())?;
+        }
+        WriteOp::AppendEntry(e) => {
+            txn.open_table(TRANSACTIONS)?.insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
+        }
+        WriteOp::PutHold(h) => {
+            txn.open_table(HOLDS)?.insert((h.user_id.as_str(), h.id), enc(&h)?.as_slice())?;
+        }
+        WriteOp::DeleteHold { user_id, id } => {
+            txn.open_table(HOLDS)?.remove((user_id.as_str(), id))?;
+        }
+        WriteOp::PutRequest(r) => {
+            let at = u64::try_from(r.created_at).unwrap_or(0);
+            txn.open_table(REQUESTS)?.insert((r.user_id.as_str(), at, r.id.as_str()), enc(&*r)?.as_slice())?;
+            txn.open_table(REQUEST_INDEX)?.insert(r.id.as_str(), (r.user_id.as_str(), at))?;
+            let hour = u64::try_from(hour_start(r.created_at)).unwrap_or(0);
+            let delta = Rollup::of(&r);
+            let mut t = txn.open_table(ROLLUPS)?;
+            for user in [r.user_id.as_str(), ""] {
+                let key = (user, r.provider.as_str(), hour);
+                let mut cur: Rollup = match t.get(key)? {
+                    Some(v) => dec(v.value())?,
+                    None => Rollup::default(),
+                };
+                cur.merge(&delta);
+                t.insert(key, enc(&cur)?.as_slice())?;
+            }
+        }
+        WriteOp::PutIdempotency { user_id, key, record } => {
+            txn.open_table(IDEMPOTENCY)?.insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+        }
+    }
+    Ok(())
+}
