@@ -26,7 +26,10 @@ use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::persistence::Persistence;
 use crate::provider::{CallError, CallRequest, ProviderHandle};
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
-use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, TopUp, WalletError, WalletSettings, WalletView, Wallets};
+use crate::wallet::{
+    Finish, IdemKey, Outcome, Reserve, Reserved, TopUp, WalletError, WalletSettings, WalletView,
+    Wallets,
+};
 
 /// Who is calling, from their API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -201,7 +204,9 @@ pub struct Broker {
     inner: Arc<Inner>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, BrokerError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| BrokerError::Unavailable(format!("storage task failed: {e}")))?
@@ -215,16 +220,26 @@ impl Broker {
     /// persistence thread, wallets and provider workers. Must run inside an
     /// actix system. Returns the admin key if one was made now (to print
     /// once).
-    pub fn start(config: Config, admin_key: Option<&str>) -> Result<(Broker, Option<String>), BrokerError> {
+    pub fn start(
+        config: Config,
+        admin_key: Option<&str>,
+    ) -> Result<(Broker, Option<String>), BrokerError> {
         let dir = Path::new(&config.server.data_dir);
-        std::fs::create_dir_all(dir).map_err(|e| BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+        })?;
         let store = Store::open(&dir.join("oneflow.redb"))?;
         let now = now_ms();
         // Provider configs first, so recovery knows each provider's modality.
         let provider_ops = config
             .providers
             .iter()
-            .filter_map(|p| Some(WriteOp::PutProvider { name: p.name.clone(), config: serde_json::to_value(p).ok()? }))
+            .filter_map(|p| {
+                Some(WriteOp::PutProvider {
+                    name: p.name.clone(),
+                    config: serde_json::to_value(p).ok()?,
+                })
+            })
             .collect::<Vec<_>>();
         store.commit(provider_ops)?;
         let recovery = store.recover(now)?;
@@ -235,16 +250,42 @@ impl Broker {
             );
         }
         let new_admin_key = ensure_admin(&store, admin_key, now)?;
-        let persist = Persistence::start(store.clone(), config.persistence.queue, config.persistence.max_batch);
+        let persist = Persistence::start(
+            store.clone(),
+            config.persistence.queue,
+            config.persistence.max_batch,
+        );
         let settings = WalletSettings {
             idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
             mailbox: config.wallets.mailbox,
             idempotency_memory: config.wallets.idempotency_memory,
         };
-        let wallets = Wallets::start(store.clone(), persist.clone(), config.wallets.arbiters, settings);
-        let providers = config.providers.iter().cloned().map(ProviderHandle::start_configured).collect();
-        let inner = Inner { config, store, persist, wallets, providers, keys: DashMap::new() };
-        Ok((Broker { inner: Arc::new(inner) }, new_admin_key))
+        let wallets = Wallets::start(
+            store.clone(),
+            persist.clone(),
+            config.wallets.arbiters,
+            settings,
+        );
+        let providers = config
+            .providers
+            .iter()
+            .cloned()
+            .map(ProviderHandle::start_configured)
+            .collect();
+        let inner = Inner {
+            config,
+            store,
+            persist,
+            wallets,
+            providers,
+            keys: DashMap::new(),
+        };
+        Ok((
+            Broker {
+                inner: Arc::new(inner),
+            },
+            new_admin_key,
+        ))
     }
 
     pub fn config(&self) -> &Config {
@@ -265,7 +306,10 @@ impl Broker {
         let store = self.inner.store.clone();
         let rec = blocking(move || store.api_key(&hash)).await?;
         Ok(rec.map(|r| {
-            let p = Principal { user_id: r.user_id, role: r.role };
+            let p = Principal {
+                user_id: r.user_id,
+                role: r.role,
+            };
             self.inner.keys.insert(hash, p.clone());
             p
         }))
@@ -274,34 +318,83 @@ impl Broker {
     /// Creates a user with a key and, if given, an opening balance. The
     /// user and key are committed before the balance, and both before the
     /// answer.
-    pub async fn create_user(&self, name: String, email: String, initial_balance: Credits) -> Result<CreatedUser, BrokerError> {
+    pub async fn create_user(
+        &self,
+        name: String,
+        email: String,
+        initial_balance: Credits,
+    ) -> Result<CreatedUser, BrokerError> {
         let name = name.trim().to_string();
         let email = email.trim().to_string();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(BrokerError::BadInput("`name` must be 1 to 200 characters".into()));
+            return Err(BrokerError::BadInput(
+                "`name` must be 1 to 200 characters".into(),
+            ));
         }
-        if email.chars().count() > 320 || !email.contains('@') || email.starts_with('@') || email.ends_with('@') {
-            return Err(BrokerError::BadInput("`email` must be an email address".into()));
+        if email.chars().count() > 320
+            || !email.contains('@')
+            || email.starts_with('@')
+            || email.ends_with('@')
+        {
+            return Err(BrokerError::BadInput(
+                "`email` must be an email address".into(),
+            ));
         }
         if initial_balance.is_negative() {
-            return Err(BrokerError::BadInput("`initial_balance` must not be negative".into()));
+            return Err(BrokerError::BadInput(
+                "`initial_balance` must not be negative".into(),
+            ));
         }
         let now = now_ms();
-        let user = User { id: new_id("usr"), name, email, role: Role::User, created_at: now };
-        let key = api_key().ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
-        let record = ApiKeyRecord { user_id: user.id.clone(), role: Role::User, prefix: key[..10].to_string(), created_at: now };
+        let user = User {
+            id: new_id("usr"),
+            name,
+            email,
+            role: Role::User,
+            created_at: now,
+        };
+        let key = api_key()
+            .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
+        let record = ApiKeyRecord {
+            user_id: user.id.clone(),
+            role: Role::User,
+            prefix: key[..10].to_string(),
+            created_at: now,
+        };
         self.inner
             .persist
-            .write(vec![WriteOp::PutUser(user.clone()), WriteOp::PutKey { hash: key_hash(&key), record }])
+            .write(vec![
+                WriteOp::PutUser(user.clone()),
+                WriteOp::PutKey {
+                    hash: key_hash(&key),
+                    record,
+                },
+            ])
             .await
             .map_err(BrokerError::Store)?;
         let balance = if initial_balance > Credits::ZERO {
-            let top = TopUp { amount: initial_balance, note: Some("initial balance".into()), now };
-            self.inner.wallets.top_up(&user.id, top).await?.balance_after
+            let top = TopUp {
+                amount: initial_balance,
+                note: Some("initial balance".into()),
+                now,
+            };
+            self.inner
+                .wallets
+                .top_up(&user.id, top)
+                .await?
+                .balance_after
         } else {
             Credits::ZERO
         };
-        Ok(CreatedUser { id: user.id, name: user.name, email: user.email, role: user.role, api_key: key, balance, created_at: now })
+        Ok(CreatedUser {
+            id: user.id,
+            name: user.name,
+            email: user.email,
+            role: user.role,
+            api_key: key,
+            balance,
+            created_at: now,
+        })
     }
 
     pub async fn users(&self) -> Result<Vec<User>, BrokerError> {
@@ -312,27 +405,53 @@ impl Broker {
     async fn require_user(&self, user_id: &str) -> Result<User, BrokerError> {
         let store = self.inner.store.clone();
         let id = user_id.to_string();
-        blocking(move || store.user(&id)).await?.ok_or(BrokerError::NotFound("user"))
+        blocking(move || store.user(&id))
+            .await?
+            .ok_or(BrokerError::NotFound("user"))
     }
 
     /// Adds credits to a user's wallet (committed before the answer).
-    pub async fn add_credits(&self, user_id: &str, amount: Credits, note: Option<String>) -> Result<LedgerEntry, BrokerError> {
+    pub async fn add_credits(
+        &self,
+        user_id: &str,
+        amount: Credits,
+        note: Option<String>,
+    ) -> Result<LedgerEntry, BrokerError> {
         if amount <= Credits::ZERO {
-            return Err(BrokerError::BadInput("`amount` must be greater than zero".into()));
+            return Err(BrokerError::BadInput(
+                "`amount` must be greater than zero".into(),
+            ));
         }
         self.require_user(user_id).await?;
-        Ok(self.inner.wallets.top_up(user_id, TopUp { amount, note, now: now_ms() }).await?)
+        Ok(self
+            .inner
+            .wallets
+            .top_up(
+                user_id,
+                TopUp {
+                    amount,
+                    note,
+                    now: now_ms(),
+                },
+            )
+            .await?)
     }
 
     pub async fn wallet(&self, user_id: &str) -> Result<WalletView, BrokerError> {
         Ok(self.inner.wallets.view(user_id, now_ms()).await?)
     }
 
-    pub async fn set_budget(&self, user_id: &str, budget: BudgetConfig) -> Result<WalletView, BrokerError> {
+    pub async fn set_budget(
+        &self,
+        user_id: &str,
+        budget: BudgetConfig,
+    ) -> Result<WalletView, BrokerError> {
         budget.validate()?;
         for p in budget.per_provider.keys() {
             if !self.inner.providers.iter().any(|h| &h.config.name == p) {
-                return Err(BrokerError::BadInput(format!("unknown provider `{p}` in per_provider")));
+                return Err(BrokerError::BadInput(format!(
+                    "unknown provider `{p}` in per_provider"
+                )));
             }
         }
         self.inner.wallets.set_budget(user_id, budget).await?;
@@ -341,18 +460,29 @@ impl Broker {
 
     fn route(&self, req: &AiRequest) -> Result<Route, BrokerError> {
         req.validate(self.inner.config.server.max_prompt_chars)?;
-        let figures: Vec<_> = self.inner.providers.iter().map(|h| (h.config.as_ref(), h.stats.health())).collect();
+        let figures: Vec<_> = self
+            .inner
+            .providers
+            .iter()
+            .map(|h| (h.config.as_ref(), h.stats.health()))
+            .collect();
         Ok(choose(req, &figures, self.inner.config.routing.strategy)?)
     }
 
     fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
-        self.inner.providers.iter().find(|h| h.config.name == name).ok_or(BrokerError::NotFound("provider"))
+        self.inner
+            .providers
+            .iter()
+            .find(|h| h.config.name == name)
+            .ok_or(BrokerError::NotFound("provider"))
     }
 
     /// Prices a request without holding anything.
     pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
         let route = self.route(req)?;
-        let Some(best) = route.ranking.first() else { return Err(BrokerError::NotFound("provider")) };
+        let Some(best) = route.ranking.first() else {
+            return Err(BrokerError::NotFound("provider"));
+        };
         let view = self.wallet(user_id).await?;
         Ok(QuoteView {
             model: req.model.clone(),
@@ -375,7 +505,9 @@ impl Broker {
         idem: Option<IdemKey>,
     ) -> Result<(serde_json::Value, bool), BrokerError> {
         let route = self.route(&req)?;
-        let Some(best) = route.ranking.first() else { return Err(BrokerError::NotFound("provider")) };
+        let Some(best) = route.ranking.first() else {
+            return Err(BrokerError::NotFound("provider"));
+        };
         let plan = best.plan.clone();
         let request_id = new_id("req");
         let now = now_ms();
@@ -390,7 +522,9 @@ impl Broker {
             Reserved::Held { hold_id } => hold_id,
             Reserved::Replay(v) => return Ok((v, true)),
             Reserved::Wait(rx) => {
-                let v = rx.await.map_err(|_| BrokerError::Unavailable("the original request did not finish".into()))?;
+                let v = rx.await.map_err(|_| {
+                    BrokerError::Unavailable("the original request did not finish".into())
+                })?;
                 return Ok((v, true));
             }
         };
@@ -398,16 +532,32 @@ impl Broker {
         // goes away cannot stop the settle.
         let this = self.clone();
         let user_id = user_id.to_string();
-        let run = Held { user_id, req, plan, route_text: route.explanation, request_id, hold_id, idem, created_at: now };
+        let run = Held {
+            user_id,
+            req,
+            plan,
+            route_text: route.explanation,
+            request_id,
+            hold_id,
+            idem,
+            created_at: now,
+        };
         let task = actix_rt::spawn(async move { this.run_held(run).await });
-        let outcome = task.await.map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))??;
+        let outcome = task
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))??;
         Ok((outcome, false))
     }
 
     async fn run_held(&self, h: Held) -> Result<serde_json::Value, BrokerError> {
         let started = Instant::now();
         let provider = self.provider(&h.plan.provider)?.clone();
-        let call = CallRequest { request_id: h.request_id.clone(), model: h.req.model.clone(), prompt: h.req.prompt.clone(), plan: h.plan.clone() };
+        let call = CallRequest {
+            request_id: h.request_id.clone(),
+            model: h.req.model.clone(),
+            prompt: h.req.prompt.clone(),
+            plan: h.plan.clone(),
+        };
         let result = provider.call(call).await;
         let latency_ms = started.elapsed().as_millis() as u64;
         let mut outcome = RequestOutcome {
@@ -437,11 +587,20 @@ impl Broker {
                 }
                 Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
             },
-            Err(CallError::Overloaded { retry_after_secs, .. }) => {
-                fail(&mut outcome, "provider_overloaded", format!("provider {} is overloaded", h.plan.provider), Some(retry_after_secs))
+            Err(CallError::Overloaded {
+                retry_after_secs, ..
+            }) => fail(
+                &mut outcome,
+                "provider_overloaded",
+                format!("provider {} is overloaded", h.plan.provider),
+                Some(retry_after_secs),
+            ),
+            Err(e @ CallError::Upstream { .. }) => {
+                fail(&mut outcome, "provider_error", e.to_string(), None)
             }
-            Err(e @ CallError::Upstream { .. }) => fail(&mut outcome, "provider_error", e.to_string(), None),
-            Err(e @ CallError::Unavailable(_)) => fail(&mut outcome, "provider_unavailable", e.to_string(), None),
+            Err(e @ CallError::Unavailable(_)) => {
+                fail(&mut outcome, "provider_unavailable", e.to_string(), None)
+            }
         };
         let record = RequestRecord {
             id: h.request_id.clone(),
@@ -451,7 +610,10 @@ impl Broker {
             provider: h.plan.provider.clone(),
             status: outcome.status,
             prompt_preview: h.req.prompt.chars().take(200).collect(),
-            response: outcome.response.as_ref().map(|r| r.chars().take(2000).collect()),
+            response: outcome
+                .response
+                .as_ref()
+                .map(|r| r.chars().take(2000).collect()),
             usage: outcome.usage,
             quote: h.plan.quote,
             cost: Credits::ZERO,
@@ -467,7 +629,13 @@ impl Broker {
             Some(k) => Some((k.key.clone(), k.body_hash, to_json(&outcome)?)),
             None => None,
         };
-        let finish = Finish { hold_id: h.hold_id, outcome: action, record: Box::new(record), idem, now: now_ms() };
+        let finish = Finish {
+            hold_id: h.hold_id,
+            outcome: action,
+            record: Box::new(record),
+            idem,
+            now: now_ms(),
+        };
         let finished = self.inner.wallets.finish(&h.user_id, finish).await?;
         outcome.cost = finished.charged;
         outcome.balance = finished.balance;
@@ -476,19 +644,30 @@ impl Broker {
     }
 
     /// A user's requests, newest first.
-    pub async fn requests(&self, user_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<RequestRecord>, BrokerError> {
+    pub async fn requests(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RequestRecord>, BrokerError> {
         let before = match cursor {
             Some(c) => Some(parse_request_cursor(c)?),
             None => None,
         };
         let (store, id) = (self.inner.store.clone(), user_id.to_string());
         let items = blocking(move || store.requests_page(&id, before.as_ref(), limit)).await?;
-        let next_cursor = (items.len() == limit).then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id))).flatten();
+        let next_cursor = (items.len() == limit)
+            .then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id)))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 
     /// One request, only if it belongs to `user_id` (or the caller is admin).
-    pub async fn request_record(&self, who: &Principal, id: &str) -> Result<RequestRecord, BrokerError> {
+    pub async fn request_record(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<RequestRecord, BrokerError> {
         let (store, rid) = (self.inner.store.clone(), id.to_string());
         let rec = blocking(move || store.request(&rid)).await?;
         match rec {
@@ -498,20 +677,33 @@ impl Broker {
     }
 
     /// A user's ledger entries, newest first.
-    pub async fn transactions(&self, user_id: &str, cursor: Option<&str>, limit: usize) -> Result<Page<LedgerEntry>, BrokerError> {
+    pub async fn transactions(
+        &self,
+        user_id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<LedgerEntry>, BrokerError> {
         let before = match cursor {
-            Some(c) => Some(c.parse::<u64>().map_err(|_| BrokerError::BadInput("`cursor` is not a cursor this API gave".into()))?),
+            Some(c) => Some(c.parse::<u64>().map_err(|_| {
+                BrokerError::BadInput("`cursor` is not a cursor this API gave".into())
+            })?),
             None => None,
         };
         let (store, id) = (self.inner.store.clone(), user_id.to_string());
         let items = blocking(move || store.transactions_page(&id, before, limit)).await?;
-        let next_cursor = (items.len() == limit).then(|| items.last().map(|e| e.seq.to_string())).flatten();
+        let next_cursor = (items.len() == limit)
+            .then(|| items.last().map(|e| e.seq.to_string()))
+            .flatten();
         Ok(Page { items, next_cursor })
     }
 
     /// Totals from the rollups (never a scan of requests), with the latest
     /// requests and transactions. `None`: across all users.
-    pub async fn analytics(&self, user_id: Option<&str>, recent: usize) -> Result<Analytics, BrokerError> {
+    pub async fn analytics(
+        &self,
+        user_id: Option<&str>,
+        recent: usize,
+    ) -> Result<Analytics, BrokerError> {
         let store = self.inner.store.clone();
         let uid = user_id.map(str::to_string);
         blocking(move || {
@@ -519,12 +711,24 @@ impl Broker {
             let rollups = store.rollups(key, 0)?;
             let summary = summarize(rollups.iter().map(|(p, _, r)| (p.as_str(), r)));
             let (recent_requests, recent_transactions) = match &uid {
-                Some(u) => (store.requests_page(u, None, recent)?, store.transactions_page(u, None, recent)?),
+                Some(u) => (
+                    store.requests_page(u, None, recent)?,
+                    store.transactions_page(u, None, recent)?,
+                ),
                 None => (Vec::new(), Vec::new()),
             };
-            let success_rate =
-                if summary.total_requests == 0 { 0.0 } else { summary.total_successes as f64 / summary.total_requests as f64 };
-            Ok(Analytics { user_id: uid, summary, success_rate, recent_requests, recent_transactions })
+            let success_rate = if summary.total_requests == 0 {
+                0.0
+            } else {
+                summary.total_successes as f64 / summary.total_requests as f64
+            };
+            Ok(Analytics {
+                user_id: uid,
+                summary,
+                success_rate,
+                recent_requests,
+                recent_transactions,
+            })
         })
         .await
     }
@@ -593,24 +797,43 @@ fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option
 fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {
     let bad = || BrokerError::BadInput("`cursor` is not a cursor this API gave".into());
     let (at, id) = c.split_once('.').ok_or_else(bad)?;
-    Ok(RequestCursor { created_at: at.parse().map_err(|_| bad())?, id: id.to_string() })
+    Ok(RequestCursor {
+        created_at: at.parse().map_err(|_| bad())?,
+        id: id.to_string(),
+    })
 }
 
 /// Makes sure an admin key exists. With `given`, that key is (re)registered;
 /// otherwise, on first start, a new key is made and returned.
-fn ensure_admin(store: &Store, given: Option<&str>, now: Millis) -> Result<Option<String>, BrokerError> {
-    let admin = User { id: ADMIN_ID.into(), name: "admin".into(), email: "admin@localhost".into(), role: Role::Admin, created_at: now };
+fn ensure_admin(
+    store: &Store,
+    given: Option<&str>,
+    now: Millis,
+) -> Result<Option<String>, BrokerError> {
+    let admin = User {
+        id: ADMIN_ID.into(),
+        name: "admin".into(),
+        email: "admin@localhost".into(),
+        role: Role::Admin,
+        created_at: now,
+    };
     let mut ops = Vec::new();
     if store.user(ADMIN_ID)?.is_none() {
         ops.push(WriteOp::PutUser(admin));
     }
     let mut made = None;
     let key = match given {
-        Some(k) if k.len() < 16 => return Err(BrokerError::BadInput("ONEFLOW_ADMIN_KEY must be at least 16 characters".into())),
+        Some(k) if k.len() < 16 => {
+            return Err(BrokerError::BadInput(
+                "ONEFLOW_ADMIN_KEY must be at least 16 characters".into(),
+            ));
+        }
         Some(k) => Some(k.to_string()),
         None if store.has_admin_key()? => None,
         None => {
-            let k = api_key().ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
+            let k = api_key().ok_or_else(|| {
+                BrokerError::Unavailable("no randomness available for a key".into())
+            })?;
             made = Some(k.clone());
             Some(k)
         }
@@ -619,7 +842,15 @@ fn ensure_admin(store: &Store, given: Option<&str>, now: Millis) -> Result<Optio
         let hash = key_hash(&k);
         if store.api_key(&hash)?.is_none() {
             let prefix = k.chars().take(10).collect();
-            ops.push(WriteOp::PutKey { hash, record: ApiKeyRecord { user_id: ADMIN_ID.into(), role: Role::Admin, prefix, created_at: now } });
+            ops.push(WriteOp::PutKey {
+                hash,
+                record: ApiKeyRecord {
+                    user_id: ADMIN_ID.into(),
+                    role: Role::Admin,
+                    prefix,
+                    created_at: now,
+                },
+            });
         }
     }
     if !ops.is_empty() {

@@ -35,7 +35,10 @@ pub fn new_id(prefix: &str) -> String {
 pub fn api_key() -> Option<String> {
     let mut buf = [0u8; 32];
     getrandom::fill(&mut buf).ok()?;
-    Some(format!("of_{}", buf.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Some(format!(
+        "of_{}",
+        buf.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 /// What is stored of a key: its SHA-256. Keys have 256 random bits, so a

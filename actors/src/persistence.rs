@@ -72,19 +72,30 @@ impl Persistence {
             .name("oneflow-persistence".into())
             .spawn(move || run(store, rx, max_batch.max(1), s))
             .ok();
-        Persistence { tx, stats, thread: Arc::new(std::sync::Mutex::new(handle)) }
+        Persistence {
+            tx,
+            stats,
+            thread: Arc::new(std::sync::Mutex::new(handle)),
+        }
     }
 
     /// Reserves a slot now, for a write to be sent later.
     pub fn reserve(&self) -> Result<Slot, Busy> {
-        self.tx.clone().try_reserve_owned().map(Slot).map_err(|_| Busy)
+        self.tx
+            .clone()
+            .try_reserve_owned()
+            .map(Slot)
+            .map_err(|_| Busy)
     }
 
     /// Writes `ops` and waits until they are committed.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<(), Arc<StoreError>> {
         let (done, rx) = oneshot::channel();
         let slot = self.reserve().map_err(|_| Arc::new(StoreError::Closed))?;
-        slot.send(Job { ops, done: Some(done) });
+        slot.send(Job {
+            ops,
+            done: Some(done),
+        });
         rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
@@ -106,7 +117,9 @@ impl Persistence {
 fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<PersistenceStats>) {
     let mut stopping = false;
     while !stopping {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut jobs = Vec::new();
         let mut n = 0;
         let take = |m: Msg, jobs: &mut Vec<Job>, n: &mut usize| match m {
@@ -137,7 +150,9 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<P
         let result = store.commit(ops).map_err(Arc::new);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(n as u64, Ordering::Relaxed);
-        stats.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats
+            .commit_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             eprintln!("oneflow: commit of {n} writes failed: {e}");
         }

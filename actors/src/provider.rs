@@ -42,7 +42,10 @@ pub struct CallResult {
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CallError {
     #[error("provider {provider} is overloaded; retry after {retry_after_secs}s")]
-    Overloaded { provider: String, retry_after_secs: u64 },
+    Overloaded {
+        provider: String,
+        retry_after_secs: u64,
+    },
     #[error("provider {provider} failed: {message}")]
     Upstream { provider: String, message: String },
     #[error("provider {0} is unavailable")]
@@ -66,13 +69,20 @@ pub struct Simulated {
 
 impl Simulated {
     pub fn new(name: &str, settings: SimulatedSettings) -> Simulated {
-        Simulated { name: name.to_string(), settings, draws: AtomicU64::new(0) }
+        Simulated {
+            name: name.to_string(),
+            settings,
+            draws: AtomicU64::new(0),
+        }
     }
 
     /// SplitMix64 over (seed, call number): uniform in [0, 1).
     fn draw(&self) -> f64 {
         let n = self.draws.fetch_add(1, Ordering::Relaxed);
-        let mut z = self.settings.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut z = self
+            .settings
+            .seed
+            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -82,7 +92,9 @@ impl Simulated {
 
 fn fingerprint(s: &str) -> u64 {
     // FNV-1a: stable across builds, unlike the std hasher.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The simulated answer to `req`, without latency or failures.
@@ -98,19 +110,38 @@ pub fn simulate(req: &CallRequest) -> CallResult {
             out.extend(words.iter().rev().map(|w| w.to_string()));
             out.truncate(n);
             let output = out.join(" ");
-            let usage = Usage { input_tokens: count_words(&req.prompt), output_tokens: count_words(&output), ..Usage::default() };
+            let usage = Usage {
+                input_tokens: count_words(&req.prompt),
+                output_tokens: count_words(&output),
+                ..Usage::default()
+            };
             CallResult { output, usage }
         }
         Modality::Image => {
             let size = plan.size.clone().unwrap_or_default();
             let n = plan.max_usage.images;
-            let output = (0..n).map(|i| format!("sim://image/{id:016x}/{i}?size={size}")).collect::<Vec<_>>().join("\n");
-            CallResult { output, usage: Usage { images: n, ..Usage::default() } }
+            let output = (0..n)
+                .map(|i| format!("sim://image/{id:016x}/{i}?size={size}"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            CallResult {
+                output,
+                usage: Usage {
+                    images: n,
+                    ..Usage::default()
+                },
+            }
         }
         Modality::Audio | Modality::Video => {
             let s = plan.max_usage.seconds;
             let kind = plan.modality.name();
-            CallResult { output: format!("sim://{kind}/{id:016x}?seconds={s}"), usage: Usage { seconds: s, ..Usage::default() } }
+            CallResult {
+                output: format!("sim://{kind}/{id:016x}?seconds={s}"),
+                usage: Usage {
+                    seconds: s,
+                    ..Usage::default()
+                },
+            }
         }
     }
 }
@@ -125,7 +156,10 @@ impl Adapter for Simulated {
                 tokio::time::sleep(latency).await;
             }
             if fail {
-                return Err(CallError::Upstream { provider: name, message: "simulated failure".into() });
+                return Err(CallError::Upstream {
+                    provider: name,
+                    message: "simulated failure".into(),
+                });
             }
             Ok(simulate(&req))
         })
@@ -160,7 +194,11 @@ impl ProviderStats {
         }
         if let Ok(mut h) = self.health.lock() {
             let ms = latency.as_secs_f64() * 1000.0;
-            h.latency_ms = if h.latency_ms == 0.0 { ms } else { h.latency_ms + ALPHA * (ms - h.latency_ms) };
+            h.latency_ms = if h.latency_ms == 0.0 {
+                ms
+            } else {
+                h.latency_ms + ALPHA * (ms - h.latency_ms)
+            };
             h.success_rate += ALPHA * (if ok { 1.0 } else { 0.0 } - h.success_rate);
         }
     }
@@ -193,12 +231,24 @@ impl Actor for ProviderWorker {
 }
 
 impl ProviderWorker {
-    pub fn new(cfg: ProviderConfig, adapter: Arc<dyn Adapter>, stats: Arc<ProviderStats>) -> ProviderWorker {
+    pub fn new(
+        cfg: ProviderConfig,
+        adapter: Arc<dyn Adapter>,
+        stats: Arc<ProviderStats>,
+    ) -> ProviderWorker {
         let limiter = NonZeroU32::new(cfg.limits.requests_per_second).map(|rps| {
             let burst = NonZeroU32::new(cfg.limits.burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
         });
-        ProviderWorker { cfg, adapter, limiter, queue: VecDeque::new(), in_flight: 0, wake_pending: false, stats }
+        ProviderWorker {
+            cfg,
+            adapter,
+            limiter,
+            queue: VecDeque::new(),
+            in_flight: 0,
+            wake_pending: false,
+            stats,
+        }
     }
 
     /// Starts queued calls while the concurrency cap and the rate limit
@@ -218,18 +268,24 @@ impl ProviderWorker {
                     break;
                 }
             }
-            let Some(w) = self.queue.pop_front() else { break };
+            let Some(w) = self.queue.pop_front() else {
+                break;
+            };
             self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
             if w.reply.is_closed() {
                 continue;
             }
             self.in_flight += 1;
-            self.stats.in_flight.store(self.in_flight as usize, Ordering::Relaxed);
+            self.stats
+                .in_flight
+                .store(self.in_flight as usize, Ordering::Relaxed);
             let started = Instant::now();
             let call = self.adapter.call(w.req);
             ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
                 act.in_flight -= 1;
-                act.stats.in_flight.store(act.in_flight as usize, Ordering::Relaxed);
+                act.stats
+                    .in_flight
+                    .store(act.in_flight as usize, Ordering::Relaxed);
                 act.stats.record(res.is_ok(), started.elapsed());
                 let _ = w.reply.send(res);
                 act.pump(ctx);
@@ -250,7 +306,10 @@ impl Handler<Call> for ProviderWorker {
     fn handle(&mut self, m: Call, ctx: &mut Context<Self>) -> Self::Result {
         if self.queue.len() >= self.cfg.limits.queue as usize {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(CallError::Overloaded { provider: self.cfg.name.clone(), retry_after_secs: self.retry_after() });
+            return Err(CallError::Overloaded {
+                provider: self.cfg.name.clone(),
+                retry_after_secs: self.retry_after(),
+            });
         }
         let (reply, rx) = oneshot::channel();
         self.queue.push_back(Waiting { req: m.0, reply });
@@ -285,13 +344,19 @@ impl ProviderHandle {
             ctx.set_mailbox_capacity(queue.max(16));
             worker
         });
-        ProviderHandle { config: Arc::new(cfg), addr, stats }
+        ProviderHandle {
+            config: Arc::new(cfg),
+            addr,
+            stats,
+        }
     }
 
     /// Starts the right adapter for `cfg`.
     pub fn start_configured(cfg: ProviderConfig) -> ProviderHandle {
         let adapter: Arc<dyn Adapter> = match cfg.kind {
-            oneflow::config::ProviderKind::Simulated => Arc::new(Simulated::new(&cfg.name, cfg.simulated.clone())),
+            oneflow::config::ProviderKind::Simulated => {
+                Arc::new(Simulated::new(&cfg.name, cfg.simulated.clone()))
+            }
         };
         ProviderHandle::start(cfg, adapter)
     }
@@ -303,6 +368,7 @@ impl ProviderHandle {
             .send(Call(req))
             .await
             .map_err(|_| CallError::Unavailable(self.config.name.clone()))??;
-        rx.await.map_err(|_| CallError::Unavailable(self.config.name.clone()))?
+        rx.await
+            .map_err(|_| CallError::Unavailable(self.config.name.clone()))?
     }
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use oneflow::budget::BudgetConfig;
 use oneflow::ledger::{Hold, LedgerEntry, Wallet};
@@ -52,7 +52,14 @@ pub enum StoreError {
 macro_rules! db_err {
     ($($t:ty),*) => {$(impl From<$t> for StoreError { fn from(e: $t) -> Self { StoreError::Db(e.into()) } })*};
 }
-db_err!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError, redb::SetDurabilityError);
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
 
 /// Who may do what.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,19 +100,38 @@ pub struct IdempotencyRecord {
 #[derive(Debug)]
 pub enum WriteOp {
     PutUser(User),
-    PutKey { hash: [u8; 32], record: ApiKeyRecord },
+    PutKey {
+        hash: [u8; 32],
+        record: ApiKeyRecord,
+    },
     /// A wallet snapshot, serialised by the wallet so the order of
     /// snapshots is the order of its operations.
-    PutWallet { user_id: String, bytes: Vec<u8> },
-    PutBudget { user_id: String, budget: BudgetConfig },
-    PutProvider { name: String, config: serde_json::Value },
+    PutWallet {
+        user_id: String,
+        bytes: Vec<u8>,
+    },
+    PutBudget {
+        user_id: String,
+        budget: BudgetConfig,
+    },
+    PutProvider {
+        name: String,
+        config: serde_json::Value,
+    },
     AppendEntry(LedgerEntry),
     PutHold(Hold),
-    DeleteHold { user_id: String, id: u64 },
+    DeleteHold {
+        user_id: String,
+        id: u64,
+    },
     /// Stores a finished request and adds it to the user's and the global
     /// rollups.
     PutRequest(Box<RequestRecord>),
-    PutIdempotency { user_id: String, key: String, record: IdempotencyRecord },
+    PutIdempotency {
+        user_id: String,
+        key: String,
+        record: IdempotencyRecord,
+    },
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -150,7 +176,10 @@ impl Store {
         txn.set_durability(redb::Durability::Immediate)?;
         {
             let mut meta = txn.open_table(META)?;
-            let found = meta.get("schema_version")?.map(|v| dec::<u64>(v.value())).transpose()?;
+            let found = meta
+                .get("schema_version")?
+                .map(|v| dec::<u64>(v.value()))
+                .transpose()?;
             match found {
                 Some(v) if v != SCHEMA_VERSION => return Err(StoreError::Schema { found: v }),
                 Some(_) => {}
@@ -209,16 +238,25 @@ impl Store {
             let w = match wallets.entry(h.user_id.clone()) {
                 std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
-                    let w = self.wallet(&h.user_id)?.unwrap_or_else(|| Wallet::new(h.user_id.clone()));
+                    let w = self
+                        .wallet(&h.user_id)?
+                        .unwrap_or_else(|| Wallet::new(h.user_id.clone()));
                     v.insert(w)
                 }
             };
             w.holds.insert(h.id, h.clone());
             let entry = w
-                .release(h.id, Some("released on restart: the broker stopped during the request"), now)
+                .release(
+                    h.id,
+                    Some("released on restart: the broker stopped during the request"),
+                    now,
+                )
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             ops.push(WriteOp::AppendEntry(entry));
-            ops.push(WriteOp::DeleteHold { user_id: h.user_id.clone(), id: h.id });
+            ops.push(WriteOp::DeleteHold {
+                user_id: h.user_id.clone(),
+                id: h.id,
+            });
             report.holds_released += 1;
             if let Some(pending) = self.pending_request(&h)? {
                 ops.push(WriteOp::PutRequest(Box::new(pending)));
@@ -226,7 +264,10 @@ impl Store {
             }
         }
         for (user_id, w) in wallets {
-            ops.push(WriteOp::PutWallet { user_id, bytes: enc(&w)? });
+            ops.push(WriteOp::PutWallet {
+                user_id,
+                bytes: enc(&w)?,
+            });
         }
         self.commit(ops)?;
         Ok(report)
@@ -320,7 +361,9 @@ impl Store {
     pub fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let r = self.db.begin_read()?;
         let idx = r.open_table(REQUEST_INDEX)?;
-        let Some(loc) = idx.get(id)? else { return Ok(None) };
+        let Some(loc) = idx.get(id)? else {
+            return Ok(None);
+        };
         let (user, at) = loc.value();
         let t = r.open_table(REQUESTS)?;
         let v = t.get((user, at, id))?;
@@ -349,11 +392,20 @@ impl Store {
     }
 
     /// Up to `limit` of a user's ledger entries, newest first, below `before`.
-    pub fn transactions_page(&self, user_id: &str, before: Option<u64>, limit: usize) -> Result<Vec<LedgerEntry>, StoreError> {
+    pub fn transactions_page(
+        &self,
+        user_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(TRANSACTIONS)?;
         let mut out = Vec::with_capacity(limit.min(1024));
-        for row in t.range((user_id, 0u64)..(user_id, before.unwrap_or(u64::MAX)))?.rev().take(limit) {
+        for row in t
+            .range((user_id, 0u64)..(user_id, before.unwrap_or(u64::MAX)))?
+            .rev()
+            .take(limit)
+        {
             out.push(dec(row?.1.value())?);
         }
         Ok(out)
@@ -361,7 +413,11 @@ impl Store {
 
     /// Rollups of one user ("" for all users) from `since` on, as
     /// (provider, hour, rollup).
-    pub fn rollups(&self, user_id: &str, since: Millis) -> Result<Vec<(String, u64, Rollup)>, StoreError> {
+    pub fn rollups(
+        &self,
+        user_id: &str,
+        since: Millis,
+    ) -> Result<Vec<(String, u64, Rollup)>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(ROLLUPS)?;
         let since = u64::try_from(since).unwrap_or(0);
@@ -379,7 +435,11 @@ impl Store {
         Ok(out)
     }
 
-    pub fn idempotency(&self, user_id: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    pub fn idempotency(
+        &self,
+        user_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.get(IDEMPOTENCY, (user_id, key))
     }
 }
@@ -387,33 +447,44 @@ impl Store {
 fn apply(txn: &WriteTransaction, op: WriteOp) -> Result<(), StoreError> {
     match op {
         WriteOp::PutUser(u) => {
-            txn.open_table(USERS)?.insert(u.id.as_str(), enc(&u)?.as_slice())?;
+            txn.open_table(USERS)?
+                .insert(u.id.as_str(), enc(&u)?.as_slice())?;
         }
         WriteOp::PutKey { hash, record } => {
-            txn.open_table(API_KEYS)?.insert(hash.as_slice(), enc(&record)?.as_slice())?;
+            txn.open_table(API_KEYS)?
+                .insert(hash.as_slice(), enc(&record)?.as_slice())?;
         }
         WriteOp::PutWallet { user_id, bytes } => {
-            txn.open_table(WALLETS)?.insert(user_id.as_str(), bytes.as_slice())?;
+            txn.open_table(WALLETS)?
+                .insert(user_id.as_str(), bytes.as_slice())?;
         }
         WriteOp::PutBudget { user_id, budget } => {
-            txn.open_table(BUDGETS)?.insert(user_id.as_str(), enc(&budget)?.as_slice())?;
+            txn.open_table(BUDGETS)?
+                .insert(user_id.as_str(), enc(&budget)?.as_slice())?;
         }
         WriteOp::PutProvider { name, config } => {
-            txn.open_table(PROVIDERS)?.insert(name.as_str(), enc(&config)?.as_slice())?;
+            txn.open_table(PROVIDERS)?
+                .insert(name.as_str(), enc(&config)?.as_slice())?;
         }
         WriteOp::AppendEntry(e) => {
-            txn.open_table(TRANSACTIONS)?.insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
+            txn.open_table(TRANSACTIONS)?
+                .insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
         }
         WriteOp::PutHold(h) => {
-            txn.open_table(HOLDS)?.insert((h.user_id.as_str(), h.id), enc(&h)?.as_slice())?;
+            txn.open_table(HOLDS)?
+                .insert((h.user_id.as_str(), h.id), enc(&h)?.as_slice())?;
         }
         WriteOp::DeleteHold { user_id, id } => {
             txn.open_table(HOLDS)?.remove((user_id.as_str(), id))?;
         }
         WriteOp::PutRequest(r) => {
             let at = u64::try_from(r.created_at).unwrap_or(0);
-            txn.open_table(REQUESTS)?.insert((r.user_id.as_str(), at, r.id.as_str()), enc(&*r)?.as_slice())?;
-            txn.open_table(REQUEST_INDEX)?.insert(r.id.as_str(), (r.user_id.as_str(), at))?;
+            txn.open_table(REQUESTS)?.insert(
+                (r.user_id.as_str(), at, r.id.as_str()),
+                enc(&*r)?.as_slice(),
+            )?;
+            txn.open_table(REQUEST_INDEX)?
+                .insert(r.id.as_str(), (r.user_id.as_str(), at))?;
             let hour = u64::try_from(hour_start(r.created_at)).unwrap_or(0);
             let delta = Rollup::of(&r);
             let mut t = txn.open_table(ROLLUPS)?;
@@ -427,8 +498,13 @@ fn apply(txn: &WriteTransaction, op: WriteOp) -> Result<(), StoreError> {
                 t.insert(key, enc(&cur)?.as_slice())?;
             }
         }
-        WriteOp::PutIdempotency { user_id, key, record } => {
-            txn.open_table(IDEMPOTENCY)?.insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+        WriteOp::PutIdempotency {
+            user_id,
+            key,
+            record,
+        } => {
+            txn.open_table(IDEMPOTENCY)?
+                .insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
         }
     }
     Ok(())

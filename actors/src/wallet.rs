@@ -152,8 +152,14 @@ pub enum WalletError {
 // ---- the actor ------------------------------------------------------------
 
 enum IdemState {
-    Pending { body_hash: [u8; 32], waiters: Vec<oneshot::Sender<serde_json::Value>> },
-    Done { body_hash: [u8; 32], result: serde_json::Value },
+    Pending {
+        body_hash: [u8; 32],
+        waiters: Vec<oneshot::Sender<serde_json::Value>>,
+    },
+    Done {
+        body_hash: [u8; 32],
+        result: serde_json::Value,
+    },
 }
 
 /// The owner of one user's money.
@@ -199,20 +205,25 @@ impl WalletActor {
         if self.store.user(&self.user_id)?.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.store.wallet(&self.user_id)?.unwrap_or_else(|| {
-            let mut w = Wallet::new(self.user_id.clone());
-            if let Ok(b) = self.store.budget(&self.user_id) {
-                w.budget = b;
-            }
-            w
-        })))
+        Ok(Some(self.store.wallet(&self.user_id)?.unwrap_or_else(
+            || {
+                let mut w = Wallet::new(self.user_id.clone());
+                if let Ok(b) = self.store.budget(&self.user_id) {
+                    w.budget = b;
+                }
+                w
+            },
+        )))
     }
 
     fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
         let busy = self.pending > 0
             || !self.slots.is_empty()
             || self.wallet.as_ref().is_some_and(|w| !w.holds.is_empty())
-            || self.idem.values().any(|s| matches!(s, IdemState::Pending { .. }));
+            || self
+                .idem
+                .values()
+                .any(|s| matches!(s, IdemState::Pending { .. }));
         if !busy && self.last_used.elapsed() >= self.idle_stop {
             self.leave(ctx);
         }
@@ -236,16 +247,26 @@ impl WalletActor {
 
     fn snapshot_op(&self) -> Option<WriteOp> {
         let w = self.wallet.as_ref()?;
-        serde_json::to_vec(w).ok().map(|bytes| WriteOp::PutWallet { user_id: self.user_id.clone(), bytes })
+        serde_json::to_vec(w).ok().map(|bytes| WriteOp::PutWallet {
+            user_id: self.user_id.clone(),
+            bytes,
+        })
     }
 
     /// Sends `ops` (plus a wallet snapshot) and returns a future that
     /// resolves after their commit. A failed commit leaves memory ahead of
     /// the file, so the actor then stops and the next use reloads.
-    fn commit(&mut self, slot: Slot, mut ops: Vec<WriteOp>) -> impl ActorFuture<Self, Output = Result<(), WalletError>> + use<> {
+    fn commit(
+        &mut self,
+        slot: Slot,
+        mut ops: Vec<WriteOp>,
+    ) -> impl ActorFuture<Self, Output = Result<(), WalletError>> + use<> {
         ops.extend(self.snapshot_op());
         let (done, rx) = oneshot::channel();
-        slot.send(Job { ops, done: Some(done) });
+        slot.send(Job {
+            ops,
+            done: Some(done),
+        });
         self.pending += 1;
         async move {
             match rx.await {
@@ -284,7 +305,10 @@ impl WalletActor {
             }
             None => {}
         }
-        let stored = self.store.idempotency(&self.user_id, &k.key).map_err(|e| WalletError::Store(Arc::new(e)))?;
+        let stored = self
+            .store
+            .idempotency(&self.user_id, &k.key)
+            .map_err(|e| WalletError::Store(Arc::new(e)))?;
         if let Some(rec) = stored {
             if rec.body_hash != k.body_hash {
                 return Err(WalletError::IdempotencyMismatch);
@@ -292,7 +316,13 @@ impl WalletActor {
             self.remember(k.key.clone(), rec.body_hash, rec.result.clone());
             return Ok(Some(Reserved::Replay(rec.result)));
         }
-        self.idem.insert(k.key.clone(), IdemState::Pending { body_hash: k.body_hash, waiters: Vec::new() });
+        self.idem.insert(
+            k.key.clone(),
+            IdemState::Pending {
+                body_hash: k.body_hash,
+                waiters: Vec::new(),
+            },
+        );
         Ok(None)
     }
 
@@ -303,7 +333,8 @@ impl WalletActor {
                 let _ = w.send(result.clone());
             }
         }
-        self.idem.insert(key.clone(), IdemState::Done { body_hash, result });
+        self.idem
+            .insert(key.clone(), IdemState::Done { body_hash, result });
         self.idem_done.push_back(key);
         while self.idem_done.len() > self.idem_memory {
             if let Some(old) = self.idem_done.pop_front() {
@@ -317,7 +348,8 @@ impl WalletActor {
     /// Forgets a pending key whose request never got a hold, so the client
     /// may retry it.
     fn unclaim(&mut self, key: &str) {
-        if matches!(self.idem.get(key), Some(IdemState::Pending { waiters, .. }) if waiters.is_empty()) {
+        if matches!(self.idem.get(key), Some(IdemState::Pending { waiters, .. }) if waiters.is_empty())
+        {
             self.idem.remove(key);
         }
     }
@@ -371,27 +403,50 @@ impl Handler<Finish> for WalletActor {
                     let s = w.settle(m.hold_id, *cost, m.now)?;
                     (s.entries, s.charged, s.shortfall)
                 }
-                Outcome::Release(note) => (vec![w.release(m.hold_id, Some(note), m.now)?], Credits::ZERO, Credits::ZERO),
+                Outcome::Release(note) => (
+                    vec![w.release(m.hold_id, Some(note), m.now)?],
+                    Credits::ZERO,
+                    Credits::ZERO,
+                ),
             };
-            let finished = Finished { charged, shortfall, balance: w.balance, available: w.available() };
+            let finished = Finished {
+                charged,
+                shortfall,
+                balance: w.balance,
+                available: w.available(),
+            };
             let mut record = m.record.clone();
             record.cost = charged;
             record.shortfall = shortfall;
             let mut ops: Vec<WriteOp> = entries.into_iter().map(WriteOp::AppendEntry).collect();
-            ops.push(WriteOp::DeleteHold { user_id: self.user_id.clone(), id: m.hold_id });
+            ops.push(WriteOp::DeleteHold {
+                user_id: self.user_id.clone(),
+                id: m.hold_id,
+            });
             ops.push(WriteOp::PutRequest(record));
             // The stored answer carries the figures only the wallet knows.
             let idem = m.idem.clone().map(|(key, body_hash, mut result)| {
                 if let Some(obj) = result.as_object_mut() {
-                    for (k, v) in [("cost", charged), ("balance", finished.balance), ("available", finished.available)] {
+                    for (k, v) in [
+                        ("cost", charged),
+                        ("balance", finished.balance),
+                        ("available", finished.available),
+                    ] {
                         obj.insert(k.into(), serde_json::to_value(v).unwrap_or_default());
                     }
                 }
                 (key, body_hash, result)
             });
             if let Some((key, body_hash, result)) = &idem {
-                let record = IdempotencyRecord { body_hash: *body_hash, result: result.clone() };
-                ops.push(WriteOp::PutIdempotency { user_id: self.user_id.clone(), key: key.clone(), record });
+                let record = IdempotencyRecord {
+                    body_hash: *body_hash,
+                    result: result.clone(),
+                };
+                ops.push(WriteOp::PutIdempotency {
+                    user_id: self.user_id.clone(),
+                    key: key.clone(),
+                    record,
+                });
             }
             let slot = match self.slots.remove(&m.hold_id) {
                 Some(s) => s,
@@ -425,7 +480,10 @@ impl Handler<TopUp> for WalletActor {
         match step {
             Ok((slot, entry)) => {
                 let ops = vec![WriteOp::AppendEntry(entry.clone())];
-                Box::pin(self.commit(slot, ops).map(move |res, _, _| res.map(|()| entry)))
+                Box::pin(
+                    self.commit(slot, ops)
+                        .map(move |res, _, _| res.map(|()| entry)),
+                )
             }
             Err(e) => Box::pin(actix::fut::ready(Err(e))),
         }
@@ -443,7 +501,10 @@ impl Handler<SetBudget> for WalletActor {
         })();
         match step {
             Ok(slot) => {
-                let ops = vec![WriteOp::PutBudget { user_id: self.user_id.clone(), budget: m.0 }];
+                let ops = vec![WriteOp::PutBudget {
+                    user_id: self.user_id.clone(),
+                    budget: m.0,
+                }];
                 Box::pin(self.commit(slot, ops))
             }
             Err(e) => Box::pin(actix::fut::ready(Err(e))),
@@ -510,9 +571,24 @@ pub struct Wallets {
 impl Wallets {
     /// Must run inside an actix system. Starts `arbiters` threads that the
     /// wallet actors are spread over.
-    pub fn start(store: Store, persist: Persistence, arbiters: usize, settings: WalletSettings) -> Wallets {
-        let arbiters = (0..arbiters.max(1)).map(|_| Arbiter::new().handle()).collect();
-        Wallets { inner: Arc::new(Inner { map: Arc::new(DashMap::new()), arbiters, store, persist, settings }) }
+    pub fn start(
+        store: Store,
+        persist: Persistence,
+        arbiters: usize,
+        settings: WalletSettings,
+    ) -> Wallets {
+        let arbiters = (0..arbiters.max(1))
+            .map(|_| Arbiter::new().handle())
+            .collect();
+        Wallets {
+            inner: Arc::new(Inner {
+                map: Arc::new(DashMap::new()),
+                arbiters,
+                store,
+                persist,
+                settings,
+            }),
+        }
     }
 
     /// Wallet actors alive now.
@@ -571,7 +647,9 @@ impl Wallets {
                 Err(MailboxError::Timeout) => return Err(WalletError::Busy),
             }
         }
-        Err(WalletError::Unavailable("wallet actor keeps stopping".into()))
+        Err(WalletError::Unavailable(
+            "wallet actor keeps stopping".into(),
+        ))
     }
 
     pub async fn reserve(&self, user_id: &str, m: Reserve) -> Result<Reserved, WalletError> {

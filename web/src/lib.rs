@@ -1,1 +1,113 @@
-pub fn x() {}
+//! OneFlow's HTTP layer: routes, authentication, errors, configuration
+//! loading, and the server both `main` and the tests start.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod settings;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+use oneflow::config::Config;
+use oneflow_actors::Broker;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Builds the HTTP app for `main` and the tests alike.
+pub fn create_app(
+    state: web::Data<AppState>,
+    max_body: usize,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(
+            web::JsonConfig::default()
+                .limit(max_body)
+                .error_handler(move |e, _| error::json_error(e, max_body)),
+        )
+        .app_data(web::PayloadConfig::default().limit(max_body))
+        .app_data(web::QueryConfig::default().error_handler(|e, _| error::query_error(e)))
+        .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e)))
+        .service(routes::status::health)
+        .service(routes::status::status)
+        .service(routes::request::quote)
+        .service(routes::request::request)
+        .service(routes::analytics::analytics)
+        .service(routes::budget::get_budget)
+        .service(routes::budget::put_budget)
+        .service(routes::credits::add)
+        .service(routes::providers::providers)
+        .service(routes::providers::config)
+        .service(routes::history::requests)
+        .service(routes::history::request)
+        .service(routes::history::transactions)
+        .service(routes::users::create)
+        .service(routes::users::list)
+        .default_service(web::to(|| async {
+            Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
+                "route".into(),
+            )))
+        }))
+}
+
+/// A started server: await `server` to run it, then call
+/// `broker.shutdown()` to commit what is queued.
+pub struct Started {
+    pub server: Server,
+    pub addr: SocketAddr,
+    pub broker: Broker,
+    /// A new admin key, made on first start; shown once.
+    pub admin_key: Option<String>,
+}
+
+/// Opens the store, recovers, starts the actors and binds the listener.
+/// Must run inside an actix system.
+pub fn start(config: Config, admin_key: Option<&str>) -> Result<Started, String> {
+    let (broker, new_key) = Broker::start(config.clone(), admin_key).map_err(|e| e.to_string())?;
+    let state = web::Data::new(AppState {
+        broker: broker.clone(),
+        started_at: Instant::now(),
+    });
+    let max_body = config.server.max_body_bytes;
+    let mut http = HttpServer::new(move || create_app(state.clone(), max_body))
+        .client_request_timeout(Duration::from_secs(
+            config.server.client_request_timeout_secs,
+        ))
+        .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        http = http.workers(config.server.workers);
+    }
+    let http = http
+        .bind(&config.server.bind)
+        .map_err(|e| format!("cannot bind {}: {e}", config.server.bind))?;
+    let addr = http.addrs().first().copied().ok_or("no address bound")?;
+    Ok(Started {
+        server: http.run(),
+        addr,
+        broker,
+        admin_key: new_key,
+    })
+}
+
+/// Runs until the server stops (SIGINT/SIGTERM or a handle's `stop`), then
+/// commits everything queued.
+pub async fn run(started: Started) -> std::io::Result<()> {
+    let result = started.server.await;
+    started.broker.shutdown().await;
+    result
+}

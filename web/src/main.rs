@@ -1,1 +1,77 @@
-fn main() {}
+//! The `oneflow` binary.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use oneflow_web::settings::{self, Overrides};
+
+#[derive(Parser)]
+#[command(name = "oneflow", version, about = "A self-hosted AI request broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (overrides config).
+        #[arg(long)]
+        bind: Option<String>,
+        /// Directory of the data file (overrides config).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// A TOML config file (default: ./oneflow.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            bind,
+            data_dir,
+            config,
+        } => serve(config, Overrides { bind, data_dir }),
+    }
+}
+
+fn serve(file: Option<PathBuf>, overrides: Overrides) -> std::process::ExitCode {
+    let config = match settings::load(file.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("oneflow: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let admin_key = std::env::var("ONEFLOW_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let system = actix_rt::System::new();
+    let result = system.block_on(async move {
+        let started = oneflow_web::start(config, admin_key.as_deref())?;
+        let mut out = std::io::stdout().lock();
+        if let Some(k) = &started.admin_key {
+            let _ = writeln!(
+                out,
+                "oneflow: created admin API key (shown once, keep it): {k}"
+            );
+        }
+        let _ = writeln!(out, "oneflow listening on http://{}", started.addr);
+        let _ = out.flush();
+        drop(out);
+        oneflow_web::run(started).await.map_err(|e| e.to_string())
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oneflow: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

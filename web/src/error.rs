@@ -1,0 +1,154 @@
+//! One error type for the HTTP layer, one JSON shape
+//! (`{"error": {"code", "message", ...}}`), and an exhaustive map from error
+//! to status. 5xx only for our own faults.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use oneflow::ledger::Refusal;
+use oneflow::request::RequestError;
+use oneflow_actors::BrokerError;
+
+/// What went wrong, as a client should see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("this endpoint is for administrators")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    UnknownModel(String),
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{message}")]
+    PaymentRequired { code: &'static str, message: String },
+    #[error("{0}")]
+    IdempotencyMismatch(String),
+    #[error("{message}")]
+    Overloaded {
+        code: &'static str,
+        message: String,
+        retry_after: u64,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable code clients and metrics use.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "invalid_request",
+            ApiError::UnknownModel(_) => "unknown_model",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::PaymentRequired { code, .. } => code,
+            ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
+            ApiError::Overloaded { code, .. } => code,
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::UnknownModel(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
+            ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Overloaded { code, .. } if *code == "provider_overloaded" => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::Overloaded { retry_after, .. } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+                res.insert_header((RETRY_AFTER, v));
+            }
+        }
+        res.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Invalid(RequestError::UnknownModel(m)) => {
+                ApiError::UnknownModel(format!("model `{m}` is unknown"))
+            }
+            BrokerError::Invalid(r) => ApiError::BadRequest(r.to_string()),
+            BrokerError::BadInput(m) => ApiError::BadRequest(m),
+            BrokerError::Refused(r) => match r {
+                Refusal::InsufficientBalance { .. } => ApiError::PaymentRequired {
+                    code: "insufficient_credits",
+                    message: r.to_string(),
+                },
+                Refusal::BudgetExceeded { .. } => ApiError::PaymentRequired {
+                    code: "budget_exceeded",
+                    message: r.to_string(),
+                },
+                Refusal::NotPositive | Refusal::WouldOverdraw => {
+                    ApiError::BadRequest(r.to_string())
+                }
+                Refusal::UnknownHold(_) => ApiError::Internal(r.to_string()),
+            },
+            BrokerError::IdempotencyMismatch => ApiError::IdempotencyMismatch(e.to_string()),
+            BrokerError::Busy => ApiError::Overloaded {
+                code: "overloaded",
+                message: e.to_string(),
+                retry_after: 1,
+            },
+            BrokerError::NotFound(what) => ApiError::NotFound(what.to_string()),
+            BrokerError::Conflict(m) => ApiError::Conflict(m),
+            BrokerError::Store(s) => ApiError::Internal(s.to_string()),
+            BrokerError::Unavailable(m) => ApiError::Unavailable(m),
+        }
+    }
+}
+
+/// JSON and query extraction errors in our shape, not actix's text.
+pub fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::OverflowKnownLength { .. } | J::Overflow { .. } => ApiError::PayloadTooLarge(limit),
+        J::ContentType => ApiError::BadRequest(
+            "send the body as JSON with `Content-Type: application/json`".into(),
+        ),
+        J::Deserialize(e) => ApiError::BadRequest(format!("invalid JSON body: {e}")),
+        other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+    };
+    api.into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+pub fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid path: {err}")).into()
+}

@@ -1,0 +1,37 @@
+//! `POST /api/credits/add` (admin).
+
+use actix_web::{HttpResponse, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use oneflow::Credits;
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCredits {
+    pub user_id: String,
+    pub amount: Credits,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[post("/api/credits/add")]
+pub async fn add(
+    s: web::Data<AppState>,
+    _admin: AdminCaller,
+    body: web::Json<AddCredits>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let entry = s.broker.add_credits(&b.user_id, b.amount, b.note).await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": b.user_id,
+        "added": b.amount,
+        "balance": entry.balance_after,
+        "available": entry.available_after,
+        "transaction": entry,
+    })))
+}

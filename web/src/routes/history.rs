@@ -1,0 +1,66 @@
+//! `GET /api/history/requests`, `GET /api/history/requests/{id}`,
+//! `GET /api/history/transactions`: newest first, paged by cursor.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Deserialize;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+    pub user_id: Option<String>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit {
+            None => Ok(50),
+            Some(n @ 1..=1000) => Ok(n),
+            Some(_) => Err(ApiError::BadRequest(
+                "`limit` must be between 1 and 1000".into(),
+            )),
+        }
+    }
+}
+
+#[get("/api/history/requests")]
+pub async fn requests(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = c.subject(q.user_id.as_deref())?;
+    Ok(HttpResponse::Ok().json(
+        s.broker
+            .requests(&user_id, q.cursor.as_deref(), q.limit()?)
+            .await?,
+    ))
+}
+
+#[get("/api/history/requests/{id}")]
+pub async fn request(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(s.broker.request_record(&c.0, &id).await?))
+}
+
+#[get("/api/history/transactions")]
+pub async fn transactions(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = c.subject(q.user_id.as_deref())?;
+    Ok(HttpResponse::Ok().json(
+        s.broker
+            .transactions(&user_id, q.cursor.as_deref(), q.limit()?)
+            .await?,
+    ))
+}

@@ -1,0 +1,20 @@
+//! One module per resource. Handlers are thin: extract, authenticate, call
+//! one broker method, map the result.
+
+pub mod analytics;
+pub mod budget;
+pub mod credits;
+pub mod history;
+pub mod providers;
+pub mod request;
+pub mod status;
+pub mod users;
+
+use serde::Deserialize;
+
+/// `?user_id=` for admins acting on a user's data.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForUser {
+    pub user_id: Option<String>,
+}

@@ -1,0 +1,19 @@
+//! `GET /api/providers` and `GET /api/config` (no secrets: this version has
+//! none, and later adapters store only the *names* of key variables).
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[get("/api/providers")]
+pub async fn providers(s: web::Data<AppState>, _c: Caller) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(json!({"providers": s.broker.providers()})))
+}
+
+#[get("/api/config")]
+pub async fn config(s: web::Data<AppState>, _c: Caller) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(s.broker.config()))
+}

@@ -1,0 +1,45 @@
+//! `GET /health` and `GET /api/status`.
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::ForUser;
+use crate::state::AppState;
+
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+#[get("/api/status")]
+pub async fn status(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<ForUser>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = c.subject(q.user_id.as_deref())?;
+    let wallet = s.broker.wallet(&user_id).await?;
+    let providers = s.broker.providers();
+    let up: Vec<_> = providers
+        .iter()
+        .filter(|p| p.up)
+        .map(|p| p.name.clone())
+        .collect();
+    let (wallets_alive, writes_queued) = s.broker.runtime_figures();
+    Ok(HttpResponse::Ok().json(json!({
+        "user_id": user_id,
+        "role": c.0.role,
+        "balance": wallet.balance,
+        "available": wallet.available,
+        "held": wallet.held,
+        "budgets": wallet.windows,
+        "providers_up": up,
+        "providers_total": providers.len(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": s.started_at.elapsed().as_secs(),
+        "wallets_alive": wallets_alive,
+        "writes_queued": writes_queued,
+    })))
+}

@@ -1,0 +1,39 @@
+//! `GET /api/users` and `POST /api/users` (admin).
+
+use actix_web::{HttpResponse, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use oneflow::Credits;
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub initial_balance: Credits,
+}
+
+#[post("/api/users")]
+pub async fn create(
+    s: web::Data<AppState>,
+    _admin: AdminCaller,
+    body: web::Json<NewUser>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let user = s
+        .broker
+        .create_user(b.name, b.email, b.initial_balance)
+        .await?;
+    Ok(HttpResponse::Created().json(user))
+}
+
+#[get("/api/users")]
+pub async fn list(s: web::Data<AppState>, _admin: AdminCaller) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(json!({"users": s.broker.users().await?})))
+}

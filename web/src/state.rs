@@ -1,0 +1,9 @@
+//! What every handler shares.
+
+use oneflow_actors::Broker;
+
+/// Application state: the broker (cheap to clone, thread-safe).
+pub struct AppState {
+    pub broker: Broker,
+    pub started_at: std::time::Instant,
+}
