@@ -295,6 +295,7 @@ impl Broker {
     /// Commits what is queued and stops the persistence thread.
     pub async fn shutdown(&self) {
         self.inner.persist.shutdown().await;
+        self.inner.wallets.stop().await;
     }
 
     /// The principal behind a bearer token, if it is a known key.

@@ -165,7 +165,18 @@ pub struct Store {
 impl Store {
     /// Opens or creates the file and checks its schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path)?;
+        // A previous process (or, in tests, a previous server in this one)
+        // may still be letting go of the file: wait a little for it.
+        let mut tries = 0;
+        let db = loop {
+            match Database::create(path) {
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        };
         let store = Store { db: Arc::new(db) };
         store.init()?;
         Ok(store)

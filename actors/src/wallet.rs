@@ -557,6 +557,9 @@ pub struct WalletSettings {
 struct Inner {
     map: Arc<DashMap<String, Addr<WalletActor>>>,
     arbiters: Vec<ArbiterHandle>,
+    /// The arbiter threads, joined on shutdown so every actor (and its
+    /// handle on the database) is gone when `stop` returns.
+    threads: std::sync::Mutex<Vec<Arbiter>>,
     store: Store,
     persist: Persistence,
     settings: WalletSettings,
@@ -577,18 +580,39 @@ impl Wallets {
         arbiters: usize,
         settings: WalletSettings,
     ) -> Wallets {
-        let arbiters = (0..arbiters.max(1))
-            .map(|_| Arbiter::new().handle())
-            .collect();
+        let threads: Vec<Arbiter> = (0..arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let arbiters = threads.iter().map(|a| a.handle()).collect();
+        let threads = std::sync::Mutex::new(threads);
         Wallets {
             inner: Arc::new(Inner {
                 map: Arc::new(DashMap::new()),
                 arbiters,
+                threads,
                 store,
                 persist,
                 settings,
             }),
         }
+    }
+
+    /// Stops every wallet actor and waits for their threads.
+    pub async fn stop(&self) {
+        self.inner.map.clear();
+        let threads = self
+            .inner
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for a in &threads {
+            a.stop();
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for a in threads {
+                a.join().ok();
+            }
+        })
+        .await;
     }
 
     /// Wallet actors alive now.
