@@ -1,1 +1,67 @@
+//! `Idempotency-Key`: a repeat (also a concurrent one) returns the first
+//! result and is charged once; the key with another body is refused.
 
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use oneflow::Credits;
+
+use crate::support::{TestServer, assert_ledger_balances};
+
+async fn send(s: &TestServer, key: &str, idem: &str, body: &Value) -> (StatusCode, bool, Value) {
+    let res = s
+        .http
+        .post(format!("{}/api/request", s.url))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idem)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let replayed = res.headers().get("idempotent-replayed").is_some();
+    (status, replayed, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_repeat_returns_the_first_result_and_charges_once() {
+    let s = TestServer::start();
+    let (_, key) = s.user("fay", "100").await;
+    let body = json!({"model": "video", "prompt": "a film"});
+    let (st1, r1, v1) = send(&s, &key, "k-1", &body).await;
+    let (st2, r2, v2) = send(&s, &key, "k-1", &body).await;
+    assert_eq!((st1, st2), (StatusCode::OK, StatusCode::OK));
+    assert!(!r1 && r2, "only the second is a replay");
+    assert_eq!(v1, v2);
+    assert_eq!(s.balance(&key).await, Credits::from_credits(80));
+
+    // Same key, other body: refused, nothing charged.
+    let other = json!({"model": "video", "prompt": "another film"});
+    let (st, _, v) = send(&s, &key, "k-1", &other).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["code"], "idempotency_key_reused");
+    assert_eq!(s.balance(&key).await, Credits::from_credits(80));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_repeats_charge_once() {
+    // A little latency so the repeats arrive while the first is in flight.
+    let s = TestServer::start_with(|c| c.providers.iter_mut().for_each(|p| p.simulated.latency_ms = 50));
+    let (_, key) = s.user("gus", "100").await;
+    let body = json!({"model": "audio", "prompt": "one song"});
+    let results = join_all((0..20).map(|_| send(&s, &key, "same-key", &body))).await;
+    let first = &results[0].2;
+    for (st, _, v) in &results {
+        assert_eq!(*st, StatusCode::OK, "{v}");
+        assert_eq!(v, first);
+    }
+    assert_eq!(results.iter().filter(|(_, replayed, _)| !replayed).count(), 1);
+    let balance = s.balance(&key).await;
+    assert_eq!(balance, Credits::from_credits(95));
+    let (_, h) = s.get(&key, "/api/history/requests").await;
+    assert_eq!(h["items"].as_array().unwrap().len(), 1);
+    assert_ledger_balances(&s.ledger(&key).await, balance);
+    s.stop().await;
+}

@@ -16,6 +16,8 @@ pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 /// A server running in its own thread and actix system.
 pub struct TestServer {
     pub url: String,
+    /// The data directory, for restarts on the same file.
+    #[allow(dead_code)]
     pub dir: PathBuf,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
@@ -75,6 +77,9 @@ impl TestServer {
 
     /// Graceful stop: in-flight requests finish, the queue is committed.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        // Close our idle keep-alive connections, or the graceful stop waits
+        // for them to time out.
+        self.http = reqwest::Client::new();
         self.handle.stop(true).await;
         if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join().unwrap())
