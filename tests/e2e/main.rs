@@ -1,5 +1,9 @@
 //! End-to-end tests: the real server on 127.0.0.1:0, a real redb file, HTTP.
 
+// Test helpers are not `#[test]` functions, but a panic is still how they
+// report a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod auth;

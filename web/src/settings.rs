@@ -45,3 +45,32 @@ pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, String
     config.validate().map_err(|e| e.to_string())?;
     Ok(config)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented example is the defaults, spelled out: it must load,
+    /// validate, and equal what no file gives.
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../oneflow.example.toml");
+        let from_file = load(Some(&example), &Overrides::default()).unwrap();
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.toml");
+        std::fs::write(&p, "[server]\nbnd = \"x\"\n").unwrap();
+        let err = load(Some(&p), &Overrides::default()).unwrap_err();
+        assert!(err.contains("bnd"), "{err}");
+        std::fs::write(&p, "[wallets]\narbiters = 0\n").unwrap();
+        let err = load(Some(&p), &Overrides::default()).unwrap_err();
+        assert!(err.contains("wallets.arbiters"), "{err}");
+        let flags = Overrides { bind: Some("127.0.0.1:9".into()), data_dir: None };
+        std::fs::write(&p, "[server]\nbind = \"127.0.0.1:1\"\n").unwrap();
+        assert_eq!(load(Some(&p), &flags).unwrap().server.bind, "127.0.0.1:9");
+    }
+}
