@@ -10,5 +10,6 @@ mod auth;
 mod concurrency;
 mod idempotency;
 mod ledger_flow;
+mod lifecycle;
 mod restart;
 mod validation;

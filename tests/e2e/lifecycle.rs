@@ -1,0 +1,133 @@
+//! Bounded queues answer overload clearly, and wallet actors that stop when
+//! idle come back from the store with the exact same money.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use oneflow::Credits;
+
+use crate::support::{TestServer, assert_ledger_balances, credits};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_provider_queue_answers_429_and_releases_the_hold() {
+    let s = TestServer::start_with(|c| {
+        let video = &mut c.providers[3];
+        video.simulated.latency_ms = 300;
+        video.limits.max_concurrency = 1;
+        video.limits.queue = 1;
+    });
+    let (_, key) = s.user("q", "1000").await;
+    let body = json!({"model": "video", "prompt": "x"});
+    let results = join_all((0..6).map(|_| s.post(&key, "/api/request", body.clone()))).await;
+    let ok = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .count();
+    let overloaded: Vec<_> = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(ok + overloaded.len(), 6, "{results:?}");
+    // One runs, one waits: the rest find the queue full.
+    assert!(
+        ok >= 2 && !overloaded.is_empty(),
+        "ok={ok} overloaded={}",
+        overloaded.len()
+    );
+    for (_, v) in &overloaded {
+        assert_eq!(v["error"]["code"], "provider_overloaded");
+        assert_eq!(credits(&v["request"]["cost"]), Credits::ZERO);
+    }
+    let balance = s.balance(&key).await;
+    assert_eq!(balance, Credits::from_credits(1000 - 20 * ok as i64));
+    assert_ledger_balances(&s.ledger(&key).await, balance);
+
+    // Retry-After is sent with the 429.
+    let mut saw_retry_after = false;
+    for _ in 0..3 {
+        let futs = (0..4).map(|_| {
+            s.http
+                .post(format!("{}/api/request", s.url))
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+        });
+        for r in join_all(futs).await {
+            let r = r.unwrap();
+            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                let secs: u64 = r.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(secs >= 1);
+                saw_retry_after = true;
+            }
+        }
+        if saw_retry_after {
+            break;
+        }
+    }
+    assert!(saw_retry_after);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn idle_wallets_stop_and_reload_exactly() {
+    let s = TestServer::start_with(|c| c.wallets.idle_stop_secs = 0);
+    let (_, key) = s.user("idle", "50").await;
+    let (st, _) = s
+        .call(
+            reqwest::Method::PUT,
+            Some(&key),
+            "/api/budget",
+            Some(&json!({"daily": "30"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "video", "prompt": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // Wait (bounded) until the wallet actor has stopped.
+    let mut stopped = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, v) = s.get(crate::support::ADMIN_KEY, "/api/status").await;
+        // The admin's own wallet is alive while answering; the user's is not.
+        if v["wallets_alive"].as_u64().is_some_and(|n| n <= 1) {
+            stopped = true;
+            break;
+        }
+    }
+    assert!(stopped, "the idle wallet actor never stopped");
+    // A fresh actor reloads balance and the day's spend: 20 of the daily 30
+    // is spent, so another video (20) must be refused.
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "video", "prompt": "y"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::PAYMENT_REQUIRED, "{v}");
+    assert_eq!(v["error"]["code"], "budget_exceeded");
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "audio", "prompt": "y"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(credits(&v["balance"]), Credits::from_credits(25));
+    assert_ledger_balances(&s.ledger(&key).await, Credits::from_credits(25));
+    s.stop().await;
+}
