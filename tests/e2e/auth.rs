@@ -11,14 +11,29 @@ async fn users_see_only_their_own_and_admins_only_admin_endpoints() {
     let s = TestServer::start();
     let (a_id, a) = s.user("ann", "50").await;
     let (b_id, b) = s.user("bob", "50").await;
-    let (st, v) = s.post(&b, "/api/request", json!({"model": "audio", "prompt": "bob's"})).await;
+    let (st, v) = s
+        .post(
+            &b,
+            "/api/request",
+            json!({"model": "audio", "prompt": "bob's"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK);
     let b_req = v["request_id"].as_str().unwrap();
 
     // A cannot read B's request, history, budget or analytics.
     let (st, v) = s.get(&a, &format!("/api/history/requests/{b_req}")).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
-    for path in ["/api/history/requests", "/api/history/transactions", "/api/budget", "/api/analytics", "/api/status"] {
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    for path in [
+        "/api/history/requests",
+        "/api/history/transactions",
+        "/api/budget",
+        "/api/analytics",
+        "/api/status",
+    ] {
         let (st, _) = s.get(&a, &format!("{path}?user_id={b_id}")).await;
         assert_eq!(st, StatusCode::NOT_FOUND, "{path}");
     }
@@ -26,26 +41,55 @@ async fn users_see_only_their_own_and_admins_only_admin_endpoints() {
     let (_, h) = s.get(&a, "/api/history/requests").await;
     assert!(h["items"].as_array().unwrap().is_empty());
     // The admin can read it.
-    let (st, _) = s.get(ADMIN_KEY, &format!("/api/history/requests/{b_req}")).await;
+    let (st, _) = s
+        .get(ADMIN_KEY, &format!("/api/history/requests/{b_req}"))
+        .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, v) = s.get(ADMIN_KEY, &format!("/api/status?user_id={a_id}")).await;
+    let (st, v) = s
+        .get(ADMIN_KEY, &format!("/api/status?user_id={a_id}"))
+        .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(v["user_id"], a_id);
 
     // Users get 403 on admin endpoints.
     let (st, v) = s.get(&a, "/api/users").await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")));
-    let (st, _) = s.post(&a, "/api/users", json!({"name": "x", "email": "x@y.z"})).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (st, _) = s
+        .post(&a, "/api/users", json!({"name": "x", "email": "x@y.z"}))
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = s.post(&a, "/api/credits/add", json!({"user_id": a_id, "amount": 1000})).await;
+    let (st, _) = s
+        .post(
+            &a,
+            "/api/credits/add",
+            json!({"user_id": a_id, "amount": 1000}),
+        )
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
     // Missing, malformed or wrong keys get 401.
     let (st, v) = s.call(Method::GET, None, "/api/status", None).await;
-    assert_eq!((st, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
-    let (st, _) = s.get("of_0000000000000000000000000000000000000000000000000000000000000000", "/api/status").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (st, _) = s
+        .get(
+            "of_0000000000000000000000000000000000000000000000000000000000000000",
+            "/api/status",
+        )
+        .await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
-    let res = s.http.get(format!("{}/api/status", s.url)).header("Authorization", format!("Basic {a}")).send().await.unwrap();
+    let res = s
+        .http
+        .get(format!("{}/api/status", s.url))
+        .header("Authorization", format!("Basic {a}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     // /health needs no key.
     let (st, _) = s.call(Method::GET, None, "/health", None).await;
@@ -56,11 +100,26 @@ async fn users_see_only_their_own_and_admins_only_admin_endpoints() {
     assert_eq!(st, StatusCode::OK);
     let text = v.to_string();
     assert!(text.contains(&a_id) && text.contains(&b_id));
-    assert!(!text.contains(&a) && !text.contains(&b), "keys leaked in the user list");
-    let (st, v) = s.post(ADMIN_KEY, "/api/credits/add", json!({"user_id": a_id, "amount": "0.5"})).await;
+    assert!(
+        !text.contains(&a) && !text.contains(&b),
+        "keys leaked in the user list"
+    );
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": a_id, "amount": "0.5"}),
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["balance"].to_string(), "50.5");
-    let (st, _) = s.post(ADMIN_KEY, "/api/credits/add", json!({"user_id": "usr_nope", "amount": 1})).await;
+    let (st, _) = s
+        .post(
+            ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": "usr_nope", "amount": 1}),
+        )
+        .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }

@@ -48,7 +48,11 @@ async fn a_repeat_returns_the_first_result_and_charges_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_repeats_charge_once() {
     // A little latency so the repeats arrive while the first is in flight.
-    let s = TestServer::start_with(|c| c.providers.iter_mut().for_each(|p| p.simulated.latency_ms = 50));
+    let s = TestServer::start_with(|c| {
+        c.providers
+            .iter_mut()
+            .for_each(|p| p.simulated.latency_ms = 50)
+    });
     let (_, key) = s.user("gus", "100").await;
     let body = json!({"model": "audio", "prompt": "one song"});
     let results = join_all((0..20).map(|_| send(&s, &key, "same-key", &body))).await;
@@ -57,7 +61,10 @@ async fn concurrent_repeats_charge_once() {
         assert_eq!(*st, StatusCode::OK, "{v}");
         assert_eq!(v, first);
     }
-    assert_eq!(results.iter().filter(|(_, replayed, _)| !replayed).count(), 1);
+    assert_eq!(
+        results.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1
+    );
     let balance = s.balance(&key).await;
     assert_eq!(balance, Credits::from_credits(95));
     let (_, h) = s.get(&key, "/api/history/requests").await;

@@ -5,7 +5,13 @@ use serde_json::{Value, json};
 
 use crate::support::{ADMIN_KEY, TestServer};
 
-async fn raw(s: &TestServer, key: &str, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+async fn raw(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (StatusCode, Value) {
     let res = s
         .http
         .post(format!("{}{path}", s.url))
@@ -17,13 +23,21 @@ async fn raw(s: &TestServer, key: &str, path: &str, content_type: &str, body: Ve
         .unwrap();
     let st = res.status();
     let text = res.text().await.unwrap();
-    (st, serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON ({st}): {text}")))
+    (
+        st,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON ({st}): {text}")),
+    )
 }
 
 fn assert_error(st: StatusCode, v: &Value, want: StatusCode, code: &str) {
     assert_eq!(st, want, "{v}");
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -35,46 +49,148 @@ async fn bad_input_is_a_clear_4xx() {
     let bad_request = StatusCode::BAD_REQUEST;
     let json_ct = "application/json";
 
-    let (st, v) = raw(&s, &key, "/api/request", json_ct, b"{\"model\": \"gpt\", ".to_vec()).await;
+    let (st, v) = raw(
+        &s,
+        &key,
+        "/api/request",
+        json_ct,
+        b"{\"model\": \"gpt\", ".to_vec(),
+    )
+    .await;
     assert_error(st, &v, bad_request, "invalid_request");
     let (st, v) = raw(&s, &key, "/api/request", "text/plain", b"{}".to_vec()).await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "gpt", "prompt": "x", "temprature": 1})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "gpt", "prompt": "x", "temprature": 1}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    assert!(v["error"]["message"].as_str().unwrap().contains("temprature"));
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "no-such-model", "prompt": "x"})).await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("temprature")
+    );
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "no-such-model", "prompt": "x"}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "unknown_model");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "gpt", "prompt": "   "})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "gpt", "prompt": "   "}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "gpt", "prompt": "x", "max_tokens": -1})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "gpt", "prompt": "x", "max_tokens": -1}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "gpt", "prompt": "x", "max_tokens": 1_000_000})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "gpt", "prompt": "x", "max_tokens": 1_000_000}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "image", "prompt": "x", "size": "7x7"})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "image", "prompt": "x", "size": "7x7"}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(&key, "/api/request", json!({"model": "gpt", "prompt": "x", "seconds": 3})).await;
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "gpt", "prompt": "x", "seconds": 3}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
 
     // A body over the limit is refused before parsing.
-    let huge = format!("{{\"model\":\"gpt\",\"prompt\":\"{}\"}}", "a".repeat(64 << 10));
+    let huge = format!(
+        "{{\"model\":\"gpt\",\"prompt\":\"{}\"}}",
+        "a".repeat(64 << 10)
+    );
     let (st, v) = raw(&s, &key, "/api/request", json_ct, huge.into_bytes()).await;
     assert_error(st, &v, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
     // Amounts: negative, over-precise, not numbers, absurd.
-    for amount in [json!(-5), json!("1.0000001"), json!("NaN"), json!(true), json!("1e400"), json!(1e300)] {
-        let (st, v) = s.post(ADMIN_KEY, "/api/credits/add", json!({"user_id": uid, "amount": amount})).await;
+    for amount in [
+        json!(-5),
+        json!("1.0000001"),
+        json!("NaN"),
+        json!(true),
+        json!("1e400"),
+        json!(1e300),
+    ] {
+        let (st, v) = s
+            .post(
+                ADMIN_KEY,
+                "/api/credits/add",
+                json!({"user_id": uid, "amount": amount}),
+            )
+            .await;
         assert!(st.is_client_error(), "{amount}: {st} {v}");
         assert!(v["error"]["code"].is_string(), "{v}");
     }
-    let (st, v) = s.post(ADMIN_KEY, "/api/credits/add", json!({"user_id": uid, "amount": 0})).await;
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": uid, "amount": 0}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(ADMIN_KEY, "/api/users", json!({"name": "n", "email": "n@x.y", "initial_balance": "-1"})).await;
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/users",
+            json!({"name": "n", "email": "n@x.y", "initial_balance": "-1"}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.post(ADMIN_KEY, "/api/users", json!({"name": "", "email": "n@x.y"})).await;
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/users",
+            json!({"name": "", "email": "n@x.y"}),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s.call(reqwest::Method::PUT, Some(&key), "/api/budget", Some(&json!({"daily": "-3"}))).await;
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            Some(&key),
+            "/api/budget",
+            Some(&json!({"daily": "-3"})),
+        )
+        .await;
     assert!(st.is_client_error(), "{v}");
-    let (st, v) = s.call(reqwest::Method::PUT, Some(&key), "/api/budget", Some(&json!({"per_provider": {"nope": {"daily": 1}}}))).await;
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            Some(&key),
+            "/api/budget",
+            Some(&json!({"per_provider": {"nope": {"daily": 1}}})),
+        )
+        .await;
     assert_error(st, &v, bad_request, "invalid_request");
     let (st, v) = s.get(&key, "/api/history/requests?limit=0").await;
     assert_error(st, &v, bad_request, "invalid_request");

@@ -69,7 +69,10 @@ mod tests {
         std::fs::write(&p, "[wallets]\narbiters = 0\n").unwrap();
         let err = load(Some(&p), &Overrides::default()).unwrap_err();
         assert!(err.contains("wallets.arbiters"), "{err}");
-        let flags = Overrides { bind: Some("127.0.0.1:9".into()), data_dir: None };
+        let flags = Overrides {
+            bind: Some("127.0.0.1:9".into()),
+            data_dir: None,
+        };
         std::fs::write(&p, "[server]\nbind = \"127.0.0.1:1\"\n").unwrap();
         assert_eq!(load(Some(&p), &flags).unwrap().server.bind, "127.0.0.1:9");
     }
