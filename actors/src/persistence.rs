@@ -91,8 +91,15 @@ impl Persistence {
     /// Writes `ops` and waits until they are committed.
     pub async fn write(&self, ops: Vec<WriteOp>) -> Result<(), Arc<StoreError>> {
         let (done, rx) = oneshot::channel();
-        let slot = self.reserve().map_err(|_| Arc::new(StoreError::Closed))?;
-        slot.send(Job {
+        // Rare operations (users, keys) wait for room rather than fail: the
+        // queue drains at commit speed.
+        let permit = self
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| Arc::new(StoreError::Closed))?;
+        Slot(permit).send(Job {
             ops,
             done: Some(done),
         });
