@@ -517,6 +517,9 @@ impl Broker {
             provider: plan.provider.clone(),
             amount: plan.quote,
             idem: idem.clone(),
+            model: req.model.clone(),
+            modality: plan.modality,
+            prompt_preview: preview(&req.prompt),
             now,
         };
         let hold_id = match self.inner.wallets.reserve(user_id, reserve).await? {
@@ -610,7 +613,7 @@ impl Broker {
             modality: h.plan.modality,
             provider: h.plan.provider.clone(),
             status: outcome.status,
-            prompt_preview: h.req.prompt.chars().take(200).collect(),
+            prompt_preview: preview(&h.req.prompt),
             response: outcome
                 .response
                 .as_ref()
@@ -781,6 +784,11 @@ struct Held {
     hold_id: u64,
     idem: Option<IdemKey>,
     created_at: Millis,
+}
+
+/// The start of a prompt, as history shows it.
+fn preview(prompt: &str) -> String {
+    prompt.chars().take(200).collect()
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, BrokerError> {

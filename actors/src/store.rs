@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use oneflow::budget::BudgetConfig;
 use oneflow::ledger::{Hold, LedgerEntry, Wallet};
+use oneflow::pricing::Modality;
 use oneflow::records::{RequestRecord, RequestStatus, Rollup};
 use oneflow::time::{Millis, hour_start};
 
@@ -89,6 +90,40 @@ pub struct ApiKeyRecord {
     pub created_at: Millis,
 }
 
+/// A hold as stored while open, with what is needed to record its request
+/// as interrupted if the broker dies before the request finishes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenHold {
+    pub hold: Hold,
+    pub model: String,
+    pub modality: Modality,
+    pub prompt_preview: String,
+}
+
+impl OpenHold {
+    fn interrupted(&self) -> RequestRecord {
+        let h = &self.hold;
+        RequestRecord {
+            id: h.request_id.clone(),
+            user_id: h.user_id.clone(),
+            model: self.model.clone(),
+            modality: self.modality,
+            provider: h.provider.clone(),
+            status: RequestStatus::Interrupted,
+            prompt_preview: self.prompt_preview.clone(),
+            response: None,
+            usage: Default::default(),
+            quote: h.amount,
+            cost: Default::default(),
+            shortfall: Default::default(),
+            error: Some("interrupted: the broker stopped before the request finished; its hold was released".into()),
+            route: String::new(),
+            created_at: h.at,
+            latency_ms: 0,
+        }
+    }
+}
+
 /// The stored result of an idempotent request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
@@ -119,7 +154,7 @@ pub enum WriteOp {
         config: serde_json::Value,
     },
     AppendEntry(LedgerEntry),
-    PutHold(Hold),
+    PutHold(Box<OpenHold>),
     DeleteHold {
         user_id: String,
         id: u64,
@@ -229,90 +264,52 @@ impl Store {
     /// Releases holds a crash left open and marks their requests
     /// interrupted, in one transaction, before anything else runs.
     pub fn recover(&self, now: Millis) -> Result<Recovery, StoreError> {
-        let holds: Vec<Hold> = {
+        let mut by_user: std::collections::BTreeMap<String, Vec<OpenHold>> = Default::default();
+        {
             let r = self.db.begin_read()?;
             let t = r.open_table(HOLDS)?;
-            let mut v = Vec::new();
             for row in t.iter()? {
                 let (_, val) = row?;
-                v.push(dec(val.value())?);
+                let h: OpenHold = dec(val.value())?;
+                by_user.entry(h.hold.user_id.clone()).or_default().push(h);
             }
-            v
-        };
+        }
         let mut report = Recovery::default();
-        if holds.is_empty() {
-            return Ok(report);
-        }
         let mut ops = Vec::new();
-        let mut wallets: std::collections::BTreeMap<String, Wallet> = Default::default();
-        for h in holds {
-            let w = match wallets.entry(h.user_id.clone()) {
-                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-                std::collections::btree_map::Entry::Vacant(v) => {
-                    let w = self
-                        .wallet(&h.user_id)?
-                        .unwrap_or_else(|| Wallet::new(h.user_id.clone()));
-                    v.insert(w)
-                }
-            };
-            w.holds.insert(h.id, h.clone());
-            let entry = w
-                .release(
-                    h.id,
-                    Some("released on restart: the broker stopped during the request"),
-                    now,
-                )
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            ops.push(WriteOp::AppendEntry(entry));
-            ops.push(WriteOp::DeleteHold {
-                user_id: h.user_id.clone(),
-                id: h.id,
-            });
-            report.holds_released += 1;
-            if let Some(pending) = self.pending_request(&h)? {
-                ops.push(WriteOp::PutRequest(Box::new(pending)));
-                report.requests_interrupted += 1;
+        for (user_id, holds) in by_user {
+            let mut w = self
+                .wallet(&user_id)?
+                .unwrap_or_else(|| Wallet::new(user_id.clone()));
+            // Every orphan is open again before any is released, so each
+            // release entry's `available_after` counts the ones still open.
+            for h in &holds {
+                w.holds.insert(h.hold.id, h.hold.clone());
             }
-        }
-        for (user_id, w) in wallets {
+            for h in holds {
+                let note = "released on restart: the broker stopped during the request";
+                let entry = w
+                    .release(h.hold.id, Some(note), now)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                ops.push(WriteOp::AppendEntry(entry));
+                ops.push(WriteOp::DeleteHold {
+                    user_id: user_id.clone(),
+                    id: h.hold.id,
+                });
+                report.holds_released += 1;
+                if self.request(&h.hold.request_id)?.is_none() {
+                    ops.push(WriteOp::PutRequest(Box::new(h.interrupted())));
+                    report.requests_interrupted += 1;
+                }
+            }
             ops.push(WriteOp::PutWallet {
                 user_id,
                 bytes: enc(&w)?,
             });
         }
-        self.commit(ops)?;
-        Ok(report)
-    }
-
-    /// The interrupted-request record for an orphaned hold, unless the request
-    /// was already recorded.
-    fn pending_request(&self, h: &Hold) -> Result<Option<RequestRecord>, StoreError> {
-        if self.request(&h.request_id)?.is_some() {
-            return Ok(None);
+        if !ops.is_empty() {
+            self.commit(ops)?;
         }
-        // The provider's stored config says what modality it served.
-        let provider: Option<serde_json::Value> = self.get(PROVIDERS, h.provider.as_str())?;
-        let modality = provider
-            .and_then(|p| serde_json::from_value(p.get("modality")?.clone()).ok())
-            .unwrap_or(oneflow::pricing::Modality::Text);
-        Ok(Some(RequestRecord {
-            id: h.request_id.clone(),
-            user_id: h.user_id.clone(),
-            model: h.provider.clone(),
-            modality,
-            provider: h.provider.clone(),
-            status: RequestStatus::Interrupted,
-            prompt_preview: String::new(),
-            response: None,
-            usage: Default::default(),
-            quote: h.amount,
-            cost: Default::default(),
-            shortfall: Default::default(),
-            error: Some("interrupted: the broker stopped before the request finished; its hold was released".into()),
-            route: String::new(),
-            created_at: h.at,
-            latency_ms: 0,
-        }))
+        Ok(report)
     }
 
     fn get<K: redb::Key + 'static, T: DeserializeOwned>(
@@ -482,8 +479,8 @@ fn apply(txn: &WriteTransaction, op: WriteOp) -> Result<(), StoreError> {
                 .insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
         }
         WriteOp::PutHold(h) => {
-            txn.open_table(HOLDS)?
-                .insert((h.user_id.as_str(), h.id), enc(&h)?.as_slice())?;
+            let key = (h.hold.user_id.as_str(), h.hold.id);
+            txn.open_table(HOLDS)?.insert(key, enc(&*h)?.as_slice())?;
         }
         WriteOp::DeleteHold { user_id, id } => {
             txn.open_table(HOLDS)?.remove((user_id.as_str(), id))?;

@@ -19,11 +19,12 @@ use tokio::sync::oneshot;
 use oneflow::Credits;
 use oneflow::budget::BudgetConfig;
 use oneflow::ledger::{LedgerEntry, Refusal, Wallet};
+use oneflow::pricing::Modality;
 use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, Window};
 
 use crate::persistence::{Job, Persistence, Slot};
-use crate::store::{IdempotencyRecord, Store, StoreError, WriteOp};
+use crate::store::{IdempotencyRecord, OpenHold, Store, StoreError, WriteOp};
 
 // ---- messages -------------------------------------------------------------
 
@@ -42,6 +43,10 @@ pub struct Reserve {
     pub provider: String,
     pub amount: Credits,
     pub idem: Option<IdemKey>,
+    /// What to record if the broker dies before the request finishes.
+    pub model: String,
+    pub modality: Modality,
+    pub prompt_preview: String,
     pub now: Millis,
 }
 
@@ -382,7 +387,16 @@ impl WalletActor {
         let w = self.wallet()?;
         let (hold, entry) = w.hold(&m.request_id, &m.provider, m.amount, m.now)?;
         let hold_id = hold.id;
-        let mut ops = vec![WriteOp::AppendEntry(entry), WriteOp::PutHold(hold)];
+        let open = OpenHold {
+            hold,
+            model: m.model.clone(),
+            modality: m.modality,
+            prompt_preview: m.prompt_preview.clone(),
+        };
+        let mut ops = vec![
+            WriteOp::AppendEntry(entry),
+            WriteOp::PutHold(Box::new(open)),
+        ];
         ops.extend(self.snapshot_op());
         // The hold needs no commit of its own: a crash before the finish
         // charges nothing and its client was never answered.
