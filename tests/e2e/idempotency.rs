@@ -3,34 +3,19 @@
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use oneflow::Credits;
 
 use crate::support::{TestServer, assert_ledger_balances};
-
-async fn send(s: &TestServer, key: &str, idem: &str, body: &Value) -> (StatusCode, bool, Value) {
-    let res = s
-        .http
-        .post(format!("{}/api/request", s.url))
-        .bearer_auth(key)
-        .header("Idempotency-Key", idem)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let replayed = res.headers().get("idempotent-replayed").is_some();
-    (status, replayed, res.json().await.unwrap())
-}
 
 #[tokio::test]
 async fn a_repeat_returns_the_first_result_and_charges_once() {
     let s = TestServer::start();
     let (_, key) = s.user("fay", "100").await;
     let body = json!({"model": "video", "prompt": "a film"});
-    let (st1, r1, v1) = send(&s, &key, "k-1", &body).await;
-    let (st2, r2, v2) = send(&s, &key, "k-1", &body).await;
+    let (st1, r1, v1) = s.idempotent(&key, "k-1", &body).await;
+    let (st2, r2, v2) = s.idempotent(&key, "k-1", &body).await;
     assert_eq!((st1, st2), (StatusCode::OK, StatusCode::OK));
     assert!(!r1 && r2, "only the second is a replay");
     assert_eq!(v1, v2);
@@ -38,7 +23,7 @@ async fn a_repeat_returns_the_first_result_and_charges_once() {
 
     // Same key, other body: refused, nothing charged.
     let other = json!({"model": "video", "prompt": "another film"});
-    let (st, _, v) = send(&s, &key, "k-1", &other).await;
+    let (st, _, v) = s.idempotent(&key, "k-1", &other).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["error"]["code"], "idempotency_key_reused");
     assert_eq!(s.balance(&key).await, Credits::from_credits(80));
@@ -55,7 +40,7 @@ async fn concurrent_repeats_charge_once() {
     });
     let (_, key) = s.user("gus", "100").await;
     let body = json!({"model": "audio", "prompt": "one song"});
-    let results = join_all((0..20).map(|_| send(&s, &key, "same-key", &body))).await;
+    let results = join_all((0..20).map(|_| s.idempotent(&key, "same-key", &body))).await;
     let first = &results[0].2;
     for (st, _, v) in &results {
         assert_eq!(*st, StatusCode::OK, "{v}");

@@ -16,94 +16,27 @@ use oneflow::Credits;
 use oneflow::config::Config;
 use oneflow::ledger::{EntryKind, LedgerEntry};
 
-use crate::support::{ADMIN_KEY, TestServer, assert_ledger_balances, credits};
+use crate::support::{ADMIN_KEY, Api, TestServer, assert_ledger_balances, credits};
 
-// ---- talking HTTP to either kind of server ---------------------------------
-
-/// What the helpers below need: one HTTP call that answers JSON.
-trait Http {
-    async fn req(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value);
-}
-
-impl Http for TestServer {
-    async fn req(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        self.call(method, key, path, body).await
-    }
-}
-
-/// A server in another process, known by its URL.
-struct Api {
-    url: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    fn new(url: &str) -> Api {
-        Api {
-            url: url.to_string(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-        }
-    }
-}
-
-impl Http for Api {
-    async fn req(
-        &self,
-        method: Method,
-        key: Option<&str>,
-        path: &str,
-        body: Option<&Value>,
-    ) -> (StatusCode, Value) {
-        let mut rb = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(k) = key {
-            rb = rb.bearer_auth(k);
-        }
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let res = rb.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        let v = serde_json::from_str(&text)
-            .unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}"));
-        (status, v)
-    }
-}
-
-async fn get(h: &impl Http, key: &str, path: &str) -> Value {
-    let (s, v) = h.req(Method::GET, Some(key), path, None).await;
+async fn get(h: &Api, key: &str, path: &str) -> Value {
+    let (s, v) = h.call(Method::GET, Some(key), path, None).await;
     assert_eq!(s, StatusCode::OK, "GET {path}: {v}");
     v
 }
 
-async fn post(h: &impl Http, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    h.req(Method::POST, Some(key), path, Some(&body)).await
+async fn post(h: &Api, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    h.call(Method::POST, Some(key), path, Some(&body)).await
 }
 
-async fn put_budget(h: &impl Http, key: &str, budget: Value) {
+async fn put_budget(h: &Api, key: &str, budget: Value) {
     let (s, v) = h
-        .req(Method::PUT, Some(key), "/api/budget", Some(&budget))
+        .call(Method::PUT, Some(key), "/api/budget", Some(&budget))
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
 
 /// Makes a request that must succeed and cost exactly `cost` credits.
-async fn charged(h: &impl Http, key: &str, body: Value, cost: i64) -> Value {
+async fn charged(h: &Api, key: &str, body: Value, cost: i64) -> Value {
     let (s, v) = post(h, key, "/api/request", body).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "succeeded", "{v}");
@@ -111,41 +44,8 @@ async fn charged(h: &impl Http, key: &str, body: Value, cost: i64) -> Value {
     v
 }
 
-async fn create_user(h: &impl Http, name: &str, balance: &str) -> (String, String) {
-    let body =
-        json!({"name": name, "email": format!("{name}@example.com"), "initial_balance": balance});
-    let (s, v) = post(h, ADMIN_KEY, "/api/users", body).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["api_key"].as_str().unwrap().to_string(),
-    )
-}
-
-/// Every ledger entry of the caller, oldest first, read in small pages.
-async fn ledger(h: &impl Http, key: &str) -> Vec<LedgerEntry> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/history/transactions?limit=4&cursor={c}"),
-            None => "/api/history/transactions?limit=4".to_string(),
-        };
-        let v = get(h, key, &path).await;
-        let items: Vec<LedgerEntry> = serde_json::from_value(v["items"].clone()).unwrap();
-        out.extend(items);
-        match v["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-        assert!(out.len() < 10_000, "transaction paging does not end");
-    }
-    out.reverse();
-    out
-}
-
 /// Every request of the caller, newest first, read in small pages.
-async fn history(h: &impl Http, key: &str) -> Vec<Value> {
+async fn history(h: &Api, key: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -188,7 +88,7 @@ struct Snapshot {
     ledger: Vec<LedgerEntry>,
 }
 
-async fn snapshot(h: &impl Http, key: &str) -> Snapshot {
+async fn snapshot(h: &Api, key: &str) -> Snapshot {
     let status = get(h, key, "/api/status").await;
     let budget = get(h, key, "/api/budget").await;
     let history = history(h, key).await;
@@ -205,7 +105,7 @@ async fn snapshot(h: &impl Http, key: &str) -> Snapshot {
         history,
         records,
         analytics: get(h, key, "/api/analytics").await,
-        ledger: ledger(h, key).await,
+        ledger: h.ledger_paged(key, 4).await,
     }
 }
 
@@ -239,7 +139,7 @@ fn assert_same(who: &str, before: &Snapshot, after: &Snapshot) {
 }
 
 /// The daily window's end, to tell whether a day boundary passed.
-async fn day_ends_at(h: &impl Http, key: &str) -> Value {
+async fn day_ends_at(h: &Api, key: &str) -> Value {
     let b = get(h, key, "/api/budget").await;
     b["windows"]
         .as_array()
@@ -265,32 +165,12 @@ fn with_flaky(c: &mut Config) {
     c.providers.push(p);
 }
 
-async fn idempotent(
-    s: &TestServer,
-    key: &str,
-    idem: &str,
-    body: &Value,
-) -> (StatusCode, bool, Value) {
-    let res = s
-        .http
-        .post(format!("{}/api/request", s.url))
-        .bearer_auth(key)
-        .header("Idempotency-Key", idem)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let replayed = res.headers().get("idempotent-replayed").is_some();
-    (status, replayed, res.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn a_graceful_restart_keeps_users_keys_money_history_analytics_and_budgets() {
     let tmp = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(tmp.path(), with_flaky);
-    let (ann_id, ann) = create_user(&s, "ann", "100").await;
-    let (_, bob) = create_user(&s, "bob", "40").await;
+    let (ann_id, ann) = s.user("ann", "100").await;
+    let (_, bob) = s.user("bob", "40").await;
     let (st, v) = post(
         &s,
         ADMIN_KEY,
@@ -332,7 +212,7 @@ async fn a_graceful_restart_keeps_users_keys_money_history_analytics_and_budgets
     .await;
     assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
     let idem_body = json!({"model": "gpt", "prompt": "one two", "max_tokens": 10});
-    let (st, replayed, first) = idempotent(&s, &ann, "restart-1", &idem_body).await;
+    let (st, replayed, first) = s.idempotent(&ann, "restart-1", &idem_body).await;
     assert_eq!((st, replayed), (StatusCode::OK, false), "{first}");
     assert_eq!(credits(&first["cost"]), Credits::from_credits(4));
     // bob: 9 spent.
@@ -367,7 +247,7 @@ async fn a_graceful_restart_keeps_users_keys_money_history_analytics_and_budgets
     assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
 
     // The idempotent request replays from the file and is not charged again.
-    let (st, replayed, again) = idempotent(&s, &ann, "restart-1", &idem_body).await;
+    let (st, replayed, again) = s.idempotent(&ann, "restart-1", &idem_body).await;
     assert_eq!((st, replayed), (StatusCode::OK, true), "{again}");
     assert_eq!(again, first);
     assert_eq!(s.balance(&ann).await, Credits::from_credits(96));
@@ -418,7 +298,7 @@ async fn a_graceful_restart_keeps_users_keys_money_history_analytics_and_budgets
     assert_eq!(credits(&v["balance"]), Credits::from_credits(11));
     for key in [&ann, &bob] {
         let balance = s.balance(key).await;
-        assert_ledger_balances(&ledger(&s, key).await, balance);
+        assert_ledger_balances(&s.ledger_paged(key, 4).await, balance);
     }
     s.stop().await;
 }
@@ -591,7 +471,7 @@ async fn kill_between_acknowledged_requests(in_flight: &[i64]) {
     std::fs::write(tmp.path().join("oneflow.toml"), CONFIG).unwrap();
     let server = Proc::spawn(tmp.path());
     let api = Api::new(&server.url);
-    let (_, key) = create_user(&api, "kim", "100").await;
+    let (_, key) = api.user("kim", "100").await;
     put_budget(
         &api,
         &key,
@@ -758,7 +638,7 @@ async fn kill_between_acknowledged_requests(in_flight: &[i64]) {
     // replays cleanly (every entry's running balance and available) and sums
     // to the balance, right after recovery and after D.
     assert_ledger_balances(&after.ledger, after.balance);
-    assert_ledger_balances(&ledger(&api, &key).await, Credits::from_credits(86));
+    assert_ledger_balances(&api.ledger_paged(&key, 4).await, Credits::from_credits(86));
     drop(server);
 }
 

@@ -13,16 +13,29 @@ use oneflow::config::Config;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 
-/// A server running in its own thread and actix system.
-pub struct TestServer {
+/// An HTTP client for one server, in this process or another.
+pub struct Api {
     pub url: String,
+    pub http: reqwest::Client,
+}
+
+/// A server running in its own thread and actix system; talk to it through
+/// its [`Api`] (it derefs to one).
+pub struct TestServer {
+    pub api: Api,
     /// The data directory, for restarts on the same file.
     #[allow(dead_code)]
     pub dir: PathBuf,
     handle: ServerHandle,
     thread: Option<JoinHandle<()>>,
-    pub http: reqwest::Client,
     _tmp: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 /// The default config with zero-latency simulated providers, on `dir`.
@@ -66,11 +79,10 @@ impl TestServer {
         });
         let (addr, handle) = rx.recv().unwrap();
         TestServer {
-            url: format!("http://{addr}"),
+            api: Api::new(&format!("http://{addr}")),
             dir: dir.to_path_buf(),
             handle,
             thread: Some(thread),
-            http: reqwest::Client::new(),
             _tmp: None,
         }
     }
@@ -79,7 +91,7 @@ impl TestServer {
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         // Close our idle keep-alive connections, or the graceful stop waits
         // for them to time out.
-        self.http = reqwest::Client::new();
+        self.api.http = reqwest::Client::new();
         self.handle.stop(true).await;
         if let Some(t) = self.thread.take() {
             tokio::task::spawn_blocking(move || t.join().unwrap())
@@ -87,6 +99,20 @@ impl TestServer {
                 .unwrap();
         }
         self._tmp.take()
+    }
+}
+
+impl Api {
+    pub fn new(url: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Api {
+            url: url.to_string(),
+            http,
+        }
     }
 
     pub async fn call(
@@ -139,12 +165,17 @@ impl TestServer {
 
     /// Every ledger entry of the caller, oldest first.
     pub async fn ledger(&self, key: &str) -> Vec<oneflow::ledger::LedgerEntry> {
+        self.ledger_paged(key, 1000).await
+    }
+
+    /// The same, read `limit` entries a page (to exercise paging).
+    pub async fn ledger_paged(&self, key: &str, limit: usize) -> Vec<oneflow::ledger::LedgerEntry> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let path = match &cursor {
-                Some(c) => format!("/api/history/transactions?limit=1000&cursor={c}"),
-                None => "/api/history/transactions?limit=1000".to_string(),
+                Some(c) => format!("/api/history/transactions?limit={limit}&cursor={c}"),
+                None => format!("/api/history/transactions?limit={limit}"),
             };
             let (s, v) = self.get(key, &path).await;
             assert_eq!(s, StatusCode::OK, "{v}");
@@ -164,6 +195,27 @@ impl TestServer {
         let (s, v) = self.get(key, "/api/status").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         credits(&v["balance"])
+    }
+
+    /// `POST /api/request` with an `Idempotency-Key`: (status, replayed, body).
+    pub async fn idempotent(
+        &self,
+        key: &str,
+        idem: &str,
+        body: &Value,
+    ) -> (StatusCode, bool, Value) {
+        let res = self
+            .http
+            .post(format!("{}/api/request", self.url))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idem)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let replayed = res.headers().get("idempotent-replayed").is_some();
+        (status, replayed, res.json().await.unwrap())
     }
 }
 
