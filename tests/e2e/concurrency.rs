@@ -53,6 +53,15 @@ async fn a_wallet_for_37_serves_exactly_37_of_500() {
             .all(|e| !e.balance_after.is_negative() && !e.available_after.is_negative())
     );
     assert_ledger_balances(&ledger, balance);
+    // Analytics (from rollups) agree with the ledger to the micro-credit.
+    let charged: Credits = ledger
+        .iter()
+        .filter(|e| e.kind == oneflow::ledger::EntryKind::Charge)
+        .map(|e| e.amount)
+        .sum();
+    let (_, a) = s.get(&key, "/api/analytics").await;
+    assert_eq!(credits(&a["total_cost"]), charged);
+    assert_eq!(a["providers"]["audio"]["successes"], AFFORDABLE);
     s.stop().await;
 }
 
