@@ -435,9 +435,13 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
         s.concurrency, s.users, s.warmup_secs, s.secs, s.threads, base
     );
     let mut results = Vec::new();
+    let mut commits = (0.0, 0.0, 0.0);
     for target in [Target::Health, Target::Request] {
         println!("  running {} ...", target.label());
+        let before = commit_figures(&http, &base).await?;
         results.push(run_phase(&http, &base, target, &keys, s).await);
+        let after = commit_figures(&http, &base).await?;
+        commits = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
     }
 
     println!();
@@ -468,12 +472,45 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
             request.p99_ms - health.p99_ms
         );
     }
+    // Of the added latency, one fsync'd group commit is the price of
+    // "acknowledged means committed"; the rest is the broker's own.
+    let (n, writes, micros) = commits;
+    if n > 0.0 {
+        println!(
+            "group commits during POST /api/request: {n:.0}, {:.1} writes each, mean commit {:.3} ms",
+            writes / n,
+            micros / n / 1000.0
+        );
+    }
     for r in &results {
         if let Some(e) = &r.first_error {
             println!("first error on {}: {e}", r.target.label());
         }
     }
     Ok(())
+}
+
+/// (commits, writes, commit microseconds) so far, from the admin's status.
+async fn commit_figures(http: &reqwest::Client, base: &str) -> Result<(f64, f64, f64), String> {
+    let v: Value = http
+        .get(format!("{base}/api/status"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    let p = &v["persistence"];
+    let num = |k: &str| {
+        p[k].as_f64()
+            .ok_or(format!("status has no persistence.{k}: {v}"))
+    };
+    Ok((
+        num("commits")?,
+        num("writes")?,
+        num("commits")? * num("mean_commit_us")?,
+    ))
 }
 
 fn run() -> Result<(), String> {

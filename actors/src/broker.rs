@@ -769,8 +769,9 @@ impl Broker {
         (self.inner.wallets.alive(), self.inner.persist.depth())
     }
 
-    pub fn persistence_stats(&self) -> &crate::persistence::PersistenceStats {
-        &self.inner.persist.stats
+    /// Group-commit figures since start: commits, writes, mean commit time.
+    pub fn persistence_figures(&self) -> crate::persistence::CommitFigures {
+        self.inner.persist.figures()
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! No timer: the thread blocks for the first job, takes everything else
 //! already queued (up to `max_batch` writes), commits it with
-//! `Durability::Immediate`, answers every sender, and takes again. A lone
+//! `Durability::Immediate`, answers every sender, and takes again. A batch
+//! of holds alone (which nobody waits for) is committed without fsync. A lone
 //! write waits for one commit; under load one commit carries many.
 //!
 //! The queue is bounded. Callers that must not be refused later (a settle
@@ -19,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{Store, StoreError, WriteOp};
 
 /// A batch of writes and, if the sender waits, where to answer after commit.
+/// `done: None` is only for writes that change no money (a new hold): a
+/// batch of nothing else is committed without fsync.
 pub struct Job {
     pub ops: Vec<WriteOp>,
     pub done: Option<oneshot::Sender<Result<(), Arc<StoreError>>>>,
@@ -46,6 +49,15 @@ pub struct PersistenceStats {
     pub commits: AtomicU64,
     pub writes: AtomicU64,
     pub commit_micros: AtomicU64,
+}
+
+/// Commit figures as the API reports them.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct CommitFigures {
+    pub commits: u64,
+    pub writes: u64,
+    pub mean_writes_per_commit: f64,
+    pub mean_commit_us: f64,
 }
 
 /// The queue is full: the client should come back shortly.
@@ -106,6 +118,25 @@ impl Persistence {
         rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
+    pub fn figures(&self) -> CommitFigures {
+        let commits = self.stats.commits.load(Ordering::Relaxed);
+        let writes = self.stats.writes.load(Ordering::Relaxed);
+        let micros = self.stats.commit_micros.load(Ordering::Relaxed);
+        let per = |n: u64| {
+            if commits == 0 {
+                0.0
+            } else {
+                n as f64 / commits as f64
+            }
+        };
+        CommitFigures {
+            commits,
+            writes,
+            mean_writes_per_commit: per(writes),
+            mean_commit_us: per(micros),
+        }
+    }
+
     /// Writes queued now.
     pub fn depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
@@ -154,7 +185,13 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<P
             ops.extend(j.ops);
             replies.extend(j.done);
         }
-        let result = store.commit(ops).map_err(Arc::new);
+        // A batch nobody waits for holds only holds (no money changes: a
+        // hold moves no balance). It skips the fsync: the next durable
+        // commit, which every settle is, makes it durable, and a crash
+        // before that loses it whole, as if the request never started (its
+        // client was never answered).
+        let durable = !replies.is_empty();
+        let result = store.commit_with(ops, durable).map_err(Arc::new);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(n as u64, Ordering::Relaxed);
         stats

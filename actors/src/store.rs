@@ -2,6 +2,7 @@
 //! in one transaction. Only the persistence thread writes; anyone may read
 //! (redb readers never block the writer).
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -252,11 +253,26 @@ impl Store {
 
     /// Commits `ops` in one durable transaction.
     pub fn commit(&self, ops: impl IntoIterator<Item = WriteOp>) -> Result<(), StoreError> {
+        self.commit_with(ops, true)
+    }
+
+    /// Commits `ops` in one transaction; `durable == false` skips the fsync
+    /// (the writes become durable with the next durable commit, or are lost
+    /// together, whole, by a crash before it). Only for writes that change
+    /// no money: see the persistence thread.
+    pub fn commit_with(
+        &self,
+        ops: impl IntoIterator<Item = WriteOp>,
+        durable: bool,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::Immediate)?;
-        for op in ops {
-            apply(&txn, op)?;
-        }
+        let durability = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
+        txn.set_durability(durability)?;
+        apply_all(&txn, ops.into_iter().collect())?;
         txn.commit()?;
         Ok(())
     }
@@ -264,15 +280,9 @@ impl Store {
     /// Releases holds a crash left open and marks their requests
     /// interrupted, in one transaction, before anything else runs.
     pub fn recover(&self, now: Millis) -> Result<Recovery, StoreError> {
-        let mut by_user: std::collections::BTreeMap<String, Vec<OpenHold>> = Default::default();
-        {
-            let r = self.db.begin_read()?;
-            let t = r.open_table(HOLDS)?;
-            for row in t.iter()? {
-                let (_, val) = row?;
-                let h: OpenHold = dec(val.value())?;
-                by_user.entry(h.hold.user_id.clone()).or_default().push(h);
-            }
+        let mut by_user: BTreeMap<String, Vec<OpenHold>> = BTreeMap::new();
+        for h in self.open_holds()? {
+            by_user.entry(h.hold.user_id.clone()).or_default().push(h);
         }
         let mut report = Recovery::default();
         let mut ops = Vec::new();
@@ -310,6 +320,17 @@ impl Store {
             self.commit(ops)?;
         }
         Ok(report)
+    }
+
+    /// Every hold stored as open.
+    pub fn open_holds(&self) -> Result<Vec<OpenHold>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(HOLDS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            out.push(dec(row?.1.value())?);
+        }
+        Ok(out)
     }
 
     fn get<K: redb::Key + 'static, T: DeserializeOwned>(
@@ -452,68 +473,250 @@ impl Store {
     }
 }
 
-fn apply(txn: &WriteTransaction, op: WriteOp) -> Result<(), StoreError> {
-    match op {
-        WriteOp::PutUser(u) => {
-            txn.open_table(USERS)?
-                .insert(u.id.as_str(), enc(&u)?.as_slice())?;
-        }
-        WriteOp::PutKey { hash, record } => {
-            txn.open_table(API_KEYS)?
-                .insert(hash.as_slice(), enc(&record)?.as_slice())?;
-        }
-        WriteOp::PutWallet { user_id, bytes } => {
-            txn.open_table(WALLETS)?
-                .insert(user_id.as_str(), bytes.as_slice())?;
-        }
-        WriteOp::PutBudget { user_id, budget } => {
-            txn.open_table(BUDGETS)?
-                .insert(user_id.as_str(), enc(&budget)?.as_slice())?;
-        }
-        WriteOp::PutProvider { name, config } => {
-            txn.open_table(PROVIDERS)?
-                .insert(name.as_str(), enc(&config)?.as_slice())?;
-        }
-        WriteOp::AppendEntry(e) => {
-            txn.open_table(TRANSACTIONS)?
-                .insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
-        }
-        WriteOp::PutHold(h) => {
-            let key = (h.hold.user_id.as_str(), h.hold.id);
-            txn.open_table(HOLDS)?.insert(key, enc(&*h)?.as_slice())?;
-        }
-        WriteOp::DeleteHold { user_id, id } => {
-            txn.open_table(HOLDS)?.remove((user_id.as_str(), id))?;
-        }
-        WriteOp::PutRequest(r) => {
-            let at = u64::try_from(r.created_at).unwrap_or(0);
-            txn.open_table(REQUESTS)?.insert(
-                (r.user_id.as_str(), at, r.id.as_str()),
-                enc(&*r)?.as_slice(),
-            )?;
-            txn.open_table(REQUEST_INDEX)?
-                .insert(r.id.as_str(), (r.user_id.as_str(), at))?;
-            let hour = u64::try_from(hour_start(r.created_at)).unwrap_or(0);
-            let delta = Rollup::of(&r);
-            let mut t = txn.open_table(ROLLUPS)?;
-            for user in [r.user_id.as_str(), ""] {
-                let key = (user, r.provider.as_str(), hour);
-                let mut cur: Rollup = match t.get(key)? {
-                    Some(v) => dec(v.value())?,
-                    None => Rollup::default(),
-                };
-                cur.merge(&delta);
-                t.insert(key, enc(&cur)?.as_slice())?;
+/// Applies a batch in one transaction, skipping what a later write in the
+/// same batch makes moot: only a user's last wallet snapshot is written, a
+/// hold opened and closed within the batch is never written, and rollup
+/// deltas are summed first so each rollup row is read and written once.
+/// The final state is the same as applying every op in order.
+fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError> {
+    let mut last_snapshot: HashMap<&str, usize> = HashMap::new();
+    let mut opened: HashSet<(&str, u64)> = HashSet::new();
+    let mut closed: HashSet<(&str, u64)> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            WriteOp::PutWallet { user_id, .. } => {
+                last_snapshot.insert(user_id.as_str(), i);
             }
-        }
-        WriteOp::PutIdempotency {
-            user_id,
-            key,
-            record,
-        } => {
-            txn.open_table(IDEMPOTENCY)?
-                .insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+            WriteOp::PutHold(h) => {
+                opened.insert((h.hold.user_id.as_str(), h.hold.id));
+            }
+            WriteOp::DeleteHold { user_id, id } => {
+                closed.insert((user_id.as_str(), *id));
+            }
+            _ => {}
         }
     }
+    let skip: Vec<bool> = ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| match op {
+            WriteOp::PutWallet { user_id, .. } => last_snapshot.get(user_id.as_str()) != Some(&i),
+            WriteOp::PutHold(h) => closed.contains(&(h.hold.user_id.as_str(), h.hold.id)),
+            WriteOp::DeleteHold { user_id, id } => opened.contains(&(user_id.as_str(), *id)),
+            _ => false,
+        })
+        .collect();
+    drop((last_snapshot, opened, closed));
+
+    let mut users = txn.open_table(USERS)?;
+    let mut keys = txn.open_table(API_KEYS)?;
+    let mut wallets = txn.open_table(WALLETS)?;
+    let mut budgets = txn.open_table(BUDGETS)?;
+    let mut providers = txn.open_table(PROVIDERS)?;
+    let mut transactions = txn.open_table(TRANSACTIONS)?;
+    let mut holds = txn.open_table(HOLDS)?;
+    let mut requests = txn.open_table(REQUESTS)?;
+    let mut index = txn.open_table(REQUEST_INDEX)?;
+    let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut rollup_deltas: BTreeMap<(String, String, u64), Rollup> = BTreeMap::new();
+    for (op, skip) in ops.into_iter().zip(skip) {
+        if skip {
+            continue;
+        }
+        match op {
+            WriteOp::PutUser(u) => {
+                users.insert(u.id.as_str(), enc(&u)?.as_slice())?;
+            }
+            WriteOp::PutKey { hash, record } => {
+                keys.insert(hash.as_slice(), enc(&record)?.as_slice())?;
+            }
+            WriteOp::PutWallet { user_id, bytes } => {
+                wallets.insert(user_id.as_str(), bytes.as_slice())?;
+            }
+            WriteOp::PutBudget { user_id, budget } => {
+                budgets.insert(user_id.as_str(), enc(&budget)?.as_slice())?;
+            }
+            WriteOp::PutProvider { name, config } => {
+                providers.insert(name.as_str(), enc(&config)?.as_slice())?;
+            }
+            WriteOp::AppendEntry(e) => {
+                transactions.insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
+            }
+            WriteOp::PutHold(h) => {
+                holds.insert((h.hold.user_id.as_str(), h.hold.id), enc(&*h)?.as_slice())?;
+            }
+            WriteOp::DeleteHold { user_id, id } => {
+                holds.remove((user_id.as_str(), id))?;
+            }
+            WriteOp::PutRequest(r) => {
+                let at = u64::try_from(r.created_at).unwrap_or(0);
+                requests.insert(
+                    (r.user_id.as_str(), at, r.id.as_str()),
+                    enc(&*r)?.as_slice(),
+                )?;
+                index.insert(r.id.as_str(), (r.user_id.as_str(), at))?;
+                let hour = u64::try_from(hour_start(r.created_at)).unwrap_or(0);
+                let delta = Rollup::of(&r);
+                for user in [r.user_id.as_str(), ""] {
+                    rollup_deltas
+                        .entry((user.to_string(), r.provider.clone(), hour))
+                        .or_default()
+                        .merge(&delta);
+                }
+            }
+            WriteOp::PutIdempotency {
+                user_id,
+                key,
+                record,
+            } => {
+                idempotency.insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+            }
+        }
+    }
+    let mut rollups = txn.open_table(ROLLUPS)?;
+    for ((user, provider, hour), delta) in rollup_deltas {
+        let key = (user.as_str(), provider.as_str(), hour);
+        let mut cur: Rollup = match rollups.get(key)? {
+            Some(v) => dec(v.value())?,
+            None => Rollup::default(),
+        };
+        cur.merge(&delta);
+        rollups.insert(key, enc(&cur)?.as_slice())?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oneflow::Credits;
+    use oneflow::ledger::{EntryKind, Hold};
+    use oneflow::pricing::Usage;
+
+    fn hold(id: u64) -> WriteOp {
+        let hold = Hold {
+            user_id: "u".into(),
+            id,
+            request_id: format!("r{id}"),
+            provider: "p".into(),
+            amount: Credits(9),
+            at: 0,
+        };
+        WriteOp::PutHold(Box::new(OpenHold {
+            hold,
+            model: "m".into(),
+            modality: Modality::Text,
+            prompt_preview: "x".into(),
+        }))
+    }
+
+    fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
+        WriteOp::PutRequest(Box::new(RequestRecord {
+            id: id.into(),
+            user_id: "u".into(),
+            model: "m".into(),
+            modality: Modality::Text,
+            provider: "p".into(),
+            status: RequestStatus::Succeeded,
+            prompt_preview: String::new(),
+            response: None,
+            usage: Usage {
+                output_tokens: 3,
+                ..Usage::default()
+            },
+            quote: Credits(cost),
+            cost: Credits(cost),
+            shortfall: Credits::ZERO,
+            error: None,
+            route: String::new(),
+            created_at: at,
+            latency_ms: 7,
+        }))
+    }
+
+    fn entry(seq: u64) -> WriteOp {
+        WriteOp::AppendEntry(LedgerEntry {
+            user_id: "u".into(),
+            seq,
+            kind: EntryKind::Hold,
+            amount: Credits(9),
+            balance_after: Credits(0),
+            available_after: Credits(0),
+            hold_id: Some(seq),
+            request_id: None,
+            note: None,
+            at: 0,
+        })
+    }
+
+    fn wallet(v: u8) -> WriteOp {
+        WriteOp::PutWallet {
+            user_id: "u".into(),
+            bytes: format!("{{\"v\":{v}}}").into_bytes(),
+        }
+    }
+
+    fn batch() -> Vec<WriteOp> {
+        vec![
+            wallet(1),
+            hold(1),
+            entry(1),
+            request("a", 10, 5),
+            wallet(2),
+            WriteOp::DeleteHold {
+                user_id: "u".into(),
+                id: 1,
+            },
+            hold(2),
+            entry(2),
+            request("b", 3_700_000, 4),
+            request("c", 20, 6),
+            wallet(3),
+        ]
+    }
+
+    type Rollups = Vec<(String, u64, Rollup)>;
+
+    /// Wallet bytes, open holds, the user's and global rollups, entry count.
+    fn state(s: &Store) -> (Vec<u8>, Vec<OpenHold>, Rollups, Rollups, usize) {
+        let r = s.db.begin_read().unwrap();
+        let w = r
+            .open_table(WALLETS)
+            .unwrap()
+            .get("u")
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        let tx = s.transactions_page("u", None, 100).unwrap().len();
+        (
+            w,
+            s.open_holds().unwrap(),
+            s.rollups("u", 0).unwrap(),
+            s.rollups("", 0).unwrap(),
+            tx,
+        )
+    }
+
+    /// Coalescing a batch leaves exactly the state that applying each write
+    /// in its own commit leaves.
+    #[test]
+    fn a_coalesced_batch_equals_one_commit_per_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let one_by_one = Store::open(&dir.path().join("a.redb")).unwrap();
+        for op in batch() {
+            one_by_one.commit([op]).unwrap();
+        }
+        let batched = Store::open(&dir.path().join("b.redb")).unwrap();
+        batched.commit(batch()).unwrap();
+        let (a, b) = (state(&one_by_one), state(&batched));
+        assert_eq!(a, b);
+        assert_eq!(a.0, b"{\"v\":3}");
+        assert_eq!(a.1.len(), 1, "hold 1 closed, hold 2 open");
+        assert_eq!(a.2.len(), 2, "two hours");
+        assert_eq!(a.2[0].2.count, 2);
+        assert_eq!(a.2[0].2.cost, Credits(11));
+        assert_eq!(a.4, 2);
+        assert_eq!(batched.requests_page("u", None, 10).unwrap().len(), 3);
+    }
 }

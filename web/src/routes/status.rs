@@ -28,6 +28,7 @@ pub async fn status(
         .map(|p| p.name.clone())
         .collect();
     let (wallets_alive, writes_queued) = s.broker.runtime_figures();
+    let persistence = s.broker.persistence_figures();
     Ok(HttpResponse::Ok().json(json!({
         "user_id": user_id,
         "role": c.0.role,
@@ -41,5 +42,6 @@ pub async fn status(
         "uptime_secs": s.started_at.elapsed().as_secs(),
         "wallets_alive": wallets_alive,
         "writes_queued": writes_queued,
+        "persistence": persistence,
     })))
 }
