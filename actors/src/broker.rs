@@ -506,6 +506,23 @@ impl Broker {
         idem: Option<IdemKey>,
     ) -> Result<(serde_json::Value, bool), BrokerError> {
         let route = self.route(&req)?;
+        // Everything from the hold on runs detached: a client that goes away
+        // drops this future, and must not drop a hold's reply (leaving money
+        // held by nobody) or its settle.
+        let this = self.clone();
+        let user_id = user_id.to_string();
+        actix_rt::spawn(async move { this.hold_and_run(user_id, req, route, idem).await })
+            .await
+            .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+    }
+
+    async fn hold_and_run(
+        &self,
+        user_id: String,
+        req: AiRequest,
+        route: Route,
+        idem: Option<IdemKey>,
+    ) -> Result<(serde_json::Value, bool), BrokerError> {
         let Some(best) = route.ranking.first() else {
             return Err(BrokerError::NotFound("provider"));
         };
@@ -522,7 +539,7 @@ impl Broker {
             prompt_preview: preview(&req.prompt),
             now,
         };
-        let hold_id = match self.inner.wallets.reserve(user_id, reserve).await? {
+        let hold_id = match self.inner.wallets.reserve(&user_id, reserve).await? {
             Reserved::Held { hold_id } => hold_id,
             Reserved::Replay(v) => return Ok((v, true)),
             Reserved::Wait(rx) => {
@@ -532,10 +549,6 @@ impl Broker {
                 return Ok((v, true));
             }
         };
-        // From here money is held: the rest runs detached so a client that
-        // goes away cannot stop the settle.
-        let this = self.clone();
-        let user_id = user_id.to_string();
         let run = Held {
             user_id,
             req,
@@ -546,11 +559,7 @@ impl Broker {
             idem,
             created_at: now,
         };
-        let task = actix_rt::spawn(async move { this.run_held(run).await });
-        let outcome = task
-            .await
-            .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))??;
-        Ok((outcome, false))
+        Ok((self.run_held(run).await?, false))
     }
 
     async fn run_held(&self, h: Held) -> Result<serde_json::Value, BrokerError> {

@@ -131,3 +131,43 @@ async fn idle_wallets_stop_and_reload_exactly() {
     assert_ledger_balances(&s.ledger(&key).await, Credits::from_credits(25));
     s.stop().await;
 }
+
+/// A client that hangs up mid-request does not stop its settle: the hold is
+/// closed and the request recorded and charged exactly once.
+#[tokio::test]
+async fn a_client_that_hangs_up_is_still_settled() {
+    let s = TestServer::start_with(|c| c.providers[2].simulated.latency_ms = 300);
+    let (_, key) = s.user("gone", "40").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(60))
+        .build()
+        .unwrap();
+    let res = impatient
+        .post(format!("{}/api/request", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "audio", "prompt": "hang up"}))
+        .send()
+        .await;
+    assert!(res.is_err(), "the client should have timed out");
+    drop(impatient);
+    // Bounded wait for the detached settle.
+    let mut settled = None;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (_, v) = s.get(&key, "/api/status").await;
+        if credits(&v["held"]) == Credits::ZERO
+            && credits(&v["balance"]) != Credits::from_credits(40)
+        {
+            settled = Some(v);
+            break;
+        }
+    }
+    let v = settled.expect("the hold was never settled");
+    assert_eq!(credits(&v["balance"]), Credits::from_credits(35));
+    let (_, h) = s.get(&key, "/api/history/requests").await;
+    let items = h["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["status"], "succeeded");
+    assert_ledger_balances(&s.ledger(&key).await, Credits::from_credits(35));
+    s.stop().await;
+}
