@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::{BudgetConfig, Spend};
-use crate::money::Credits;
+use crate::money::{Credits, MAX_CREDITS};
 use crate::time::{Millis, Window};
 
 /// The kind of a ledger entry.
@@ -93,6 +93,8 @@ pub enum Refusal {
     WouldOverdraw,
     #[error("no open hold {0}")]
     UnknownHold(u64),
+    #[error("the balance would exceed the largest supported amount (1000000000000 credits)")]
+    TooLarge,
 }
 
 /// Outcome of settling a hold.
@@ -170,6 +172,17 @@ impl Wallet {
         }
     }
 
+    /// Refuses a credit that would take the balance past `MAX_CREDITS`, or a
+    /// running total past what `i64` holds, instead of saturating.
+    fn check_room(&self, amount: Credits, total: Credits) -> Result<(), Refusal> {
+        let balance = self.balance.checked_add(amount).ok_or(Refusal::TooLarge)?;
+        total.checked_add(amount).ok_or(Refusal::TooLarge)?;
+        if balance > MAX_CREDITS {
+            return Err(Refusal::TooLarge);
+        }
+        Ok(())
+    }
+
     /// Adds credits.
     pub fn top_up(
         &mut self,
@@ -180,6 +193,7 @@ impl Wallet {
         if amount.0 <= 0 {
             return Err(Refusal::NotPositive);
         }
+        self.check_room(amount, self.totals.topups)?;
         self.balance += amount;
         self.totals.topups += amount;
         Ok(self.entry(EntryKind::TopUp, amount, None, None, note, at))
@@ -350,6 +364,7 @@ impl Wallet {
         if amount.0 <= 0 {
             return Err(Refusal::NotPositive);
         }
+        self.check_room(amount, self.totals.refunds)?;
         self.balance += amount;
         self.totals.refunds += amount;
         Ok(self.entry(EntryKind::Refund, amount, None, request_id, note, now))
@@ -369,6 +384,7 @@ impl Wallet {
         if self.available() + delta < Credits::ZERO {
             return Err(Refusal::WouldOverdraw);
         }
+        self.check_room(delta, self.totals.adjustments)?;
         self.balance += delta;
         self.totals.adjustments += delta;
         Ok(self.entry(EntryKind::Adjustment, delta, None, None, note, now))

@@ -8,6 +8,7 @@ mod support;
 
 mod auth;
 mod concurrency;
+mod fuzz;
 mod idempotency;
 mod ledger_flow;
 mod lifecycle;

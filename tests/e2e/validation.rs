@@ -158,6 +158,16 @@ async fn bad_input_is_a_clear_4xx() {
         )
         .await;
     assert_error(st, &v, bad_request, "invalid_request");
+    // A top-up that would take the balance past the largest amount is
+    // refused, not saturated.
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": uid, "amount": "1000000000000"}),
+        )
+        .await;
+    assert_error(st, &v, bad_request, "invalid_request");
     let (st, v) = s
         .post(
             ADMIN_KEY,

@@ -112,7 +112,7 @@ impl From<BrokerError> for ApiError {
                     code: "budget_exceeded",
                     message: r.to_string(),
                 },
-                Refusal::NotPositive | Refusal::WouldOverdraw => {
+                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
                     ApiError::BadRequest(r.to_string())
                 }
                 Refusal::UnknownHold(_) => ApiError::Internal(r.to_string()),
