@@ -120,6 +120,7 @@ async fn refusals_name_the_reason_and_charge_nothing() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{b}");
+    let audio_calls = provider_calls(&s, &key, "audio").await;
     let (st, v) = s
         .post(
             &key,
@@ -129,6 +130,11 @@ async fn refusals_name_the_reason_and_charge_nothing() {
         .await;
     assert_eq!(st, StatusCode::PAYMENT_REQUIRED, "{v}");
     assert_eq!(v["error"]["code"], "budget_exceeded");
+    assert_eq!(
+        provider_calls(&s, &key, "audio").await,
+        audio_calls,
+        "a refused request reached the provider"
+    );
     assert!(
         v["error"]["message"].as_str().unwrap().contains("daily"),
         "{v}"
