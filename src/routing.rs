@@ -38,6 +38,17 @@ pub enum Strategy {
     Balanced,
 }
 
+impl Strategy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Cost => "cost",
+            Strategy::Latency => "latency",
+            Strategy::Quality => "quality",
+            Strategy::Balanced => "balanced",
+        }
+    }
+}
+
 /// Live figures of one provider, read from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Health {
@@ -154,13 +165,7 @@ pub fn choose(
             .total_cmp(&b.score)
             .then_with(|| a.plan.provider.cmp(&b.plan.provider))
     });
-    let mut explanation = format!(
-        "strategy={}",
-        serde_json::to_value(strategy)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    );
+    let mut explanation = format!("strategy={}", strategy.name());
     for c in &ranked {
         let _ = write!(
             explanation,
