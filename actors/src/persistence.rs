@@ -198,7 +198,16 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<P
             .commit_micros
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
-            eprintln!("oneflow: commit of {n} writes failed: {e}");
+            // Fail-stop. The wallets have already applied these changes in
+            // memory and later batches carry snapshots that include them, so
+            // carrying on would write money the ledger does not show, and a
+            // retried fsync may report success for pages the kernel dropped.
+            // Nothing of this batch was acknowledged; the next start recovers
+            // from the last commit (and releases the holds open in it).
+            eprintln!(
+                "oneflow: FATAL: commit of {n} writes failed: {e}; stopping so the next start recovers from the last commit"
+            );
+            std::process::exit(70);
         }
         for r in replies {
             let _ = r.send(result.clone());

@@ -259,8 +259,9 @@ impl WalletActor {
     }
 
     /// Sends `ops` (plus a wallet snapshot) and returns a future that
-    /// resolves after their commit. A failed commit leaves memory ahead of
-    /// the file, so the actor then stops and the next use reloads.
+    /// resolves after their commit. A failed commit stops the process (see
+    /// the persistence thread), so memory is never left ahead of the file;
+    /// an error here means the broker is shutting down.
     fn commit(
         &mut self,
         slot: Slot,
@@ -281,11 +282,8 @@ impl WalletActor {
             }
         }
         .into_actor(self)
-        .map(|res, act, ctx| {
+        .map(|res, act, _| {
             act.pending -= 1;
-            if res.is_err() {
-                act.leave(ctx);
-            }
             res
         })
     }
@@ -350,6 +348,15 @@ impl WalletActor {
         }
     }
 
+    /// Answers a failed key's waiters and frees the key for a retry.
+    fn forget(&mut self, key: &str, result: serde_json::Value) {
+        if let Some(IdemState::Pending { waiters, .. }) = self.idem.remove(key) {
+            for w in waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
     /// Forgets a pending key whose request never got a hold, so the client
     /// may retry it.
     fn unclaim(&mut self, key: &str) {
@@ -410,75 +417,98 @@ impl Handler<Finish> for WalletActor {
     type Result = ResponseActFuture<Self, Result<Finished, WalletError>>;
 
     fn handle(&mut self, m: Finish, _: &mut Context<Self>) -> Self::Result {
-        let step = (|| {
-            let w = self.wallet()?;
-            let (entries, charged, shortfall) = match &m.outcome {
-                Outcome::Charge(cost) => {
-                    let s = w.settle(m.hold_id, *cost, m.now)?;
-                    (s.entries, s.charged, s.shortfall)
-                }
-                Outcome::Release(note) => (
-                    vec![w.release(m.hold_id, Some(note), m.now)?],
-                    Credits::ZERO,
-                    Credits::ZERO,
-                ),
-            };
-            let finished = Finished {
-                charged,
-                shortfall,
-                balance: w.balance,
-                available: w.available(),
-            };
-            let mut record = m.record.clone();
-            record.cost = charged;
-            record.shortfall = shortfall;
-            let mut ops: Vec<WriteOp> = entries.into_iter().map(WriteOp::AppendEntry).collect();
-            ops.push(WriteOp::DeleteHold {
-                user_id: self.user_id.clone(),
-                id: m.hold_id,
-            });
-            ops.push(WriteOp::PutRequest(record));
-            // The stored answer carries the figures only the wallet knows.
-            let idem = m.idem.clone().map(|(key, body_hash, mut result)| {
-                if let Some(obj) = result.as_object_mut() {
-                    for (k, v) in [
-                        ("cost", charged),
-                        ("balance", finished.balance),
-                        ("available", finished.available),
-                    ] {
-                        obj.insert(k.into(), serde_json::to_value(v).unwrap_or_default());
+        match self.finish(m) {
+            Ok((finished, slot, ops, idem)) => {
+                Box::pin(self.commit(slot, ops).map(move |res, act, _| {
+                    res?;
+                    if let Some((key, body_hash, result, keep)) = idem {
+                        if keep {
+                            act.remember(key, body_hash, result);
+                        } else {
+                            act.forget(&key, result);
+                        }
                     }
-                }
-                (key, body_hash, result)
-            });
-            if let Some((key, body_hash, result)) = &idem {
-                let record = IdempotencyRecord {
-                    body_hash: *body_hash,
-                    result: result.clone(),
-                };
-                ops.push(WriteOp::PutIdempotency {
-                    user_id: self.user_id.clone(),
-                    key: key.clone(),
-                    record,
-                });
+                    Ok(finished)
+                }))
             }
-            let slot = match self.slots.remove(&m.hold_id) {
-                Some(s) => s,
-                None => self.persist.reserve().map_err(|_| WalletError::Busy)?,
-            };
-            Ok((finished, slot, ops, idem))
-        })();
-        let (finished, slot, ops, idem) = match step {
-            Ok(v) => v,
-            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+            Err(e) => Box::pin(actix::fut::ready(Err(e))),
+        }
+    }
+}
+
+/// An idempotency key, its body hash, the answer, and whether to keep it.
+type IdemResult = (String, [u8; 32], serde_json::Value, bool);
+
+impl WalletActor {
+    /// The synchronous part of a finish: every fallible step before the
+    /// wallet changes, then the change and the writes that record it.
+    fn finish(
+        &mut self,
+        m: Finish,
+    ) -> Result<(Finished, Slot, Vec<WriteOp>, Option<IdemResult>), WalletError> {
+        let w = self.wallet.as_ref().ok_or(WalletError::UnknownUser)?;
+        if !w.holds.contains_key(&m.hold_id) {
+            return Err(Refusal::UnknownHold(m.hold_id).into());
+        }
+        let slot = match self.slots.remove(&m.hold_id) {
+            Some(s) => s,
+            None => self.persist.reserve().map_err(|_| WalletError::Busy)?,
         };
-        Box::pin(self.commit(slot, ops).map(move |res, act, _| {
-            res?;
-            if let Some((key, body_hash, result)) = idem {
-                act.remember(key, body_hash, result);
+        let w = self.wallet()?;
+        let (entries, charged, shortfall) = match &m.outcome {
+            Outcome::Charge(cost) => {
+                let s = w.settle(m.hold_id, *cost, m.now)?;
+                (s.entries, s.charged, s.shortfall)
             }
-            Ok(finished)
-        }))
+            Outcome::Release(note) => (
+                vec![w.release(m.hold_id, Some(note), m.now)?],
+                Credits::ZERO,
+                Credits::ZERO,
+            ),
+        };
+        let finished = Finished {
+            charged,
+            shortfall,
+            balance: w.balance,
+            available: w.available(),
+        };
+        let mut record = m.record;
+        record.cost = charged;
+        record.shortfall = shortfall;
+        let mut ops: Vec<WriteOp> = entries.into_iter().map(WriteOp::AppendEntry).collect();
+        ops.push(WriteOp::DeleteHold {
+            user_id: self.user_id.clone(),
+            id: m.hold_id,
+        });
+        ops.push(WriteOp::PutRequest(record));
+        // A success is remembered for the key, with the figures only the
+        // wallet knows. A failure charged nothing and may be worth retrying,
+        // so its key is freed once those waiting on it have the answer.
+        let keep = matches!(m.outcome, Outcome::Charge(_));
+        let idem = m.idem.map(|(key, body_hash, mut result)| {
+            if let Some(obj) = result.as_object_mut() {
+                for (k, v) in [
+                    ("cost", charged),
+                    ("balance", finished.balance),
+                    ("available", finished.available),
+                ] {
+                    obj.insert(k.into(), serde_json::to_value(v).unwrap_or_default());
+                }
+            }
+            (key, body_hash, result, keep)
+        });
+        if let Some((key, body_hash, result, true)) = &idem {
+            let record = IdempotencyRecord {
+                body_hash: *body_hash,
+                result: result.clone(),
+            };
+            ops.push(WriteOp::PutIdempotency {
+                user_id: self.user_id.clone(),
+                key: key.clone(),
+                record,
+            });
+        }
+        Ok((finished, slot, ops, idem))
     }
 }
 

@@ -57,3 +57,39 @@ async fn concurrent_repeats_charge_once() {
     assert_ledger_balances(&s.ledger(&key).await, balance);
     s.stop().await;
 }
+
+/// A failed request charged nothing, so its key is not spent: retrying it
+/// runs the request again (and that success is then what replays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_request_can_be_retried_with_its_key() {
+    let s = TestServer::start_with(|c| {
+        let video = &mut c.providers[3];
+        video.simulated.latency_ms = 200;
+        video.limits.max_concurrency = 1;
+        video.limits.queue = 1;
+    });
+    let (_, key) = s.user("hal", "1000").await;
+    let body = json!({"model": "video", "prompt": "busy"});
+    let keys: Vec<String> = (0..5).map(|i| format!("k-{i}")).collect();
+    let results = join_all(keys.iter().map(|k| s.idempotent(&key, k, &body))).await;
+    let failed = results
+        .iter()
+        .zip(&keys)
+        .find(|((st, _, _), _)| *st == StatusCode::TOO_MANY_REQUESTS)
+        .map(|(_, k)| k.clone())
+        .expect("with one slot and a queue of one, some of five must be refused");
+    let served = results
+        .iter()
+        .filter(|(st, _, _)| *st == StatusCode::OK)
+        .count() as i64;
+    let (st, replayed, v) = s.idempotent(&key, &failed, &body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(!replayed, "the retry must run, not replay the 429");
+    let (st, replayed, again) = s.idempotent(&key, &failed, &body).await;
+    assert_eq!((st, replayed), (StatusCode::OK, true));
+    assert_eq!(again, v);
+    let balance = s.balance(&key).await;
+    assert_eq!(balance, Credits::from_credits(1000 - 20 * (served + 1)));
+    assert_ledger_balances(&s.ledger(&key).await, balance);
+    s.stop().await;
+}
