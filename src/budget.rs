@@ -124,7 +124,9 @@ impl Spend {
     /// (`provider == None`) or at one provider.
     pub fn spent(&self, w: Window, now: Millis, provider: Option<&str>) -> Credits {
         let s = self.slot(w);
-        if s.start != w.start(now) {
+        // A window that started after `now` (a stale time) is still the
+        // current one; only a window that began before `now`'s has ended.
+        if s.start < w.start(now) {
             return Credits::ZERO;
         }
         match provider {
@@ -138,7 +140,9 @@ impl Spend {
         for w in Window::ALL {
             let start = w.start(now);
             let s = self.slot_mut(w);
-            if s.start != start {
+            // Windows only move forward: a late charge stamped before the
+            // current window counts in the current one.
+            if start > s.start {
                 *s = WindowSpend {
                     start,
                     ..WindowSpend::default()

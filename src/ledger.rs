@@ -116,6 +116,11 @@ pub struct Wallet {
     pub totals: Totals,
     pub next_seq: u64,
     pub spend: Spend,
+    /// The latest time any operation carried: operations stamped earlier
+    /// (they waited in a mailbox) are treated as happening now, so budget
+    /// windows never move backwards.
+    #[serde(default)]
+    pub clock: Millis,
     #[serde(skip)]
     pub holds: BTreeMap<u64, Hold>,
     #[serde(skip)]
@@ -129,6 +134,12 @@ impl Wallet {
             next_seq: 1,
             ..Wallet::default()
         }
+    }
+
+    /// Advances the wallet's clock to `now` and returns the time to use.
+    fn tick(&mut self, now: Millis) -> Millis {
+        self.clock = self.clock.max(now);
+        self.clock
     }
 
     pub fn held(&self) -> Credits {
@@ -190,6 +201,7 @@ impl Wallet {
         note: Option<&str>,
         at: Millis,
     ) -> Result<LedgerEntry, Refusal> {
+        let at = self.tick(at);
         if amount.0 <= 0 {
             return Err(Refusal::NotPositive);
         }
@@ -206,6 +218,7 @@ impl Wallet {
         provider: &str,
         now: Millis,
     ) -> Result<(), Refusal> {
+        let now = now.max(self.clock);
         let held = self.held();
         let held_p = self.held_at(provider);
         let overall = self.budget.overall();
@@ -245,6 +258,7 @@ impl Wallet {
         amount: Credits,
         now: Millis,
     ) -> Result<(Hold, LedgerEntry), Refusal> {
+        let now = self.tick(now);
         if amount.is_negative() {
             return Err(Refusal::NotPositive);
         }
@@ -285,6 +299,7 @@ impl Wallet {
         cost: Credits,
         now: Millis,
     ) -> Result<Settlement, Refusal> {
+        let now = self.tick(now);
         let hold = self
             .holds
             .get_mut(&hold_id)
@@ -339,6 +354,7 @@ impl Wallet {
         note: Option<&str>,
         now: Millis,
     ) -> Result<LedgerEntry, Refusal> {
+        let now = self.tick(now);
         let hold = self
             .holds
             .remove(&hold_id)
@@ -361,6 +377,7 @@ impl Wallet {
         note: Option<&str>,
         now: Millis,
     ) -> Result<LedgerEntry, Refusal> {
+        let now = self.tick(now);
         if amount.0 <= 0 {
             return Err(Refusal::NotPositive);
         }
@@ -378,6 +395,7 @@ impl Wallet {
         note: Option<&str>,
         now: Millis,
     ) -> Result<LedgerEntry, Refusal> {
+        let now = self.tick(now);
         if delta == Credits::ZERO {
             return Err(Refusal::NotPositive);
         }
@@ -544,6 +562,29 @@ mod tests {
         assert!(w.hold("r6", "q", Credits(1), t2).is_ok());
     }
 
+    /// Reviewer's case: a settle stamped before midnight that arrives after
+    /// one stamped after midnight must not roll the daily window back.
+    #[test]
+    fn late_stamps_never_roll_a_window_back() {
+        let day = 24 * MS_PER_HOUR;
+        let midnight = (T0 / day + 1) * day;
+        let mut w = Wallet::new("u");
+        w.top_up(Credits(1_000), None, T0).unwrap();
+        w.budget.daily = Some(Credits(30));
+        let (a, _) = w.hold("a", "p", Credits(10), midnight - 1).unwrap();
+        let (b, _) = w.hold("b", "p", Credits(10), midnight - 1).unwrap();
+        w.settle(b.id, Credits(10), midnight + 1).unwrap();
+        w.settle(a.id, Credits(10), midnight - 1).unwrap();
+        assert_eq!(
+            w.spend.spent(Window::Daily, midnight + 2, None),
+            Credits(20)
+        );
+        assert!(w.hold("c", "p", Credits(11), midnight + 2).is_err());
+        // A hold stamped before midnight is judged by the current day too.
+        assert!(w.hold("d", "p", Credits(11), midnight - 5).is_err());
+        assert!(w.hold("e", "p", Credits(10), midnight - 5).is_ok());
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         TopUp(i64),
@@ -563,7 +604,8 @@ mod tests {
             (0usize..8).prop_map(Op::Release),
             (1i64..100).prop_map(Op::Refund),
             (-300i64..300).prop_map(Op::Adjust),
-            (0i64..3 * 24).prop_map(|h| Op::Tick(h * MS_PER_HOUR)),
+            // Time may also step back: operations can arrive stamped late.
+            (-30i64..3 * 24).prop_map(|h| Op::Tick(h * MS_PER_HOUR)),
         ]
     }
 
@@ -599,9 +641,10 @@ mod tests {
                 }
                 prop_assert_eq!(w.check(), Ok(()));
                 prop_assert!(!w.balance.is_negative());
-                let spent = w.spend.spent(Window::Daily, now, None);
+                let at = now.max(w.clock);
+                let spent = w.spend.spent(Window::Daily, at, None);
                 prop_assert!(spent <= Credits(daily), "daily spend {} over {}", spent, daily);
-                let spent_p = w.spend.spent(Window::Weekly, now, Some("p0"));
+                let spent_p = w.spend.spent(Window::Weekly, at, Some("p0"));
                 prop_assert!(spent_p <= Credits(daily * 2));
             }
             prop_assert_eq!(audit(&entries), Ok(w.balance));
