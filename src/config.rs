@@ -47,7 +47,8 @@ pub struct ServerConfig {
 pub struct WalletConfig {
     pub arbiters: usize,
     pub idle_stop_secs: u64,
-    /// Mailbox bound of each wallet actor.
+    /// Callers one wallet actor may have waiting at once (settles of held
+    /// requests aside); past it, 503 with Retry-After.
     pub mailbox: usize,
     /// Completed idempotency keys a live wallet remembers in memory (older
     /// ones are read from the store).
@@ -354,6 +355,9 @@ impl Config {
             }
             if p.limits.max_concurrency == 0 {
                 return Err(bad(key("limits.max_concurrency"), "must be at least 1"));
+            }
+            if p.limits.queue == 0 {
+                return Err(bad(key("limits.queue"), "must be at least 1"));
             }
             if p.limits.burst == 0 {
                 return Err(bad(key("limits.burst"), "must be at least 1"));

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -600,6 +601,8 @@ pub struct WalletSettings {
 
 struct Inner {
     map: Arc<DashMap<String, Addr<WalletActor>>>,
+    /// Callers waiting on each user's actor (all but finishes).
+    inflight: DashMap<String, Arc<AtomicUsize>>,
     arbiters: Vec<ArbiterHandle>,
     /// The arbiter threads, joined on shutdown so every actor (and its
     /// handle on the database) is gone when `stop` returns.
@@ -607,6 +610,15 @@ struct Inner {
     store: Store,
     persist: Persistence,
     settings: WalletSettings,
+}
+
+/// One caller counted against a user's bound until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Finds or starts the wallet actor of a user and talks to it.
@@ -630,6 +642,7 @@ impl Wallets {
         Wallets {
             inner: Arc::new(Inner {
                 map: Arc::new(DashMap::new()),
+                inflight: DashMap::new(),
                 arbiters,
                 threads,
                 store,
@@ -720,23 +733,46 @@ impl Wallets {
         ))
     }
 
+    /// Counts a caller against the user's bound (`wallets.mailbox`), or
+    /// answers `Busy` past it. actix mailboxes only make senders wait, so
+    /// the bound with an overload answer is kept here.
+    fn admit(&self, user_id: &str) -> Result<InFlight, WalletError> {
+        let counter = self
+            .inner
+            .inflight
+            .entry(user_id.to_string())
+            .or_default()
+            .clone();
+        let n = counter.fetch_add(1, Ordering::AcqRel) + 1;
+        let guard = InFlight(counter);
+        if n > self.inner.settings.mailbox {
+            return Err(WalletError::Busy);
+        }
+        Ok(guard)
+    }
+
     pub async fn reserve(&self, user_id: &str, m: Reserve) -> Result<Reserved, WalletError> {
+        let _in_flight = self.admit(user_id)?;
         self.ask(user_id, m).await?
     }
 
+    /// Never refused for load: its queue slot was reserved with its hold.
     pub async fn finish(&self, user_id: &str, m: Finish) -> Result<Finished, WalletError> {
         self.ask(user_id, m).await?
     }
 
     pub async fn top_up(&self, user_id: &str, m: TopUp) -> Result<LedgerEntry, WalletError> {
+        let _in_flight = self.admit(user_id)?;
         self.ask(user_id, m).await?
     }
 
     pub async fn set_budget(&self, user_id: &str, b: BudgetConfig) -> Result<(), WalletError> {
+        let _in_flight = self.admit(user_id)?;
         self.ask(user_id, SetBudget(b)).await?
     }
 
     pub async fn view(&self, user_id: &str, now: Millis) -> Result<WalletView, WalletError> {
+        let _in_flight = self.admit(user_id)?;
         self.ask(user_id, View { now }).await?
     }
 }

@@ -171,3 +171,39 @@ async fn a_client_that_hangs_up_is_still_settled() {
     assert_ledger_balances(&s.ledger(&key).await, Credits::from_credits(35));
     s.stop().await;
 }
+
+/// One user's wallet takes a bounded number of waiting callers; past it the
+/// answer is 503 `overloaded` with Retry-After, and nothing is charged for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crowded_wallet_answers_503() {
+    let s = TestServer::start_with(|c| c.wallets.mailbox = 1);
+    let (_, key) = s.user("crowd", "1000").await;
+    let body = json!({"model": "audio", "prompt": "x"});
+    let futs = (0..64).map(|_| {
+        s.http
+            .post(format!("{}/api/request", s.url))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+    });
+    let mut ok = 0i64;
+    let mut busy = 0;
+    for r in join_all(futs).await {
+        let r = r.unwrap();
+        match r.status() {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(r.headers().contains_key("retry-after"));
+                let v: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(v["error"]["code"], "overloaded");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "ok={ok} busy={busy}");
+    let balance = s.balance(&key).await;
+    assert_eq!(balance, Credits::from_credits(1000 - 5 * ok));
+    assert_ledger_balances(&s.ledger(&key).await, balance);
+    s.stop().await;
+}
