@@ -34,6 +34,26 @@ use crate::store::{IdempotencyRecord, OpenHold, Store, StoreError, WriteOp};
 pub struct IdemKey {
     pub key: String,
     pub body_hash: [u8; 32],
+    /// The stored record, read before the message was sent so the wallet's
+    /// thread need not block on the store (see `WalletActor::claim`).
+    pub prefetched: Option<Prefetched>,
+}
+
+impl IdemKey {
+    pub fn new(key: String, body_hash: [u8; 32]) -> IdemKey {
+        IdemKey {
+            key,
+            body_hash,
+            prefetched: None,
+        }
+    }
+}
+
+/// A store read of an idempotency key, and when it began.
+#[derive(Clone, Debug)]
+pub struct Prefetched {
+    pub record: Option<IdempotencyRecord>,
+    pub read_at: Instant,
 }
 
 /// Reserve money for a request (and claim its idempotency key).
@@ -188,6 +208,10 @@ pub struct WalletActor {
     idle_stop: Duration,
     mailbox: usize,
     load_error: Option<String>,
+    /// When this actor was made, and when it last forgot a finished key:
+    /// together they say whether a prefetched store read is still current.
+    created_at: Instant,
+    last_eviction: Option<Instant>,
 }
 
 impl Actor for WalletActor {
@@ -309,10 +333,20 @@ impl WalletActor {
             }
             None => {}
         }
-        let stored = self
-            .store
-            .idempotency(&self.user_id, &k.key)
-            .map_err(|e| WalletError::Store(Arc::new(e)))?;
+        // A read made before this message was sent is still current if this
+        // actor already existed then and has evicted nothing since: any later
+        // finish of the key happened here and is in memory. Otherwise read
+        // now (rare: a fresh actor or an eviction in between).
+        let fresh = k.prefetched.as_ref().filter(|p| {
+            self.created_at <= p.read_at && self.last_eviction.is_none_or(|e| e < p.read_at)
+        });
+        let stored = match fresh {
+            Some(p) => p.record.clone(),
+            None => self
+                .store
+                .idempotency(&self.user_id, &k.key)
+                .map_err(|e| WalletError::Store(Arc::new(e)))?,
+        };
         if let Some(rec) = stored {
             if rec.body_hash != k.body_hash {
                 return Err(WalletError::IdempotencyMismatch);
@@ -344,6 +378,7 @@ impl WalletActor {
             if let Some(old) = self.idem_done.pop_front() {
                 if matches!(self.idem.get(&old), Some(IdemState::Done { .. })) {
                     self.idem.remove(&old);
+                    self.last_eviction = Some(Instant::now());
                 }
             }
         }
@@ -704,6 +739,8 @@ impl Wallets {
                     idle_stop: i.settings.idle_stop,
                     mailbox: i.settings.mailbox,
                     load_error: None,
+                    created_at: Instant::now(),
+                    last_eviction: None,
                 };
                 WalletActor::start_in_arbiter(arbiter, move |_| actor)
             })

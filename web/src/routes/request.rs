@@ -38,10 +38,7 @@ fn idempotency_key(req: &HttpRequest, body: &AiRequest) -> Result<Option<IdemKey
     // The parsed body, re-serialised: the same request spelled with other
     // whitespace or key order is still the same request.
     let canonical = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Some(IdemKey {
-        key: key.to_string(),
-        body_hash: body_hash(&canonical),
-    }))
+    Ok(Some(IdemKey::new(key.to_string(), body_hash(&canonical))))
 }
 
 #[post("/api/request")]
