@@ -372,3 +372,44 @@ impl ProviderHandle {
             .map_err(|_| CallError::Unavailable(self.config.name.clone()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oneflow::config::default_providers;
+    use oneflow::request::AiRequest;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The simulated providers never use more than the plan allows, so
+        /// their cost never exceeds the quote.
+        #[test]
+        fn simulated_usage_stays_within_the_quote(
+            prompt in "[a-z ]{1,200}",
+            which in 0usize..4,
+            max_tokens in proptest::option::of(1u32..300),
+            n in proptest::option::of(1u32..10),
+            seconds in proptest::option::of(1u32..600),
+        ) {
+            prop_assume!(!prompt.trim().is_empty());
+            let p = &default_providers()[which];
+            let modality = p.modality;
+            let req = AiRequest {
+                model: p.name.clone(),
+                prompt: prompt.clone(),
+                max_tokens: max_tokens.filter(|_| modality == Modality::Text),
+                size: None,
+                n: n.filter(|_| modality == Modality::Image),
+                seconds: seconds.filter(|_| matches!(modality, Modality::Audio | Modality::Video)),
+                provider: None,
+                region: None,
+            };
+            let plan = req.plan(p).unwrap();
+            let out = simulate(&CallRequest { request_id: "r".into(), model: p.name.clone(), prompt, plan: plan.clone() });
+            let (u, m) = (out.usage, plan.max_usage);
+            prop_assert!(u.input_tokens <= m.input_tokens && u.output_tokens <= m.output_tokens);
+            prop_assert!(u.images <= m.images && u.seconds <= m.seconds);
+            prop_assert!(p.rates.cost(&u, plan.size.as_deref()).unwrap() <= plan.quote);
+        }
+    }
+}

@@ -67,6 +67,7 @@ async fn a_wallet_for_37_serves_exactly_37_of_500() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_daily_budget_for_37_serves_exactly_37_of_500() {
+    crate::support::avoid_midnight().await;
     let s = TestServer::start();
     let (_, key) = s.user("eve", "100000").await;
     let budget = json!({"daily": (AFFORDABLE * 5).to_string()});

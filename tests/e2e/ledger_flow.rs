@@ -87,6 +87,7 @@ async fn every_modality_is_charged_its_usage_and_shows_everywhere() {
 
 #[tokio::test]
 async fn refusals_name_the_reason_and_charge_nothing() {
+    crate::support::avoid_midnight().await;
     let s = TestServer::start();
     let (_, key) = s.user("bob", "12").await;
     let calls_before = provider_calls(&s, &key, "video").await;

@@ -77,6 +77,7 @@ async fn a_full_provider_queue_answers_429_and_releases_the_hold() {
 
 #[tokio::test]
 async fn idle_wallets_stop_and_reload_exactly() {
+    crate::support::avoid_midnight().await;
     let s = TestServer::start_with(|c| c.wallets.idle_stop_secs = 0);
     let (_, key) = s.user("idle", "50").await;
     let (st, _) = s

@@ -251,3 +251,17 @@ pub fn assert_ledger_balances(entries: &[oneflow::ledger::LedgerEntry], balance:
         sum(TopUp) - sum(Charge) + sum(Refund) + sum(Adjustment)
     );
 }
+
+/// Budget windows turn over at midnight UTC. A test about them waits (at
+/// most 30 s) if it would otherwise straddle one.
+pub async fn avoid_midnight() {
+    let day = 86_400_000u128;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let left = day - now % day;
+    if left < 30_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(left as u64 + 100)).await;
+    }
+}
