@@ -135,6 +135,18 @@ impl Spend {
         }
     }
 
+    /// Moves windows that start after `now`'s back to `now`'s, keeping
+    /// their totals (used when a fast clock is corrected).
+    pub fn rewind(&mut self, now: Millis) {
+        for w in Window::ALL {
+            let start = w.start(now);
+            let s = self.slot_mut(w);
+            if s.start > start {
+                s.start = start;
+            }
+        }
+    }
+
     /// Counts a charge made at `now`.
     pub fn record(&mut self, now: Millis, provider: &str, amount: Credits) {
         for w in Window::ALL {

@@ -15,6 +15,10 @@ use crate::budget::{BudgetConfig, Spend};
 use crate::money::{Credits, MAX_CREDITS};
 use crate::time::{Millis, Window};
 
+/// How far operations may arrive stamped out of order (they wait in a
+/// mailbox); a wallet clock further ahead than this is a clock error.
+pub const MAX_CLOCK_SKEW: Millis = 5 * 60_000;
+
 /// The kind of a ledger entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,7 +141,15 @@ impl Wallet {
     }
 
     /// Advances the wallet's clock to `now` and returns the time to use.
+    /// A clock far ahead of `now` came from a host clock that ran fast: it
+    /// is brought back (windows keep what they counted, so budgets still
+    /// err on the side of refusing) instead of freezing the windows in the
+    /// future.
     fn tick(&mut self, now: Millis) -> Millis {
+        if self.clock > now + MAX_CLOCK_SKEW {
+            self.clock = now;
+            self.spend.rewind(now);
+        }
         self.clock = self.clock.max(now);
         self.clock
     }
@@ -309,12 +321,16 @@ impl Wallet {
         // The charge consumes part of the hold while it is still open, so each
         // entry's `available_after` is what a replay computes at that point.
         hold.amount -= charged;
-        let (request_id, provider) = (hold.request_id.clone(), hold.provider.clone());
+        let (request_id, provider, held_at) =
+            (hold.request_id.clone(), hold.provider.clone(), hold.at);
         let mut entries = Vec::with_capacity(2);
         if charged > Credits::ZERO {
             self.balance -= charged;
             self.totals.charges += charged;
-            self.spend.record(now, &provider, charged);
+            // The charge belongs to the window its hold was admitted in (the
+            // one whose cap was checked), or to a later one if that has
+            // passed: a settle that crosses midnight is yesterday's spend.
+            self.spend.record(held_at, &provider, charged);
             entries.push(self.entry(
                 EntryKind::Charge,
                 charged,
@@ -572,17 +588,45 @@ mod tests {
         w.top_up(Credits(1_000), None, T0).unwrap();
         w.budget.daily = Some(Credits(30));
         let (a, _) = w.hold("a", "p", Credits(10), midnight - 1).unwrap();
-        let (b, _) = w.hold("b", "p", Credits(10), midnight - 1).unwrap();
-        w.settle(b.id, Credits(10), midnight + 1).unwrap();
+        let (b, _) = w.hold("b", "p", Credits(10), midnight + 1).unwrap();
+        w.settle(b.id, Credits(10), midnight + 2).unwrap();
+        // A's settle arrives last, stamped before midnight. Its hold was
+        // yesterday's, but yesterday's window is gone: it counts in today's
+        // (erring on the side of refusing) and never rolls today's back.
         w.settle(a.id, Credits(10), midnight - 1).unwrap();
         assert_eq!(
-            w.spend.spent(Window::Daily, midnight + 2, None),
+            w.spend.spent(Window::Daily, midnight + 3, None),
             Credits(20)
         );
-        assert!(w.hold("c", "p", Credits(11), midnight + 2).is_err());
+        assert!(w.hold("c", "p", Credits(11), midnight + 3).is_err());
         // A hold stamped before midnight is judged by the current day too.
         assert!(w.hold("d", "p", Credits(11), midnight - 5).is_err());
         assert!(w.hold("e", "p", Credits(10), midnight - 5).is_ok());
+    }
+
+    /// A host clock that ran 30 days fast and was corrected must not
+    /// freeze the budget windows in the future.
+    #[test]
+    fn a_clock_that_ran_ahead_is_brought_back() {
+        let day = 24 * MS_PER_HOUR;
+        let mut w = Wallet::new("u");
+        w.top_up(Credits(1_000), None, T0).unwrap();
+        w.budget.daily = Some(Credits(30));
+        let (h, _) = w.hold("a", "p", Credits(30), T0 + 30 * day).unwrap();
+        w.settle(h.id, Credits(30), T0 + 30 * day).unwrap();
+        // Back to the right time: the future spend counts in today's window
+        // (erring on the side of refusing), entries carry the real time, and
+        // the next day the cap applies afresh instead of 29 days later.
+        let err = w.hold("b", "p", Credits(1), T0 + day).unwrap_err();
+        assert!(matches!(err, Refusal::BudgetExceeded { .. }), "{err}");
+        let e = w.top_up(Credits(1), None, T0 + day).unwrap();
+        assert_eq!(e.at, T0 + day);
+        let (h, _) = w.hold("c", "p", Credits(30), T0 + 2 * day).unwrap();
+        w.settle(h.id, Credits(30), T0 + 2 * day).unwrap();
+        assert!(
+            w.hold("d", "p", Credits(1), T0 + 2 * day).is_err(),
+            "the day's cap holds"
+        );
     }
 
     #[derive(Clone, Debug)]

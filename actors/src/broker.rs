@@ -27,8 +27,8 @@ use crate::persistence::Persistence;
 use crate::provider::{CallError, CallRequest, ProviderHandle};
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
 use crate::wallet::{
-    Finish, IdemKey, Outcome, Prefetched, Reserve, Reserved, TopUp, WalletError, WalletSettings,
-    WalletView, Wallets,
+    Finish, IdemKey, Outcome, Reserve, Reserved, TopUp, WalletError, WalletSettings, WalletView,
+    Wallets,
 };
 
 /// Who is calling, from their API key.
@@ -528,16 +528,6 @@ impl Broker {
         };
         let plan = best.plan.clone();
         let request_id = new_id("req");
-        let idem = match idem {
-            Some(mut k) => {
-                let (store, user, key) = (self.inner.store.clone(), user_id.clone(), k.key.clone());
-                let read_at = Instant::now();
-                let record = blocking(move || store.idempotency(&user, &key)).await?;
-                k.prefetched = Some(Prefetched { record, read_at });
-                Some(k)
-            }
-            None => None,
-        };
         let now = now_ms();
         let reserve = Reserve {
             request_id: request_id.clone(),

@@ -393,6 +393,16 @@ impl WalletActor {
         }
     }
 
+    /// Drops a pending key whose finish failed: its waiters get an error
+    /// instead of waiting forever, and the key is free again.
+    fn abandon(&mut self, key: Option<&str>) {
+        if let Some(k) = key {
+            if matches!(self.idem.get(k), Some(IdemState::Pending { .. })) {
+                self.idem.remove(k);
+            }
+        }
+    }
+
     /// Forgets a pending key whose request never got a hold, so the client
     /// may retry it.
     fn unclaim(&mut self, key: &str) {
@@ -453,10 +463,14 @@ impl Handler<Finish> for WalletActor {
     type Result = ResponseActFuture<Self, Result<Finished, WalletError>>;
 
     fn handle(&mut self, m: Finish, _: &mut Context<Self>) -> Self::Result {
+        let key = m.idem.as_ref().map(|(k, _, _)| k.clone());
         match self.finish(m) {
             Ok((finished, slot, ops, idem)) => {
                 Box::pin(self.commit(slot, ops).map(move |res, act, _| {
-                    res?;
+                    if let Err(e) = res {
+                        act.abandon(key.as_deref());
+                        return Err(e);
+                    }
                     if let Some((key, body_hash, result, keep)) = idem {
                         if keep {
                             act.remember(key, body_hash, result);
@@ -467,7 +481,10 @@ impl Handler<Finish> for WalletActor {
                     Ok(finished)
                 }))
             }
-            Err(e) => Box::pin(actix::fut::ready(Err(e))),
+            Err(e) => {
+                self.abandon(key.as_deref());
+                Box::pin(actix::fut::ready(Err(e)))
+            }
         }
     }
 }
@@ -597,6 +614,10 @@ impl Handler<View> for WalletActor {
 
     fn handle(&mut self, m: View, _: &mut Context<Self>) -> Self::Result {
         let w = self.wallet()?;
+        // The wallet's clock, as holds use it, so the view agrees with them.
+        let m = View {
+            now: m.now.max(w.clock),
+        };
         let held = w.held();
         let windows = Window::ALL
             .iter()
@@ -788,8 +809,20 @@ impl Wallets {
         Ok(guard)
     }
 
-    pub async fn reserve(&self, user_id: &str, m: Reserve) -> Result<Reserved, WalletError> {
+    /// Reserves money for a request. A new idempotency key is first read
+    /// from the store on the blocking pool (after the overload check), so
+    /// the wallet's thread need not block on it.
+    pub async fn reserve(&self, user_id: &str, mut m: Reserve) -> Result<Reserved, WalletError> {
         let _in_flight = self.admit(user_id)?;
+        if let Some(k) = m.idem.as_mut().filter(|k| k.prefetched.is_none()) {
+            let (store, user, key) = (self.inner.store.clone(), user_id.to_string(), k.key.clone());
+            let read_at = Instant::now();
+            let record = tokio::task::spawn_blocking(move || store.idempotency(&user, &key))
+                .await
+                .map_err(|e| WalletError::Unavailable(format!("storage task failed: {e}")))?
+                .map_err(|e| WalletError::Store(Arc::new(e)))?;
+            k.prefetched = Some(Prefetched { record, read_at });
+        }
         self.ask(user_id, m).await?
     }
 
