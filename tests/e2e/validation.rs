@@ -74,54 +74,34 @@ async fn bad_input_is_a_clear_4xx() {
             .unwrap()
             .contains("temprature")
     );
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
+    // Request bodies that parse but cannot be served as asked.
+    let cases = [
+        (
             json!({"model": "no-such-model", "prompt": "x"}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "unknown_model");
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
-            json!({"model": "gpt", "prompt": "   "}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
+            "unknown_model",
+        ),
+        (json!({"model": "gpt", "prompt": "   "}), "invalid_request"),
+        (
             json!({"model": "gpt", "prompt": "x", "max_tokens": -1}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
+            "invalid_request",
+        ),
+        (
             json!({"model": "gpt", "prompt": "x", "max_tokens": 1_000_000}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
+            "invalid_request",
+        ),
+        (
             json!({"model": "image", "prompt": "x", "size": "7x7"}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "invalid_request");
-    let (st, v) = s
-        .post(
-            &key,
-            "/api/request",
+            "invalid_request",
+        ),
+        (
             json!({"model": "gpt", "prompt": "x", "seconds": 3}),
-        )
-        .await;
-    assert_error(st, &v, bad_request, "invalid_request");
+            "invalid_request",
+        ),
+    ];
+    for (body, code) in cases {
+        let (st, v) = s.post(&key, "/api/request", body).await;
+        assert_error(st, &v, bad_request, code);
+    }
 
     // A body over the limit is refused before parsing.
     let huge = format!(
