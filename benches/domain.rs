@@ -33,6 +33,8 @@ fn text_request() -> AiRequest {
         seconds: None,
         provider: None,
         region: None,
+        max_price: None,
+        strategy: None,
     }
 }
 
@@ -55,7 +57,8 @@ fn bench_quote(c: &mut Criterion) {
     let req = text_request();
     c.bench_function("quote (route + plan)", |b| {
         b.iter(|| {
-            let route = choose(black_box(&req), black_box(&live), Strategy::Cost).unwrap();
+            let route =
+                choose(black_box(&req), black_box(&live), Strategy::Cost, &weights).unwrap();
             black_box(route.ranking[0].plan.quote)
         })
     });
@@ -79,7 +82,8 @@ fn bench_request_path(c: &mut Criterion) {
     };
     c.bench_function("request path (route + plan + hold + cost + settle)", |b| {
         b.iter(|| {
-            let route = choose(black_box(&req), black_box(&live), Strategy::Cost).unwrap();
+            let route =
+                choose(black_box(&req), black_box(&live), Strategy::Cost, &weights).unwrap();
             let plan = &route.ranking[0].plan;
             let (hold, _entry) = wallet
                 .hold("req_bench", &plan.provider, plan.quote, NOW_MS)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::money::Credits;
 use crate::pricing::{Modality, RateCard};
-use crate::routing::{Region, Strategy};
+use crate::routing::{Region, Strategy, Weights};
 
 /// Everything the broker can be told. Unknown keys anywhere are errors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub struct Config {
     pub wallets: WalletConfig,
     pub persistence: PersistenceConfig,
     pub routing: RoutingConfig,
+    pub retry: RetryConfig,
+    pub circuit: CircuitConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -66,10 +68,66 @@ pub struct PersistenceConfig {
 }
 
 /// How providers are ranked by default.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub strategy: Strategy,
+    /// How the `balanced` strategy weighs its four figures.
+    pub weights: Weights,
+}
+
+/// Retries on one provider, then fallbacks to the next ones in the ranking,
+/// all inside the request's one hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Tries on one provider before falling back (1 = no retry).
+    pub attempts_per_provider: u32,
+    /// Providers tried in ranking order before giving up.
+    pub max_providers: u32,
+    /// First backoff; doubles each retry, with full jitter.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// A `Retry-After` longer than this moves on to the next provider
+    /// instead of waiting.
+    pub max_retry_after_secs: u64,
+    /// One upstream call, headers to last byte (streams: to first byte).
+    pub attempt_timeout_ms: u64,
+    /// Every attempt of one request together.
+    pub total_timeout_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts_per_provider: 2,
+            max_providers: 3,
+            backoff_base_ms: 100,
+            backoff_max_ms: 2_000,
+            max_retry_after_secs: 5,
+            attempt_timeout_ms: 60_000,
+            total_timeout_ms: 120_000,
+        }
+    }
+}
+
+/// Per-provider circuit breaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitConfig {
+    /// Consecutive failed calls that open the circuit.
+    pub failures: u32,
+    /// How long it stays open before one probe call is let through.
+    pub open_ms: u64,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> Self {
+        CircuitConfig {
+            failures: 5,
+            open_ms: 30_000,
+        }
+    }
 }
 
 /// The adapter behind a provider.
@@ -78,6 +136,24 @@ pub struct RoutingConfig {
 pub enum ProviderKind {
     /// Built in, offline, deterministic.
     Simulated,
+    /// OpenAI's API and every server that speaks it (vLLM, Ollama, Groq,
+    /// Together, OpenRouter...).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Stability AI's REST image generation.
+    Stability,
+}
+
+impl ProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Simulated => "simulated",
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Stability => "stability",
+        }
+    }
 }
 
 /// One provider: what it serves, where, at what price, within what limits.
@@ -103,6 +179,14 @@ pub struct ProviderConfig {
     pub request: RequestLimits,
     #[serde(default)]
     pub simulated: SimulatedSettings,
+    /// Where the upstream API lives (every kind but `simulated`), without
+    /// the version path, e.g. `http://127.0.0.1:11434` for a local server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_url: String,
+    /// The environment variable that holds the upstream API key. The key
+    /// itself never enters config, logs, errors or the store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_key_env: String,
 }
 
 fn default_region() -> Region {
@@ -124,6 +208,9 @@ pub struct ProviderLimits {
     pub max_concurrency: u32,
     /// Calls waiting for a slot; beyond it the answer is 429.
     pub queue: u32,
+    /// Tokens (prompt bound plus `max_tokens`) admitted per minute; 0 means
+    /// unlimited.
+    pub tokens_per_minute: u32,
 }
 
 impl Default for ProviderLimits {
@@ -133,6 +220,7 @@ impl Default for ProviderLimits {
             burst: 1,
             max_concurrency: 256,
             queue: 4096,
+            tokens_per_minute: 0,
         }
     }
 }
@@ -223,6 +311,7 @@ impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
             strategy: Strategy::Cost,
+            weights: Weights::default(),
         }
     }
 }
@@ -234,6 +323,8 @@ impl Default for Config {
             wallets: WalletConfig::default(),
             persistence: PersistenceConfig::default(),
             routing: RoutingConfig::default(),
+            retry: RetryConfig::default(),
+            circuit: CircuitConfig::default(),
             providers: default_providers(),
         }
     }
@@ -254,6 +345,8 @@ pub fn default_providers() -> Vec<ProviderConfig> {
         limits: ProviderLimits::default(),
         request: RequestLimits::default(),
         simulated: SimulatedSettings::default(),
+        base_url: String::new(),
+        api_key_env: String::new(),
     };
     vec![
         sim(
@@ -330,6 +423,39 @@ impl Config {
                 "queue must be at least 2 and max_batch at least 1",
             ));
         }
+        let w = &self.routing.weights;
+        let ws = [w.cost, w.latency, w.quality, w.reliability];
+        if ws.iter().any(|x| !x.is_finite() || *x < 0.0) || ws.iter().sum::<f64>() <= 0.0 {
+            return Err(bad(
+                "routing.weights",
+                "must be finite, not negative, and not all zero",
+            ));
+        }
+        let r = &self.retry;
+        if r.attempts_per_provider == 0 || r.attempts_per_provider > 10 {
+            return Err(bad(
+                "retry.attempts_per_provider",
+                "must be between 1 and 10",
+            ));
+        }
+        if r.max_providers == 0 {
+            return Err(bad("retry.max_providers", "must be at least 1"));
+        }
+        if r.attempt_timeout_ms == 0 || r.total_timeout_ms < r.attempt_timeout_ms {
+            return Err(bad(
+                "retry.total_timeout_ms",
+                "must be at least retry.attempt_timeout_ms, which must be above 0",
+            ));
+        }
+        if r.backoff_max_ms < r.backoff_base_ms {
+            return Err(bad(
+                "retry.backoff_max_ms",
+                "must be at least backoff_base_ms",
+            ));
+        }
+        if self.circuit.failures == 0 {
+            return Err(bad("circuit.failures", "must be at least 1"));
+        }
         if self.providers.is_empty() {
             return Err(bad("providers", "at least one provider is needed"));
         }
@@ -398,6 +524,36 @@ impl Config {
                     key("request.default_size"),
                     "must be one of request.sizes",
                 ));
+            }
+            if p.kind != ProviderKind::Simulated {
+                let u = &p.base_url;
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err(bad(
+                        key("base_url"),
+                        format!("a {} provider needs an http(s) base_url", p.kind.name()),
+                    ));
+                }
+                if p.api_key_env.is_empty() && p.kind != ProviderKind::Openai {
+                    return Err(bad(
+                        key("api_key_env"),
+                        "name the environment variable that holds the key",
+                    ));
+                }
+                let serves = match p.kind {
+                    ProviderKind::Anthropic => p.modality == Modality::Text,
+                    ProviderKind::Stability => p.modality == Modality::Image,
+                    _ => p.modality != Modality::Video,
+                };
+                if !serves {
+                    return Err(bad(
+                        key("modality"),
+                        format!(
+                            "a {} provider cannot serve {}",
+                            p.kind.name(),
+                            p.modality.name()
+                        ),
+                    ));
+                }
             }
             let s = &p.simulated;
             if !(0.0..=1.0).contains(&s.failure_rate) {

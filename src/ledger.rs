@@ -303,6 +303,42 @@ impl Wallet {
         Ok((hold, entry))
     }
 
+    /// Moves an open hold to `provider` (a fallback after the first one
+    /// failed). The overall budget already counts the hold; the new
+    /// provider's own caps are checked as if the hold were new there.
+    pub fn retarget(&mut self, hold_id: u64, provider: &str, now: Millis) -> Result<(), Refusal> {
+        let now = self.tick(now);
+        let hold = self
+            .holds
+            .get(&hold_id)
+            .ok_or(Refusal::UnknownHold(hold_id))?;
+        if hold.provider == provider {
+            return Ok(());
+        }
+        let amount = hold.amount;
+        if let Some(limits) = self.budget.per_provider.get(provider) {
+            let held = self.held_at(provider);
+            for w in Window::ALL {
+                let Some(limit) = limits.get(w) else { continue };
+                let spent = self.spend.spent(w, now, Some(provider));
+                if spent + held + amount > limit {
+                    return Err(Refusal::BudgetExceeded {
+                        window: w,
+                        provider: Some(provider.to_string()),
+                        limit,
+                        spent,
+                        held,
+                        needed: amount,
+                    });
+                }
+            }
+        }
+        if let Some(h) = self.holds.get_mut(&hold_id) {
+            h.provider = provider.to_string();
+        }
+        Ok(())
+    }
+
     /// Charges the real `cost` of a held request (at most the hold) and
     /// frees the rest.
     pub fn settle(
@@ -576,6 +612,36 @@ mod tests {
             "{err}"
         );
         assert!(w.hold("r6", "q", Credits(1), t2).is_ok());
+    }
+
+    #[test]
+    fn a_retargeted_hold_is_checked_and_charged_at_its_new_provider() {
+        let mut w = Wallet::new("u");
+        w.top_up(Credits(1_000), None, T0).unwrap();
+        w.budget.per_provider.insert(
+            "b".into(),
+            BudgetLimits {
+                daily: Some(Credits(50)),
+                ..Default::default()
+            },
+        );
+        let (h, _) = w.hold("r1", "a", Credits(60), T0).unwrap();
+        // b's cap is 50: a 60 hold cannot move there, and stays at a.
+        assert!(matches!(
+            w.retarget(h.id, "b", T0),
+            Err(Refusal::BudgetExceeded { provider: Some(ref p), .. }) if p == "b"
+        ));
+        w.retarget(h.id, "c", T0).unwrap();
+        w.settle(h.id, Credits(40), T0).unwrap();
+        assert_eq!(w.spend.spent(Window::Daily, T0, Some("c")), Credits(40));
+        assert_eq!(w.spend.spent(Window::Daily, T0, Some("a")), Credits(0));
+        let (h2, _) = w.hold("r2", "a", Credits(30), T0).unwrap();
+        w.retarget(h2.id, "b", T0).unwrap();
+        // b now holds 30 of its 50: a second 30 cannot join it.
+        let (h3, _) = w.hold("r3", "a", Credits(30), T0).unwrap();
+        assert!(w.retarget(h3.id, "b", T0).is_err());
+        assert_eq!(w.retarget(999, "b", T0), Err(Refusal::UnknownHold(999)));
+        w.check().unwrap();
     }
 
     /// Reviewer's case: a settle stamped before midnight that arrives after

@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ProviderConfig;
+use crate::config::{ProviderConfig, ProviderKind};
 use crate::money::Credits;
 use crate::pricing::{Modality, PriceOverflow, Usage, count_words};
-use crate::routing::Region;
+use crate::routing::{Region, Strategy};
 
 /// An AI request as the native API takes it. Fields that do not apply to the
 /// chosen model's modality are refused rather than silently ignored.
@@ -31,6 +31,12 @@ pub struct AiRequest {
     /// Only providers in this region may serve the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<Region>,
+    /// Only providers whose quote is at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<Credits>,
+    /// Ranks providers this way instead of the user's or the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
 }
 
 /// Why a request cannot be served as asked.
@@ -55,8 +61,29 @@ pub enum RequestError {
     OutOfBounds { field: &'static str, max: u32 },
     #[error("size `{0}` is not offered; choose one of {1}")]
     UnknownSize(String, String),
+    #[error("no provider quotes at most {max}; the cheapest quotes {cheapest}")]
+    OverMaxPrice { max: Credits, cheapest: Credits },
+    #[error("every provider of model `{0}` is unavailable (circuit open); retry shortly")]
+    NoProviderAvailable(String),
     #[error(transparent)]
     Price(#[from] PriceOverflow),
+}
+
+/// Tokens a chat message adds besides its text (role and separators), by
+/// the tokenizers in use today; with one token per byte at most, a bound.
+pub const MESSAGE_FRAMING_TOKENS: u64 = 4;
+/// Tokens a chat prompt adds once (the reply's priming).
+pub const PROMPT_FRAMING_TOKENS: u64 = 3;
+
+/// The most tokens `text`, sent as one user message, can count as at a
+/// provider of `kind`. The simulated providers count words; real tokenizers
+/// never make more than one token of a byte of UTF-8, so bytes plus framing
+/// is a bound the quote can rest on.
+pub fn input_token_bound(kind: ProviderKind, text: &str) -> u64 {
+    match kind {
+        ProviderKind::Simulated => count_words(text),
+        _ => text.len() as u64 + MESSAGE_FRAMING_TOKENS + PROMPT_FRAMING_TOKENS,
+    }
 }
 
 /// A request fitted to one provider: the largest usage it may produce, the
@@ -116,7 +143,7 @@ impl AiRequest {
                 if self.seconds.is_some() {
                     return Err(na("seconds"));
                 }
-                usage.input_tokens = count_words(&self.prompt);
+                usage.input_tokens = input_token_bound(p.kind, &self.prompt);
                 usage.output_tokens = u64::from(bounded(
                     "max_tokens",
                     self.max_tokens,
@@ -182,6 +209,8 @@ mod tests {
             seconds: None,
             provider: None,
             region: None,
+            max_price: None,
+            strategy: None,
         }
     }
 

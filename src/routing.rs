@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ProviderConfig;
+use crate::money::Credits;
 use crate::request::{AiRequest, Plan, RequestError};
 
 /// Where a provider runs; requests may demand one.
@@ -56,7 +57,7 @@ pub struct Health {
     pub latency_ms: f64,
     /// Smoothed share of recent calls that succeeded, 0 to 1.
     pub success_rate: f64,
-    /// False while the provider must not be used.
+    /// False while the provider must not be used (its circuit is open).
     pub available: bool,
 }
 
@@ -68,6 +69,39 @@ impl Default for Health {
             available: true,
         }
     }
+}
+
+/// How the `balanced` strategy weighs cost, latency, quality and
+/// unreliability (each normalised to 0..1 among the candidates).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Weights {
+    pub cost: f64,
+    pub latency: f64,
+    pub quality: f64,
+    pub reliability: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            cost: 0.4,
+            latency: 0.3,
+            quality: 0.2,
+            reliability: 0.1,
+        }
+    }
+}
+
+/// What a caller allows: every set field narrows the candidates, and a
+/// request none can serve within them is refused before anything is held.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Constraints {
+    pub region: Option<Region>,
+    /// Only these providers (empty: any).
+    pub providers: Vec<String>,
+    /// No candidate whose quote is above this.
+    pub max_price: Option<Credits>,
 }
 
 /// One ranked candidate.
@@ -89,74 +123,119 @@ fn serves(p: &ProviderConfig, model: &str) -> bool {
     p.name == model || p.models.iter().any(|m| m == model)
 }
 
-/// Ranks the providers able to serve `req`. `providers` pairs each config
-/// with its live health. Lower score ranks first.
+/// Ranks the providers able to serve a native request: its `provider`,
+/// `region` and `max_price` fields are the constraints.
 pub fn choose(
     req: &AiRequest,
     providers: &[(&ProviderConfig, Health)],
     strategy: Strategy,
+    weights: &Weights,
 ) -> Result<Route, RequestError> {
-    let mut serving: Vec<&(&ProviderConfig, Health)> = providers
-        .iter()
-        .filter(|(p, _)| serves(p, &req.model))
-        .collect();
+    let constraints = Constraints {
+        region: req.region,
+        providers: req.provider.iter().cloned().collect(),
+        max_price: req.max_price,
+    };
+    choose_with(
+        &req.model,
+        providers,
+        strategy,
+        weights,
+        &constraints,
+        |p| req.plan(p),
+    )
+}
+
+/// Ranks the providers that serve `model`, fitting the request to each
+/// with `plan`. Lower score ranks first; ties go by name, so equal figures
+/// always give the same order. Providers whose circuit is open are left
+/// out.
+pub fn choose_with(
+    model: &str,
+    providers: &[(&ProviderConfig, Health)],
+    strategy: Strategy,
+    weights: &Weights,
+    constraints: &Constraints,
+    plan: impl Fn(&ProviderConfig) -> Result<Plan, RequestError>,
+) -> Result<Route, RequestError> {
+    let mut serving: Vec<&(&ProviderConfig, Health)> =
+        providers.iter().filter(|(p, _)| serves(p, model)).collect();
     if serving.is_empty() {
-        return Err(RequestError::UnknownModel(req.model.clone()));
+        return Err(RequestError::UnknownModel(model.to_string()));
     }
-    if let Some(name) = &req.provider {
-        serving.retain(|(p, _)| &p.name == name);
+    if !constraints.providers.is_empty() {
+        serving.retain(|(p, _)| constraints.providers.contains(&p.name));
         if serving.is_empty() {
-            return Err(RequestError::UnknownProvider(name.clone()));
+            return Err(RequestError::UnknownProvider(
+                constraints.providers.join(","),
+            ));
         }
     }
-    if let Some(region) = req.region {
+    if let Some(region) = constraints.region {
         serving.retain(|(p, _)| p.region == region);
         if serving.is_empty() {
             return Err(RequestError::NoProviderInRegion {
-                model: req.model.clone(),
+                model: model.to_string(),
                 region: region.name().into(),
             });
         }
     }
-    let mut ranking = Vec::with_capacity(serving.len());
+    let mut offers = Vec::with_capacity(serving.len());
     let mut first_err = None;
     for (p, h) in serving {
-        match req.plan(p) {
-            Ok(plan) => ranking.push((plan, *h, p.quality)),
+        match plan(p) {
+            Ok(plan) => offers.push((plan, *h, p.quality)),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    if ranking.is_empty() {
-        return Err(first_err.unwrap_or_else(|| RequestError::UnknownModel(req.model.clone())));
+    if offers.is_empty() {
+        return Err(first_err.unwrap_or_else(|| RequestError::UnknownModel(model.to_string())));
     }
-    let max_quote = ranking
+    if let Some(max) = constraints.max_price {
+        let cheapest = offers.iter().map(|(p, _, _)| p.quote).min();
+        offers.retain(|(p, _, _)| p.quote <= max);
+        if let (true, Some(cheapest)) = (offers.is_empty(), cheapest) {
+            return Err(RequestError::OverMaxPrice { max, cheapest });
+        }
+    }
+    offers.retain(|(_, h, _)| h.available);
+    if offers.is_empty() {
+        return Err(RequestError::NoProviderAvailable(model.to_string()));
+    }
+    let max_quote = offers
         .iter()
         .map(|(p, _, _)| p.quote.0)
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let max_lat = ranking
+    let max_lat = offers
         .iter()
         .map(|(_, h, _)| h.latency_ms)
         .fold(1.0_f64, f64::max);
-    let mut ranked: Vec<Candidate> = ranking
+    let w = weights;
+    let mut ranked: Vec<Candidate> = offers
         .into_iter()
         .map(|(plan, h, quality)| {
             let cost = plan.quote.0 as f64 / max_quote;
             let lat = h.latency_ms / max_lat;
-            let qual = 1.0 - f64::from(quality) / 100.0;
-            let unreliability = 1.0 - h.success_rate;
-            let mut score = match strategy {
+            let qual = 1.0 - f64::from(quality.min(100)) / 100.0;
+            let unreliability = (1.0 - h.success_rate).clamp(0.0, 1.0);
+            let score = match strategy {
                 Strategy::Cost => cost,
                 Strategy::Latency => lat,
                 Strategy::Quality => qual,
-                Strategy::Balanced => 0.4 * cost + 0.3 * lat + 0.2 * qual + 0.1 * unreliability,
+                Strategy::Balanced => {
+                    let total =
+                        (w.cost + w.latency + w.quality + w.reliability).max(f64::MIN_POSITIVE);
+                    (w.cost * cost
+                        + w.latency * lat
+                        + w.quality * qual
+                        + w.reliability * unreliability)
+                        / total
+                }
             };
-            if !h.available {
-                score += 1_000.0;
-            }
             Candidate { plan, score }
         })
         .collect();
@@ -166,6 +245,9 @@ pub fn choose(
             .then_with(|| a.plan.provider.cmp(&b.plan.provider))
     });
     let mut explanation = format!("strategy={}", strategy.name());
+    if let Some(first) = ranked.first() {
+        let _ = write!(explanation, "; chosen={}", first.plan.provider);
+    }
     for c in &ranked {
         let _ = write!(
             explanation,
@@ -196,6 +278,8 @@ mod tests {
             seconds: None,
             provider: None,
             region: None,
+            max_price: None,
+            strategy: None,
         }
     }
 
@@ -220,7 +304,7 @@ mod tests {
         };
         let ps = [(&a, slow), (&b, fast)];
         let order = |s| {
-            choose(&req("chat"), &ps, s)
+            choose(&req("chat"), &ps, s, &Weights::default())
                 .unwrap()
                 .ranking
                 .iter()
@@ -235,7 +319,10 @@ mod tests {
             ..req("chat")
         };
         assert_eq!(
-            choose(&eu, &ps, Strategy::Quality).unwrap().ranking.len(),
+            choose(&eu, &ps, Strategy::Quality, &Weights::default())
+                .unwrap()
+                .ranking
+                .len(),
             1
         );
         let ru = AiRequest {
@@ -243,11 +330,11 @@ mod tests {
             ..req("chat")
         };
         assert!(matches!(
-            choose(&ru, &ps, Strategy::Cost),
+            choose(&ru, &ps, Strategy::Cost, &Weights::default()),
             Err(RequestError::NoProviderInRegion { .. })
         ));
         assert!(matches!(
-            choose(&req("nope"), &ps, Strategy::Cost),
+            choose(&req("nope"), &ps, Strategy::Cost, &Weights::default()),
             Err(RequestError::UnknownModel(_))
         ));
         let pinned = AiRequest {
@@ -255,7 +342,9 @@ mod tests {
             ..req("chat")
         };
         assert_eq!(
-            choose(&pinned, &ps, Strategy::Cost).unwrap().ranking[0]
+            choose(&pinned, &ps, Strategy::Cost, &Weights::default())
+                .unwrap()
+                .ranking[0]
                 .plan
                 .provider,
             "a"
@@ -271,12 +360,153 @@ mod tests {
             (&b, fast),
         ];
         assert_eq!(
-            choose(&req("chat"), &down, Strategy::Quality)
+            choose(&req("chat"), &down, Strategy::Quality, &Weights::default())
                 .unwrap()
                 .ranking[0]
                 .plan
                 .provider,
             "b"
+        );
+    }
+
+    /// Three providers with fixed figures; each strategy's order is worked
+    /// out by hand from the scoring rules.
+    #[test]
+    fn each_strategy_ranks_fixed_figures() {
+        let base = default_providers().remove(0);
+        let mk = |name: &str, per_token: i64, quality: u32, region: Region| {
+            let mut p = base.clone();
+            p.name = name.into();
+            p.models = vec!["chat".into()];
+            p.rates.per_output_token = Credits(per_token);
+            p.quality = quality;
+            p.region = region;
+            p
+        };
+        // cheap: slow, poor, flaky. fast: mid price. good: dear, best quality.
+        let cheap = mk("cheap", 1_000, 30, Region::Us);
+        let fast = mk("fast", 2_000, 60, Region::Eu);
+        let good = mk("good", 4_000, 95, Region::Us);
+        let h = |lat: f64, ok: f64| Health {
+            latency_ms: lat,
+            success_rate: ok,
+            available: true,
+        };
+        let ps = [
+            (&cheap, h(400.0, 0.5)),
+            (&fast, h(50.0, 1.0)),
+            (&good, h(200.0, 1.0)),
+        ];
+        let order = |s, w: &Weights, c: &Constraints| {
+            choose_with("chat", &ps, s, w, c, |p| req("chat").plan(p)).map(|r| {
+                r.ranking
+                    .iter()
+                    .map(|c| c.plan.provider.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let none = Constraints::default();
+        let w = Weights::default();
+        assert_eq!(
+            order(Strategy::Cost, &w, &none).unwrap(),
+            ["cheap", "fast", "good"]
+        );
+        assert_eq!(
+            order(Strategy::Latency, &w, &none).unwrap(),
+            ["fast", "good", "cheap"]
+        );
+        assert_eq!(
+            order(Strategy::Quality, &w, &none).unwrap(),
+            ["good", "fast", "cheap"]
+        );
+        // Balanced, default weights: cheap .4*.25+.3*1+.2*.7+.1*.5 = .59,
+        // fast .4*.5+.3*.125+.2*.4 = .3175, good .4+.3*.5+.2*.05 = .56.
+        assert_eq!(
+            order(Strategy::Balanced, &w, &none).unwrap(),
+            ["fast", "good", "cheap"]
+        );
+        let route = choose_with("chat", &ps, Strategy::Balanced, &w, &none, |p| {
+            req("chat").plan(p)
+        })
+        .unwrap();
+        assert!((route.ranking[0].score - 0.3175).abs() < 1e-9, "{route:?}");
+        assert!(
+            route
+                .explanation
+                .starts_with("strategy=balanced; chosen=fast; fast quote="),
+            "{}",
+            route.explanation
+        );
+        // Weights change the answer: all on cost is the cost order.
+        let cost_only = Weights {
+            cost: 1.0,
+            latency: 0.0,
+            quality: 0.0,
+            reliability: 0.0,
+        };
+        assert_eq!(
+            order(Strategy::Balanced, &cost_only, &none).unwrap(),
+            ["cheap", "fast", "good"]
+        );
+        // Region and max_price narrow the field.
+        let us = Constraints {
+            region: Some(Region::Us),
+            ..Default::default()
+        };
+        assert_eq!(
+            order(Strategy::Latency, &w, &us).unwrap(),
+            ["good", "cheap"]
+        );
+        // req("chat") quotes 16 default output tokens: cheap 0.016, fast 0.032, good 0.064.
+        let cap = Constraints {
+            max_price: Some(Credits(32_000)),
+            ..Default::default()
+        };
+        assert_eq!(
+            order(Strategy::Quality, &w, &cap).unwrap(),
+            ["fast", "cheap"]
+        );
+        let too_low = Constraints {
+            max_price: Some(Credits(15_999)),
+            ..Default::default()
+        };
+        assert_eq!(
+            order(Strategy::Cost, &w, &too_low),
+            Err(RequestError::OverMaxPrice {
+                max: Credits(15_999),
+                cheapest: Credits(16_000)
+            })
+        );
+        let ru = Constraints {
+            region: Some(Region::Ru),
+            ..Default::default()
+        };
+        assert!(matches!(
+            order(Strategy::Cost, &w, &ru),
+            Err(RequestError::NoProviderInRegion { .. })
+        ));
+        let only = Constraints {
+            providers: vec!["good".into(), "cheap".into()],
+            ..Default::default()
+        };
+        assert_eq!(order(Strategy::Cost, &w, &only).unwrap(), ["cheap", "good"]);
+        // An open circuit takes a provider out; all open is its own refusal.
+        let open = Health {
+            available: false,
+            ..h(1.0, 1.0)
+        };
+        let ps2 = [(&cheap, open), (&fast, h(50.0, 1.0))];
+        let r = choose_with("chat", &ps2, Strategy::Cost, &w, &none, |p| {
+            req("chat").plan(p)
+        })
+        .unwrap();
+        assert_eq!(r.ranking.len(), 1);
+        assert_eq!(r.ranking[0].plan.provider, "fast");
+        let ps3 = [(&cheap, open)];
+        assert_eq!(
+            choose_with("chat", &ps3, Strategy::Cost, &w, &none, |p| req("chat")
+                .plan(p)),
+            Err(RequestError::NoProviderAvailable("chat".into()))
         );
     }
 }

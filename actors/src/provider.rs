@@ -403,6 +403,8 @@ mod tests {
                 seconds: seconds.filter(|_| matches!(modality, Modality::Audio | Modality::Video)),
                 provider: None,
                 region: None,
+                max_price: None,
+                strategy: None,
             };
             let plan = req.plan(p).unwrap();
             let out = simulate(&CallRequest { request_id: "r".into(), model: p.name.clone(), prompt, plan: plan.clone() });
