@@ -43,6 +43,21 @@ pub struct RequestRecord {
     pub route: String,
     pub created_at: Millis,
     pub latency_ms: u64,
+    /// Every upstream try, in order: retries and fallbacks included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+}
+
+/// One try of one provider for a request. A failed try is never charged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub provider: String,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub latency_ms: u64,
 }
 
 /// Upper bounds (ms) of the latency histogram kept in rollups.
@@ -185,6 +200,7 @@ mod tests {
             route: String::new(),
             created_at: 0,
             latency_ms: ms,
+            attempts: Vec::new(),
         }
     }
 

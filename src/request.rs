@@ -194,6 +194,110 @@ impl AiRequest {
     }
 }
 
+/// An OpenAI-style request reduced to what pricing needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ask {
+    /// Chat: each message's text.
+    Chat {
+        contents: Vec<String>,
+        max_tokens: Option<u32>,
+    },
+    Completion {
+        prompt: String,
+        max_tokens: Option<u32>,
+    },
+    Embedding { inputs: Vec<String> },
+    Image { n: Option<u32>, size: Option<String> },
+    /// Text to speech, billed by input character.
+    Speech { input: String },
+}
+
+impl Ask {
+    fn modality(&self) -> Modality {
+        match self {
+            Ask::Chat { .. } | Ask::Completion { .. } | Ask::Embedding { .. } => Modality::Text,
+            Ask::Image { .. } => Modality::Image,
+            Ask::Speech { .. } => Modality::Audio,
+        }
+    }
+
+    /// Fits the request to `p` and prices its largest possible usage.
+    pub fn plan(&self, p: &ProviderConfig) -> Result<Plan, RequestError> {
+        let want = self.modality();
+        if p.modality != want {
+            return Err(RequestError::NotApplicable {
+                field: "model",
+                modality: p.modality.name(),
+            });
+        }
+        let q = &p.request;
+        let sim = p.kind == ProviderKind::Simulated;
+        let mut usage = Usage::default();
+        let mut size = None;
+        match self {
+            Ask::Chat {
+                contents,
+                max_tokens,
+            } => {
+                usage.input_tokens = if sim {
+                    contents.iter().map(|c| count_words(c)).sum()
+                } else {
+                    contents
+                        .iter()
+                        .map(|c| c.len() as u64 + MESSAGE_FRAMING_TOKENS)
+                        .sum::<u64>()
+                        + PROMPT_FRAMING_TOKENS
+                };
+                usage.output_tokens = u64::from(bounded(
+                    "max_tokens",
+                    *max_tokens,
+                    q.default_max_tokens,
+                    q.max_tokens,
+                )?);
+            }
+            Ask::Completion { prompt, max_tokens } => {
+                usage.input_tokens = if sim {
+                    count_words(prompt)
+                } else {
+                    prompt.len() as u64 + PROMPT_FRAMING_TOKENS
+                };
+                usage.output_tokens = u64::from(bounded(
+                    "max_tokens",
+                    *max_tokens,
+                    q.default_max_tokens,
+                    q.max_tokens,
+                )?);
+            }
+            Ask::Embedding { inputs } => {
+                usage.input_tokens = inputs
+                    .iter()
+                    .map(|i| if sim { count_words(i) } else { i.len() as u64 + 1 })
+                    .sum();
+            }
+            Ask::Image { n, size: s } => {
+                usage.images = u64::from(bounded("n", *n, 1, q.max_images)?);
+                let s = s.clone().unwrap_or_else(|| q.default_size.clone());
+                if !q.sizes.contains(&s) {
+                    return Err(RequestError::UnknownSize(s, q.sizes.join(", ")));
+                }
+                size = Some(s);
+            }
+            Ask::Speech { input } => {
+                usage.input_tokens = input.chars().count() as u64;
+                usage.seconds = u64::from(q.default_seconds);
+            }
+        }
+        let quote = p.rates.cost(&usage, size.as_deref())?;
+        Ok(Plan {
+            provider: p.name.clone(),
+            modality: p.modality,
+            max_usage: usage,
+            size,
+            quote,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

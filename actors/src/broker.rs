@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -18,16 +18,16 @@ use oneflow::config::Config;
 use oneflow::ledger::{LedgerEntry, Refusal};
 use oneflow::pricing::{Modality, Usage};
 use oneflow::records::{RequestRecord, RequestStatus, Summary, summarize};
-use oneflow::request::{AiRequest, Plan, RequestError};
-use oneflow::routing::{Health, Route, choose};
+use oneflow::request::RequestError;
+use oneflow::routing::Health;
 use oneflow::time::Millis;
 
 use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::persistence::Persistence;
-use crate::provider::{CallError, CallRequest, ProviderHandle};
+use crate::provider::ProviderHandle;
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
 use crate::wallet::{
-    Finish, IdemKey, Outcome, Reserve, Reserved, TopUp, WalletError, WalletSettings, WalletView,
+    TopUp, WalletError, WalletSettings, WalletView,
     Wallets,
 };
 
@@ -66,6 +66,13 @@ pub enum BrokerError {
     Store(Arc<StoreError>),
     #[error("{0}")]
     Unavailable(String),
+    /// Every try of every provider failed (the hold was released).
+    #[error("{message}")]
+    Upstream {
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    },
 }
 
 impl From<WalletError> for BrokerError {
@@ -180,6 +187,8 @@ pub struct ProviderView {
     pub rates: oneflow::pricing::RateCard,
     pub up: bool,
     pub health: Health,
+    pub circuit: crate::provider::CircuitState,
+    pub limits: oneflow::config::ProviderLimits,
     pub queued: usize,
     pub in_flight: usize,
     pub calls: u64,
@@ -187,12 +196,12 @@ pub struct ProviderView {
     pub rejected: u64,
 }
 
-struct Inner {
-    config: Config,
-    store: Store,
-    persist: Persistence,
-    wallets: Wallets,
-    providers: Vec<ProviderHandle>,
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) persist: Persistence,
+    pub(crate) wallets: Wallets,
+    pub(crate) providers: Vec<ProviderHandle>,
     /// Authenticated keys: hash -> principal. Keys are never revoked in
     /// this version, so entries never go stale.
     keys: DashMap<[u8; 32], Principal>,
@@ -201,7 +210,7 @@ struct Inner {
 /// The broker: cheap to clone, shared by every HTTP worker.
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -266,11 +275,14 @@ impl Broker {
             config.wallets.arbiters,
             settings,
         );
+        let client = crate::adapters::http_client().map_err(BrokerError::Unavailable)?;
         let providers = config
             .providers
             .iter()
-            .cloned()
-            .map(ProviderHandle::start_configured)
+            .map(|p| {
+                let adapter = crate::adapters::build(p, &client);
+                ProviderHandle::start(p.clone(), adapter, config.circuit.clone())
+            })
             .collect();
         let inner = Inner {
             config,
@@ -459,201 +471,12 @@ impl Broker {
         self.wallet(user_id).await
     }
 
-    fn route(&self, req: &AiRequest) -> Result<Route, BrokerError> {
-        req.validate(self.inner.config.server.max_prompt_chars)?;
-        let figures: Vec<_> = self
-            .inner
-            .providers
-            .iter()
-            .map(|h| (h.config.as_ref(), h.stats.health()))
-            .collect();
-        Ok(choose(req, &figures, self.inner.config.routing.strategy)?)
-    }
-
-    fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
+    pub(crate) fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
         self.inner
             .providers
             .iter()
             .find(|h| h.config.name == name)
             .ok_or(BrokerError::NotFound("provider"))
-    }
-
-    /// Prices a request without holding anything.
-    pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
-        let route = self.route(req)?;
-        let Some(best) = route.ranking.first() else {
-            return Err(BrokerError::NotFound("provider"));
-        };
-        let view = self.wallet(user_id).await?;
-        Ok(QuoteView {
-            model: req.model.clone(),
-            provider: best.plan.provider.clone(),
-            modality: best.plan.modality,
-            quote: best.plan.quote,
-            max_usage: best.plan.max_usage,
-            available: view.available,
-            affordable: best.plan.quote <= view.available,
-            route: route.explanation.clone(),
-        })
-    }
-
-    /// Runs a request end to end. Returns the outcome as stored for
-    /// idempotent replays, and whether it is a replay.
-    pub async fn request(
-        &self,
-        user_id: &str,
-        req: AiRequest,
-        idem: Option<IdemKey>,
-    ) -> Result<(serde_json::Value, bool), BrokerError> {
-        let route = self.route(&req)?;
-        // Everything from the hold on runs detached: a client that goes away
-        // drops this future, and must not drop a hold's reply (leaving money
-        // held by nobody) or its settle.
-        let this = self.clone();
-        let user_id = user_id.to_string();
-        actix_rt::spawn(async move { this.hold_and_run(user_id, req, route, idem).await })
-            .await
-            .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
-    }
-
-    async fn hold_and_run(
-        &self,
-        user_id: String,
-        req: AiRequest,
-        route: Route,
-        idem: Option<IdemKey>,
-    ) -> Result<(serde_json::Value, bool), BrokerError> {
-        let Some(best) = route.ranking.first() else {
-            return Err(BrokerError::NotFound("provider"));
-        };
-        let plan = best.plan.clone();
-        let request_id = new_id("req");
-        let now = now_ms();
-        let reserve = Reserve {
-            request_id: request_id.clone(),
-            provider: plan.provider.clone(),
-            amount: plan.quote,
-            idem: idem.clone(),
-            model: req.model.clone(),
-            modality: plan.modality,
-            prompt_preview: preview(&req.prompt),
-            now,
-        };
-        let hold_id = match self.inner.wallets.reserve(&user_id, reserve).await? {
-            Reserved::Held { hold_id } => hold_id,
-            Reserved::Replay(v) => return Ok((v, true)),
-            Reserved::Wait(rx) => {
-                let v = rx.await.map_err(|_| {
-                    BrokerError::Unavailable("the original request did not finish".into())
-                })?;
-                return Ok((v, true));
-            }
-        };
-        let run = Held {
-            user_id,
-            req,
-            plan,
-            route_text: route.explanation,
-            request_id,
-            hold_id,
-            idem,
-            created_at: now,
-        };
-        Ok((self.run_held(run).await?, false))
-    }
-
-    async fn run_held(&self, h: Held) -> Result<serde_json::Value, BrokerError> {
-        let started = Instant::now();
-        let provider = self.provider(&h.plan.provider)?.clone();
-        let call = CallRequest {
-            request_id: h.request_id.clone(),
-            model: h.req.model.clone(),
-            prompt: h.req.prompt.clone(),
-            plan: h.plan.clone(),
-        };
-        let result = provider.call(call).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        let mut outcome = RequestOutcome {
-            request_id: h.request_id.clone(),
-            status: RequestStatus::Succeeded,
-            response: None,
-            model: h.req.model.clone(),
-            provider: h.plan.provider.clone(),
-            usage: Usage::default(),
-            quote: h.plan.quote,
-            cost: Credits::ZERO,
-            balance: Credits::ZERO,
-            available: Credits::ZERO,
-            route: h.route_text.clone(),
-            error_code: None,
-            error: None,
-            retry_after_secs: None,
-            latency_ms,
-            created_at: h.created_at,
-        };
-        let action = match result {
-            Ok(r) => match provider.config.rates.cost(&r.usage, h.plan.size.as_deref()) {
-                Ok(cost) => {
-                    outcome.usage = r.usage;
-                    outcome.response = Some(r.output);
-                    Outcome::Charge(cost)
-                }
-                Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
-            },
-            Err(CallError::Overloaded {
-                retry_after_secs, ..
-            }) => fail(
-                &mut outcome,
-                "provider_overloaded",
-                format!("provider {} is overloaded", h.plan.provider),
-                Some(retry_after_secs),
-            ),
-            Err(e @ CallError::Upstream { .. }) => {
-                fail(&mut outcome, "provider_error", e.to_string(), None)
-            }
-            Err(e @ CallError::Unavailable(_)) => {
-                fail(&mut outcome, "provider_unavailable", e.to_string(), None)
-            }
-        };
-        let record = RequestRecord {
-            id: h.request_id.clone(),
-            user_id: h.user_id.clone(),
-            model: h.req.model.clone(),
-            modality: h.plan.modality,
-            provider: h.plan.provider.clone(),
-            status: outcome.status,
-            prompt_preview: preview(&h.req.prompt),
-            response: outcome
-                .response
-                .as_ref()
-                .map(|r| r.chars().take(2000).collect()),
-            usage: outcome.usage,
-            quote: h.plan.quote,
-            cost: Credits::ZERO,
-            shortfall: Credits::ZERO,
-            error: outcome.error.clone(),
-            route: h.route_text.clone(),
-            created_at: h.created_at,
-            latency_ms,
-        };
-        // The wallet fills in cost and balance; serialise once it has, so the
-        // stored replay and the live answer are byte for byte the same.
-        let idem = match &h.idem {
-            Some(k) => Some((k.key.clone(), k.body_hash, to_json(&outcome)?)),
-            None => None,
-        };
-        let finish = Finish {
-            hold_id: h.hold_id,
-            outcome: action,
-            record: Box::new(record),
-            idem,
-            now: now_ms(),
-        };
-        let finished = self.inner.wallets.finish(&h.user_id, finish).await?;
-        outcome.cost = finished.charged;
-        outcome.balance = finished.balance;
-        outcome.available = finished.available;
-        to_json(&outcome)
     }
 
     /// A user's requests, newest first.
@@ -763,6 +586,8 @@ impl Broker {
                     rates: c.rates.clone(),
                     up: health.available,
                     health,
+                    circuit: h.stats.circuit_state(),
+                    limits: c.limits.clone(),
                     queued: h.stats.queued.load(Relaxed),
                     in_flight: h.stats.in_flight.load(Relaxed),
                     calls: h.stats.calls.load(Relaxed),
@@ -784,33 +609,13 @@ impl Broker {
     }
 }
 
-/// A request that holds money, on its way to the provider.
-struct Held {
-    user_id: String,
-    req: AiRequest,
-    plan: Plan,
-    route_text: String,
-    request_id: String,
-    hold_id: u64,
-    idem: Option<IdemKey>,
-    created_at: Millis,
-}
-
 /// The start of a prompt, as history shows it.
-fn preview(prompt: &str) -> String {
+pub(crate) fn preview(prompt: &str) -> String {
     prompt.chars().take(200).collect()
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, BrokerError> {
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, BrokerError> {
     serde_json::to_value(v).map_err(|e| BrokerError::Unavailable(e.to_string()))
-}
-
-fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {
-    o.status = RequestStatus::Failed;
-    o.error_code = Some(code.to_string());
-    o.error = Some(message.clone());
-    o.retry_after_secs = retry_after;
-    Outcome::Release(message)
 }
 
 fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {

@@ -2,10 +2,13 @@
 //! thread and the request use case. Callers use [`broker::Broker`] and the
 //! handle types; no actix type crosses this crate's API.
 
+pub mod adapters;
 pub mod broker;
+pub mod dispatch;
 pub mod ids;
 pub mod persistence;
 pub mod provider;
+pub mod run;
 pub mod store;
 pub mod wallet;
 

@@ -2,8 +2,9 @@
 //! concurrency cap, a bounded queue that answers "overloaded" with a
 //! retry-after when full, and rolling health figures that routing reads.
 //!
-//! Adapters (how to talk to a provider) sit behind [`Adapter`]; the built-in
-//! [`Simulated`] adapter is the offline default.
+//! The worker only admits calls (a [`Permit`] per call, held until the call
+//! or stream ends); calls run in the caller's task through the provider's
+//! [`Adapter`]. Each provider also has a circuit breaker that routing reads.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -12,158 +13,48 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::future::BoxFuture;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
-use oneflow::config::{ProviderConfig, SimulatedSettings};
-use oneflow::pricing::{Modality, Usage, count_words};
-use oneflow::request::Plan;
+use oneflow::config::{CircuitConfig, ProviderConfig};
 use oneflow::routing::Health;
 
-/// What a provider is asked to do.
-#[derive(Clone, Debug)]
-pub struct CallRequest {
-    pub request_id: String,
-    pub model: String,
-    pub prompt: String,
-    pub plan: Plan,
+pub use crate::adapters::{
+    Adapter, CallError, CallRequest, CallResult, ChatMessage, Chunk, ChunkStream, Operation, Output,
+};
+
+// ---- circuit breaker -----------------------------------------------------
+
+/// Where a provider's circuit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Calls flow.
+    Closed,
+    /// Too many consecutive failures: no calls until `open_ms` has passed.
+    Open,
+    /// One probe call is allowed; its result closes or reopens the circuit.
+    HalfOpen,
 }
 
-/// What it answered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CallResult {
-    pub output: String,
-    pub usage: Usage,
-}
-
-/// Why a call failed.
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum CallError {
-    #[error("provider {provider} is overloaded; retry after {retry_after_secs}s")]
-    Overloaded {
-        provider: String,
-        retry_after_secs: u64,
-    },
-    #[error("provider {provider} failed: {message}")]
-    Upstream { provider: String, message: String },
-    #[error("provider {0} is unavailable")]
-    Unavailable(String),
-}
-
-/// How to talk to one provider.
-pub trait Adapter: Send + Sync + 'static {
-    fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>>;
-}
-
-// ---- simulated provider ---------------------------------------------------
-
-/// Deterministic output derived from the prompt, real usage figures, a
-/// configurable latency and a reproducible failure rate.
-pub struct Simulated {
-    name: String,
-    settings: SimulatedSettings,
-    draws: AtomicU64,
-}
-
-impl Simulated {
-    pub fn new(name: &str, settings: SimulatedSettings) -> Simulated {
-        Simulated {
-            name: name.to_string(),
-            settings,
-            draws: AtomicU64::new(0),
-        }
-    }
-
-    /// SplitMix64 over (seed, call number): uniform in [0, 1).
-    fn draw(&self) -> f64 {
-        let n = self.draws.fetch_add(1, Ordering::Relaxed);
-        let mut z = self
-            .settings
-            .seed
-            .wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn fingerprint(s: &str) -> u64 {
-    // FNV-1a: stable across builds, unlike the std hasher.
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The simulated answer to `req`, without latency or failures.
-pub fn simulate(req: &CallRequest) -> CallResult {
-    let plan = &req.plan;
-    let id = fingerprint(&req.prompt);
-    match plan.modality {
-        Modality::Text => {
-            let words: Vec<&str> = req.prompt.split_whitespace().collect();
-            let limit = usize::try_from(plan.max_usage.output_tokens).unwrap_or(usize::MAX);
-            let n = (words.len() + 2).min(limit);
-            let mut out: Vec<String> = vec!["Simulated".into(), "answer:".into()];
-            out.extend(words.iter().rev().map(|w| w.to_string()));
-            out.truncate(n);
-            let output = out.join(" ");
-            let usage = Usage {
-                input_tokens: count_words(&req.prompt),
-                output_tokens: count_words(&output),
-                ..Usage::default()
-            };
-            CallResult { output, usage }
-        }
-        Modality::Image => {
-            let size = plan.size.clone().unwrap_or_default();
-            let n = plan.max_usage.images;
-            let output = (0..n)
-                .map(|i| format!("sim://image/{id:016x}/{i}?size={size}"))
-                .collect::<Vec<_>>()
-                .join("\n");
-            CallResult {
-                output,
-                usage: Usage {
-                    images: n,
-                    ..Usage::default()
-                },
-            }
-        }
-        Modality::Audio | Modality::Video => {
-            let s = plan.max_usage.seconds;
-            let kind = plan.modality.name();
-            CallResult {
-                output: format!("sim://{kind}/{id:016x}?seconds={s}"),
-                usage: Usage {
-                    seconds: s,
-                    ..Usage::default()
-                },
-            }
+impl CircuitState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
         }
     }
 }
 
-impl Adapter for Simulated {
-    fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
-        let latency = Duration::from_millis(self.settings.latency_ms);
-        let fail = self.settings.failure_rate > 0.0 && self.draw() < self.settings.failure_rate;
-        let name = self.name.clone();
-        Box::pin(async move {
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            if fail {
-                return Err(CallError::Upstream {
-                    provider: name,
-                    message: "simulated failure".into(),
-                });
-            }
-            Ok(simulate(&req))
-        })
-    }
+#[derive(Debug)]
+struct Circuit {
+    state: CircuitState,
+    consecutive_failures: u32,
+    opened_at: Option<Instant>,
+    probe_in_flight: bool,
 }
 
 // ---- the worker -----------------------------------------------------------
@@ -172,8 +63,11 @@ impl Adapter for Simulated {
 /// messaging the actor.
 #[derive(Debug)]
 pub struct ProviderStats {
-    /// `std` mutex: held for a few arithmetic operations, never across await.
+    /// `std` mutexes: held for a few arithmetic operations, never across
+    /// await.
     health: Mutex<Health>,
+    circuit: Mutex<Circuit>,
+    circuit_cfg: CircuitConfig,
     pub queued: AtomicUsize,
     pub in_flight: AtomicUsize,
     pub rejected: AtomicU64,
@@ -182,44 +76,158 @@ pub struct ProviderStats {
 }
 
 impl ProviderStats {
-    pub fn health(&self) -> Health {
-        self.health.lock().map(|h| *h).unwrap_or_default()
+    fn new(circuit_cfg: CircuitConfig) -> ProviderStats {
+        ProviderStats {
+            health: Mutex::new(Health::default()),
+            circuit: Mutex::new(Circuit {
+                state: CircuitState::Closed,
+                consecutive_failures: 0,
+                opened_at: None,
+                probe_in_flight: false,
+            }),
+            circuit_cfg,
+            queued: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
     }
 
-    fn record(&self, ok: bool, latency: Duration) {
+    /// Latency and success figures, and whether routing may pick this
+    /// provider now (its circuit is closed, or a probe is due).
+    pub fn health(&self) -> Health {
+        let mut h = self.health.lock().map(|h| *h).unwrap_or_default();
+        h.available = self.circuit_admits();
+        h
+    }
+
+    /// The circuit as the API shows it: an open circuit whose wait is over
+    /// shows as half-open (the next call is its probe).
+    pub fn circuit_state(&self) -> CircuitState {
+        let Ok(c) = self.circuit.lock() else {
+            return CircuitState::Closed;
+        };
+        match c.state {
+            CircuitState::Open if self.wait_over(&c) => CircuitState::HalfOpen,
+            s => s,
+        }
+    }
+
+    fn wait_over(&self, c: &Circuit) -> bool {
+        c.opened_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(self.circuit_cfg.open_ms))
+    }
+
+    fn circuit_admits(&self) -> bool {
+        let Ok(c) = self.circuit.lock() else {
+            return true;
+        };
+        match c.state {
+            CircuitState::Closed => true,
+            CircuitState::Open => self.wait_over(&c),
+            CircuitState::HalfOpen => !c.probe_in_flight,
+        }
+    }
+
+    /// Asks to start a call: true if the circuit lets it through. An open
+    /// circuit whose wait is over lets exactly one probe through.
+    pub fn try_begin(&self) -> bool {
+        let Ok(mut c) = self.circuit.lock() else {
+            return true;
+        };
+        match c.state {
+            CircuitState::Closed => true,
+            CircuitState::Open if self.wait_over(&c) => {
+                c.state = CircuitState::HalfOpen;
+                c.probe_in_flight = true;
+                true
+            }
+            CircuitState::Open => false,
+            CircuitState::HalfOpen if c.probe_in_flight => false,
+            CircuitState::HalfOpen => {
+                c.probe_in_flight = true;
+                true
+            }
+        }
+    }
+
+    /// Records a finished call. `fault` says whether a failure was the
+    /// provider's (it counts against the circuit) rather than the request's.
+    pub fn record(&self, ok: bool, fault: bool, latency: Duration) {
         const ALPHA: f64 = 0.2;
         self.calls.fetch_add(1, Ordering::Relaxed);
         if !ok {
             self.failures.fetch_add(1, Ordering::Relaxed);
         }
         if let Ok(mut h) = self.health.lock() {
-            let ms = latency.as_secs_f64() * 1000.0;
-            h.latency_ms = if h.latency_ms == 0.0 {
-                ms
-            } else {
-                h.latency_ms + ALPHA * (ms - h.latency_ms)
-            };
+            if ok {
+                let ms = latency.as_secs_f64() * 1000.0;
+                h.latency_ms = if h.latency_ms == 0.0 {
+                    ms
+                } else {
+                    h.latency_ms + ALPHA * (ms - h.latency_ms)
+                };
+            }
             h.success_rate += ALPHA * (if ok { 1.0 } else { 0.0 } - h.success_rate);
+        }
+        if let Ok(mut c) = self.circuit.lock() {
+            c.probe_in_flight = false;
+            if ok {
+                c.state = CircuitState::Closed;
+                c.consecutive_failures = 0;
+                c.opened_at = None;
+            } else if fault {
+                c.consecutive_failures = c.consecutive_failures.saturating_add(1);
+                if c.state == CircuitState::HalfOpen
+                    || c.consecutive_failures >= self.circuit_cfg.failures
+                {
+                    c.state = CircuitState::Open;
+                    c.opened_at = Some(Instant::now());
+                }
+            } else if c.state == CircuitState::HalfOpen {
+                // The probe failed through no fault of the provider: let the
+                // next call probe again.
+                c.state = CircuitState::Open;
+            }
+        }
+    }
+
+    /// A probe that never ran (the caller gave up first) frees its turn.
+    pub fn abandon(&self) {
+        if let Ok(mut c) = self.circuit.lock() {
+            if c.state == CircuitState::HalfOpen {
+                c.probe_in_flight = false;
+            }
         }
     }
 }
 
-/// Ask the worker to run a call; answered at once with a receiver for the
-/// result, or with `Overloaded`.
+/// Ask for a slot: answered at once with a receiver that fires when the
+/// rate limit and concurrency cap allow the call, or with `Overloaded`.
 #[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<Result<CallResult, CallError>>, CallError>")]
-pub struct Call(pub CallRequest);
-
-struct Waiting {
-    req: CallRequest,
-    reply: oneshot::Sender<Result<CallResult, CallError>>,
+#[rtype(result = "Result<oneshot::Receiver<()>, CallError>")]
+pub struct Acquire {
+    /// Tokens the call may use, for the tokens-per-minute limit.
+    pub tokens: u32,
 }
 
-/// The actor in front of one provider.
+/// A slot is free again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Release;
+
+struct Waiting {
+    tokens: u32,
+    reply: oneshot::Sender<()>,
+}
+
+/// The actor in front of one provider: it only admits calls, which run in
+/// the caller's task, so one slow upstream never blocks the actor.
 pub struct ProviderWorker {
     cfg: ProviderConfig,
-    adapter: Arc<dyn Adapter>,
     limiter: Option<DefaultDirectRateLimiter>,
+    tokens: Option<DefaultDirectRateLimiter>,
     queue: VecDeque<Waiting>,
     in_flight: u32,
     wake_pending: bool,
@@ -231,19 +239,17 @@ impl Actor for ProviderWorker {
 }
 
 impl ProviderWorker {
-    pub fn new(
-        cfg: ProviderConfig,
-        adapter: Arc<dyn Adapter>,
-        stats: Arc<ProviderStats>,
-    ) -> ProviderWorker {
+    pub fn new(cfg: ProviderConfig, stats: Arc<ProviderStats>) -> ProviderWorker {
         let limiter = NonZeroU32::new(cfg.limits.requests_per_second).map(|rps| {
             let burst = NonZeroU32::new(cfg.limits.burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
         });
+        let tokens = NonZeroU32::new(cfg.limits.tokens_per_minute)
+            .map(|tpm| RateLimiter::direct(Quota::per_minute(tpm)));
         ProviderWorker {
             cfg,
-            adapter,
             limiter,
+            tokens,
             queue: VecDeque::new(),
             in_flight: 0,
             wake_pending: false,
@@ -251,46 +257,60 @@ impl ProviderWorker {
         }
     }
 
-    /// Starts queued calls while the concurrency cap and the rate limit
-    /// allow; schedules itself for when the limiter next has room.
+    fn wake_at(&mut self, ctx: &mut Context<Self>, wait: Duration) {
+        if !self.wake_pending {
+            self.wake_pending = true;
+            ctx.run_later(wait, |act, ctx| {
+                act.wake_pending = false;
+                act.pump(ctx);
+            });
+        }
+    }
+
+    /// Admits queued calls while the concurrency cap and the rate limits
+    /// allow; schedules itself for when a limiter next has room.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight < self.cfg.limits.max_concurrency && !self.queue.is_empty() {
+            // A caller that gave up while queued does not spend the limits.
+            while self.queue.front().is_some_and(|w| w.reply.is_closed()) {
+                self.queue.pop_front();
+            }
+            let Some(front) = self.queue.front() else {
+                break;
+            };
+            if let Some(t) = &self.tokens {
+                // Tokens above a whole minute's quota are admitted alone.
+                let n = NonZeroU32::new(front.tokens.min(self.cfg.limits.tokens_per_minute));
+                if let Some(n) = n {
+                    match t.check_n(n) {
+                        Ok(Ok(())) => {}
+                        Ok(Err(not_until)) => {
+                            let wait = not_until.wait_time_from(DefaultClock::default().now());
+                            self.wake_at(ctx, wait);
+                            break;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
             if let Some(l) = &self.limiter {
                 if let Err(not_until) = l.check() {
-                    if !self.wake_pending {
-                        self.wake_pending = true;
-                        let wait = not_until.wait_time_from(DefaultClock::default().now());
-                        ctx.run_later(wait, |act, ctx| {
-                            act.wake_pending = false;
-                            act.pump(ctx);
-                        });
-                    }
+                    let wait = not_until.wait_time_from(DefaultClock::default().now());
+                    self.wake_at(ctx, wait);
                     break;
                 }
             }
             let Some(w) = self.queue.pop_front() else {
                 break;
             };
-            self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
-            if w.reply.is_closed() {
-                continue;
+            if w.reply.send(()).is_ok() {
+                self.in_flight += 1;
             }
-            self.in_flight += 1;
-            self.stats
-                .in_flight
-                .store(self.in_flight as usize, Ordering::Relaxed);
-            let started = Instant::now();
-            let call = self.adapter.call(w.req);
-            ctx.spawn(call.into_actor(self).map(move |res, act, ctx| {
-                act.in_flight -= 1;
-                act.stats
-                    .in_flight
-                    .store(act.in_flight as usize, Ordering::Relaxed);
-                act.stats.record(res.is_ok(), started.elapsed());
-                let _ = w.reply.send(res);
-                act.pump(ctx);
-            }));
         }
+        self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.stats
+            .in_flight
+            .store(self.in_flight as usize, Ordering::Relaxed);
     }
 
     /// Seconds until a newcomer would likely get a slot.
@@ -300,10 +320,10 @@ impl ProviderWorker {
     }
 }
 
-impl Handler<Call> for ProviderWorker {
-    type Result = Result<oneshot::Receiver<Result<CallResult, CallError>>, CallError>;
+impl Handler<Acquire> for ProviderWorker {
+    type Result = Result<oneshot::Receiver<()>, CallError>;
 
-    fn handle(&mut self, m: Call, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: Acquire, ctx: &mut Context<Self>) -> Self::Result {
         if self.queue.len() >= self.cfg.limits.queue as usize {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(CallError::Overloaded {
@@ -312,33 +332,56 @@ impl Handler<Call> for ProviderWorker {
             });
         }
         let (reply, rx) = oneshot::channel();
-        self.queue.push_back(Waiting { req: m.0, reply });
-        self.stats.queued.store(self.queue.len(), Ordering::Relaxed);
+        self.queue.push_back(Waiting {
+            tokens: m.tokens,
+            reply,
+        });
         self.pump(ctx);
         Ok(rx)
     }
 }
 
-/// A started provider: its config, its worker and its figures.
+impl Handler<Release> for ProviderWorker {
+    type Result = ();
+
+    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.pump(ctx);
+    }
+}
+
+/// A granted slot; dropping it frees the slot. Held for a whole call,
+/// streams included.
+pub struct Permit {
+    addr: Addr<ProviderWorker>,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // At most `max_concurrency` permits exist per worker, so these sends
+        // are bounded even though `do_send` ignores the mailbox capacity.
+        self.addr.do_send(Release);
+    }
+}
+
+/// A started provider: its config, adapter, worker and figures.
 #[derive(Clone)]
 pub struct ProviderHandle {
     pub config: Arc<ProviderConfig>,
+    pub adapter: Arc<dyn Adapter>,
     addr: Addr<ProviderWorker>,
     pub stats: Arc<ProviderStats>,
 }
 
 impl ProviderHandle {
     /// Starts the worker for `cfg` on the current arbiter.
-    pub fn start(cfg: ProviderConfig, adapter: Arc<dyn Adapter>) -> ProviderHandle {
-        let stats = Arc::new(ProviderStats {
-            health: Mutex::new(Health::default()),
-            queued: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            rejected: AtomicU64::new(0),
-            calls: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-        });
-        let worker = ProviderWorker::new(cfg.clone(), adapter, stats.clone());
+    pub fn start(
+        cfg: ProviderConfig,
+        adapter: Arc<dyn Adapter>,
+        circuit: CircuitConfig,
+    ) -> ProviderHandle {
+        let stats = Arc::new(ProviderStats::new(circuit));
+        let worker = ProviderWorker::new(cfg.clone(), stats.clone());
         let queue = cfg.limits.queue as usize;
         let addr = ProviderWorker::create(move |ctx| {
             ctx.set_mailbox_capacity(queue.max(16));
@@ -346,37 +389,40 @@ impl ProviderHandle {
         });
         ProviderHandle {
             config: Arc::new(cfg),
+            adapter,
             addr,
             stats,
         }
     }
 
-    /// Starts the right adapter for `cfg`.
-    pub fn start_configured(cfg: ProviderConfig) -> ProviderHandle {
-        let adapter: Arc<dyn Adapter> = match cfg.kind {
-            oneflow::config::ProviderKind::Simulated => {
-                Arc::new(Simulated::new(&cfg.name, cfg.simulated.clone()))
-            }
-        };
-        ProviderHandle::start(cfg, adapter)
-    }
-
-    /// Runs one call through the queue and limits.
-    pub async fn call(&self, req: CallRequest) -> Result<CallResult, CallError> {
+    /// Waits for a slot under the provider's limits, or answers at once
+    /// that its queue is full.
+    pub async fn acquire(&self, tokens: u32) -> Result<Permit, CallError> {
         let rx = self
             .addr
-            .send(Call(req))
+            .send(Acquire { tokens })
             .await
             .map_err(|_| CallError::Unavailable(self.config.name.clone()))??;
         rx.await
-            .map_err(|_| CallError::Unavailable(self.config.name.clone()))?
+            .map_err(|_| CallError::Unavailable(self.config.name.clone()))?;
+        Ok(Permit {
+            addr: self.addr.clone(),
+        })
+    }
+
+    /// Runs one whole call through the limits (no retries).
+    pub async fn call(&self, req: CallRequest) -> Result<CallResult, CallError> {
+        let _permit = self.acquire(0).await?;
+        self.adapter.call(req).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::simulated::simulate;
     use oneflow::config::default_providers;
+    use oneflow::pricing::Modality;
     use oneflow::request::AiRequest;
     use proptest::prelude::*;
 
@@ -407,7 +453,12 @@ mod tests {
                 strategy: None,
             };
             let plan = req.plan(p).unwrap();
-            let out = simulate(&CallRequest { request_id: "r".into(), model: p.name.clone(), prompt, plan: plan.clone() });
+            let op = if modality == Modality::Text {
+                Operation::Chat { messages: vec![ChatMessage { role: "user".into(), content: prompt }], max_tokens: 16, extra: Default::default() }
+            } else {
+                Operation::Clip { prompt, seconds: 1 }
+            };
+            let out = simulate(&CallRequest { request_id: "r".into(), model: p.name.clone(), op, plan: plan.clone() });
             let (u, m) = (out.usage, plan.max_usage);
             prop_assert!(u.input_tokens <= m.input_tokens && u.output_tokens <= m.output_tokens);
             prop_assert!(u.images <= m.images && u.seconds <= m.seconds);

@@ -121,6 +121,7 @@ impl OpenHold {
             route: String::new(),
             created_at: h.at,
             latency_ms: 0,
+            attempts: Vec::new(),
         }
     }
 }
@@ -631,6 +632,7 @@ mod tests {
             route: String::new(),
             created_at: at,
             latency_ms: 7,
+            attempts: Vec::new(),
         }))
     }
 

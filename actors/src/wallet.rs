@@ -128,6 +128,17 @@ pub struct TopUp {
 #[rtype(result = "Result<(), WalletError>")]
 pub struct SetBudget(pub BudgetConfig);
 
+/// Move an open hold to a fallback provider, checking that provider's own
+/// budget. In memory only: a crash releases every open hold anyway, and the
+/// settle that follows stores the wallet with the spend where it belongs.
+#[derive(Clone, Debug, Message)]
+#[rtype(result = "Result<(), WalletError>")]
+pub struct Retarget {
+    pub hold_id: u64,
+    pub provider: String,
+    pub now: Millis,
+}
+
 /// Read the wallet's figures.
 #[derive(Clone, Debug, Message)]
 #[rtype(result = "Result<WalletView, WalletError>")]
@@ -609,6 +620,16 @@ impl Handler<SetBudget> for WalletActor {
     }
 }
 
+impl Handler<Retarget> for WalletActor {
+    type Result = Result<(), WalletError>;
+
+    fn handle(&mut self, m: Retarget, _: &mut Context<Self>) -> Self::Result {
+        self.wallet()?
+            .retarget(m.hold_id, &m.provider, m.now)
+            .map_err(WalletError::Refused)
+    }
+}
+
 impl Handler<View> for WalletActor {
     type Result = Result<WalletView, WalletError>;
 
@@ -839,6 +860,10 @@ impl Wallets {
     pub async fn set_budget(&self, user_id: &str, b: BudgetConfig) -> Result<(), WalletError> {
         let _in_flight = self.admit(user_id)?;
         self.ask(user_id, SetBudget(b)).await?
+    }
+
+    pub async fn retarget(&self, user_id: &str, m: Retarget) -> Result<(), WalletError> {
+        self.ask(user_id, m).await?
     }
 
     pub async fn view(&self, user_id: &str, now: Millis) -> Result<WalletView, WalletError> {

@@ -28,7 +28,7 @@ fn token(req: &HttpRequest) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
-async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+pub(crate) async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("no app state".into()))?

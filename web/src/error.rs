@@ -40,6 +40,13 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Every provider tried failed; the hold was released.
+    #[error("{message}")]
+    Upstream {
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -59,7 +66,19 @@ impl ApiError {
             ApiError::Overloaded { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Upstream { code, .. } => code,
             ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ApiError {
+    /// Seconds to wait before retrying, where retrying helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded { retry_after, .. } => Some(*retry_after),
+            ApiError::Upstream { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
@@ -80,14 +99,19 @@ impl ResponseError for ApiError {
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Upstream { code, .. } => match *code {
+                "provider_overloaded" => StatusCode::TOO_MANY_REQUESTS,
+                "provider_unavailable" | "provider_timeout" => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::Overloaded { retry_after, .. } = self {
-            if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
+        if let Some(secs) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 res.insert_header((RETRY_AFTER, v));
             }
         }
@@ -101,6 +125,11 @@ impl From<BrokerError> for ApiError {
             BrokerError::Invalid(RequestError::UnknownModel(m)) => {
                 ApiError::UnknownModel(format!("model `{m}` is unknown"))
             }
+            BrokerError::Invalid(RequestError::NoProviderAvailable(m)) => ApiError::Overloaded {
+                code: "no_provider_available",
+                message: RequestError::NoProviderAvailable(m).to_string(),
+                retry_after: 1,
+            },
             BrokerError::Invalid(r) => ApiError::BadRequest(r.to_string()),
             BrokerError::BadInput(m) => ApiError::BadRequest(m),
             BrokerError::Refused(r) => match r {
@@ -127,6 +156,15 @@ impl From<BrokerError> for ApiError {
             BrokerError::Conflict(m) => ApiError::Conflict(m),
             BrokerError::Store(s) => ApiError::Internal(s.to_string()),
             BrokerError::Unavailable(m) => ApiError::Unavailable(m),
+            BrokerError::Upstream {
+                code,
+                message,
+                retry_after,
+            } => ApiError::Upstream {
+                code,
+                message,
+                retry_after,
+            },
         }
     }
 }

@@ -58,6 +58,12 @@ pub fn create_app(
         .service(routes::history::transactions)
         .service(routes::users::create)
         .service(routes::users::list)
+        .service(routes::openai::chat)
+        .service(routes::openai::completions)
+        .service(routes::openai::embeddings)
+        .service(routes::openai::images)
+        .service(routes::openai::speech)
+        .service(routes::openai::models)
         .default_service(web::to(|| async {
             Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
                 "route".into(),

@@ -1,0 +1,407 @@
+//! How to talk to each kind of provider, behind one [`Adapter`] trait.
+//!
+//! Every adapter takes a normalised [`CallRequest`] (an [`Operation`] in the
+//! OpenAI vocabulary plus the plan that priced it) and answers with a
+//! normalised [`CallResult`] carrying the usage the upstream reported, or a
+//! stream of [`Chunk`]s. Translation to and from each wire protocol lives in
+//! the adapter's own file.
+
+pub mod anthropic;
+pub mod openai;
+pub mod simulated;
+pub mod sse;
+pub mod stability;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use oneflow::config::{ProviderConfig, ProviderKind};
+use oneflow::pricing::Usage;
+use oneflow::request::Plan;
+
+/// One chat message, text only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// What the upstream is asked to do.
+#[derive(Clone, Debug)]
+pub enum Operation {
+    Chat {
+        messages: Vec<ChatMessage>,
+        max_tokens: u32,
+        /// Sampling fields passed through as given (temperature, top_p,
+        /// stop, seed...).
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
+    Completion {
+        prompt: String,
+        max_tokens: u32,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
+    Embedding {
+        input: Vec<String>,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
+    Image {
+        prompt: String,
+        n: u32,
+        size: String,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
+    Speech {
+        input: String,
+        voice: String,
+        extra: serde_json::Map<String, serde_json::Value>,
+    },
+    /// Audio or video clips of the native API (simulated providers).
+    Clip { prompt: String, seconds: u32 },
+}
+
+impl Operation {
+    /// The text the request is about, for previews and the simulator.
+    pub fn prompt_text(&self) -> String {
+        match self {
+            Operation::Chat { messages, .. } => messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Operation::Completion { prompt, .. }
+            | Operation::Image { prompt, .. }
+            | Operation::Clip { prompt, .. } => prompt.clone(),
+            Operation::Embedding { input, .. } => input.join("\n"),
+            Operation::Speech { input, .. } => input.clone(),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Chat { .. } => "chat",
+            Operation::Completion { .. } => "completion",
+            Operation::Embedding { .. } => "embedding",
+            Operation::Image { .. } => "image",
+            Operation::Speech { .. } => "speech",
+            Operation::Clip { .. } => "clip",
+        }
+    }
+}
+
+/// A call as an adapter sees it.
+#[derive(Clone, Debug)]
+pub struct CallRequest {
+    pub request_id: String,
+    /// The model name to send upstream.
+    pub model: String,
+    pub op: Operation,
+    pub plan: Plan,
+}
+
+/// What came back, normalised.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    Text {
+        text: String,
+        finish_reason: String,
+    },
+    /// OpenAI-shaped embedding objects, as the upstream sent them.
+    Embeddings(Vec<serde_json::Value>),
+    /// OpenAI-shaped image objects (`b64_json` or `url`).
+    Images(Vec<serde_json::Value>),
+    Audio {
+        bytes: Bytes,
+        content_type: String,
+    },
+    /// A simulated clip's address.
+    Clip(String),
+}
+
+impl Output {
+    /// A text form for the native API and history.
+    pub fn summary(&self) -> String {
+        match self {
+            Output::Text { text, .. } => text.clone(),
+            Output::Embeddings(v) => format!("{} embeddings", v.len()),
+            Output::Images(v) => v
+                .iter()
+                .map(|i| match i.get("url").and_then(|u| u.as_str()) {
+                    Some(u) => u.to_string(),
+                    None => "image (base64)".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Output::Audio {
+                bytes,
+                content_type,
+            } => format!("{content_type}, {} bytes", bytes.len()),
+            Output::Clip(s) => s.clone(),
+        }
+    }
+}
+
+/// A finished call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallResult {
+    pub output: Output,
+    pub usage: Usage,
+    /// The model the upstream says answered.
+    pub model: String,
+}
+
+/// One piece of a streamed answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Chunk {
+    /// Text to pass to the client.
+    Delta(String),
+    /// Usage the upstream reported (input, output or both so far).
+    Usage(Usage),
+    /// The upstream's reason for stopping.
+    Finish(String),
+}
+
+pub type ChunkStream = BoxStream<'static, Result<Chunk, CallError>>;
+
+/// Why a call failed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// Our own queue in front of the provider is full.
+    #[error("provider {provider} is overloaded; retry after {retry_after_secs}s")]
+    Overloaded {
+        provider: String,
+        retry_after_secs: u64,
+    },
+    /// The upstream answered with an error, or could not be reached.
+    #[error("provider {provider} failed: {message}")]
+    Upstream {
+        provider: String,
+        /// HTTP status, if one came back.
+        status: Option<u16>,
+        message: String,
+        /// Seconds the upstream asked us to wait.
+        retry_after: Option<u64>,
+        /// Worth trying again (connection errors, 429, 5xx).
+        transient: bool,
+    },
+    #[error("provider {provider} did not answer within {ms} ms")]
+    Timeout { provider: String, ms: u64 },
+    #[error("provider {0} is unavailable")]
+    Unavailable(String),
+    /// The call asked for something this kind of provider cannot do.
+    #[error("provider {provider} cannot {what}")]
+    Unsupported { provider: String, what: String },
+}
+
+impl CallError {
+    pub fn upstream(provider: &str, message: impl Into<String>) -> CallError {
+        CallError::Upstream {
+            provider: provider.to_string(),
+            status: None,
+            message: message.into(),
+            retry_after: None,
+            transient: false,
+        }
+    }
+
+    /// Worth retrying on the same provider after a backoff.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CallError::Upstream { transient, .. } => *transient,
+            CallError::Timeout { .. } | CallError::Overloaded { .. } => true,
+            CallError::Unavailable(_) | CallError::Unsupported { .. } => false,
+        }
+    }
+
+    /// Counts against the provider's circuit: the provider misbehaved, as
+    /// opposed to the request being one it cannot take.
+    pub fn is_provider_fault(&self) -> bool {
+        match self {
+            CallError::Upstream { status, .. } => {
+                !matches!(status, Some(400 | 404 | 413 | 422))
+            }
+            CallError::Timeout { .. } | CallError::Unavailable(_) => true,
+            CallError::Overloaded { .. } | CallError::Unsupported { .. } => false,
+        }
+    }
+
+    /// Seconds the upstream (or our queue) asked to wait.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            CallError::Upstream { retry_after, .. } => *retry_after,
+            CallError::Overloaded {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// A stable, low-cardinality code for the API, records and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CallError::Overloaded { .. } => "provider_overloaded",
+            CallError::Upstream {
+                status: Some(429), ..
+            } => "upstream_rate_limited",
+            CallError::Upstream {
+                status: Some(s), ..
+            } if *s >= 500 => "upstream_server_error",
+            CallError::Upstream { status: None, .. } => "upstream_unreachable",
+            CallError::Upstream { .. } => "provider_error",
+            CallError::Timeout { .. } => "upstream_timeout",
+            CallError::Unavailable(_) => "provider_unavailable",
+            CallError::Unsupported { .. } => "unsupported",
+        }
+    }
+}
+
+/// How to talk to one provider.
+pub trait Adapter: Send + Sync + 'static {
+    fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>>;
+
+    /// Streams a chat or completion. Adapters without streaming answer
+    /// with the whole text as one delta.
+    fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
+        let call = self.call(req);
+        Box::pin(async move {
+            let r = call.await?;
+            let (text, finish) = match r.output {
+                Output::Text {
+                    text,
+                    finish_reason,
+                } => (text, finish_reason),
+                other => (other.summary(), "stop".to_string()),
+            };
+            let chunks = vec![
+                Ok(Chunk::Delta(text)),
+                Ok(Chunk::Usage(r.usage)),
+                Ok(Chunk::Finish(finish)),
+            ];
+            Ok(Box::pin(futures_util::stream::iter(chunks)) as ChunkStream)
+        })
+    }
+}
+
+/// The HTTP client adapters share: connection pooling, a connect timeout;
+/// per-call timeouts are the dispatcher's.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Reads the API key from the environment variable the config names. The
+/// key is kept only inside the adapter.
+fn api_key(cfg: &ProviderConfig) -> Option<String> {
+    if cfg.api_key_env.is_empty() {
+        return None;
+    }
+    std::env::var(&cfg.api_key_env)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+}
+
+/// Builds the adapter `cfg` names.
+pub fn build(cfg: &ProviderConfig, client: &reqwest::Client) -> std::sync::Arc<dyn Adapter> {
+    use std::sync::Arc;
+    match cfg.kind {
+        ProviderKind::Simulated => Arc::new(simulated::Simulated::new(
+            &cfg.name,
+            cfg.simulated.clone(),
+        )),
+        ProviderKind::Openai => Arc::new(openai::OpenAi::new(cfg, client.clone(), api_key(cfg))),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(
+            cfg,
+            client.clone(),
+            api_key(cfg),
+        )),
+        ProviderKind::Stability => Arc::new(stability::Stability::new(
+            cfg,
+            client.clone(),
+            api_key(cfg),
+        )),
+    }
+}
+
+/// Turns a failed HTTP exchange into a [`CallError`]: the status, the
+/// upstream's own message if its body has one, and `Retry-After`.
+pub(crate) async fn error_from_response(provider: &str, res: reqwest::Response) -> CallError {
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = res.bytes().await.unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| format!("HTTP {status}"));
+    CallError::Upstream {
+        provider: provider.to_string(),
+        status: Some(status),
+        message: format!("HTTP {status}: {}", truncate(&message, 300)),
+        retry_after,
+        transient: status == 408 || status == 409 || status == 429 || status >= 500,
+    }
+}
+
+/// A transport error (refused, reset, TLS, body read) as a transient
+/// failure. Never includes headers, so never the key.
+pub(crate) fn transport_error(provider: &str, e: &reqwest::Error) -> CallError {
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    CallError::Upstream {
+        provider: provider.to_string(),
+        status: None,
+        message: what.to_string(),
+        retry_after: None,
+        transient: true,
+    }
+}
+
+/// A 2xx body that does not parse as the protocol says.
+pub(crate) fn malformed(provider: &str, what: &str) -> CallError {
+    CallError::Upstream {
+        provider: provider.to_string(),
+        status: Some(200),
+        message: format!("malformed response: {what}"),
+        retry_after: None,
+        transient: true,
+    }
+}
+
+pub(crate) fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Joins a base URL and a path with exactly one slash.
+pub(crate) fn url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// Reads a usage figure that may be absent or null.
+pub(crate) fn count(v: &serde_json::Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(|x| x.as_u64())
+}

@@ -1,0 +1,299 @@
+//! OpenAI's HTTP API, and every server that speaks it (vLLM, Ollama, Groq,
+//! Together, OpenRouter...). `base_url` is what OpenAI's SDKs take: it
+//! includes the version path, e.g. `https://api.openai.com/v1`.
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::StreamExt;
+use serde_json::{Value, json};
+
+use oneflow::config::ProviderConfig;
+use oneflow::pricing::Usage;
+
+use super::{
+    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
+    error_from_response, malformed, sse, transport_error, url,
+};
+
+pub struct OpenAi {
+    name: String,
+    base: String,
+    client: reqwest::Client,
+    key: Option<String>,
+}
+
+impl OpenAi {
+    pub fn new(cfg: &ProviderConfig, client: reqwest::Client, key: Option<String>) -> OpenAi {
+        OpenAi {
+            name: cfg.name.clone(),
+            base: cfg.base_url.clone(),
+            client,
+            key,
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
+        let b = self.client.post(url(&self.base, path)).json(body);
+        match &self.key {
+            Some(k) => b.bearer_auth(k),
+            None => b,
+        }
+    }
+}
+
+/// The request body for `op`, and the path it goes to.
+fn body(model: &str, op: &Operation, stream: bool) -> Result<(&'static str, Value), String> {
+    let extra_of = |extra: &serde_json::Map<String, Value>, mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            for (k, x) in extra {
+                o.entry(k.clone()).or_insert_with(|| x.clone());
+            }
+        }
+        v
+    };
+    Ok(match op {
+        Operation::Chat {
+            messages,
+            max_tokens,
+            extra,
+        } => {
+            let mut v = json!({"model": model, "messages": messages, "max_tokens": max_tokens});
+            if stream {
+                v["stream"] = json!(true);
+                v["stream_options"] = json!({"include_usage": true});
+            }
+            ("chat/completions", extra_of(extra, v))
+        }
+        Operation::Completion {
+            prompt,
+            max_tokens,
+            extra,
+        } => {
+            let mut v = json!({"model": model, "prompt": prompt, "max_tokens": max_tokens});
+            if stream {
+                v["stream"] = json!(true);
+                v["stream_options"] = json!({"include_usage": true});
+            }
+            ("completions", extra_of(extra, v))
+        }
+        Operation::Embedding { input, extra } => (
+            "embeddings",
+            extra_of(extra, json!({"model": model, "input": input})),
+        ),
+        Operation::Image {
+            prompt,
+            n,
+            size,
+            extra,
+        } => (
+            "images/generations",
+            extra_of(
+                extra,
+                json!({"model": model, "prompt": prompt, "n": n, "size": size}),
+            ),
+        ),
+        Operation::Speech {
+            input,
+            voice,
+            extra,
+        } => (
+            "audio/speech",
+            extra_of(
+                extra,
+                json!({"model": model, "input": input, "voice": voice}),
+            ),
+        ),
+        Operation::Clip { .. } => return Err("make audio or video clips".into()),
+    })
+}
+
+fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    Some(Usage {
+        input_tokens: count(u, "/prompt_tokens").unwrap_or(0),
+        output_tokens: count(u, "/completion_tokens").unwrap_or(0),
+        ..Usage::default()
+    })
+}
+
+/// Reads a non-streamed answer.
+fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, CallError> {
+    let model = v
+        .get("model")
+        .and_then(|m| m.as_str())
+        .unwrap_or(&req.model)
+        .to_string();
+    let (output, usage) = match &req.op {
+        Operation::Chat { .. } | Operation::Completion { .. } => {
+            let choice = v
+                .pointer("/choices/0")
+                .ok_or_else(|| malformed(provider, "no choices"))?;
+            let text = choice
+                .pointer("/message/content")
+                .or_else(|| choice.get("text"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("")
+                .to_string();
+            let finish_reason = choice
+                .get("finish_reason")
+                .and_then(|f| f.as_str())
+                .unwrap_or("stop")
+                .to_string();
+            let usage = usage_of(v).ok_or_else(|| malformed(provider, "no usage"))?;
+            (
+                Output::Text {
+                    text,
+                    finish_reason,
+                },
+                usage,
+            )
+        }
+        Operation::Embedding { .. } => {
+            let data = v
+                .get("data")
+                .and_then(|d| d.as_array())
+                .ok_or_else(|| malformed(provider, "no data"))?
+                .clone();
+            let usage = usage_of(v).ok_or_else(|| malformed(provider, "no usage"))?;
+            (Output::Embeddings(data), usage)
+        }
+        Operation::Image { .. } => {
+            let data = v
+                .get("data")
+                .and_then(|d| d.as_array())
+                .ok_or_else(|| malformed(provider, "no data"))?
+                .clone();
+            let usage = Usage {
+                images: data.len() as u64,
+                ..Usage::default()
+            };
+            (Output::Images(data), usage)
+        }
+        Operation::Speech { .. } | Operation::Clip { .. } => {
+            return Err(malformed(provider, "unexpected JSON"));
+        }
+    };
+    Ok(CallResult {
+        output,
+        usage,
+        model,
+    })
+}
+
+impl Adapter for OpenAi {
+    fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
+        let name = self.name.clone();
+        let built = body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b));
+        Box::pin(async move {
+            let builder = built.map_err(|what| CallError::Unsupported {
+                provider: name.clone(),
+                what,
+            })?;
+            let res = builder
+                .send()
+                .await
+                .map_err(|e| transport_error(&name, &e))?;
+            if !res.status().is_success() {
+                return Err(error_from_response(&name, res).await);
+            }
+            if let Operation::Speech { input, .. } = &req.op {
+                let content_type = res
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("audio/mpeg")
+                    .to_string();
+                let bytes: Bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+                // OpenAI bills speech by input character.
+                let usage = Usage {
+                    input_tokens: input.chars().count() as u64,
+                    ..Usage::default()
+                };
+                return Ok(CallResult {
+                    output: Output::Audio {
+                        bytes,
+                        content_type,
+                    },
+                    usage,
+                    model: req.model.clone(),
+                });
+            }
+            let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
+            parse(&name, &req, &v)
+        })
+    }
+
+    fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
+        let name = self.name.clone();
+        let built = match &req.op {
+            Operation::Chat { .. } | Operation::Completion { .. } => {
+                body(&req.model, &req.op, true).map(|(path, b)| self.post(path, &b))
+            }
+            _ => Err(format!("stream a {} request", req.op.name())),
+        };
+        Box::pin(async move {
+            let builder = built.map_err(|what| CallError::Unsupported {
+                provider: name.clone(),
+                what,
+            })?;
+            let res = builder
+                .send()
+                .await
+                .map_err(|e| transport_error(&name, &e))?;
+            if !res.status().is_success() {
+                return Err(error_from_response(&name, res).await);
+            }
+            let events = sse::events(res.bytes_stream().boxed());
+            Ok(chunks(name, events))
+        })
+    }
+}
+
+/// OpenAI's stream: `data:` events of `chat.completion.chunk` (or text
+/// completion) objects, then `data: [DONE]`.
+fn chunks(
+    name: String,
+    events: futures_util::stream::BoxStream<'static, Result<sse::Event, String>>,
+) -> ChunkStream {
+    events
+        .flat_map(move |ev| {
+            let out: Vec<Result<Chunk, CallError>> = match ev {
+                Err(e) => vec![Err(CallError::upstream(&name, e))],
+                Ok(ev) if ev.data.trim() == "[DONE]" => Vec::new(),
+                Ok(ev) => match serde_json::from_str::<Value>(&ev.data) {
+                    Err(_) => vec![Err(malformed(&name, "stream event is not JSON"))],
+                    Ok(v) if v.get("error").is_some() => {
+                        let msg = v
+                            .pointer("/error/message")
+                            .and_then(|m| m.as_str())
+                            .unwrap_or("error event");
+                        vec![Err(CallError::upstream(&name, msg))]
+                    }
+                    Ok(v) => {
+                        let mut out = Vec::new();
+                        if let Some(choice) = v.pointer("/choices/0") {
+                            let text = choice
+                                .pointer("/delta/content")
+                                .or_else(|| choice.get("text"))
+                                .and_then(|t| t.as_str());
+                            if let Some(t) = text.filter(|t| !t.is_empty()) {
+                                out.push(Ok(Chunk::Delta(t.to_string())));
+                            }
+                            if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str())
+                            {
+                                out.push(Ok(Chunk::Finish(f.to_string())));
+                            }
+                        }
+                        if let Some(u) = usage_of(&v) {
+                            out.push(Ok(Chunk::Usage(u)));
+                        }
+                        out
+                    }
+                },
+            };
+            futures_util::stream::iter(out)
+        })
+        .boxed()
+}

@@ -1,0 +1,757 @@
+//! Running a request: route -> hold -> tries and fallbacks -> settle or
+//! release -> record, for whole answers and for streams. Everything from the
+//! hold on runs in a detached task, so a client that goes away never leaves
+//! money held by nobody or a settle undone.
+
+use std::time::Instant;
+
+use oneflow::Credits;
+use oneflow::ledger::Refusal;
+use oneflow::pricing::{Usage, count_words};
+use oneflow::records::{Attempt, RequestRecord, RequestStatus};
+use oneflow::request::{AiRequest, Plan, RequestError};
+use oneflow::routing::{Constraints, Route, Strategy, choose_with};
+use oneflow::time::Millis;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::broker::{Broker, BrokerError, QuoteView, RequestOutcome, preview, to_json};
+use crate::dispatch;
+use crate::ids::{new_id, now_ms};
+use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
+use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
+
+/// A request ready to route: what the upstream is asked, how to fit it to
+/// one provider, and the caller's routing wishes.
+pub struct Job {
+    pub model: String,
+    pub preview: String,
+    /// The operation; chat and completion `max_tokens` are set per
+    /// provider from its plan.
+    pub op: Operation,
+    pub planner: Box<dyn Fn(&oneflow::config::ProviderConfig) -> Result<Plan, RequestError> + Send + Sync>,
+    pub constraints: Constraints,
+    pub strategy: Option<Strategy>,
+    pub idem: Option<IdemKey>,
+}
+
+impl Job {
+    /// A native `/api/request`.
+    pub fn native(req: AiRequest, idem: Option<IdemKey>) -> Job {
+        let constraints = Constraints {
+            region: req.region,
+            providers: req.provider.iter().cloned().collect(),
+            max_price: req.max_price,
+        };
+        // The provider's modality turns this into an image, speech or clip
+        // request once a plan is chosen (`op_for`).
+        let op = Operation::Chat {
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: req.prompt.clone(),
+            }],
+            max_tokens: 0,
+            extra: Default::default(),
+        };
+        Job {
+            model: req.model.clone(),
+            preview: preview(&req.prompt),
+            op,
+            strategy: req.strategy,
+            constraints,
+            idem,
+            planner: Box::new(move |p| req.plan(p)),
+        }
+    }
+}
+
+/// The operation as sent to one provider: the plan fixes what depends on it.
+fn op_for(op: &Operation, plan: &Plan) -> Operation {
+    use oneflow::pricing::Modality;
+    let max = u32::try_from(plan.max_usage.output_tokens).unwrap_or(u32::MAX);
+    let prompt = op.prompt_text();
+    match (op, plan.modality) {
+        (Operation::Chat { messages, extra, .. }, Modality::Text) => Operation::Chat {
+            messages: messages.clone(),
+            max_tokens: max,
+            extra: extra.clone(),
+        },
+        (Operation::Completion { prompt, extra, .. }, _) => Operation::Completion {
+            prompt: prompt.clone(),
+            max_tokens: max,
+            extra: extra.clone(),
+        },
+        (Operation::Chat { .. }, Modality::Image) => Operation::Image {
+            prompt,
+            n: u32::try_from(plan.max_usage.images).unwrap_or(1),
+            size: plan.size.clone().unwrap_or_default(),
+            extra: Default::default(),
+        },
+        (Operation::Chat { .. }, Modality::Audio) => Operation::Speech {
+            input: prompt,
+            voice: "alloy".into(),
+            extra: Default::default(),
+        },
+        (Operation::Chat { .. }, Modality::Video) => Operation::Clip {
+            prompt,
+            seconds: u32::try_from(plan.max_usage.seconds).unwrap_or(1),
+        },
+        (Operation::Image { prompt, extra, .. }, _) => Operation::Image {
+            prompt: prompt.clone(),
+            n: u32::try_from(plan.max_usage.images).unwrap_or(1),
+            size: plan.size.clone().unwrap_or_default(),
+            extra: extra.clone(),
+        },
+        (other, _) => other.clone(),
+    }
+}
+
+/// What the web layer gets back from a whole (not streamed) request.
+pub struct Answer {
+    /// The stored outcome (identical on an idempotent replay).
+    pub outcome: serde_json::Value,
+    /// The full output, for the OpenAI-shaped answer; absent on replays.
+    pub output: Option<Output>,
+    pub replayed: bool,
+}
+
+/// A held request on its way.
+struct Held {
+    user_id: String,
+    job: Job,
+    route: Route,
+    /// Candidates the hold covers, in ranking order.
+    plans: Vec<Plan>,
+    hold: Credits,
+    request_id: String,
+    hold_id: u64,
+    created_at: Millis,
+}
+
+/// What a streaming client receives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum StreamEvent {
+    /// Text, in order.
+    Delta(String),
+    /// The stream is over; the request is settled.
+    End {
+        finish_reason: String,
+        /// Why the broker ended it, if it did (`hold_exhausted`,
+        /// `upstream_error`).
+        stopped: Option<String>,
+        message: Option<String>,
+        usage: Usage,
+        cost: Credits,
+    },
+}
+
+/// A stream that has started: its route and quote, and its events.
+pub struct StreamStart {
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    pub route: String,
+    pub quote: Credits,
+    pub events: mpsc::Receiver<StreamEvent>,
+}
+
+/// Most events a stream keeps queued for a slow client; beyond it the
+/// upstream is read no faster than the client reads.
+const STREAM_BUFFER: usize = 8;
+
+impl Broker {
+    /// Ranks the providers for a job (pure routing on live figures).
+    pub(crate) fn route_job(&self, job: &Job) -> Result<Route, BrokerError> {
+        let figures: Vec<_> = self
+            .inner
+            .providers
+            .iter()
+            .map(|h| (h.config.as_ref(), h.stats.health()))
+            .collect();
+        let cfg = &self.inner.config.routing;
+        let strategy = job.strategy.unwrap_or(cfg.strategy);
+        Ok(choose_with(
+            &job.model,
+            &figures,
+            strategy,
+            &cfg.weights,
+            &job.constraints,
+            &job.planner,
+        )?)
+    }
+
+    /// The candidates a hold of `amount` covers (at most `max_providers`).
+    fn covered(&self, route: &Route, amount: Option<Credits>) -> Vec<Plan> {
+        let n = self.inner.config.retry.max_providers as usize;
+        route
+            .ranking
+            .iter()
+            .take(n)
+            .filter(|c| amount.is_none_or(|a| c.plan.quote <= a))
+            .map(|c| c.plan.clone())
+            .collect()
+    }
+
+    /// Prices a native request without holding anything. The quote covers
+    /// the fallbacks too: it is the most the request can cost.
+    pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
+        req.validate(self.inner.config.server.max_prompt_chars)?;
+        let job = Job::native(req.clone(), None);
+        let route = self.route_job(&job)?;
+        let plans = self.covered(&route, None);
+        let Some(best) = plans.first() else {
+            return Err(BrokerError::NotFound("provider"));
+        };
+        let quote = plans.iter().map(|p| p.quote).max().unwrap_or(best.quote);
+        let view = self.wallet(user_id).await?;
+        Ok(QuoteView {
+            model: req.model.clone(),
+            provider: best.provider.clone(),
+            modality: best.modality,
+            quote,
+            max_usage: best.max_usage,
+            available: view.available,
+            affordable: quote <= view.available,
+            route: route.explanation.clone(),
+        })
+    }
+
+    /// Runs a native request end to end.
+    pub async fn request(
+        &self,
+        user_id: &str,
+        req: AiRequest,
+        idem: Option<IdemKey>,
+    ) -> Result<(serde_json::Value, bool), BrokerError> {
+        req.validate(self.inner.config.server.max_prompt_chars)?;
+        let a = self.run(user_id, Job::native(req, idem)).await?;
+        Ok((a.outcome, a.replayed))
+    }
+
+    /// Runs a job to its whole answer.
+    pub async fn run(&self, user_id: &str, job: Job) -> Result<Answer, BrokerError> {
+        let route = self.route_job(&job)?;
+        let this = self.clone();
+        let user_id = user_id.to_string();
+        actix_rt::spawn(async move {
+            match this.hold(user_id, job, route).await? {
+                Ok(h) => this.run_held(h).await,
+                Err(answer) => Ok(answer),
+            }
+        })
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+    }
+
+    /// Holds the most any covered candidate can cost; if the wallet cannot
+    /// cover that, holds the first candidate's quote and keeps only the
+    /// fallbacks that fit in it.
+    async fn hold(
+        &self,
+        user_id: String,
+        job: Job,
+        route: Route,
+    ) -> Result<Result<Held, Answer>, BrokerError> {
+        let all = self.covered(&route, None);
+        let Some(first) = all.first().cloned() else {
+            return Err(BrokerError::NotFound("provider"));
+        };
+        let most = all.iter().map(|p| p.quote).max().unwrap_or(first.quote);
+        let request_id = new_id("req");
+        let now = now_ms();
+        let reserve = |amount| Reserve {
+            request_id: request_id.clone(),
+            provider: first.provider.clone(),
+            amount,
+            idem: job.idem.clone(),
+            model: job.model.clone(),
+            modality: first.modality,
+            prompt_preview: job.preview.clone(),
+            now,
+        };
+        let wallets = &self.inner.wallets;
+        let (reserved, amount) = match wallets.reserve(&user_id, reserve(most)).await {
+            Err(crate::wallet::WalletError::Refused(
+                Refusal::InsufficientBalance { .. } | Refusal::BudgetExceeded { .. },
+            )) if most > first.quote => (
+                wallets.reserve(&user_id, reserve(first.quote)).await?,
+                first.quote,
+            ),
+            other => (other?, most),
+        };
+        let hold_id = match reserved {
+            Reserved::Held { hold_id } => hold_id,
+            Reserved::Replay(v) => {
+                return Ok(Err(Answer {
+                    outcome: v,
+                    output: None,
+                    replayed: true,
+                }));
+            }
+            Reserved::Wait(rx) => {
+                let v = rx.await.map_err(|_| {
+                    BrokerError::Unavailable("the original request did not finish".into())
+                })?;
+                return Ok(Err(Answer {
+                    outcome: v,
+                    output: None,
+                    replayed: true,
+                }));
+            }
+        };
+        let plans = self.covered(&route, Some(amount));
+        Ok(Ok(Held {
+            user_id,
+            job,
+            route,
+            plans,
+            hold: amount,
+            request_id,
+            hold_id,
+            created_at: now,
+        }))
+    }
+
+    fn handles(&self, plans: &[Plan]) -> Result<Vec<crate::provider::ProviderHandle>, BrokerError> {
+        plans
+            .iter()
+            .map(|p| self.provider(&p.provider).cloned())
+            .collect()
+    }
+
+    /// The closure dispatch calls before moving to a fallback: the hold
+    /// moves to that provider, under its own budget.
+    fn switcher(
+        &self,
+        user_id: &str,
+        hold_id: u64,
+    ) -> impl FnMut(
+        &crate::provider::ProviderHandle,
+    ) -> futures_util::future::BoxFuture<'static, Result<(), String>>
+    + use<> {
+        let wallets = self.inner.wallets.clone();
+        let user_id = user_id.to_string();
+        move |p| {
+            let (wallets, user_id) = (wallets.clone(), user_id.clone());
+            let provider = p.config.name.clone();
+            Box::pin(async move {
+                let m = Retarget {
+                    hold_id,
+                    provider,
+                    now: now_ms(),
+                };
+                wallets
+                    .retarget(&user_id, m)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    }
+
+    async fn run_held(&self, h: Held) -> Result<Answer, BrokerError> {
+        let started = Instant::now();
+        let handles = self.handles(&h.plans)?;
+        let calls: Vec<CallRequest> = h
+            .plans
+            .iter()
+            .map(|plan| CallRequest {
+                request_id: h.request_id.clone(),
+                model: upstream_model(&h.job.model, &handles, plan),
+                op: op_for(&h.job.op, plan),
+                plan: plan.clone(),
+            })
+            .collect();
+        let retry = self.inner.config.retry.clone();
+        let tried = dispatch::run(
+            &handles,
+            &retry,
+            self.switcher(&h.user_id, h.hold_id),
+            |i, permit| {
+                let call = handles[i].adapter.call(calls[i].clone());
+                async move {
+                    let r = call.await;
+                    drop(permit);
+                    r
+                }
+            },
+        )
+        .await;
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let (result, served) = match tried.result {
+            Ok((r, i)) => (Ok(r), i),
+            Err(e) => (Err(e), 0),
+        };
+        let plan = &h.plans[served.min(h.plans.len().saturating_sub(1))];
+        let mut outcome = RequestOutcome {
+            request_id: h.request_id.clone(),
+            status: RequestStatus::Succeeded,
+            response: None,
+            model: h.job.model.clone(),
+            provider: plan.provider.clone(),
+            usage: Usage::default(),
+            quote: h.hold,
+            cost: Credits::ZERO,
+            balance: Credits::ZERO,
+            available: Credits::ZERO,
+            route: h.route.explanation.clone(),
+            error_code: None,
+            error: None,
+            retry_after_secs: None,
+            latency_ms,
+            created_at: h.created_at,
+        };
+        let mut output = None;
+        let action = match result {
+            Ok(r) => match handles[served]
+                .config
+                .rates
+                .cost(&r.usage, plan.size.as_deref())
+            {
+                Ok(cost) => {
+                    outcome.usage = r.usage;
+                    outcome.response = Some(r.output.summary());
+                    output = Some(r.output);
+                    Outcome::Charge(cost)
+                }
+                Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
+            },
+            Err(e) => {
+                let code = match &e {
+                    CallError::Overloaded { .. } => "provider_overloaded",
+                    CallError::Unavailable(_) => "provider_unavailable",
+                    CallError::Timeout { .. } => "provider_timeout",
+                    _ => "provider_error",
+                };
+                let ra = e.retry_after();
+                fail(&mut outcome, code, e.to_string(), ra)
+            }
+        };
+        let value = self
+            .finish(&h, action, outcome, tried.attempts, plan)
+            .await?;
+        Ok(Answer {
+            outcome: value,
+            output,
+            replayed: false,
+        })
+    }
+
+    /// Closes the hold and stores the record (and the idempotent result)
+    /// in one commit; fills in the charged cost and balances.
+    async fn finish(
+        &self,
+        h: &Held,
+        action: Outcome,
+        mut outcome: RequestOutcome,
+        attempts: Vec<Attempt>,
+        plan: &Plan,
+    ) -> Result<serde_json::Value, BrokerError> {
+        let record = RequestRecord {
+            id: h.request_id.clone(),
+            user_id: h.user_id.clone(),
+            model: h.job.model.clone(),
+            modality: plan.modality,
+            provider: plan.provider.clone(),
+            status: outcome.status,
+            prompt_preview: h.job.preview.clone(),
+            response: outcome
+                .response
+                .as_ref()
+                .map(|r| r.chars().take(2000).collect()),
+            usage: outcome.usage,
+            quote: h.hold,
+            cost: Credits::ZERO,
+            shortfall: Credits::ZERO,
+            error: outcome.error.clone(),
+            route: h.route.explanation.clone(),
+            created_at: h.created_at,
+            latency_ms: outcome.latency_ms,
+            attempts,
+        };
+        let idem = match &h.job.idem {
+            Some(k) => Some((k.key.clone(), k.body_hash, to_json(&outcome)?)),
+            None => None,
+        };
+        let finish = Finish {
+            hold_id: h.hold_id,
+            outcome: action,
+            record: Box::new(record),
+            idem,
+            now: now_ms(),
+        };
+        let finished = self.inner.wallets.finish(&h.user_id, finish).await?;
+        outcome.cost = finished.charged;
+        outcome.balance = finished.balance;
+        outcome.available = finished.available;
+        to_json(&outcome)
+    }
+
+    /// Starts a streamed chat or completion: holds, finds a provider that
+    /// opens a stream (retries and fallbacks apply until one does), then
+    /// passes chunks on as they arrive. The hold bounds the stream: when the
+    /// next chunk would cost more than is held, the stream ends there.
+    pub async fn stream(&self, user_id: &str, job: Job) -> Result<StreamStart, BrokerError> {
+        let route = self.route_job(&job)?;
+        let this = self.clone();
+        let user_id = user_id.to_string();
+        actix_rt::spawn(async move {
+            let h = match this.hold(user_id, job, route).await? {
+                Ok(h) => h,
+                Err(_) => {
+                    return Err(BrokerError::BadInput(
+                        "streamed requests do not take an Idempotency-Key".into(),
+                    ));
+                }
+            };
+            this.stream_held(h).await
+        })
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+    }
+
+    async fn stream_held(&self, h: Held) -> Result<StreamStart, BrokerError> {
+        let started = Instant::now();
+        let handles = self.handles(&h.plans)?;
+        let calls: Vec<CallRequest> = h
+            .plans
+            .iter()
+            .map(|plan| CallRequest {
+                request_id: h.request_id.clone(),
+                model: upstream_model(&h.job.model, &handles, plan),
+                op: op_for(&h.job.op, plan),
+                plan: plan.clone(),
+            })
+            .collect();
+        let retry = self.inner.config.retry.clone();
+        let tried = dispatch::run(
+            &handles,
+            &retry,
+            self.switcher(&h.user_id, h.hold_id),
+            |i, permit| {
+                let open = handles[i].adapter.stream(calls[i].clone());
+                async move { open.await.map(|s| (s, permit)) }
+            },
+        )
+        .await;
+        let ((upstream, permit), served) = match tried.result {
+            Ok(v) => v,
+            Err(e) => {
+                let plan = &h.plans[0];
+                let mut outcome = self.outcome_of(&h, plan, started);
+                let ra = e.retry_after();
+                let code = match &e {
+                    CallError::Overloaded { .. } => "provider_overloaded",
+                    CallError::Unavailable(_) => "provider_unavailable",
+                    CallError::Timeout { .. } => "provider_timeout",
+                    _ => "provider_error",
+                };
+                let action = fail(&mut outcome, code, e.to_string(), ra);
+                self.finish(&h, action, outcome, tried.attempts, plan)
+                    .await?;
+                return Err(BrokerError::Upstream {
+                    code,
+                    message: e.to_string(),
+                    retry_after: ra,
+                });
+            }
+        };
+        let plan = h.plans[served].clone();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let start = StreamStart {
+            request_id: h.request_id.clone(),
+            provider: plan.provider.clone(),
+            model: h.job.model.clone(),
+            route: h.route.explanation.clone(),
+            quote: h.hold,
+            events: rx,
+        };
+        let this = self.clone();
+        let rates = handles[served].config.rates.clone();
+        let idle = std::time::Duration::from_millis(retry.attempt_timeout_ms);
+        actix_rt::spawn(async move {
+            use futures_util::StreamExt;
+            let mut upstream = upstream;
+            let input_bound = plan.max_usage.input_tokens;
+            let mut reported = Usage::default();
+            let mut reported_final = false;
+            let mut delivered_tokens = 0u64;
+            let mut text = String::new();
+            let mut finish_reason = "stop".to_string();
+            let mut stopped: Option<(String, String)> = None;
+            loop {
+                let next = tokio::select! {
+                    n = tokio::time::timeout(idle, upstream.next()) => n,
+                    _ = tx.closed() => {
+                        stopped = Some(("client_disconnected".into(), "the client went away".into()));
+                        break;
+                    }
+                };
+                match next {
+                    Err(_) => {
+                        stopped = Some(("upstream_timeout".into(), "the upstream stopped sending".into()));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        stopped = Some(("upstream_error".into(), e.to_string()));
+                        break;
+                    }
+                    Ok(Some(Ok(Chunk::Usage(u)))) => {
+                        reported.input_tokens = reported.input_tokens.max(u.input_tokens);
+                        reported.output_tokens = reported.output_tokens.max(u.output_tokens);
+                        reported_final = u.output_tokens > 0 || reported_final;
+                    }
+                    Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
+                    Ok(Some(Ok(Chunk::Delta(d)))) => {
+                        let tokens = count_words(&d).max(1);
+                        let would = Usage {
+                            input_tokens: input_bound,
+                            output_tokens: delivered_tokens + tokens,
+                            ..Usage::default()
+                        };
+                        let over = rates
+                            .cost(&would, None)
+                            .map_or(true, |c| c > h.hold);
+                        if over {
+                            finish_reason = "length".into();
+                            stopped = Some((
+                                "hold_exhausted".into(),
+                                "the credit held for this request is spent".into(),
+                            ));
+                            break;
+                        }
+                        if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
+                            stopped = Some(("client_disconnected".into(), "the client went away".into()));
+                            break;
+                        }
+                        delivered_tokens += tokens;
+                        text.push_str(&d);
+                    }
+                }
+            }
+            // Closes the upstream connection now, not when this task ends.
+            drop(upstream);
+            drop(permit);
+            let complete = stopped.is_none();
+            let usage = if complete && reported_final {
+                Usage {
+                    input_tokens: reported.input_tokens,
+                    output_tokens: reported.output_tokens,
+                    ..Usage::default()
+                }
+            } else {
+                // Cut short: what was delivered, and the prompt as the
+                // upstream counted it if it said, else as we count it.
+                let input = if reported.input_tokens > 0 {
+                    reported.input_tokens
+                } else {
+                    count_words(&h.job.op.prompt_text()).min(input_bound)
+                };
+                Usage {
+                    input_tokens: input,
+                    output_tokens: delivered_tokens.max(if complete { reported.output_tokens } else { 0 }),
+                    ..Usage::default()
+                }
+            };
+            let mut outcome = this.outcome_of(&h, &plan, started);
+            outcome.usage = usage;
+            outcome.response = Some(text);
+            let action = match rates.cost(&usage, None) {
+                Ok(c) => Outcome::Charge(c),
+                Err(_) => Outcome::Charge(h.hold),
+            };
+            if let Some((code, msg)) = &stopped {
+                outcome.error_code = Some(code.clone());
+                outcome.error = Some(msg.clone());
+            }
+            let mut attempts = tried.attempts;
+            if let (Some(last), Some((code, msg))) = (attempts.last_mut(), &stopped) {
+                if code == "upstream_error" || code == "upstream_timeout" {
+                    last.ok = false;
+                    last.error_code = Some(code.clone());
+                    last.error = Some(msg.clone());
+                }
+            }
+            let cost = match this.finish(&h, action, outcome, attempts, &plan).await {
+                Ok(v) => v
+                    .get("cost")
+                    .and_then(|c| serde_json::from_value::<Credits>(c.clone()).ok())
+                    .unwrap_or(Credits::ZERO),
+                Err(e) => {
+                    let _ = tx
+                        .send(StreamEvent::End {
+                            finish_reason: "error".into(),
+                            stopped: Some("settle_failed".into()),
+                            message: Some(e.to_string()),
+                            usage,
+                            cost: Credits::ZERO,
+                        })
+                        .await;
+                    return;
+                }
+            };
+            let (stopped, message) = match stopped {
+                Some((c, m)) => (Some(c), Some(m)),
+                None => (None, None),
+            };
+            let _ = tx
+                .send(StreamEvent::End {
+                    finish_reason,
+                    stopped,
+                    message,
+                    usage,
+                    cost,
+                })
+                .await;
+        });
+        Ok(start)
+    }
+
+    fn outcome_of(&self, h: &Held, plan: &Plan, started: Instant) -> RequestOutcome {
+        RequestOutcome {
+            request_id: h.request_id.clone(),
+            status: RequestStatus::Succeeded,
+            response: None,
+            model: h.job.model.clone(),
+            provider: plan.provider.clone(),
+            usage: Usage::default(),
+            quote: h.hold,
+            cost: Credits::ZERO,
+            balance: Credits::ZERO,
+            available: Credits::ZERO,
+            route: h.route.explanation.clone(),
+            error_code: None,
+            error: None,
+            retry_after_secs: None,
+            latency_ms: started.elapsed().as_millis() as u64,
+            created_at: h.created_at,
+        }
+    }
+}
+
+/// The model name to send upstream: the one the client named if the
+/// provider lists it, else the provider's first listed model (a client may
+/// name the provider itself).
+fn upstream_model(
+    asked: &str,
+    handles: &[crate::provider::ProviderHandle],
+    plan: &Plan,
+) -> String {
+    let Some(h) = handles.iter().find(|h| h.config.name == plan.provider) else {
+        return asked.to_string();
+    };
+    let c = &h.config;
+    if c.models.iter().any(|m| m == asked) {
+        asked.to_string()
+    } else {
+        c.models.first().cloned().unwrap_or_else(|| asked.to_string())
+    }
+}
+
+fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {
+    o.status = RequestStatus::Failed;
+    o.error_code = Some(code.to_string());
+    o.error = Some(message.clone());
+    o.retry_after_secs = retry_after;
+    Outcome::Release(message)
+}
