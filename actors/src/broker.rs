@@ -26,10 +26,7 @@ use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::persistence::Persistence;
 use crate::provider::ProviderHandle;
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
-use crate::wallet::{
-    TopUp, WalletError, WalletSettings, WalletView,
-    Wallets,
-};
+use crate::wallet::{TopUp, WalletError, WalletSettings, WalletView, Wallets};
 
 /// Who is calling, from their API key.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -29,7 +29,8 @@ pub struct Job {
     /// The operation; chat and completion `max_tokens` are set per
     /// provider from its plan.
     pub op: Operation,
-    pub planner: Box<dyn Fn(&oneflow::config::ProviderConfig) -> Result<Plan, RequestError> + Send + Sync>,
+    pub planner:
+        Box<dyn Fn(&oneflow::config::ProviderConfig) -> Result<Plan, RequestError> + Send + Sync>,
     pub constraints: Constraints,
     pub strategy: Option<Strategy>,
     pub idem: Option<IdemKey>,
@@ -71,7 +72,12 @@ fn op_for(op: &Operation, plan: &Plan) -> Operation {
     let max = u32::try_from(plan.max_usage.output_tokens).unwrap_or(u32::MAX);
     let prompt = op.prompt_text();
     match (op, plan.modality) {
-        (Operation::Chat { messages, extra, .. }, Modality::Text) => Operation::Chat {
+        (
+            Operation::Chat {
+                messages, extra, ..
+            },
+            Modality::Text,
+        ) => Operation::Chat {
             messages: messages.clone(),
             max_tokens: max,
             extra: extra.clone(),
@@ -588,7 +594,10 @@ impl Broker {
                 };
                 match next {
                     Err(_) => {
-                        stopped = Some(("upstream_timeout".into(), "the upstream stopped sending".into()));
+                        stopped = Some((
+                            "upstream_timeout".into(),
+                            "the upstream stopped sending".into(),
+                        ));
                         break;
                     }
                     Ok(None) => break,
@@ -609,9 +618,7 @@ impl Broker {
                             output_tokens: delivered_tokens + tokens,
                             ..Usage::default()
                         };
-                        let over = rates
-                            .cost(&would, None)
-                            .map_or(true, |c| c > h.hold);
+                        let over = rates.cost(&would, None).map_or(true, |c| c > h.hold);
                         if over {
                             finish_reason = "length".into();
                             stopped = Some((
@@ -621,7 +628,8 @@ impl Broker {
                             break;
                         }
                         if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
-                            stopped = Some(("client_disconnected".into(), "the client went away".into()));
+                            stopped =
+                                Some(("client_disconnected".into(), "the client went away".into()));
                             break;
                         }
                         delivered_tokens += tokens;
@@ -649,7 +657,11 @@ impl Broker {
                 };
                 Usage {
                     input_tokens: input,
-                    output_tokens: delivered_tokens.max(if complete { reported.output_tokens } else { 0 }),
+                    output_tokens: delivered_tokens.max(if complete {
+                        reported.output_tokens
+                    } else {
+                        0
+                    }),
                     ..Usage::default()
                 }
             };
@@ -732,11 +744,7 @@ impl Broker {
 /// The model name to send upstream: the one the client named if the
 /// provider lists it, else the provider's first listed model (a client may
 /// name the provider itself).
-fn upstream_model(
-    asked: &str,
-    handles: &[crate::provider::ProviderHandle],
-    plan: &Plan,
-) -> String {
+fn upstream_model(asked: &str, handles: &[crate::provider::ProviderHandle], plan: &Plan) -> String {
     let Some(h) = handles.iter().find(|h| h.config.name == plan.provider) else {
         return asked.to_string();
     };
@@ -744,7 +752,10 @@ fn upstream_model(
     if c.models.iter().any(|m| m == asked) {
         asked.to_string()
     } else {
-        c.models.first().cloned().unwrap_or_else(|| asked.to_string())
+        c.models
+            .first()
+            .cloned()
+            .unwrap_or_else(|| asked.to_string())
     }
 }
 
