@@ -13,4 +13,7 @@ mod idempotency;
 mod ledger_flow;
 mod lifecycle;
 mod restart;
+#[allow(dead_code)]
+mod upstream;
+mod upstream_selftest;
 mod validation;
