@@ -780,6 +780,7 @@ async fn the_sdk_script_runs_against_the_openai_mock() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "script failed: {stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
+    eprintln!("sdk script said: {stdout}");
     let v: Value = serde_json::from_str(stdout.trim()).unwrap();
     let prompt = v["prompt_words"].as_u64().unwrap();
     assert_eq!(v["chat"]["prompt_tokens"], prompt);
