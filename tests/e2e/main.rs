@@ -14,4 +14,7 @@ mod ledger_flow;
 mod lifecycle;
 mod limits;
 mod restart;
+#[allow(dead_code)]
+mod upstream;
+mod upstream_selftest;
 mod validation;
