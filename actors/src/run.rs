@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use oneflow::Credits;
+use oneflow::config::ProviderConfig;
 use oneflow::ledger::Refusal;
 use oneflow::pricing::{Usage, count_words};
 use oneflow::records::{Attempt, RequestRecord, RequestStatus};
@@ -21,6 +22,10 @@ use crate::ids::{new_id, now_ms};
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
 
+/// Fits a request to one provider: its plan (modality, bounds, quote).
+pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
+type PlanResult = Result<Plan, RequestError>;
+
 /// A request ready to route: what the upstream is asked, how to fit it to
 /// one provider, and the caller's routing wishes.
 pub struct Job {
@@ -29,8 +34,7 @@ pub struct Job {
     /// The operation; chat and completion `max_tokens` are set per
     /// provider from its plan.
     pub op: Operation,
-    pub planner:
-        Box<dyn Fn(&oneflow::config::ProviderConfig) -> Result<Plan, RequestError> + Send + Sync>,
+    pub planner: Planner,
     pub constraints: Constraints,
     pub strategy: Option<Strategy>,
     pub idem: Option<IdemKey>,

@@ -55,7 +55,7 @@ async fn a_burst_is_served_at_the_rate_limit_and_the_overflow_gets_429() {
         match *status {
             StatusCode::OK => {
                 served.push(*done);
-                charged = charged + credits(&v["cost"]);
+                charged += credits(&v["cost"]);
             }
             StatusCode::TOO_MANY_REQUESTS => {
                 rejected += 1;

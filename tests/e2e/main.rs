@@ -13,7 +13,9 @@ mod idempotency;
 mod ledger_flow;
 mod lifecycle;
 mod limits;
+mod providers;
 mod restart;
+mod sdk;
 #[allow(dead_code)]
 mod upstream;
 mod upstream_selftest;

@@ -755,13 +755,14 @@ async fn the_broker_adapters_read_the_mocks() {
 
 /// Runs `tests/sdk/openai_sdk.py` (the official OpenAI Python SDK) against
 /// the OpenAI mock, proving the script before it is pointed at the broker.
-/// Needs a Python with `openai` installed: set `ONEFLOW_SDK_PYTHON` to it
-/// (default `python3`), then run with `--run-ignored only`.
+/// Needs a Python with `openai` installed in `ONEFLOW_PYTHON` (see
+/// `crate::sdk::sdk_python`).
 #[tokio::test]
-#[ignore = "needs the openai Python package"]
 async fn the_sdk_script_runs_against_the_openai_mock() {
+    let Some(python) = crate::sdk::sdk_python() else {
+        return;
+    };
     let up = MockUpstream::start(Kind::OpenAi);
-    let python = std::env::var("ONEFLOW_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_sdk.py");
     let base = format!("{}/v1", up.base_url());
     let out = tokio::task::spawn_blocking(move || {
