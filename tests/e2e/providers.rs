@@ -1,5 +1,5 @@
 //! The broker against real HTTP upstreams that speak OpenAI's, Anthropic's
-//! and Stability's protocols (`upstream.rs`): adapters, `/v1`, streaming,
+//! and Stability's protocols (`upstream/`): adapters, `/v1`, streaming,
 //! retries, fallbacks and the circuit breaker, with the ledger checked
 //! against the usage each upstream reported.
 

@@ -2,7 +2,7 @@
 """Drives an OpenAI-compatible endpoint with the official `openai` SDK.
 
 Proves that an unmodified SDK works against OneFlow's /v1 API (or against
-the OpenAI mock of tests/e2e/upstream.rs). Runs, in order: a plain chat, a
+the OpenAI mock of tests/e2e/upstream/). Runs, in order: a plain chat, a
 streamed chat with `stream_options={"include_usage": True}`, embeddings, an
 image generation and `models.list()`, checks each answer is sane, and prints
 ONE JSON line on stdout with the usage it saw per call, for a Rust test to
