@@ -48,7 +48,8 @@ use serde_json::{Value, json};
 const ADMIN_KEY: &str = "load-bench-admin-key-0123456789";
 const REQUEST_BODY: &str = r#"{"model":"gpt","prompt":"hello world","max_tokens":4}"#;
 /// The same small chat for the mock upstream, directly and through the broker.
-const CHAT_BODY: &str = r#"{"model":"mock-chat","messages":[{"role":"user","content":"hello world"}],"max_tokens":8}"#;
+const CHAT_BODY: &str =
+    r#"{"model":"mock-chat","messages":[{"role":"user","content":"hello world"}],"max_tokens":8}"#;
 /// The variable the bench's OpenAI provider reads its key from.
 const UPSTREAM_KEY_ENV: &str = "ONEFLOW_BENCH_UPSTREAM_KEY";
 /// Enough for every request of a long run (each costs at most 4 credits).
@@ -278,7 +279,12 @@ struct ClientStats {
 }
 
 /// One request; `Err` carries a short description for the report.
-async fn send(http: &reqwest::Client, bases: &Bases, target: Target, key: &str) -> Result<(), String> {
+async fn send(
+    http: &reqwest::Client,
+    bases: &Bases,
+    target: Target,
+    key: &str,
+) -> Result<(), String> {
     let base = &bases.broker;
     let rb = match target {
         Target::Health => http.get(format!("{base}/health")),
@@ -473,7 +479,11 @@ async fn bench(s: &Settings, base: &str, upstream: &str) -> Result<(), String> {
         keys.push(Arc::<str>::from(create_user(&http, &base, i).await?));
     }
     // Fail early, with the server's answer, if the request path is broken.
-    for t in [Target::Request, Target::UpstreamDirect, Target::UpstreamViaBroker] {
+    for t in [
+        Target::Request,
+        Target::UpstreamDirect,
+        Target::UpstreamViaBroker,
+    ] {
         send(&http, &bases, t, &keys[0])
             .await
             .map_err(|e| format!("a first {} failed: {e}", t.label()))?;

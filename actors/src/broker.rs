@@ -202,6 +202,9 @@ pub(crate) struct Inner {
     /// Authenticated keys: hash -> principal. Keys are never revoked in
     /// this version, so entries never go stale.
     keys: DashMap<[u8; 32], Principal>,
+    /// Each user's default routing strategy, as stored (None: the global
+    /// one); filled on first use.
+    pub(crate) strategies: DashMap<String, Option<oneflow::routing::Strategy>>,
 }
 
 /// The broker: cheap to clone, shared by every HTTP worker.
@@ -210,7 +213,7 @@ pub struct Broker {
     pub(crate) inner: Arc<Inner>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
@@ -288,6 +291,7 @@ impl Broker {
             wallets,
             providers,
             keys: DashMap::new(),
+            strategies: DashMap::new(),
         };
         Ok((
             Broker {
@@ -362,6 +366,7 @@ impl Broker {
             email,
             role: Role::User,
             created_at: now,
+            strategy: None,
         };
         let key = api_key()
             .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
@@ -637,6 +642,7 @@ fn ensure_admin(
         email: "admin@localhost".into(),
         role: Role::Admin,
         created_at: now,
+        strategy: None,
     };
     let mut ops = Vec::new();
     if store.user(ADMIN_ID)?.is_none() {

@@ -190,6 +190,14 @@ impl Broker {
         )?)
     }
 
+    /// A job that names no strategy takes the user's default, if set.
+    async fn default_strategy(&self, user_id: &str, job: &mut Job) -> Result<(), BrokerError> {
+        if job.strategy.is_none() {
+            job.strategy = self.user_strategy(user_id).await?;
+        }
+        Ok(())
+    }
+
     /// The candidates a hold of `amount` covers (at most `max_providers`).
     fn covered(&self, route: &Route, amount: Option<Credits>) -> Vec<Plan> {
         let n = self.inner.config.retry.max_providers as usize;
@@ -206,7 +214,8 @@ impl Broker {
     /// the fallbacks too: it is the most the request can cost.
     pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
         req.validate(self.inner.config.server.max_prompt_chars)?;
-        let job = Job::native(req.clone(), None);
+        let mut job = Job::native(req.clone(), None);
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let plans = self.covered(&route, None);
         let Some(best) = plans.first() else {
@@ -239,7 +248,8 @@ impl Broker {
     }
 
     /// Runs a job to its whole answer.
-    pub async fn run(&self, user_id: &str, job: Job) -> Result<Answer, BrokerError> {
+    pub async fn run(&self, user_id: &str, mut job: Job) -> Result<Answer, BrokerError> {
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let this = self.clone();
         let user_id = user_id.to_string();
@@ -500,7 +510,8 @@ impl Broker {
     /// opens a stream (retries and fallbacks apply until one does), then
     /// passes chunks on as they arrive. The hold bounds the stream: when the
     /// next chunk would cost more than is held, the stream ends there.
-    pub async fn stream(&self, user_id: &str, job: Job) -> Result<StreamStart, BrokerError> {
+    pub async fn stream(&self, user_id: &str, mut job: Job) -> Result<StreamStart, BrokerError> {
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let this = self.clone();
         let user_id = user_id.to_string();

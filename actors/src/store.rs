@@ -79,6 +79,9 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: Millis,
+    /// The user's default routing strategy; `None` follows the global one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<oneflow::routing::Strategy>,
 }
 
 /// What is kept of an API key: never the key itself.

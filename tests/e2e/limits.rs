@@ -148,3 +148,83 @@ async fn a_request_no_provider_can_serve_within_its_constraints_is_refused_befor
     );
     s.stop().await;
 }
+
+/// Two simulated providers of one model: cheap and plain, dear and good.
+fn two_of_a_kind(c: &mut oneflow::config::Config) {
+    let mut cheap = c.providers[0].clone();
+    cheap.name = "cheap".into();
+    cheap.models = vec!["chat".into()];
+    cheap.quality = 10;
+    let mut good = cheap.clone();
+    good.name = "good".into();
+    good.quality = 90;
+    good.rates.per_output_token = Credits::from_credits(2);
+    c.providers = vec![cheap, good];
+}
+
+/// The strategy comes from the request if it names one, else from the
+/// user's stored default, else from the global default; the user's default
+/// survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_default_strategy_sits_between_the_request_and_the_global_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path(), two_of_a_kind);
+    let (_, key) = s.user("router", "1000").await;
+    let ask = |body: serde_json::Value| {
+        let s = &s;
+        let key = key.clone();
+        async move {
+            let (st, v) = s.post(&key, "/api/request", body).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+            v["provider"].as_str().unwrap().to_string()
+        }
+    };
+    let plain = json!({"model": "chat", "prompt": "hi"});
+    // Global default: cost.
+    assert_eq!(ask(plain.clone()).await, "cheap");
+    let (st, v) = s.get(&key, "/api/routing").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["strategy"], serde_json::Value::Null);
+    assert_eq!(v["effective"], "cost");
+
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            Some(&key),
+            "/api/routing",
+            Some(&json!({"strategy": "quality"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["effective"], "quality");
+    assert_eq!(ask(plain.clone()).await, "good");
+    // The request's own choice wins.
+    assert_eq!(
+        ask(json!({"model": "chat", "prompt": "hi", "strategy": "cost"})).await,
+        "cheap"
+    );
+    let (st, v) = s
+        .call(
+            reqwest::Method::PUT,
+            Some(&key),
+            "/api/routing",
+            Some(&json!({"strategy": "fastest"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+    s.stop().await;
+    let s = TestServer::start_in(tmp.path(), two_of_a_kind);
+    let (_, v) = s.get(&key, "/api/routing").await;
+    assert_eq!(v["strategy"], "quality", "{v}");
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/request",
+            json!({"model": "chat", "prompt": "hi"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["provider"], "good");
+    s.stop().await;
+}

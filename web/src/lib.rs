@@ -50,6 +50,8 @@ pub fn create_app(
         .service(routes::analytics::analytics)
         .service(routes::budget::get_budget)
         .service(routes::budget::put_budget)
+        .service(routes::routing::get_routing)
+        .service(routes::routing::put_routing)
         .service(routes::credits::add)
         .service(routes::providers::providers)
         .service(routes::providers::config)

@@ -8,6 +8,7 @@ pub mod history;
 pub mod openai;
 pub mod providers;
 pub mod request;
+pub mod routing;
 pub mod status;
 pub mod users;
 
