@@ -382,8 +382,10 @@ impl Broker {
             })
             .collect();
         let retry = self.inner.config.retry.clone();
+        let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
             &handles,
+            &tokens,
             &retry,
             self.switcher(&h.user_id, h.hold_id),
             |i, permit| {
@@ -544,8 +546,10 @@ impl Broker {
             })
             .collect();
         let retry = self.inner.config.retry.clone();
+        let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
             &handles,
+            &tokens,
             &retry,
             self.switcher(&h.user_id, h.hold_id),
             |i, permit| {
@@ -772,6 +776,21 @@ fn upstream_model(asked: &str, handles: &[crate::provider::ProviderHandle], plan
             .cloned()
             .unwrap_or_else(|| asked.to_string())
     }
+}
+
+/// The most tokens each candidate's call can use (prompt bound plus
+/// output bound), for the providers' tokens-per-minute limits.
+fn token_bounds(plans: &[Plan]) -> Vec<u32> {
+    plans
+        .iter()
+        .map(|p| {
+            let t = p
+                .max_usage
+                .input_tokens
+                .saturating_add(p.max_usage.output_tokens);
+            u32::try_from(t).unwrap_or(u32::MAX)
+        })
+        .collect()
 }
 
 fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {

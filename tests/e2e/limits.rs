@@ -228,3 +228,37 @@ async fn a_users_default_strategy_sits_between_the_request_and_the_global_defaul
     assert_eq!(v["provider"], "good");
     s.stop().await;
 }
+
+/// Per-minute request and token limits: once a minute's quota is used, the
+/// next call waits for room; with a short attempt timeout it gives up with
+/// 504 and is not charged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_minute_request_and_token_limits_hold_calls_back() {
+    for (rpm, tpm) in [(2, 0), (0, 30)] {
+        let s = TestServer::start_with(|c| {
+            c.providers[0].limits.requests_per_minute = rpm;
+            c.providers[0].limits.tokens_per_minute = tpm;
+            c.retry.attempts_per_provider = 1;
+            c.retry.attempt_timeout_ms = 500;
+        });
+        let (_, key) = s.user("minute", "100").await;
+        // Each call may use 2 prompt + 10 answer tokens: two fit in 30.
+        let body = json!({"model": "gpt", "prompt": "one two", "max_tokens": 10});
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let (st, v) = s.post(&key, "/api/request", body.clone()).await;
+            if st != StatusCode::OK {
+                assert_eq!(v["error"]["code"], "provider_timeout", "{v}");
+                assert_eq!(credits(&v["request"]["cost"]), Credits::ZERO);
+            }
+            statuses.push(st);
+        }
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::OK, StatusCode::GATEWAY_TIMEOUT],
+            "rpm {rpm} tpm {tpm}"
+        );
+        assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+        s.stop().await;
+    }
+}
