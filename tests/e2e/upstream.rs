@@ -111,7 +111,7 @@ use serde_json::Value;
 
 use http::{Conn, Outcome, Reply, Request, Stop};
 
-/// The only key the mocks accept.
+/// The key a mock accepts unless started with [`MockUpstream::start_with_key`].
 pub const MOCK_API_KEY: &str = "mock-upstream-key";
 
 /// How many words an answer has when nothing caps it.
@@ -163,6 +163,7 @@ pub enum Behavior {
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
+    /// The path without its query string.
     pub path: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
