@@ -809,3 +809,111 @@ async fn the_sdk_script_runs_against_the_openai_mock() {
             .any(|r| r.body["stream_options"]["include_usage"] == true)
     );
 }
+
+/// Streams an adapter's answer until the first error: the text before it
+/// and the error's code.
+async fn until_error(adapter: &dyn Adapter, req: CallRequest) -> (String, Option<&'static str>) {
+    let mut s = adapter.stream(req).await.unwrap();
+    let mut text = String::new();
+    while let Some(c) = s.next().await {
+        match c {
+            Ok(Chunk::Delta(t)) => text.push_str(&t),
+            Ok(_) => {}
+            Err(e) => return (text, Some(e.code())),
+        }
+    }
+    (text, None)
+}
+
+#[tokio::test]
+async fn broken_streams_reach_the_adapters_as_errors_after_their_words() {
+    let http = oneflow_actors::adapters::http_client().unwrap();
+    let key = Some(MOCK_API_KEY.to_string());
+    let up = MockUpstream::start(Kind::OpenAi);
+    let cfg = provider(ProviderKind::Openai, format!("{}/v1", up.base_url()));
+    let a = openai::OpenAi::new(&cfg, http.clone(), key.clone());
+    let req = || call("mock-gpt", chat_op("hi", 50));
+    up.push(Behavior::StreamError { after: 2 });
+    assert_eq!(
+        until_error(&a, req()).await,
+        ("mock answer".into(), Some("upstream_unreachable"))
+    );
+    up.push(Behavior::ResetMidStream { after: 3 });
+    let (text, err) = until_error(&a, req()).await;
+    assert_eq!(text, answer_text(3));
+    assert!(err.is_some());
+    up.push(Behavior::Malformed);
+    assert!(until_error(&a, req()).await.1.is_some());
+    up.push(Behavior::StreamChunks {
+        n: 9,
+        delay: Duration::from_millis(1),
+    });
+    assert_eq!(until_error(&a, req()).await, (answer_text(9), None));
+    // StreamError on a plain call is a 500.
+    up.push(Behavior::StreamError { after: 0 });
+    let e = a.call(req()).await.unwrap_err();
+    assert_eq!(e.code(), "upstream_server_error");
+
+    let up = MockUpstream::start(Kind::Anthropic);
+    let cfg = provider(ProviderKind::Anthropic, up.base_url());
+    let a = anthropic::Anthropic::new(&cfg, http, key);
+    let req = || call("mock-claude", chat_op("hi", 50));
+    up.push(Behavior::StreamError { after: 1 });
+    let (text, err) = until_error(&a, req()).await;
+    assert_eq!(text, "mock");
+    assert!(err.is_some());
+    up.push(Behavior::ResetMidStream { after: 2 });
+    let (text, err) = until_error(&a, req()).await;
+    assert_eq!(text, "mock answer");
+    assert!(err.is_some());
+    assert_eq!(up.client_disconnects(), 0);
+}
+
+#[tokio::test]
+async fn a_mock_can_require_another_key() {
+    let up = MockUpstream::start_with_key(Kind::Stability, "other-key");
+    assert_eq!(up.api_key(), "other-key");
+    let url = format!("{}/v1/generation/e/text-to-image", up.base_url());
+    let body = json!({"text_prompts": [{"text": "x"}]});
+    for (k, status) in [(MOCK_API_KEY, 401), ("other-key", 200)] {
+        let res = client()
+            .post(&url)
+            .bearer_auth(k)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), status);
+    }
+    assert_eq!(up.take_requests().len(), 2);
+    assert_eq!(up.request_count(), 0);
+}
+
+#[tokio::test]
+async fn a_slow_answer_can_be_abandoned_and_is_counted() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    up.push(Behavior::Slow(Duration::from_secs(60)));
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = quick
+        .post(format!("{}/v1/chat/completions", up.base_url()))
+        .bearer_auth(MOCK_API_KEY)
+        .json(&chat_body("hi"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_timeout());
+    assert!(up.wait_for_disconnects(1, WAIT).await);
+    // A short delay still ends in the normal answer.
+    up.push(Behavior::Slow(Duration::from_millis(5)));
+    let v: Value = post(&up, "/v1/chat/completions", &chat_body("hi"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], DEFAULT_ANSWER_WORDS);
+    assert!(up.wait_for_requests(2, WAIT).await);
+    assert_eq!(up.client_disconnects(), 1);
+}

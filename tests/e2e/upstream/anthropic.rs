@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use super::http::{Reply, Request};
-use super::{Finish, MOCK_API_KEY, Route, TextFormat, Tokens, Work, content_text, event, words};
+use super::{Finish, Route, TextFormat, Tokens, Work, content_text, event, words};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -32,9 +32,9 @@ fn bad(message: &str) -> Route {
     Route::Fixed(error(400, message))
 }
 
-pub fn route(req: &Request) -> Route {
+pub fn route(req: &Request, key: &str) -> Route {
     match req.header("x-api-key") {
-        Some(k) if k == MOCK_API_KEY => {}
+        Some(k) if k == key => {}
         _ => return Route::Fixed(error(401, "invalid x-api-key")),
     }
     if req.header("anthropic-version").is_none() {
@@ -176,5 +176,13 @@ impl TextFormat for Messages {
 
     fn headers(&self) -> Vec<(String, String)> {
         vec![("request-id".into(), self.request_id.clone())]
+    }
+
+    fn error_frame(&self) -> String {
+        event(
+            "error",
+            &json!({"type": "error",
+                    "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        )
     }
 }

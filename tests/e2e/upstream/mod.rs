@@ -29,7 +29,8 @@
 //!
 //! Image URLs point at `GET /files/{name}.png` on the same server (no auth).
 //!
-//! The key is always [`MOCK_API_KEY`]; a missing or wrong one is a 401 in
+//! The key is [`MOCK_API_KEY`] (or the one given to
+//! [`MockUpstream::start_with_key`]); a missing or wrong one is a 401 in
 //! the provider's error shape. So are 400s for bodies the real API would
 //! refuse (no model, no messages, Anthropic without `max_tokens` or
 //! `anthropic-version`, Stability sizes not a multiple of 64) and 404s.
@@ -69,11 +70,26 @@
 //! consuming one, so a broker that forgot the key shows as a 401 rather than
 //! as a scripted answer going to the wrong call.
 //!
+//! | Behaviour | Plain request | Streamed request |
+//! |---|---|---|
+//! | `Ok` | the answer | the stream, to its proper end |
+//! | `Status(code, retry)` | `code`, provider's error body, `Retry-After` | same (no stream) |
+//! | `Slow(d)` | `d` before the head, then the answer | `d` before the head, then the stream |
+//! | `StreamChunks{n, delay}` | `n` words after `n x delay` | `n` words, `delay` apart, finish `stop` |
+//! | `ResetMidStream{after}` | half the body, then the cut | opening events, `after` words, cut |
+//! | `Endless{delay}` | no answer until the client leaves | words forever, `delay` apart |
+//! | `Malformed` | 200, body not JSON | 200, events not JSON, no `[DONE]` |
+//! | `StreamError{after}` | 500 | `after` words, the provider's error event |
+//!
+//! Non-text endpoints (embeddings, images, speech, Stability) follow the
+//! plain column; `StreamChunks` there only delays the normal answer.
+//!
 //! # Observing
 //!
 //! [`MockUpstream::requests`] has every request that arrived (including
-//! refused ones), in order. [`MockUpstream::client_disconnects`] counts
-//! responses the client abandoned before they were complete: it closed the
+//! refused ones), in order, with lower-case header names and the body as
+//! JSON; [`MockUpstream::take_requests`] also forgets them.
+//! [`MockUpstream::client_disconnects`] counts responses the client abandoned before they were complete: it closed the
 //! connection during a delay, a stream, or while a write was pending. The
 //! read side is watched throughout, so this counts promptly; use
 //! [`MockUpstream::wait_for_disconnects`] to wait for it without sleeping
@@ -95,7 +111,7 @@ use serde_json::Value;
 
 use http::{Conn, Outcome, Reply, Request, Stop};
 
-/// The only key the mocks accept.
+/// The key a mock accepts unless started with [`MockUpstream::start_with_key`].
 pub const MOCK_API_KEY: &str = "mock-upstream-key";
 
 /// How many words an answer has when nothing caps it.
@@ -135,12 +151,19 @@ pub enum Behavior {
     /// A 200 whose body is not what the protocol says: broken JSON, or a
     /// stream whose events are not JSON (and which has no proper end).
     Malformed,
+    /// Streams: the opening events and `after` words, then the provider's
+    /// in-stream error event (OpenAI `data: {"error": {...}}` with type
+    /// `server_error`; Anthropic `event: error` with `overloaded_error`),
+    /// then a clean end of the HTTP body, with no usage and no `[DONE]`.
+    /// Anything else: a 500 in the provider's shape.
+    StreamError { after: usize },
 }
 
 /// One request as the mock received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
     pub method: String,
+    /// The path without its query string.
     pub path: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
@@ -162,6 +185,8 @@ impl Recorded {
 /// across an `.await`.
 struct Shared {
     kind: Kind,
+    /// The key requests must carry.
+    key: String,
     base_url: String,
     queue: Mutex<VecDeque<Behavior>>,
     default: Mutex<Behavior>,
@@ -195,13 +220,22 @@ pub struct MockUpstream {
 }
 
 impl MockUpstream {
-    /// Starts a mock of `kind` on a free loopback port.
+    /// Starts a mock of `kind` on a free loopback port, accepting
+    /// [`MOCK_API_KEY`].
     pub fn start(kind: Kind) -> MockUpstream {
+        Self::start_with_key(kind, MOCK_API_KEY)
+    }
+
+    /// Starts a mock that accepts `key` instead: for a broker that reads its
+    /// upstream key from an environment variable the test cannot set (edition
+    /// 2024 makes `set_var` unsafe), pass a variable's existing value.
+    pub fn start_with_key(kind: Kind, key: &str) -> MockUpstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             kind,
+            key: key.to_string(),
             base_url: format!("http://{addr}"),
             queue: Mutex::new(VecDeque::new()),
             default: Mutex::new(Behavior::Ok),
@@ -243,6 +277,11 @@ impl MockUpstream {
         self.shared.kind
     }
 
+    /// The key this mock accepts.
+    pub fn api_key(&self) -> &str {
+        &self.shared.key
+    }
+
     /// Queues a behaviour for the next request that reaches one.
     pub fn push(&self, b: Behavior) {
         self.shared.queue.lock().unwrap().push_back(b);
@@ -258,6 +297,13 @@ impl MockUpstream {
         self.shared.requests.lock().unwrap().clone()
     }
 
+    /// Every request received so far, forgetting them (for a test that
+    /// checks what one step sent).
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.shared.requests.lock().unwrap())
+    }
+
+    /// How many requests arrived (since the last [`Self::take_requests`]).
     pub fn request_count(&self) -> usize {
         self.shared.requests.lock().unwrap().len()
     }
@@ -366,6 +412,8 @@ pub(crate) trait TextFormat: Send + Sync {
     fn piece(&self, text: &str) -> String;
     /// Frames after the last word.
     fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String>;
+    /// The provider's error event inside a stream.
+    fn error_frame(&self) -> String;
     /// Headers sent with every answer.
     fn headers(&self) -> Vec<(String, String)> {
         Vec::new()
@@ -491,9 +539,9 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
         };
         shared.record(&req);
         let route = match shared.kind {
-            Kind::OpenAi => openai::route(&req, &shared.base_url),
-            Kind::Anthropic => anthropic::route(&req),
-            Kind::Stability => stability::route(&req, &shared.base_url),
+            Kind::OpenAi => openai::route(&req, &shared.key, &shared.base_url),
+            Kind::Anthropic => anthropic::route(&req, &shared.key),
+            Kind::Stability => stability::route(&req, &shared.key),
         };
         let outcome = match route {
             Route::Fixed(r) => conn.reply(&r).await,
@@ -519,6 +567,7 @@ enum Plan {
     Cut { after: usize },
     Endless { delay: Duration },
     Malformed,
+    StreamError { after: usize },
 }
 
 async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
@@ -545,15 +594,16 @@ async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
         Behavior::ResetMidStream { after } => Plan::Cut { after },
         Behavior::Endless { delay } => Plan::Endless { delay },
         Behavior::Malformed => Plan::Malformed,
+        Behavior::StreamError { after } => Plan::StreamError { after },
     };
     match work {
-        Work::Reply(r) => other(conn, r, plan).await,
+        Work::Reply(r) => other(conn, kind, r, plan).await,
         Work::Text {
             format,
             prompt_tokens,
             max_tokens,
             stream: false,
-        } => plain_text(conn, format.as_ref(), prompt_tokens, max_tokens, plan).await,
+        } => plain_text(conn, kind, format.as_ref(), prompt_tokens, max_tokens, plan).await,
         Work::Text {
             format,
             prompt_tokens,
@@ -584,7 +634,7 @@ fn scale(d: Duration, n: usize) -> Duration {
     d.saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
 }
 
-async fn other(conn: &mut Conn, r: Reply, plan: Plan) -> Outcome {
+async fn other(conn: &mut Conn, kind: Kind, r: Reply, plan: Plan) -> Outcome {
     match plan {
         Plan::Words { n, delay } => {
             conn.pause(scale(delay, n.unwrap_or(0))).await?;
@@ -593,11 +643,16 @@ async fn other(conn: &mut Conn, r: Reply, plan: Plan) -> Outcome {
         Plan::Cut { .. } => conn.reply_cut(&r).await,
         Plan::Endless { .. } => conn.hang().await,
         Plan::Malformed => conn.reply(&garbage_json()).await,
+        Plan::StreamError { .. } => {
+            conn.reply(&error_reply(kind, 500, "mock upstream error"))
+                .await
+        }
     }
 }
 
 async fn plain_text(
     conn: &mut Conn,
+    kind: Kind,
     format: &dyn TextFormat,
     prompt_tokens: u64,
     max_tokens: Option<u64>,
@@ -632,6 +687,10 @@ async fn plain_text(
         }
         Plan::Endless { .. } => conn.hang().await,
         Plan::Malformed => conn.reply(&garbage_json()).await,
+        Plan::StreamError { .. } => {
+            conn.reply(&error_reply(kind, 500, "mock upstream error"))
+                .await
+        }
     }
 }
 
@@ -667,6 +726,13 @@ async fn streamed_text(
                 conn.frame(&format.piece(&piece_text(i))).await?;
                 i += 1;
             }
+        }
+        Plan::StreamError { after } => {
+            for i in 0..after {
+                conn.frame(&format.piece(&piece_text(i))).await?;
+            }
+            conn.frame(&format.error_frame()).await?;
+            return conn.end_events().await;
         }
         Plan::Malformed => {
             conn.frame("data: {\"choices\": [{\"delta\": {\"content\": \"mo\n\n")

@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, Request};
 use super::{
-    Finish, MOCK_API_KEY, PNG_1X1, Route, TextFormat, Tokens, Work, base64, content_text, data,
-    now_secs, words,
+    Finish, PNG_1X1, Route, TextFormat, Tokens, Work, base64, content_text, data, now_secs, words,
 };
 
 /// The models `GET /v1/models` lists. Requests may name any model; the
@@ -53,7 +52,7 @@ fn ok(v: &Value) -> Route {
     Route::Work(Work::Reply(r))
 }
 
-pub fn route(req: &Request, base_url: &str) -> Route {
+pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
     if req.method == "GET" && req.path.starts_with("/files/") {
         return Route::Fixed(Reply {
             status: 200,
@@ -63,7 +62,7 @@ pub fn route(req: &Request, base_url: &str) -> Route {
         });
     }
     match req.bearer() {
-        Some(k) if k == MOCK_API_KEY => {}
+        Some(k) if k == key => {}
         Some(_) => {
             return Route::Fixed(error(401, "Incorrect API key provided."));
         }
@@ -146,6 +145,14 @@ fn usage(t: Tokens) -> Value {
         "completion_tokens": t.completion,
         "total_tokens": t.prompt + t.completion,
     })
+}
+
+/// OpenAI's error event inside a stream.
+fn stream_error() -> String {
+    data(&json!({"error": {
+        "message": "The server had an error while processing your request.",
+        "type": "server_error", "param": null, "code": null,
+    }}))
 }
 
 fn finish_name(f: Finish) -> &'static str {
@@ -255,6 +262,10 @@ impl TextFormat for Chat {
     fn headers(&self) -> Vec<(String, String)> {
         headers()
     }
+
+    fn error_frame(&self) -> String {
+        stream_error()
+    }
 }
 
 /// A prompt field: a string, an array of strings, or token arrays (each
@@ -350,6 +361,10 @@ impl TextFormat for Completion {
 
     fn headers(&self) -> Vec<(String, String)> {
         headers()
+    }
+
+    fn error_frame(&self) -> String {
+        stream_error()
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use super::http::{Reply, Request};
-use super::{MOCK_API_KEY, PNG_1X1, Route, Work, base64};
+use super::{PNG_1X1, Route, Work, base64};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -39,9 +39,9 @@ fn dimension(body: &Value, key: &str) -> Result<u64, String> {
     }
 }
 
-pub fn route(req: &Request, _base_url: &str) -> Route {
+pub fn route(req: &Request, key: &str) -> Route {
     match req.bearer() {
-        Some(k) if k == MOCK_API_KEY => {}
+        Some(k) if k == key => {}
         Some(_) => return Route::Fixed(error(401, "Incorrect API key provided")),
         None => return Route::Fixed(error(401, "missing authorization header")),
     }
