@@ -335,8 +335,10 @@ pub(crate) async fn error_from_response(provider: &str, res: reqwest::Response) 
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
+            // OpenAI and Anthropic nest it under `error`; Stability does not.
+            ["/error/message", "/message"]
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(|m| m.as_str()))
                 .map(str::to_string)
         })
         .unwrap_or_else(|| format!("HTTP {status}"));
