@@ -115,7 +115,13 @@ impl Client {
     /// stderr meanwhile, when stderr is a terminal.
     pub fn request(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Answer, CliError> {
         let spin = std::io::stderr().is_terminal();
-        self.send(Method::POST, "/api/request", Some(body), spin, idempotency_key)
+        self.send(
+            Method::POST,
+            "/api/request",
+            Some(body),
+            spin,
+            idempotency_key,
+        )
     }
 
     fn call(
@@ -136,9 +142,10 @@ impl Client {
         spinner: bool,
         idempotency_key: Option<&str>,
     ) -> Result<Answer, CliError> {
-        let key = self.key.as_deref().ok_or_else(|| {
-            CliError::Usage("no API key: pass --key or set ONEFLOW_KEY".into())
-        })?;
+        let key = self
+            .key
+            .as_deref()
+            .ok_or_else(|| CliError::Usage("no API key: pass --key or set ONEFLOW_KEY".into()))?;
         let mut rb = self
             .http
             .request(method, format!("{}{path}", self.base))

@@ -20,7 +20,12 @@ use client::{Answer, CliError, Client};
 #[derive(Args, Debug, Clone)]
 pub struct Conn {
     /// The broker's base URL.
-    #[arg(long, global = true, env = "ONEFLOW_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "ONEFLOW_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
     /// The API key to send (an admin key for `user`, `credits`).
     #[arg(long, global = true, env = "ONEFLOW_KEY", hide_env_values = true)]

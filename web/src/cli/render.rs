@@ -121,7 +121,13 @@ pub fn requests(v: &Value) -> String {
 
 pub fn transactions(v: &Value) -> String {
     let mut t = Table::new(&[
-        "SEQ>", "TIME", "KIND", "AMOUNT>", "BALANCE>", "AVAILABLE>", "REQUEST / NOTE",
+        "SEQ>",
+        "TIME",
+        "KIND",
+        "AMOUNT>",
+        "BALANCE>",
+        "AVAILABLE>",
+        "REQUEST / NOTE",
     ]);
     for e in v["items"].as_array().into_iter().flatten() {
         let about = e["request_id"]

@@ -151,7 +151,10 @@ fn step(s: &Session, line: &str, me: &mut Option<String>) -> Step {
         Err(e) => {
             use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand};
             // Help asked for is an answer; anything else is an error.
-            if matches!(e.kind(), DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 out(&e.render().to_string());
                 return Step::Continue;
             }
@@ -234,7 +237,10 @@ fn interactive(s: &Session) -> ExitCode {
     let mut rl: Editor<Completion, DefaultHistory> = match Editor::new() {
         Ok(r) => r,
         Err(e) => {
-            report(&CliError::Usage(format!("cannot open the terminal: {e}")), false);
+            report(
+                &CliError::Usage(format!("cannot open the terminal: {e}")),
+                false,
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -267,9 +273,9 @@ struct Completion;
 
 fn complete_word(line: &str, pos: usize) -> (usize, Vec<Pair>) {
     let before = &line[..pos];
-    let start = before
-        .rfind(char::is_whitespace)
-        .map_or(0, |i| i + before[i..].chars().next().map_or(1, char::len_utf8));
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| {
+        i + before[i..].chars().next().map_or(1, char::len_utf8)
+    });
     let word = &before[start..];
     let first = before[..start].split_whitespace().next();
     let pair = |s: &str| Pair {
@@ -298,7 +304,12 @@ fn complete_word(line: &str, pos: usize) -> (usize, Vec<Pair>) {
 
 impl Completer for Completion {
     type Candidate = Pair;
-    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         Ok(complete_word(line, pos))
     }
 }
@@ -334,7 +345,8 @@ mod tests {
 
     #[test]
     fn tab_completes_commands_then_flags() {
-        let names = |(_, c): (usize, Vec<Pair>)| c.into_iter().map(|p| p.display).collect::<Vec<_>>();
+        let names =
+            |(_, c): (usize, Vec<Pair>)| c.into_iter().map(|p| p.display).collect::<Vec<_>>();
         assert_eq!(names(complete_word("hi", 2)), ["history"]);
         assert_eq!(names(complete_word("add", 3)), ["add-credits"]);
         assert_eq!(names(complete_word("history --l", 11)), ["--limit"]);

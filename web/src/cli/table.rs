@@ -71,7 +71,11 @@ impl Table {
 
 /// Label/value lines for one object, labels aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
-    let w = pairs.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let w = pairs
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
     pairs
         .iter()
         .map(|(k, v)| format!("{k:<w$}  {v}\n"))
