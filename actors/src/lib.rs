@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod broker;
 pub mod dispatch;
 pub mod ids;
+pub mod keys;
 pub mod persistence;
 pub mod preferences;
 pub mod provider;

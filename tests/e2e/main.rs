@@ -7,9 +7,11 @@
 mod support;
 
 mod auth;
+mod cli;
 mod concurrency;
 mod fuzz;
 mod idempotency;
+mod keys;
 mod ledger_flow;
 mod lifecycle;
 mod limits;
