@@ -346,6 +346,8 @@ async fn the_shell_answers_commands_read_from_stdin() {
     );
     let errors = stderr(&o);
     assert!(errors.contains("frobnicate"), "{errors}");
+    // No spinner when stderr is not a terminal.
+    assert!(!errors.contains("waiting"), "{errors}");
     assert!(errors.contains("administrators"), "{errors}");
 
     // End of input ends the session like quit.
@@ -448,6 +450,8 @@ async fn the_shell_completes_and_recalls_lines_on_a_terminal() {
     reader.join().unwrap();
     let screen = wait(&|_| true);
     assert!(status.success(), "{screen}");
+    // On a terminal the request shows a spinner while it waits.
+    assert!(screen.contains("waiting for the broker"), "{screen}");
     let (st, v) = s.get(&ann, "/api/history/requests").await;
     assert_eq!(st, StatusCode::OK);
     let prompts: Vec<&str> = v["items"]
