@@ -346,6 +346,8 @@ async fn the_shell_answers_commands_read_from_stdin() {
     );
     let errors = stderr(&o);
     assert!(errors.contains("frobnicate"), "{errors}");
+    // No spinner when stderr is not a terminal.
+    assert!(!errors.contains("waiting"), "{errors}");
     assert!(errors.contains("administrators"), "{errors}");
 
     // End of input ends the session like quit.
@@ -364,4 +366,99 @@ async fn the_shell_answers_commands_read_from_stdin() {
     ] {
         assert!(stdout(&o).contains(cmd), "{}", stdout(&o));
     }
+}
+
+/// Whether the `n`th `marker` (1-based) is on the screen with a prompt
+/// after it: the answer is printed and the shell reads again.
+fn answered(screen: &str, marker: &str, n: usize) -> bool {
+    let Some((at, _)) = screen.match_indices(marker).nth(n - 1) else {
+        return false;
+    };
+    screen[at..].contains("oneflow> ")
+}
+
+/// On a terminal (a pseudo-terminal from util-linux `script`): Tab
+/// completes a command, the Up arrow recalls the last line, `quit` ends
+/// the session with status 0. Each line is typed once the prompt is back,
+/// as a person would: a line editor drops what is typed ahead of it.
+#[tokio::test]
+async fn the_shell_completes_and_recalls_lines_on_a_terminal() {
+    use std::io::Read;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    let s = TestServer::start();
+    let (_, ann) = s.user("ann", "50").await;
+    let bin = env!("CARGO_BIN_EXE_oneflow");
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("{bin} shell"), "/dev/null"])
+        .env("ONEFLOW_URL", &s.url)
+        .env("ONEFLOW_KEY", &ann)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = out.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // A hang fails the test instead of stalling the run.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut screen = String::new();
+    let mut wait = |done: &dyn Fn(&str) -> bool| -> String {
+        while !done(&screen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => screen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("the shell stopped answering: {screen}"),
+            }
+        }
+        screen.clone()
+    };
+    let mut typed = |text: &str| {
+        keys.write_all(text.as_bytes()).unwrap();
+        keys.flush().unwrap();
+    };
+
+    wait(&|s| s.contains("oneflow> "));
+    typed("sta\t\r"); // Tab completes `status`
+    wait(&|s| answered(s, "providers up", 1));
+    typed("request --model gpt --max-tokens 20 hi from a tty\r");
+    wait(&|s| answered(s, "status    succeeded", 1));
+    typed("\x1b[A\r"); // Up: the request again
+    wait(&|s| answered(s, "status    succeeded", 2));
+    typed("quit\r");
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the shell did not quit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(keys);
+    reader.join().unwrap();
+    let screen = wait(&|_| true);
+    assert!(status.success(), "{screen}");
+    // On a terminal the request shows a spinner while it waits.
+    assert!(screen.contains("waiting for the broker"), "{screen}");
+    let (st, v) = s.get(&ann, "/api/history/requests").await;
+    assert_eq!(st, StatusCode::OK);
+    let prompts: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["prompt_preview"].as_str().unwrap())
+        .collect();
+    assert_eq!(prompts, ["hi from a tty", "hi from a tty"], "{screen}");
 }

@@ -199,3 +199,56 @@ async fn listings_never_show_a_secret_or_its_hash() {
         }
     }
 }
+
+/// Revocation racing authentications of the same key: once any request
+/// has been refused, none after it is let in (a lookup that read the key
+/// just before the delete must not put it back in the cache), and every
+/// request after the revocation's answer is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_under_load_never_comes_back() {
+    let s = TestServer::start();
+    let (_, ann) = s.user("ann", "10").await;
+    let (k2_id, k2) = new_key(&s, &ann, json!({})).await;
+    let api = std::sync::Arc::new(Api::new(&s.url));
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let (api, k2) = (api.clone(), k2.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            // Bounded: stops after a few refusals, or at 5,000 requests.
+            while seen.len() < 5000
+                && seen
+                    .iter()
+                    .filter(|s| **s == StatusCode::UNAUTHORIZED)
+                    .count()
+                    < 5
+            {
+                seen.push(status_of(&api, &k2).await);
+            }
+            seen
+        }));
+    }
+    let (st, v) = delete(&s, &ann, &format!("/api/keys/{k2_id}")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for _ in 0..10 {
+        assert_eq!(status_of(&s, &k2).await, StatusCode::UNAUTHORIZED);
+    }
+    for t in tasks {
+        let seen = t.await.unwrap();
+        let first_refusal = seen
+            .iter()
+            .position(|s| *s == StatusCode::UNAUTHORIZED)
+            .unwrap_or_else(|| panic!("never refused in {} requests", seen.len()));
+        assert!(
+            seen[..first_refusal].iter().all(|s| *s == StatusCode::OK),
+            "{seen:?}"
+        );
+        assert!(
+            seen[first_refusal..]
+                .iter()
+                .all(|s| *s == StatusCode::UNAUTHORIZED),
+            "the key worked again after a refusal: {seen:?}"
+        );
+    }
+    assert_eq!(status_of(&s, &ann).await, StatusCode::OK);
+}

@@ -373,7 +373,11 @@ impl Session {
             ClientCommand::History(h) => self.history(&h),
             ClientCommand::Analytics(u) => self.analytics(&u),
             ClientCommand::Status(u) => self.status(&u),
-            ClientCommand::Shell => Err(CliError::Usage("shell is run by `run`".into())),
+            // `run` starts the shell before coming here: it answers with
+            // an exit status, not a text.
+            ClientCommand::Shell => Err(CliError::Usage(
+                "`shell` cannot run inside another command".into(),
+            )),
         }
     }
 }

@@ -179,9 +179,24 @@ pub fn analytics(v: &Value) -> String {
         "TOKENS OUT>",
         "MEAN MS>",
     ]);
-    for (name, p) in v["providers"].as_object().into_iter().flatten() {
+    // Providers keyed by name, or (a richer analytics answer) a list of
+    // objects naming their provider.
+    let providers: Vec<(String, &Value)> = match &v["providers"] {
+        Value::Object(m) => m.iter().map(|(k, p)| (k.clone(), p)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .map(|p| {
+                (
+                    text(p.get("provider").or(p.get("name")).unwrap_or(&Value::Null)),
+                    p,
+                )
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (name, p) in providers {
         t.row(vec![
-            name.clone(),
+            name,
             text(&p["requests"]),
             text(&p["successes"]),
             text(&p["failures"]),
