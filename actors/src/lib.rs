@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod broker;
 pub mod dispatch;
 pub mod ids;
+pub mod metrics;
 pub mod persistence;
 pub mod provider;
 pub mod run;

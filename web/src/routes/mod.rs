@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod budget;
 pub mod credits;
 pub mod history;
+pub mod metrics;
 pub mod openai;
 pub mod providers;
 pub mod request;
