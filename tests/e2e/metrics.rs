@@ -415,6 +415,49 @@ fn dashboard_and_docs_use_the_exported_names() {
     assert_eq!(in_docs, all, "docs/metrics.md");
 }
 
+/// A streamed chat is counted once, when it settles, and its charge shows
+/// in the counter like any other.
+#[tokio::test]
+async fn streamed_requests_are_counted_at_settlement() {
+    let s = TestServer::start();
+    let before = scrape(&s).await;
+    let (_, key) = s.user("dan", "100").await;
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&json!({
+            "model": "gpt",
+            "stream": true,
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "one two three four"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("[DONE]"), "{body}");
+    let after = scrape(&s).await;
+    let want = [("provider", "gpt"), ("status", "ok"), ("code", "none")];
+    assert_eq!(
+        after.get(m::REQUESTS, &want) - before.sum(m::REQUESTS, &want),
+        1.0
+    );
+    let charges: Credits = s
+        .ledger(&key)
+        .await
+        .iter()
+        .filter(|e| e.kind == EntryKind::Charge)
+        .map(|e| e.amount)
+        .sum();
+    assert!(charges > Credits::ZERO);
+    let charged = after.get(m::CREDITS_CHARGED, &[]) - before.sum(m::CREDITS_CHARGED, &[]);
+    assert_eq!(charged, charges.0 as f64);
+    assert_eq!(after.get(m::HOLDS_OPEN, &[]), 0.0);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn per_user_labels_only_when_configured() {
     let s = TestServer::start_with(|c| c.metrics.per_user_labels = true);
