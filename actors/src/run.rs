@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError, QuoteView, RequestOutcome, preview, to_json};
 use crate::dispatch;
-use crate::metrics;
 use crate::ids::{new_id, now_ms};
+use crate::metrics;
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
 
