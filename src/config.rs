@@ -19,6 +19,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub retry: RetryConfig,
     pub circuit: CircuitConfig,
+    pub metrics: MetricsConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -128,6 +129,16 @@ impl Default for CircuitConfig {
             open_ms: 30_000,
         }
     }
+}
+
+/// What `/metrics` exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Adds a `user` label to the request counter. Off by default: every
+    /// user becomes a set of series, which a large deployment's Prometheus
+    /// pays for in memory.
+    pub per_user_labels: bool,
 }
 
 /// The adapter behind a provider.
@@ -329,6 +340,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             retry: RetryConfig::default(),
             circuit: CircuitConfig::default(),
+            metrics: MetricsConfig::default(),
             providers: default_providers(),
         }
     }

@@ -242,6 +242,7 @@ impl Broker {
         std::fs::create_dir_all(dir).map_err(|e| {
             BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
+        crate::metrics::install();
         let store = Store::open(&dir.join("oneflow.redb"))?;
         let now = now_ms();
         // Provider configs first, so recovery knows each provider's modality.

@@ -19,6 +19,9 @@ use crate::provider::{CallError, Permit, ProviderHandle};
 pub struct Tried<T> {
     pub result: Result<(T, usize), CallError>,
     pub attempts: Vec<Attempt>,
+    /// Time spent inside `call` (provider time), for the broker's own
+    /// share of a request's latency.
+    pub upstream: Duration,
 }
 
 /// Full jitter: a uniform delay in [0, min(max, base * 2^retry)].
@@ -64,6 +67,7 @@ where
     let deadline = Instant::now() + Duration::from_millis(cfg.total_timeout_ms);
     let per_attempt = Duration::from_millis(cfg.attempt_timeout_ms);
     let mut attempts = Vec::new();
+    let mut upstream = Duration::ZERO;
     let mut last: Option<CallError> = None;
     let limit = (cfg.max_providers as usize).min(candidates.len());
     for (i, p) in candidates.iter().take(limit).enumerate() {
@@ -94,6 +98,7 @@ where
                 return Tried {
                     result: Err(e),
                     attempts,
+                    upstream,
                 };
             }
             let started = Instant::now();
@@ -130,6 +135,7 @@ where
                 break;
             }
             let left = budget.saturating_sub(started.elapsed());
+            let calling = Instant::now();
             let outcome = match tokio::time::timeout(left, call(i, permit)).await {
                 Ok(r) => r,
                 Err(_) => Err(CallError::Timeout {
@@ -137,6 +143,9 @@ where
                     ms: budget.as_millis() as u64,
                 }),
             };
+            let took = calling.elapsed();
+            upstream += took;
+            crate::metrics::upstream(name, took);
             match outcome {
                 Ok(v) => {
                     p.stats.record(true, false, started.elapsed());
@@ -144,6 +153,7 @@ where
                     return Tried {
                         result: Ok((v, i)),
                         attempts,
+                        upstream,
                     };
                 }
                 Err(e) => {
@@ -171,5 +181,6 @@ where
     Tried {
         result: Err(last.unwrap_or_else(|| CallError::Unavailable("no provider".into()))),
         attempts,
+        upstream,
     }
 }

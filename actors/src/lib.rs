@@ -7,6 +7,7 @@ pub mod broker;
 pub mod dispatch;
 pub mod ids;
 pub mod keys;
+pub mod metrics;
 pub mod persistence;
 pub mod preferences;
 pub mod provider;

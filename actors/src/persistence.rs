@@ -192,6 +192,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<P
         // client was never answered).
         let durable = !replies.is_empty();
         let result = store.commit_with(ops, durable).map_err(Arc::new);
+        crate::metrics::commit(n, started.elapsed());
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(n as u64, Ordering::Relaxed);
         stats

@@ -343,6 +343,7 @@ impl Handler<Acquire> for ProviderWorker {
     fn handle(&mut self, m: Acquire, ctx: &mut Context<Self>) -> Self::Result {
         if self.queue.len() >= self.cfg.limits.queue as usize {
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::rate_limited(&self.cfg.name);
             return Err(CallError::Overloaded {
                 provider: self.cfg.name.clone(),
                 retry_after_secs: self.retry_after(),

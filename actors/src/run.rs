@@ -3,7 +3,7 @@
 //! hold on runs in a detached task, so a client that goes away never leaves
 //! money held by nobody or a settle undone.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use oneflow::Credits;
 use oneflow::config::ProviderConfig;
@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use crate::broker::{Broker, BrokerError, QuoteView, RequestOutcome, preview, to_json};
 use crate::dispatch;
 use crate::ids::{new_id, now_ms};
+use crate::metrics;
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
 
@@ -136,6 +137,8 @@ struct Held {
     request_id: String,
     hold_id: u64,
     created_at: Millis,
+    /// When the hold was asked for: the start of the request's latency.
+    started: Instant,
 }
 
 /// What a streaming client receives.
@@ -250,7 +253,11 @@ impl Broker {
     /// Runs a job to its whole answer.
     pub async fn run(&self, user_id: &str, mut job: Job) -> Result<Answer, BrokerError> {
         self.default_strategy(user_id, &mut job).await?;
-        let route = self.route_job(&job)?;
+        let user = self.metric_user(user_id);
+        let route = self
+            .route_job(&job)
+            .inspect_err(|e| metrics::Tag::unrouted(user).failed(e))?;
+        let tag = metrics::Tag::new(&job.model, &route, user);
         let this = self.clone();
         let user_id = user_id.to_string();
         actix_rt::spawn(async move {
@@ -261,6 +268,7 @@ impl Broker {
         })
         .await
         .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+        .inspect_err(|e| tag.failed(e))
     }
 
     /// Holds the most any covered candidate can cost; if the wallet cannot
@@ -279,6 +287,7 @@ impl Broker {
         let most = all.iter().map(|p| p.quote).max().unwrap_or(first.quote);
         let request_id = new_id("req");
         let now = now_ms();
+        let started = Instant::now();
         let reserve = |amount| Reserve {
             request_id: request_id.clone(),
             provider: first.provider.clone(),
@@ -329,6 +338,7 @@ impl Broker {
             request_id,
             hold_id,
             created_at: now,
+            started,
         }))
     }
 
@@ -449,7 +459,7 @@ impl Broker {
             }
         };
         let value = self
-            .finish(&h, action, outcome, tried.attempts, plan)
+            .finish(&h, action, outcome, tried.attempts, plan, tried.upstream)
             .await?;
         Ok(Answer {
             outcome: value,
@@ -467,6 +477,7 @@ impl Broker {
         mut outcome: RequestOutcome,
         attempts: Vec<Attempt>,
         plan: &Plan,
+        upstream: Duration,
     ) -> Result<serde_json::Value, BrokerError> {
         let record = RequestRecord {
             id: h.request_id.clone(),
@@ -502,6 +513,8 @@ impl Broker {
             now: now_ms(),
         };
         let finished = self.inner.wallets.finish(&h.user_id, finish).await?;
+        let user = self.metric_user(&h.user_id);
+        metrics::request_done(&outcome, plan.modality, h.started.elapsed(), upstream, user);
         outcome.cost = finished.charged;
         outcome.balance = finished.balance;
         outcome.available = finished.available;
@@ -514,7 +527,11 @@ impl Broker {
     /// next chunk would cost more than is held, the stream ends there.
     pub async fn stream(&self, user_id: &str, mut job: Job) -> Result<StreamStart, BrokerError> {
         self.default_strategy(user_id, &mut job).await?;
-        let route = self.route_job(&job)?;
+        let user = self.metric_user(user_id);
+        let route = self
+            .route_job(&job)
+            .inspect_err(|e| metrics::Tag::unrouted(user).failed(e))?;
+        let tag = metrics::Tag::new(&job.model, &route, user);
         let this = self.clone();
         let user_id = user_id.to_string();
         actix_rt::spawn(async move {
@@ -530,6 +547,7 @@ impl Broker {
         })
         .await
         .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+        .inspect_err(|e| tag.failed(e))
     }
 
     async fn stream_held(&self, h: Held) -> Result<StreamStart, BrokerError> {
@@ -571,7 +589,7 @@ impl Broker {
                     _ => "provider_error",
                 };
                 let action = fail(&mut outcome, code, e.to_string(), ra);
-                self.finish(&h, action, outcome, tried.attempts, plan)
+                self.finish(&h, action, outcome, tried.attempts, plan, tried.upstream)
                     .await?;
                 return Err(BrokerError::Upstream {
                     code,
@@ -581,6 +599,7 @@ impl Broker {
             }
         };
         let plan = h.plans[served].clone();
+        let opened = Instant::now();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let start = StreamStart {
             request_id: h.request_id.clone(),
@@ -703,7 +722,11 @@ impl Broker {
                     last.error = Some(msg.clone());
                 }
             }
-            let cost = match this.finish(&h, action, outcome, attempts, &plan).await {
+            let upstream = tried.upstream + opened.elapsed();
+            let cost = match this
+                .finish(&h, action, outcome, attempts, &plan, upstream)
+                .await
+            {
                 Ok(v) => v
                     .get("cost")
                     .and_then(|c| serde_json::from_value::<Credits>(c.clone()).ok())

@@ -466,6 +466,7 @@ impl WalletActor {
         // charges nothing and its client was never answered.
         now_slot.send(Job { ops, done: None });
         self.slots.insert(hold_id, later_slot);
+        crate::metrics::hold_opened();
         Ok(Reserved::Held { hold_id })
     }
 }
@@ -475,13 +476,16 @@ impl Handler<Finish> for WalletActor {
 
     fn handle(&mut self, m: Finish, _: &mut Context<Self>) -> Self::Result {
         let key = m.idem.as_ref().map(|(k, _, _)| k.clone());
+        let provider = m.record.provider.clone();
         match self.finish(m) {
             Ok((finished, slot, ops, idem)) => {
+                crate::metrics::hold_closed();
                 Box::pin(self.commit(slot, ops).map(move |res, act, _| {
                     if let Err(e) = res {
                         act.abandon(key.as_deref());
                         return Err(e);
                     }
+                    crate::metrics::charged(&provider, finished.charged);
                     if let Some((key, body_hash, result, keep)) = idem {
                         if keep {
                             act.remember(key, body_hash, result);

@@ -15,6 +15,7 @@ mod keys;
 mod ledger_flow;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod providers;
 mod restart;
 mod sdk;

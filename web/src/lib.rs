@@ -46,6 +46,7 @@ pub fn create_app(
         .app_data(web::PathConfig::default().error_handler(|e, _| error::path_error(e)))
         .service(routes::status::health)
         .service(routes::status::status)
+        .service(routes::metrics::metrics)
         .service(routes::request::quote)
         .service(routes::request::request)
         .service(routes::analytics::analytics)

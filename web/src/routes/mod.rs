@@ -6,6 +6,7 @@ pub mod budget;
 pub mod credits;
 pub mod history;
 pub mod keys;
+pub mod metrics;
 pub mod openai;
 pub mod providers;
 pub mod request;

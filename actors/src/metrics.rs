@@ -1,0 +1,431 @@
+//! Prometheus metrics: every series name, its help text and its histogram
+//! buckets live here, and the rest of the runtime records through the small
+//! functions below, so each call site is one line and the names cannot
+//! drift from the Grafana dashboard (`grafana/oneflow.json`) or the docs
+//! (`docs/metrics.md`).
+//!
+//! The recorder is process-global (the `metrics` facade has one slot), so
+//! [`install`] sets it up once per process however many brokers start; a
+//! background thread runs its upkeep. Counters and histograms are recorded
+//! as things happen. Gauges that mirror live state (wallet actors, queue
+//! depth, circuit state) are read from the broker when `/metrics` is
+//! scraped ([`render`]), so they are exact at the moment of the scrape.
+//!
+//! Labels stay low-cardinality: provider and model names come from the
+//! configuration (a request is labelled with its model only once routing
+//! has matched it to a configured provider), modality, status and error
+//! code from fixed sets. Users appear only with `[metrics] per_user_labels`.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use ::metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use oneflow::Credits;
+use oneflow::ledger::Refusal;
+use oneflow::pricing::{Modality, Usage};
+use oneflow::records::RequestStatus;
+use oneflow::request::RequestError;
+use oneflow::routing::Route;
+
+use crate::broker::{Broker, BrokerError, RequestOutcome};
+use crate::provider::CircuitState;
+
+// ---- names -------------------------------------------------------------
+
+/// Requests that reached the broker's request path, by `provider`, `model`,
+/// `modality`, `status` (`ok`, `error`, `refused`) and error `code`
+/// (`none` on success); with `user` when configured.
+pub const REQUESTS: &str = "oneflow_requests_total";
+/// From the hold to the settle of a request, by `provider`.
+pub const REQUEST_DURATION: &str = "oneflow_request_duration_seconds";
+/// Time inside provider calls (each attempt; a stream's body included), by
+/// `provider`.
+pub const UPSTREAM_DURATION: &str = "oneflow_upstream_duration_seconds";
+/// What the broker itself added to a request: its duration minus the time
+/// spent in provider calls (routing, hold, queueing, backoff, settle).
+pub const ADDED_LATENCY: &str = "oneflow_added_latency_seconds";
+/// Tokens reported by providers, by `provider` and `direction` (`in`, `out`).
+pub const TOKENS: &str = "oneflow_tokens_total";
+/// Micro-credits charged, by `provider`. Counted when a charge is committed
+/// to the ledger, so it equals the sum of `charge` transactions.
+pub const CREDITS_CHARGED: &str = "oneflow_credits_charged_micro_total";
+/// Holds reserved and not yet settled or released.
+pub const HOLDS_OPEN: &str = "oneflow_holds_open";
+/// Wallet actors alive (one per recently active user).
+pub const WALLET_ACTORS: &str = "oneflow_wallet_actors";
+/// Calls waiting for a provider's rate limit or concurrency cap, by
+/// `provider`.
+pub const QUEUE_DEPTH: &str = "oneflow_provider_queue_depth";
+/// Calls a provider's full queue turned away (answered 429), by `provider`.
+pub const RATE_LIMITED: &str = "oneflow_provider_rate_limited_total";
+/// A provider's circuit: 0 closed, 1 half-open, 2 open; by `provider`.
+pub const CIRCUIT_STATE: &str = "oneflow_provider_circuit_state";
+/// Writes carried by one commit of the persistence thread.
+pub const BATCH_SIZE: &str = "oneflow_persistence_batch_writes";
+/// How long one commit of the persistence thread took.
+pub const COMMIT_DURATION: &str = "oneflow_persistence_commit_duration_seconds";
+
+/// Every series name above, for checks that the dashboard and the docs
+/// use no other.
+pub const ALL: &[&str] = &[
+    REQUESTS,
+    REQUEST_DURATION,
+    UPSTREAM_DURATION,
+    ADDED_LATENCY,
+    TOKENS,
+    CREDITS_CHARGED,
+    HOLDS_OPEN,
+    WALLET_ACTORS,
+    QUEUE_DEPTH,
+    RATE_LIMITED,
+    CIRCUIT_STATE,
+    BATCH_SIZE,
+    COMMIT_DURATION,
+];
+
+/// Label names.
+pub const PROVIDER: &str = "provider";
+pub const MODEL: &str = "model";
+pub const MODALITY: &str = "modality";
+pub const STATUS: &str = "status";
+pub const CODE: &str = "code";
+pub const USER: &str = "user";
+pub const DIRECTION: &str = "direction";
+
+/// Request and upstream latency: a millisecond to two minutes.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+/// The broker's own share and commits: finer, from 50 µs.
+const FINE_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+/// Writes per commit, up to the default `persistence.max_batch` (4096).
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
+];
+
+/// How often the recorder's upkeep runs (it drains histogram samples and
+/// bounds memory between scrapes).
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+// ---- install and render -------------------------------------------------
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder for this process, once; later calls
+/// return the same handle. `None` if another recorder was installed first
+/// (then `/metrics` answers 503 and recording is a no-op).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let handle = match builder().and_then(PrometheusBuilder::install_recorder) {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("oneflow: metrics are off: {e}");
+                    return None;
+                }
+            };
+            describe();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("oneflow-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_EVERY);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(e) = spawned {
+                // Rendering drains samples too; upkeep only bounds memory
+                // when nobody scrapes.
+                eprintln!("oneflow: metrics upkeep thread did not start: {e}");
+            }
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    let full = |n: &str| Matcher::Full(n.to_string());
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(full(REQUEST_DURATION), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(full(UPSTREAM_DURATION), LATENCY_BUCKETS)?
+        .set_buckets_for_metric(full(ADDED_LATENCY), FINE_BUCKETS)?
+        .set_buckets_for_metric(full(COMMIT_DURATION), FINE_BUCKETS)?
+        .set_buckets_for_metric(full(BATCH_SIZE), BATCH_BUCKETS)
+}
+
+fn describe() {
+    describe_counter!(
+        REQUESTS,
+        "Requests by provider, model, modality, status and error code."
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Request duration from hold to settle."
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Time spent in provider calls."
+    );
+    describe_histogram!(
+        ADDED_LATENCY,
+        Unit::Seconds,
+        "Request duration minus time in provider calls: the broker's own overhead."
+    );
+    describe_counter!(
+        TOKENS,
+        "Tokens reported by providers, by direction (in, out)."
+    );
+    describe_counter!(
+        CREDITS_CHARGED,
+        "Micro-credits charged (1 credit = 1000000), equal to the sum of ledger charges."
+    );
+    describe_gauge!(
+        HOLDS_OPEN,
+        "Credit holds reserved and not yet settled or released."
+    );
+    describe_gauge!(WALLET_ACTORS, "Wallet actors alive.");
+    describe_gauge!(QUEUE_DEPTH, "Calls waiting for a provider slot.");
+    describe_counter!(
+        RATE_LIMITED,
+        "Calls refused because a provider's queue was full."
+    );
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Circuit breaker state: 0 closed, 1 half-open, 2 open."
+    );
+    describe_histogram!(BATCH_SIZE, "Writes per persistence commit.");
+    describe_histogram!(
+        COMMIT_DURATION,
+        Unit::Seconds,
+        "Duration of one persistence commit."
+    );
+}
+
+/// Refreshes the gauges that mirror `broker`'s live state and renders the
+/// Prometheus text; `None` if the recorder is not ours.
+pub fn render(broker: &Broker) -> Option<String> {
+    let handle = install()?;
+    let inner = &broker.inner;
+    gauge!(WALLET_ACTORS).set(inner.wallets.alive() as f64);
+    for p in &inner.providers {
+        let name = p.config.name.clone();
+        let queued = p.stats.queued.load(std::sync::atomic::Ordering::Relaxed);
+        gauge!(QUEUE_DEPTH, PROVIDER => name.clone()).set(queued as f64);
+        gauge!(CIRCUIT_STATE, PROVIDER => name.clone()).set(circuit_value(p.stats.circuit_state()));
+        // Counters that may not have moved yet still show, at zero, so
+        // `rate()` and the dashboard see every provider from the start.
+        counter!(RATE_LIMITED, PROVIDER => name.clone()).increment(0);
+        counter!(CREDITS_CHARGED, PROVIDER => name).increment(0);
+    }
+    gauge!(HOLDS_OPEN).increment(0.0);
+    Some(handle.render())
+}
+
+/// The circuit as a number for the gauge.
+pub fn circuit_value(s: CircuitState) -> f64 {
+    match s {
+        CircuitState::Closed => 0.0,
+        CircuitState::HalfOpen => 1.0,
+        CircuitState::Open => 2.0,
+    }
+}
+
+// ---- the request path -----------------------------------------------------
+
+impl Broker {
+    /// The `user` label value, if the configuration asks for one.
+    pub(crate) fn metric_user<'a>(&self, user_id: &'a str) -> Option<&'a str> {
+        self.inner.config.metrics.per_user_labels.then_some(user_id)
+    }
+}
+
+/// Labels of a request once routing has matched it: its first choice.
+/// Requests that fail before routing are labelled `none`.
+pub struct Tag {
+    provider: String,
+    model: String,
+    modality: &'static str,
+    user: Option<String>,
+}
+
+impl Tag {
+    pub fn new(model: &str, route: &Route, user: Option<&str>) -> Tag {
+        let first = route.ranking.first();
+        Tag {
+            provider: first.map_or_else(|| "none".into(), |c| c.plan.provider.clone()),
+            model: model.to_string(),
+            modality: first.map_or("none", |c| c.plan.modality.name()),
+            user: user.map(str::to_string),
+        }
+    }
+
+    /// A request that never got a route (unknown model, nothing in region).
+    pub fn unrouted(user: Option<&str>) -> Tag {
+        Tag {
+            provider: "none".into(),
+            model: "none".into(),
+            modality: "none",
+            user: user.map(str::to_string),
+        }
+    }
+
+    /// Counts a request that ended in `e` before or instead of its settle.
+    /// Provider failures are counted by [`request_done`] when they settle,
+    /// so they are skipped here.
+    pub fn failed(&self, e: &BrokerError) {
+        if matches!(e, BrokerError::Upstream { .. }) {
+            return;
+        }
+        let (status, code) = error_labels(e);
+        count_request(
+            &self.provider,
+            &self.model,
+            self.modality,
+            status,
+            code,
+            self.user.as_deref(),
+        );
+    }
+}
+
+/// Counts a request that was settled or released, with its latency split
+/// into provider time and the broker's own, and the tokens it used.
+pub fn request_done(
+    o: &RequestOutcome,
+    modality: Modality,
+    total: Duration,
+    upstream: Duration,
+    user: Option<&str>,
+) {
+    let status = match o.status {
+        RequestStatus::Succeeded => "ok",
+        RequestStatus::Failed | RequestStatus::Interrupted => "error",
+    };
+    let code = o.error_code.as_deref().map_or("none", known_code);
+    let p = o.provider.clone();
+    count_request(&p, &o.model, modality.name(), status, code, user);
+    histogram!(REQUEST_DURATION, PROVIDER => p.clone()).record(total.as_secs_f64());
+    histogram!(ADDED_LATENCY).record(total.saturating_sub(upstream).as_secs_f64());
+    tokens(&p, &o.usage);
+}
+
+fn count_request(
+    provider: &str,
+    model: &str,
+    modality: &'static str,
+    status: &'static str,
+    code: &'static str,
+    user: Option<&str>,
+) {
+    let mut labels = vec![
+        (PROVIDER, provider.to_string()),
+        (MODEL, model.to_string()),
+        (MODALITY, modality.to_string()),
+        (STATUS, status.to_string()),
+        (CODE, code.to_string()),
+    ];
+    if let Some(u) = user {
+        labels.push((USER, u.to_string()));
+    }
+    counter!(REQUESTS, &labels).increment(1);
+}
+
+fn tokens(provider: &str, u: &Usage) {
+    for (direction, n) in [("in", u.input_tokens), ("out", u.output_tokens)] {
+        if n > 0 {
+            counter!(TOKENS, PROVIDER => provider.to_string(), DIRECTION => direction).increment(n);
+        }
+    }
+}
+
+/// One provider call (an attempt, or a stream's body) took `d`.
+pub fn upstream(provider: &str, d: Duration) {
+    histogram!(UPSTREAM_DURATION, PROVIDER => provider.to_string()).record(d.as_secs_f64());
+}
+
+/// The codes the request path writes into outcomes; anything else (there
+/// should be nothing) is `other`, so a new code cannot grow the label set
+/// unnoticed.
+fn known_code(code: &str) -> &'static str {
+    const CODES: &[&str] = &[
+        "provider_overloaded",
+        "provider_unavailable",
+        "provider_timeout",
+        "provider_error",
+        "client_disconnected",
+        "upstream_timeout",
+        "upstream_error",
+        "hold_exhausted",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// Status and code labels of an error, in the codes the HTTP API uses.
+fn error_labels(e: &BrokerError) -> (&'static str, &'static str) {
+    let refused = |code| ("refused", code);
+    match e {
+        BrokerError::Invalid(RequestError::UnknownModel(_)) => refused("unknown_model"),
+        BrokerError::Invalid(RequestError::NoProviderAvailable(_)) => {
+            refused("no_provider_available")
+        }
+        BrokerError::Invalid(_) | BrokerError::BadInput(_) => refused("invalid_request"),
+        BrokerError::Refused(Refusal::InsufficientBalance { .. }) => {
+            refused("insufficient_credits")
+        }
+        BrokerError::Refused(Refusal::BudgetExceeded { .. }) => refused("budget_exceeded"),
+        BrokerError::Refused(Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge) => {
+            refused("invalid_request")
+        }
+        BrokerError::Refused(Refusal::UnknownHold(_)) => ("error", "internal"),
+        BrokerError::IdempotencyMismatch => refused("idempotency_key_reused"),
+        BrokerError::Busy => refused("overloaded"),
+        BrokerError::NotFound(_) => refused("not_found"),
+        BrokerError::Conflict(_) => refused("conflict"),
+        BrokerError::Store(_) => ("error", "internal"),
+        BrokerError::Unavailable(_) => ("error", "unavailable"),
+        BrokerError::Upstream { code, .. } => ("error", known_code(code)),
+    }
+}
+
+// ---- wallets, providers, persistence -----------------------------------------
+
+/// A hold was reserved.
+pub fn hold_opened() {
+    gauge!(HOLDS_OPEN).increment(1.0);
+}
+
+/// A hold was settled or released.
+pub fn hold_closed() {
+    gauge!(HOLDS_OPEN).decrement(1.0);
+}
+
+/// A charge of `amount` to `provider` is committed to the ledger.
+pub fn charged(provider: &str, amount: Credits) {
+    if let Ok(micro) = u64::try_from(amount.0) {
+        counter!(CREDITS_CHARGED, PROVIDER => provider.to_string()).increment(micro);
+    }
+}
+
+/// A provider's full queue turned a call away.
+pub fn rate_limited(provider: &str) {
+    counter!(RATE_LIMITED, PROVIDER => provider.to_string()).increment(1);
+}
+
+/// The persistence thread committed `writes` writes in `took`.
+pub fn commit(writes: usize, took: Duration) {
+    histogram!(BATCH_SIZE).record(writes as f64);
+    histogram!(COMMIT_DURATION).record(took.as_secs_f64());
+}
