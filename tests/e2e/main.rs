@@ -12,5 +12,6 @@ mod fuzz;
 mod idempotency;
 mod ledger_flow;
 mod lifecycle;
+mod openapi;
 mod restart;
 mod validation;

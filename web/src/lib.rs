@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -64,6 +65,7 @@ pub fn create_app(
         .service(routes::openai::images)
         .service(routes::openai::speech)
         .service(routes::openai::models)
+        .configure(openapi::configure)
         .default_service(web::to(|| async {
             Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
                 "route".into(),
