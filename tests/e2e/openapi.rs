@@ -549,6 +549,12 @@ async fn swagger_ui_and_redoc_load_only_local_files() {
                 !tail.contains("sourceMappingURL="),
                 "{f} points at a missing source map"
             );
+            // Nothing served names a CDN (Redoc's logo was one; see
+            // web/assets/vendor/README.md).
+            assert!(
+                !String::from_utf8_lossy(&body).contains("//cdn."),
+                "{f} names a CDN"
+            );
             if f.ends_with("-init.js") {
                 let text = String::from_utf8_lossy(&body);
                 // Our start-up scripts name no host at all, and Swagger UI's
@@ -573,5 +579,130 @@ async fn swagger_ui_and_redoc_load_only_local_files() {
         !is_fallback(st, &body) && body.contains("docs asset"),
         "{body}"
     );
+    s.stop().await;
+}
+
+/// Debian's chromium, which `.ci/run` installs for the browser tests.
+fn chromium() -> std::path::PathBuf {
+    let path = std::env::var_os("CHROMIUM")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/chromium"));
+    assert!(
+        path.exists(),
+        "{} not found: install Debian's `chromium` (or set CHROMIUM)",
+        path.display()
+    );
+    path
+}
+
+/// The URLs of the requests the page itself made, from Chromium's network
+/// log (read as text, one event a line: a killed browser leaves the JSON
+/// unfinished). The page's requests name it as their `initiator`; the
+/// browser's own housekeeping (update checks, account lookups) does not,
+/// and cannot leave the machine anyway (see the resolver rule in `render`).
+fn page_requests(netlog: &str, origin: &str) -> Vec<String> {
+    let initiator = format!("\"initiator\":\"{origin}\"");
+    let mut out = Vec::new();
+    for line in netlog.lines().filter(|l| l.contains(&initiator)) {
+        for (i, _) in line.match_indices("\"url\":\"") {
+            let rest = &line[i + "\"url\":\"".len()..];
+            if let Some(end) = rest.find('"') {
+                out.push(rest[..end].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Loads `origin` + `page` in headless Chromium: (rendered DOM, console
+/// log, URLs the page requested).
+fn render(origin: &str, page: &str) -> (String, String, Vec<String>) {
+    let url = format!("{origin}{page}");
+    let dir = tempfile::tempdir().unwrap();
+    let netlog = dir.path().join("netlog.json");
+    let mut child = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--no-first-run",
+            "--no-proxy-server",
+            // No name resolves but loopback: whatever the browser tries on
+            // its own, no packet leaves the machine.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("--log-net-log={}", netlog.display()))
+        .arg(&url)
+        // Files, not pipes: a full pipe nobody reads would stall the browser.
+        .stdout(std::fs::File::create(dir.path().join("dom.html")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("console.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Bounded: a browser that hangs is killed and the test fails below.
+    let mut waited = 0;
+    while child.try_wait().unwrap().is_none() && waited < 1200 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    let read =
+        |f: &str| String::from_utf8_lossy(&std::fs::read(dir.path().join(f)).unwrap()).to_string();
+    let (dom, log) = (read("dom.html"), read("console.log"));
+    let text = std::fs::read_to_string(&netlog).unwrap_or_default();
+    assert!(
+        text.len() > 100,
+        "no network log from chromium for {url}:\n{log}"
+    );
+    let urls = page_requests(&text, origin);
+    (dom, log, urls)
+}
+
+#[tokio::test]
+async fn docs_pages_render_in_chromium_without_external_requests() {
+    let s = TestServer::start();
+    let origin = s.url.clone();
+    for (page, rendered, bundle) in [
+        ("/api/docs", "opblock", "swagger-ui-bundle.js"),
+        ("/api/redoc", "redoc-wrap", "redoc.standalone.js"),
+    ] {
+        let o = origin.clone();
+        let (dom, log, urls) = tokio::task::spawn_blocking(move || render(&o, page))
+            .await
+            .unwrap();
+        // The viewer ran and drew our operations from /api/openapi.json.
+        assert!(dom.contains(rendered), "{page} did not render:\n{log}");
+        assert!(
+            dom.contains("/api/quote") && dom.contains("/v1/chat/completions"),
+            "{page} lacks operations"
+        );
+        assert!(
+            !log.contains("Content Security Policy"),
+            "{page} tried to load something the policy forbids:\n{log}"
+        );
+        // The page's own requests are seen (so the filter is not empty) and
+        // every one went to this server.
+        for wanted in [bundle, "/api/openapi.json"] {
+            assert!(
+                urls.iter().any(|u| u.ends_with(wanted)),
+                "{page}: {wanted} not in {urls:?}"
+            );
+        }
+        let here = format!("{origin}/");
+        let foreign: Vec<_> = urls.iter().filter(|u| !u.starts_with(&here)).collect();
+        assert!(foreign.is_empty(), "{page} asked other hosts: {foreign:?}");
+    }
     s.stop().await;
 }

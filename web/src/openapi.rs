@@ -128,8 +128,8 @@ pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
 
 /// What the docs pages may load: only this server. Styles may be inline
 /// (both viewers set element styles), images may be `data:` URIs, and
-/// ReDoc's search runs in a worker made from a `blob:` URL. ReDoc's sidebar
-/// logo points at a CDN; this policy keeps the browser from fetching it.
+/// ReDoc's search runs in a worker made from a `blob:` URL. No other host:
+/// should a later bundle name one, the browser refuses it.
 pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; \
     style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
     connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
