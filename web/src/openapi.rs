@@ -15,6 +15,23 @@
 //! 2. list it in [`ApiDoc`]'s `paths(...)`;
 //! 3. if its bodies are new, add types to [`schema`]; they are collected
 //!    from the paths that use them.
+//!
+//! For example, a key-revoking route would take these lines in [`doc`]
+//! (and `doc::revoke_key,` in `paths(...)`):
+//!
+//! ```text
+//! #[utoipa::path(delete, path = "/api/keys/{id}", tag = "users",
+//!     params(("id" = String, Path, description = "The key's id")),
+//!     responses(
+//!         (status = 200, description = "Revoked", body = serde_json::Value),
+//!         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+//!         (status = 404, description = "No such key of the caller's", body = ErrorBody),
+//!     ))]
+//! pub fn revoke_key() {}
+//! ```
+//!
+//! Routes that are not API (the dashboard page and its files, `/metrics`)
+//! are listed instead in `NOT_API` in `tests/e2e/openapi.rs`, with a reason.
 
 use std::sync::LazyLock;
 
