@@ -17,6 +17,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod providers;
+mod openapi;
 mod restart;
 mod sdk;
 #[allow(dead_code)]

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -71,6 +72,7 @@ pub fn create_app(
         .service(routes::openai::images)
         .service(routes::openai::speech)
         .service(routes::openai::models)
+        .configure(openapi::configure)
         .default_service(web::to(|| async {
             Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
                 "route".into(),
