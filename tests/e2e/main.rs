@@ -16,8 +16,8 @@ mod ledger_flow;
 mod lifecycle;
 mod limits;
 mod metrics;
-mod providers;
 mod openapi;
+mod providers;
 mod restart;
 mod sdk;
 #[allow(dead_code)]

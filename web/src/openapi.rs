@@ -75,6 +75,11 @@ use crate::error::ApiError;
         doc::history_transactions,
         doc::create_user,
         doc::list_users,
+        doc::create_key,
+        doc::list_keys,
+        doc::revoke_key,
+        doc::get_routing,
+        doc::put_routing,
         doc::v1_chat,
         doc::v1_completions,
         doc::v1_embeddings,
@@ -365,6 +370,56 @@ pub mod doc {
             (status = 403, description = "Not an admin key", body = ErrorBody),
         ))]
     pub fn list_users() {}
+
+    #[utoipa::path(post, path = "/api/keys", tag = "users",
+        request_body(content = NewKey, description = "Optional: an admin names the user; a user makes a key for themself"),
+        responses(
+            (status = 201, description = "Created; `api_key` is shown this once", body = CreatedKey),
+            (status = 400, description = "Bad body", body = ErrorBody),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+            (status = 404, description = "No such user", body = ErrorBody),
+        ))]
+    pub fn create_key() {}
+
+    #[utoipa::path(get, path = "/api/keys", tag = "users",
+        params(ForUser),
+        responses(
+            (status = 200, description = "The caller's keys (an admin without `user_id`: every key); never a secret", body = KeyList),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn list_keys() {}
+
+    #[utoipa::path(delete, path = "/api/keys/{id}", tag = "users",
+        params(("id" = String, Path, description = "The key's id, as listed")),
+        responses(
+            (status = 200, description = "Revoked: the key stops working at once, durably", body = RevokedKey),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 404, description = "No such key of the caller's", body = ErrorBody),
+            (status = 409, description = "The last admin key cannot be revoked", body = ErrorBody),
+        ))]
+    pub fn revoke_key() {}
+
+    #[utoipa::path(get, path = "/api/routing", tag = "requests",
+        params(ForUser),
+        responses(
+            (status = 200, description = "The caller's default routing strategy and the one in effect", body = RoutingView),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn get_routing() {}
+
+    #[utoipa::path(put, path = "/api/routing", tag = "requests",
+        params(ForUser),
+        request_body(content = RoutingPrefs, description = "The default strategy for requests that name none; null follows the global one"),
+        responses(
+            (status = 200, description = "Stored (committed before this answer)", body = RoutingView),
+            (status = 400, description = "Unknown strategy", body = ErrorBody),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn put_routing() {}
 
     #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
         params(RouteHeaders),
@@ -969,11 +1024,72 @@ pub mod schema {
         pub email: String,
         pub role: Role,
         pub created_at: u64,
+        /// The user's default routing strategy, when set.
+        pub strategy: Option<Strategy>,
     }
 
     #[derive(ToSchema)]
     pub struct UserList {
         pub users: Vec<User>,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(example = json!({"user_id": "usr_..."}))]
+    pub struct NewKey {
+        /// Admins only: whose key to make. Default: the caller.
+        pub user_id: Option<String>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct KeyView {
+        /// What `DELETE /api/keys/{id}` takes.
+        pub id: String,
+        pub user_id: String,
+        pub role: Role,
+        /// The first characters of the secret, to tell keys apart.
+        pub prefix: String,
+        /// Milliseconds since the Unix epoch.
+        pub created_at: u64,
+    }
+
+    #[derive(ToSchema)]
+    pub struct CreatedKey {
+        pub id: String,
+        pub user_id: String,
+        pub role: Role,
+        pub prefix: String,
+        pub created_at: u64,
+        /// The secret: shown this once, stored only as a hash.
+        pub api_key: String,
+    }
+
+    #[derive(ToSchema)]
+    pub struct KeyList {
+        pub keys: Vec<KeyView>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RevokedKey {
+        pub revoked: bool,
+        pub key: KeyView,
+    }
+
+    #[derive(ToSchema)]
+    #[schema(example = json!({"strategy": "quality"}))]
+    pub struct RoutingPrefs {
+        /// null: follow the global `[routing] strategy`.
+        pub strategy: Option<Strategy>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct RoutingView {
+        pub user_id: String,
+        /// The user's own default, if set.
+        pub strategy: Option<Strategy>,
+        /// The global default.
+        pub global: Strategy,
+        /// What a request naming no strategy is routed by.
+        pub effective: Strategy,
     }
 
     /// Routing wishes in a `/v1` body (`oneflow` field).
