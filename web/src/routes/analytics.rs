@@ -49,6 +49,11 @@ impl RangeQuery {
         let b = bucket(self.bucket.as_deref(), default)?;
         let from = time("from", self.from.as_deref())?;
         let to = time("to", self.to.as_deref())?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+        }
         Range::new(b, from, to, oneflow_actors::ids::now_ms()).map_err(ApiError::BadRequest)
     }
 
