@@ -488,3 +488,118 @@ impl Broker {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::WriteOp;
+    use oneflow::pricing::{Modality, Usage};
+    use oneflow::records::RequestStatus;
+
+    fn request(i: u64) -> RequestRecord {
+        RequestRecord {
+            id: format!("r{i}"),
+            user_id: format!("u{}", i % 3),
+            model: "m".into(),
+            modality: Modality::Text,
+            provider: format!("p{}", i % 2),
+            status: if i % 5 == 0 {
+                RequestStatus::Failed
+            } else {
+                RequestStatus::Succeeded
+            },
+            prompt_preview: String::new(),
+            response: None,
+            usage: Usage {
+                input_tokens: i,
+                output_tokens: 2 * i,
+                ..Usage::default()
+            },
+            quote: Credits(100),
+            cost: Credits(i as i64 * 7),
+            shortfall: Credits::ZERO,
+            error: None,
+            route: String::new(),
+            created_at: 1_764_000_000_000 + i as i64 * 997_000,
+            latency_ms: i * 13 % 3000,
+            attempts: Vec::new(),
+        }
+    }
+
+    fn all_rows(s: &Store) -> Vec<(Bucket, String, Row)> {
+        let mut out = Vec::new();
+        for b in Bucket::ALL {
+            for scope in ["", "u0", "u1", "u2"] {
+                for row in s.rollup_rows(scope, b, 0, Millis::MAX).unwrap() {
+                    out.push((b, scope.to_string(), row));
+                }
+            }
+        }
+        out
+    }
+
+    /// A file from before the rollup tables (the old hourly table, no
+    /// version key) gets them rebuilt from its records on open, equal to
+    /// what write-time maintenance produces, and only once.
+    #[test]
+    fn an_old_file_gets_its_rollups_rebuilt_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.redb");
+        let s = Store::open(&path).unwrap();
+        for chunk in (0..500u64).collect::<Vec<_>>().chunks(64) {
+            s.commit(chunk.iter().map(|i| WriteOp::PutRequest(Box::new(request(*i)))))
+                .unwrap();
+        }
+        let kept = all_rows(&s);
+        assert_eq!(
+            s.summary("", None).unwrap().total_cost,
+            Credits((0..500).map(|i| i * 7).sum())
+        );
+        // Make it look like the first file format.
+        {
+            let txn = s.db.begin_write().unwrap();
+            for b in Bucket::ALL {
+                txn.delete_table(table(b)).unwrap();
+            }
+            txn.open_table(crate::store::META)
+                .unwrap()
+                .remove(ROLLUP_VERSION_KEY)
+                .unwrap();
+            txn.open_table(OLD_ROLLUPS)
+                .unwrap()
+                .insert(("u0", "p0", 0), b"{}".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(all_rows(&s), kept);
+        drop(s);
+        // Opening again does not count anything twice.
+        let s = Store::open(&path).unwrap();
+        assert_eq!(all_rows(&s), kept);
+        let r = s.db.begin_read().unwrap();
+        assert!(r.open_table(OLD_ROLLUPS).is_err(), "old table removed");
+    }
+
+    /// Summaries over any minute range equal the sum of the requests in it.
+    #[test]
+    fn a_range_summary_equals_the_requests_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.redb")).unwrap();
+        let reqs: Vec<RequestRecord> = (0..400).map(request).collect();
+        s.commit(reqs.iter().map(|r| WriteOp::PutRequest(Box::new(r.clone()))))
+            .unwrap();
+        let base = Bucket::Day.floor(reqs[0].created_at);
+        for (a, b) in [(0, 1), (7, 131), (59, 61), (0, 24 * 60), (3, 3000), (1439, 1441)] {
+            let (from, to) = (base + a * 60_000, base + b * 60_000);
+            let want: Credits = reqs
+                .iter()
+                .filter(|r| r.user_id == "u1" && r.created_at >= from && r.created_at < to)
+                .map(|r| r.cost)
+                .sum();
+            let got = s.summary("u1", Some((from, to))).unwrap();
+            assert_eq!(got.total_cost, want, "[{a}, {b}) minutes");
+        }
+    }
+}
