@@ -547,8 +547,12 @@ mod tests {
         let path = dir.path().join("t.redb");
         let s = Store::open(&path).unwrap();
         for chunk in (0..500u64).collect::<Vec<_>>().chunks(64) {
-            s.commit(chunk.iter().map(|i| WriteOp::PutRequest(Box::new(request(*i)))))
-                .unwrap();
+            s.commit(
+                chunk
+                    .iter()
+                    .map(|i| WriteOp::PutRequest(Box::new(request(*i)))),
+            )
+            .unwrap();
         }
         let kept = all_rows(&s);
         assert_eq!(
@@ -588,10 +592,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("t.redb")).unwrap();
         let reqs: Vec<RequestRecord> = (0..400).map(request).collect();
-        s.commit(reqs.iter().map(|r| WriteOp::PutRequest(Box::new(r.clone()))))
-            .unwrap();
+        s.commit(
+            reqs.iter()
+                .map(|r| WriteOp::PutRequest(Box::new(r.clone()))),
+        )
+        .unwrap();
         let base = Bucket::Day.floor(reqs[0].created_at);
-        for (a, b) in [(0, 1), (7, 131), (59, 61), (0, 24 * 60), (3, 3000), (1439, 1441)] {
+        for (a, b) in [
+            (0, 1),
+            (7, 131),
+            (59, 61),
+            (0, 24 * 60),
+            (3, 3000),
+            (1439, 1441),
+        ] {
             let (from, to) = (base + a * 60_000, base + b * 60_000);
             let want: Credits = reqs
                 .iter()
