@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use oneflow::Credits;
 use oneflow::analytics::{
-    Bucket, Point, Rollup, Summary, cover, hourly_rate, runs_out_at, series, summarize,
+    Bucket, Point, Rollup, SeriesBuilder, Summary, cover, hourly_rate, runs_out_at, summarize,
 };
 use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
@@ -182,6 +182,35 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The dense series of one scope (and, if given, one provider) over
+    /// `[from, to)` on `b` boundaries, merging each stored row straight
+    /// into its bucket.
+    pub fn series(
+        &self,
+        scope: &str,
+        b: Bucket,
+        from: Millis,
+        to: Millis,
+        provider: Option<&str>,
+    ) -> Result<Vec<Point>, StoreError> {
+        let mut out = SeriesBuilder::new(b, from, to);
+        if from < to {
+            let r = self.db.begin_read()?;
+            let t = r.open_table(table(b))?;
+            for row in t.range((scope, key_time(from), "")..(scope, key_time(to), ""))? {
+                let (k, v) = row?;
+                let (_, start, p) = k.value();
+                if provider.is_some_and(|want| want != p) {
+                    continue;
+                }
+                if let Some(slot) = out.slot(start as Millis) {
+                    slot.merge_bytes(v.value()).map_err(corrupt)?;
+                }
+            }
+        }
+        Ok(out.finish())
     }
 
     /// Totals and per-provider figures of one scope over `[from, to)` (whole
@@ -365,17 +394,13 @@ impl Broker {
         let uid = user_id.map(str::to_string);
         let provider = provider.map(str::to_string);
         blocking(move || {
-            let rows = store.rollup_rows(
+            let points = store.series(
                 uid.as_deref().unwrap_or(""),
                 range.bucket,
                 range.from,
                 range.to,
+                provider.as_deref(),
             )?;
-            let picked = rows
-                .iter()
-                .filter(|(_, p, _)| provider.as_ref().is_none_or(|want| want == p))
-                .map(|(t, _, r)| (*t, r));
-            let points = series(range.bucket, range.from, range.to, picked);
             Ok(Series {
                 user_id: uid,
                 provider,
@@ -584,6 +609,28 @@ mod tests {
         assert_eq!(all_rows(&s), kept);
         let r = s.db.begin_read().unwrap();
         assert!(r.open_table(OLD_ROLLUPS).is_err(), "old table removed");
+    }
+
+    /// The store's one-pass series equals the pure one over the same rows.
+    #[test]
+    fn the_store_series_equals_the_pure_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("t.redb")).unwrap();
+        s.commit((0..300).map(|i| WriteOp::PutRequest(Box::new(request(i)))))
+            .unwrap();
+        let from = Bucket::Hour.floor(request(0).created_at) - 3_600_000;
+        let to = from + 6 * 3_600_000;
+        for b in [Bucket::Minute, Bucket::Hour] {
+            for provider in [None, Some("p1")] {
+                let rows = s.rollup_rows("u2", b, from, to).unwrap();
+                let picked = rows
+                    .iter()
+                    .filter(|(_, p, _)| provider.is_none_or(|w| w == p))
+                    .map(|(t, _, r)| (*t, r));
+                let want = oneflow::analytics::series(b, from, to, picked);
+                assert_eq!(s.series("u2", b, from, to, provider).unwrap(), want);
+            }
+        }
     }
 
     /// Summaries over any minute range equal the sum of the requests in it.
