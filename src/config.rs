@@ -66,6 +66,8 @@ pub struct PersistenceConfig {
     pub queue: usize,
     /// Most writes in one commit.
     pub max_batch: usize,
+    /// The store's read cache in bytes (redb's own default is 1 GiB).
+    pub cache_bytes: usize,
 }
 
 /// How providers are ranked by default.
@@ -318,6 +320,7 @@ impl Default for PersistenceConfig {
         PersistenceConfig {
             queue: 65_536,
             max_batch: 4096,
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Pure by design: no actors, async runtime, storage or HTTP here, so every
 //! rule is testable in microseconds and the runtime can be replaced.
 
+pub mod analytics;
 pub mod budget;
 pub mod config;
 pub mod ledger;

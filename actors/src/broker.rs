@@ -17,7 +17,7 @@ use oneflow::budget::{BudgetConfig, BudgetError};
 use oneflow::config::Config;
 use oneflow::ledger::{LedgerEntry, Refusal};
 use oneflow::pricing::{Modality, Usage};
-use oneflow::records::{RequestRecord, RequestStatus, Summary, summarize};
+use oneflow::records::{RequestRecord, RequestStatus};
 use oneflow::request::RequestError;
 use oneflow::routing::Health;
 use oneflow::time::Millis;
@@ -161,18 +161,6 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Analytics of one user, or of all users.
-#[derive(Clone, Debug, Serialize)]
-pub struct Analytics {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    #[serde(flatten)]
-    pub summary: Summary,
-    pub success_rate: f64,
-    pub recent_requests: Vec<RequestRecord>,
-    pub recent_transactions: Vec<LedgerEntry>,
-}
-
 /// A provider as the API shows it: config (no secrets) and live figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProviderView {
@@ -243,7 +231,8 @@ impl Broker {
             BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         crate::metrics::install();
-        let store = Store::open(&dir.join("oneflow.redb"))?;
+        let store =
+            Store::open_with_cache(&dir.join("oneflow.redb"), config.persistence.cache_bytes)?;
         let now = now_ms();
         // Provider configs first, so recovery knows each provider's modality.
         let provider_ops = config
@@ -532,42 +521,6 @@ impl Broker {
             .then(|| items.last().map(|e| e.seq.to_string()))
             .flatten();
         Ok(Page { items, next_cursor })
-    }
-
-    /// Totals from the rollups (never a scan of requests), with the latest
-    /// requests and transactions. `None`: across all users.
-    pub async fn analytics(
-        &self,
-        user_id: Option<&str>,
-        recent: usize,
-    ) -> Result<Analytics, BrokerError> {
-        let store = self.inner.store.clone();
-        let uid = user_id.map(str::to_string);
-        blocking(move || {
-            let key = uid.as_deref().unwrap_or("");
-            let rollups = store.rollups(key, 0)?;
-            let summary = summarize(rollups.iter().map(|(p, _, r)| (p.as_str(), r)));
-            let (recent_requests, recent_transactions) = match &uid {
-                Some(u) => (
-                    store.requests_page(u, None, recent)?,
-                    store.transactions_page(u, None, recent)?,
-                ),
-                None => (Vec::new(), Vec::new()),
-            };
-            let success_rate = if summary.total_requests == 0 {
-                0.0
-            } else {
-                summary.total_successes as f64 / summary.total_requests as f64
-            };
-            Ok(Analytics {
-                user_id: uid,
-                summary,
-                success_rate,
-                recent_requests,
-                recent_transactions,
-            })
-        })
-        .await
     }
 
     pub fn providers(&self) -> Vec<ProviderView> {

@@ -3,8 +3,10 @@
 //! handle types; no actix type crosses this crate's API.
 
 pub mod adapters;
+pub mod analytics;
 pub mod broker;
 pub mod dispatch;
+pub mod export;
 pub mod ids;
 pub mod keys;
 pub mod metrics;

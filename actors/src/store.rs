@@ -13,28 +13,28 @@ use serde::{Deserialize, Serialize};
 use oneflow::budget::BudgetConfig;
 use oneflow::ledger::{Hold, LedgerEntry, Wallet};
 use oneflow::pricing::Modality;
-use oneflow::records::{RequestRecord, RequestStatus, Rollup};
-use oneflow::time::{Millis, hour_start};
+use oneflow::records::{RequestRecord, RequestStatus};
+use oneflow::time::Millis;
 
 /// Bumped when the file format changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
 
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const API_KEYS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("api_keys");
 const WALLETS: TableDefinition<&str, &[u8]> = TableDefinition::new("wallets");
 const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budget_configs");
 const PROVIDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("provider_configs");
 /// (user, created_at, request id): history pages by key range, newest first.
-const REQUESTS: TableDefinition<(&str, u64, &str), &[u8]> = TableDefinition::new("requests");
+pub(crate) const REQUESTS: TableDefinition<(&str, u64, &str), &[u8]> =
+    TableDefinition::new("requests");
 /// request id -> (user, created_at): finds one request without a scan.
 const REQUEST_INDEX: TableDefinition<&str, (&str, u64)> = TableDefinition::new("request_index");
 /// (user, seq): the append-only ledger.
-const TRANSACTIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("transactions");
+pub(crate) const TRANSACTIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("transactions");
 /// (user, hold id): holds open right now; what a crash leaves here is released.
 const HOLDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("holds");
-/// (user or "" for all users, provider, hour start).
-const ROLLUPS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("rollups");
 /// (user, key): the finished result of an idempotent request.
 const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("idempotency");
 
@@ -203,17 +203,27 @@ pub struct Recovery {
 /// The database, shared by readers and the one writer.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    pub(crate) db: Arc<Database>,
 }
+
+/// redb's read cache when none is configured. Its own default is 1 GiB,
+/// more than a small host should give a cache; pages past it are read from
+/// the OS page cache.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Store {
     /// Opens or creates the file and checks its schema version.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// The same, with a read cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Store, StoreError> {
         // A previous process (or, in tests, a previous server in this one)
         // may still be letting go of the file: wait a little for it.
         let mut tries = 0;
         let db = loop {
-            match Database::create(path) {
+            match Database::builder().set_cache_size(cache_bytes).create(path) {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if tries < 50 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
@@ -252,10 +262,13 @@ impl Store {
             txn.open_table(REQUEST_INDEX)?;
             txn.open_table(TRANSACTIONS)?;
             txn.open_table(HOLDS)?;
-            txn.open_table(ROLLUPS)?;
             txn.open_table(IDEMPOTENCY)?;
         }
+        let rolled = crate::analytics::ensure_rollups(&txn)?;
         txn.commit()?;
+        if rolled > 0 {
+            eprintln!("oneflow: rebuilt analytics rollups from {rolled} stored requests");
+        }
         Ok(())
     }
 
@@ -464,30 +477,6 @@ impl Store {
         Ok(out)
     }
 
-    /// Rollups of one user ("" for all users) from `since` on, as
-    /// (provider, hour, rollup).
-    pub fn rollups(
-        &self,
-        user_id: &str,
-        since: Millis,
-    ) -> Result<Vec<(String, u64, Rollup)>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(ROLLUPS)?;
-        let since = u64::try_from(since).unwrap_or(0);
-        let mut out = Vec::new();
-        for row in t.range((user_id, "", 0u64)..)? {
-            let (k, v) = row?;
-            let (u, provider, hour) = k.value();
-            if u != user_id {
-                break;
-            }
-            if hour >= since {
-                out.push((provider.to_string(), hour, dec(v.value())?));
-            }
-        }
-        Ok(out)
-    }
-
     pub fn idempotency(
         &self,
         user_id: &str,
@@ -542,7 +531,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
     let mut requests = txn.open_table(REQUESTS)?;
     let mut index = txn.open_table(REQUEST_INDEX)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
-    let mut rollup_deltas: BTreeMap<(String, String, u64), Rollup> = BTreeMap::new();
+    let mut rollup_deltas = crate::analytics::Deltas::default();
     for (op, skip) in ops.into_iter().zip(skip) {
         if skip {
             continue;
@@ -582,14 +571,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
                     enc(&*r)?.as_slice(),
                 )?;
                 index.insert(r.id.as_str(), (r.user_id.as_str(), at))?;
-                let hour = u64::try_from(hour_start(r.created_at)).unwrap_or(0);
-                let delta = Rollup::of(&r);
-                for user in [r.user_id.as_str(), ""] {
-                    rollup_deltas
-                        .entry((user.to_string(), r.provider.clone(), hour))
-                        .or_default()
-                        .merge(&delta);
-                }
+                rollup_deltas.add(&r);
             }
             WriteOp::PutIdempotency {
                 user_id,
@@ -600,16 +582,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
             }
         }
     }
-    let mut rollups = txn.open_table(ROLLUPS)?;
-    for ((user, provider, hour), delta) in rollup_deltas {
-        let key = (user.as_str(), provider.as_str(), hour);
-        let mut cur: Rollup = match rollups.get(key)? {
-            Some(v) => dec(v.value())?,
-            None => Rollup::default(),
-        };
-        cur.merge(&delta);
-        rollups.insert(key, enc(&cur)?.as_slice())?;
-    }
+    rollup_deltas.apply(txn)?;
     Ok(())
 }
 
@@ -617,6 +590,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
 mod tests {
     use super::*;
     use oneflow::Credits;
+    use oneflow::analytics::Bucket;
     use oneflow::ledger::{EntryKind, Hold};
     use oneflow::pricing::Usage;
 
@@ -703,7 +677,7 @@ mod tests {
         ]
     }
 
-    type Rollups = Vec<(String, u64, Rollup)>;
+    type Rollups = Vec<crate::analytics::Row>;
 
     /// Wallet bytes, open holds, the user's and global rollups, entry count.
     fn state(s: &Store) -> (Vec<u8>, Vec<OpenHold>, Rollups, Rollups, usize) {
@@ -720,8 +694,8 @@ mod tests {
         (
             w,
             s.open_holds().unwrap(),
-            s.rollups("u", 0).unwrap(),
-            s.rollups("", 0).unwrap(),
+            s.rollup_rows("u", Bucket::Hour, 0, i64::MAX).unwrap(),
+            s.rollup_rows("", Bucket::Hour, 0, i64::MAX).unwrap(),
             tx,
         )
     }

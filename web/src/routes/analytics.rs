@@ -1,23 +1,136 @@
-//! `GET /api/analytics`: totals and per-provider figures from the rollups.
+//! `GET /api/analytics`: totals and per-provider figures from the rollups;
+//! `GET /api/analytics/series`: a time series for charts;
+//! `GET /api/analytics/burndown`: spend rate and when money runs out.
+//!
+//! Every answer reads rollup rows only, so its cost depends on the range and
+//! the number of providers, not on how many requests are stored.
 
 use actix_web::{HttpResponse, get, web};
+use serde::Deserialize;
+
+use oneflow::analytics::{Bucket, parse_time};
+use oneflow::time::MS_PER_HOUR;
+use oneflow_actors::analytics::Range;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::ForUser;
 use crate::state::AppState;
+
+/// `from`/`to`: milliseconds since 1970 or RFC 3339; `bucket`: minute,
+/// hour or day.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub user_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub bucket: Option<String>,
+    pub provider: Option<String>,
+}
+
+/// Parses `bucket`, defaulting to `default`.
+pub fn bucket(q: Option<&str>, default: Bucket) -> Result<Bucket, ApiError> {
+    match q {
+        None => Ok(default),
+        Some(b) => Bucket::parse(b).ok_or_else(|| {
+            ApiError::BadRequest(format!("`bucket` must be minute, hour or day, not `{b}`"))
+        }),
+    }
+}
+
+/// Parses one time parameter, naming it in the error.
+pub fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|s| parse_time(s).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}"))))
+        .transpose()
+}
+
+impl RangeQuery {
+    fn range(&self, default: Bucket) -> Result<Range, ApiError> {
+        let b = bucket(self.bucket.as_deref(), default)?;
+        let from = time("from", self.from.as_deref())?;
+        let to = time("to", self.to.as_deref())?;
+        if let (Some(f), Some(t)) = (from, to)
+            && f >= t
+        {
+            return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+        }
+        Range::new(b, from, to, oneflow_actors::ids::now_ms()).map_err(ApiError::BadRequest)
+    }
+
+    fn any_range(&self) -> bool {
+        self.from.is_some() || self.to.is_some() || self.bucket.is_some()
+    }
+}
+
+/// Whose figures: an admin without `user_id` sees every user's.
+pub fn scope(c: &Caller, user_id: Option<&str>) -> Result<Option<String>, ApiError> {
+    if c.0.is_admin() && user_id.is_none() {
+        Ok(None)
+    } else {
+        Ok(Some(c.subject(user_id)?))
+    }
+}
 
 #[get("/api/analytics")]
 pub async fn analytics(
     s: web::Data<AppState>,
     c: Caller,
-    q: web::Query<ForUser>,
+    q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    // An admin without `user_id` sees every user's totals.
-    let subject = if c.0.is_admin() && q.user_id.is_none() {
-        None
+    if q.provider.is_some() {
+        return Err(ApiError::BadRequest(
+            "`provider` applies to /api/analytics/series; this answer splits by provider".into(),
+        ));
+    }
+    let subject = scope(&c, q.user_id.as_deref())?;
+    // Without a range: all time.
+    let range = if q.any_range() {
+        Some(q.range(Bucket::Hour)?)
     } else {
-        Some(c.subject(q.user_id.as_deref())?)
+        None
     };
-    Ok(HttpResponse::Ok().json(s.broker.analytics(subject.as_deref(), 10).await?))
+    Ok(HttpResponse::Ok().json(s.broker.analytics(subject.as_deref(), range, 10).await?))
+}
+
+#[get("/api/analytics/series")]
+pub async fn series(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let subject = scope(&c, q.user_id.as_deref())?;
+    let range = q.range(Bucket::Hour)?;
+    Ok(HttpResponse::Ok().json(
+        s.broker
+            .analytics_series(subject.as_deref(), q.provider.as_deref(), range)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurnDownQuery {
+    pub user_id: Option<String>,
+    /// The recent window the spend rate is measured over (default 24).
+    pub window_hours: Option<u32>,
+}
+
+#[get("/api/analytics/burndown")]
+pub async fn burndown(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<BurnDownQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = c.subject(q.user_id.as_deref())?;
+    let hours = match q.window_hours {
+        None => 24,
+        Some(h @ 1..=2160) => h,
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`window_hours` must be between 1 and 2160".into(),
+            ));
+        }
+    };
+    let window = i64::from(hours) * MS_PER_HOUR;
+    Ok(HttpResponse::Ok().json(s.broker.burn_down(&user_id, window).await?))
 }

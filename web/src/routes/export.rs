@@ -1,0 +1,108 @@
+//! `GET /api/export/{requests|transactions|analytics}?format=csv|json|ndjson`:
+//! streamed exports of any size. The store is read in a blocking task that
+//! feeds a bounded channel; the body is that channel, so memory stays flat
+//! however many rows there are and a slow client slows the reader.
+
+use actix_web::http::header::{CONTENT_DISPOSITION, HeaderValue};
+use actix_web::{HttpResponse, get, web};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use oneflow::analytics::Bucket;
+use oneflow_actors::export::{ExportKind, ExportQuery, Format};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::analytics::{bucket, scope, time};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportParams {
+    /// csv (default), json (one array) or ndjson (one object a line).
+    pub format: Option<String>,
+    /// An admin without it exports every user's rows.
+    pub user_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Width of analytics rows (default hour).
+    pub bucket: Option<String>,
+}
+
+#[get("/api/export/{kind}")]
+pub async fn export(
+    s: web::Data<AppState>,
+    c: Caller,
+    kind: web::Path<String>,
+    q: web::Query<ExportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let kind = match kind.as_str() {
+        "requests" => ExportKind::Requests,
+        "transactions" => ExportKind::Transactions,
+        "analytics" => ExportKind::Analytics(bucket(q.bucket.as_deref(), Bucket::Hour)?),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "cannot export `{other}`: choose requests, transactions or analytics"
+            )));
+        }
+    };
+    if q.bucket.is_some() && !matches!(kind, ExportKind::Analytics(_)) {
+        return Err(ApiError::BadRequest(
+            "`bucket` applies to the analytics export only".into(),
+        ));
+    }
+    let (format, mime, ext) = match q.format.as_deref().unwrap_or("csv") {
+        "csv" => (Format::Csv, "text/csv; charset=utf-8", "csv"),
+        "json" => (Format::Json, "application/json", "json"),
+        "ndjson" => (Format::Ndjson, "application/x-ndjson", "ndjson"),
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "`format` must be csv, json or ndjson, not `{other}`"
+            )));
+        }
+    };
+    let from = time("from", q.from.as_deref())?.unwrap_or(0);
+    let to = time("to", q.to.as_deref())?.unwrap_or(i64::MAX);
+    if from >= to {
+        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+    }
+    let user_id = scope(&c, q.user_id.as_deref())?;
+    if let Some(u) = &user_id {
+        // A named user must exist: an admin's typo is a 404, not an empty file.
+        if !s.broker.users().await?.iter().any(|x| &x.id == u) {
+            return Err(ApiError::NotFound("user".into()));
+        }
+    }
+    let name = match kind {
+        ExportKind::Requests => "requests",
+        ExportKind::Transactions => "transactions",
+        ExportKind::Analytics(_) => "analytics",
+    };
+    let rx = s.broker.export(ExportQuery {
+        kind,
+        format,
+        user_id,
+        from,
+        to,
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((
+            item.map_err(|e| std::io::Error::other(format!("export broke off: {e}"))),
+            rx,
+        ))
+    });
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}.{ext}\""))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(mime)
+        .insert_header((CONTENT_DISPOSITION, disposition))
+        .streaming::<_, std::io::Error>(body_of(body)))
+}
+
+/// Names the stream's item type for `streaming`.
+fn body_of(
+    s: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + 'static {
+    s
+}
