@@ -426,7 +426,13 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         if ok.get("application/json").is_none() || path == "/api/openapi.json" {
             continue;
         }
-        let filled = path.replace("{id}", &request_id);
+        let mut filled = path
+            .replace("{id}", &request_id)
+            .replace("{kind}", "requests");
+        if path.starts_with("/api/export/") {
+            // CSV by default; the JSON form is the one compared here.
+            filled.push_str("?format=json");
+        }
         assert!(!filled.contains('{'), "{path}: fill its parameter here");
         let k = if doc["paths"][&path][m]["tags"][0] == "users" {
             ADMIN_KEY

@@ -79,6 +79,9 @@ use crate::error::ApiError;
         doc::list_keys,
         doc::revoke_key,
         doc::get_routing,
+        doc::analytics_series,
+        doc::burn_down,
+        doc::export,
         doc::put_routing,
         doc::v1_chat,
         doc::v1_completions,
@@ -271,9 +274,10 @@ pub mod doc {
     pub fn request() {}
 
     #[utoipa::path(get, path = "/api/analytics", tag = "analytics",
-        params(ForUser),
+        params(RangeParams),
         responses(
-            (status = 200, description = "Totals and per-provider figures from the rollups. An admin without `user_id` gets every user's totals.", body = Analytics),
+            (status = 200, description = "Totals and per-provider figures (count, successes, success rate, cost, tokens, latency p50/p95/p99) from the rollups over the range; all time without `from`/`to`. An admin without `user_id` gets every user's totals.", body = Analytics),
+            (status = 400, description = "Bad range or bucket", body = ErrorBody),
             (status = 401, description = "Missing or invalid API key", body = ErrorBody),
             (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
         ))]
@@ -409,6 +413,40 @@ pub mod doc {
             (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
         ))]
     pub fn get_routing() {}
+
+    #[utoipa::path(get, path = "/api/analytics/series", tag = "analytics",
+        params(RangeParams),
+        responses(
+            (status = 200, description = "One point per bucket over the range (default: the last 24 hours by hour), from the rollups only", body = Series),
+            (status = 400, description = "Bad range or bucket, or more than 10,000 points", body = ErrorBody),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn analytics_series() {}
+
+    #[utoipa::path(get, path = "/api/analytics/burndown", tag = "analytics",
+        params(BurnDownParams),
+        responses(
+            (status = 200, description = "Spend rate over the recent window, and when the balance and each budget run out at that rate (null when the rate is zero)", body = BurnDown),
+            (status = 400, description = "Bad window", body = ErrorBody),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn burn_down() {}
+
+    #[utoipa::path(get, path = "/api/export/{kind}", tag = "analytics",
+        params(("kind" = String, Path, description = "`requests`, `transactions` or `analytics`"), ExportParams),
+        responses(
+            (status = 200, description = "Streamed, any size: CSV with a header row, one JSON array, or one JSON object a line", content(
+                (Vec<serde_json::Value> = "application/json"),
+                (String = "text/csv"),
+                (String = "application/x-ndjson"),
+            )),
+            (status = 400, description = "Unknown kind or format, bad range", body = ErrorBody),
+            (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+            (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        ))]
+    pub fn export() {}
 
     #[utoipa::path(put, path = "/api/routing", tag = "requests",
         params(ForUser),
@@ -984,15 +1022,132 @@ pub mod schema {
     pub struct Analytics {
         /// Absent for an admin's all-users view.
         pub user_id: Option<String>,
+        /// The range covered, widened to whole buckets; absent for all time.
+        pub from: Option<u64>,
+        pub to: Option<u64>,
         pub total_requests: u64,
         pub total_successes: u64,
         pub total_cost: Credits,
+        pub success_rate: f64,
+        pub totals: Figures,
         /// Figures by provider name.
         #[schema(value_type = Object)]
         pub providers: serde_json::Value,
-        pub success_rate: f64,
         pub recent_requests: Vec<RequestRecord>,
         pub recent_transactions: Vec<LedgerEntry>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Figures {
+        pub requests: u64,
+        pub successes: u64,
+        pub failures: u64,
+        pub success_rate: f64,
+        pub cost: Credits,
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub mean_latency_ms: f64,
+        /// Estimated from fixed log-spaced histogram buckets; null with no
+        /// requests.
+        pub latency_p50_ms: Option<u64>,
+        pub latency_p95_ms: Option<u64>,
+        pub latency_p99_ms: Option<u64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Point {
+        /// The bucket's start, milliseconds since the Unix epoch.
+        pub start: u64,
+        pub requests: u64,
+        pub successes: u64,
+        pub failures: u64,
+        pub success_rate: f64,
+        pub cost: Credits,
+        pub input_tokens: u64,
+        pub output_tokens: u64,
+        pub mean_latency_ms: f64,
+        pub latency_p50_ms: Option<u64>,
+        pub latency_p95_ms: Option<u64>,
+        pub latency_p99_ms: Option<u64>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Series {
+        pub user_id: Option<String>,
+        pub provider: Option<String>,
+        /// `minute`, `hour` or `day`.
+        pub bucket: String,
+        pub from: u64,
+        pub to: u64,
+        pub points: Vec<Point>,
+    }
+
+    #[derive(ToSchema)]
+    pub struct Projection {
+        /// `daily`, `weekly` or `monthly`.
+        pub window: String,
+        /// Set for a per-provider budget.
+        pub provider: Option<String>,
+        pub limit: Credits,
+        pub spent: Credits,
+        pub remaining: Credits,
+        pub resets_at: u64,
+        pub rate_per_hour: Credits,
+        /// Null when the rate is zero.
+        pub runs_out_at: Option<u64>,
+        pub runs_out_before_reset: bool,
+    }
+
+    #[derive(ToSchema)]
+    pub struct BurnDown {
+        pub user_id: String,
+        pub now: u64,
+        pub window_start: u64,
+        pub window_end: u64,
+        pub window_spent: Credits,
+        pub rate_per_hour: Credits,
+        pub balance: Credits,
+        pub available: Credits,
+        /// When `available` is used up at the current rate; null if zero.
+        pub balance_runs_out_at: Option<u64>,
+        pub budgets: Vec<Projection>,
+    }
+
+    /// A time range: `from` and `to` as milliseconds since the epoch or
+    /// RFC 3339, widened to whole buckets.
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct RangeParams {
+        /// Admins only: one user's figures.
+        pub user_id: Option<String>,
+        pub from: Option<String>,
+        pub to: Option<String>,
+        /// `minute`, `hour` or `day`.
+        pub bucket: Option<String>,
+        /// Series only: one provider.
+        pub provider: Option<String>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct BurnDownParams {
+        /// Admins only.
+        pub user_id: Option<String>,
+        /// The recent window the spend rate is measured over (default 24).
+        pub window_hours: Option<u32>,
+    }
+
+    #[derive(IntoParams)]
+    #[into_params(parameter_in = Query)]
+    pub struct ExportParams {
+        /// `csv` (default), `json` or `ndjson`.
+        pub format: Option<String>,
+        /// Admins only; without it an admin exports every user's rows.
+        pub user_id: Option<String>,
+        pub from: Option<String>,
+        pub to: Option<String>,
+        /// Width of analytics rows (default `hour`).
+        pub bucket: Option<String>,
     }
 
     #[derive(ToSchema)]
