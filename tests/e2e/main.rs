@@ -7,7 +7,9 @@
 mod support;
 
 mod auth;
+mod browser;
 mod concurrency;
+mod dashboard;
 mod fuzz;
 mod idempotency;
 mod ledger_flow;

@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod budget;
 pub mod credits;
+pub mod dashboard;
 pub mod history;
 pub mod openai;
 pub mod providers;
