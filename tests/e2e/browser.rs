@@ -367,15 +367,25 @@ async fn scenario(c: &Client, s: &TestServer, uid: &str, key: &str, start: Credi
     )
     .await;
 
-    // The charts are drawn with data.
-    for id in ["chart-requests", "chart-cost"] {
-        wait_js(
-            c,
-            &format!("Number(document.getElementById('{id}').dataset.points) > 0 && document.querySelectorAll('#{id} rect').length"),
-            id,
-        )
-        .await;
-    }
+    // The charts are drawn with data: one request, costing the charge.
+    let requests = wait_js(
+        c,
+        "Number(document.getElementById('chart-requests').dataset.total) > 0 && document.querySelectorAll('#chart-requests rect').length && document.getElementById('chart-requests').dataset.total",
+        "the requests chart",
+    )
+    .await;
+    assert_eq!(requests, json!("1"));
+    let cost = wait_js(
+        c,
+        "document.querySelectorAll('#chart-cost rect').length && document.getElementById('chart-cost').dataset.total",
+        "the cost chart",
+    )
+    .await;
+    assert_eq!(
+        Credits::parse(cost.as_str().unwrap()).unwrap(),
+        charge,
+        "cost chart total"
+    );
     wait_js(
         c,
         "document.querySelectorAll('#chart-latency circle').length",
@@ -416,4 +426,81 @@ async fn scenario(c: &Client, s: &TestServer, uid: &str, key: &str, start: Credi
     }
     let violations = js(c, "return window.__oneflowCspViolations;").await;
     assert_eq!(violations, json!([]));
+
+    // Money in the page is exact past a float's 15-16 digits.
+    let exact = js(
+        c,
+        "return OneFlowMoney.format(OneFlowMoney.parseJson('{\"balance\": 9007199254.740993}').balance);",
+    )
+    .await;
+    assert_eq!(exact, json!("9007199254.740993"));
+
+    admin_tops_up(c, s, uid, key).await;
+}
+
+/// The admin signs in, finds the user with the balance the ledger has, and
+/// tops it up through the form by an amount with every decimal place used.
+async fn admin_tops_up(c: &Client, s: &TestServer, uid: &str, key: &str) {
+    c.set_window_size(1280, 2400).await.unwrap();
+    c.find(Locator::Css("#signout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // Signed out: the key is gone and nothing of the account is left.
+    let left = js(
+        c,
+        "return [sessionStorage.length, document.getElementById('answer-out').textContent, document.getElementById('app').hidden];",
+    )
+    .await;
+    assert_eq!(left, json!([0, "", true]));
+    type_into(c, "#key", ADMIN_KEY).await;
+    c.find(Locator::Css("#signin-btn"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let before = s.balance(key).await;
+    let cell = format!("document.querySelector('#users-table tr[data-user-id=\"{uid}\"]')");
+    let shown = wait_js(
+        c,
+        &format!("{cell} && {cell}.cells[4].textContent"),
+        "the user in the admin's table",
+    )
+    .await;
+    assert_eq!(shown, json!(before.to_string()));
+
+    js(
+        c,
+        &format!("document.getElementById('topup-user').value = '{uid}'; return null;"),
+    )
+    .await;
+    type_into(c, "#topup-amount", "1.000001").await;
+    c.find(Locator::Css("#topup-btn"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let after = before + Credits::parse("1.000001").unwrap();
+    let msg = wait_js(
+        c,
+        "document.getElementById('topup-msg').textContent",
+        "the top-up message",
+    )
+    .await;
+    assert_eq!(
+        msg,
+        json!(format!("Added 1.000001 to {uid}; balance now {after}."))
+    );
+    assert_eq!(s.balance(key).await, after);
+    wait_js(
+        c,
+        &format!("{cell}.cells[4].textContent === '{after}'"),
+        "the users table to show the new balance",
+    )
+    .await;
+    screenshot(c, "dashboard-admin").await;
 }

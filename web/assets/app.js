@@ -135,6 +135,20 @@
       key: null, me: null, subject: "", timer: null, users: [], budget: null, budgetEdited: false,
     });
     resetPaging();
+    // Nothing of the previous account stays on the page.
+    for (const id of ["quote-out", "answer-out"]) {
+      $(id).replaceChildren();
+      delete $(id).dataset.requestId;
+    }
+    for (const id of ["topup-msg", "budget-msg"]) setMsg($(id), "");
+    $("send-form").reset();
+    $("budget-form").reset();
+    $("topup-form").reset();
+    $("model").dataset.auto = "1";
+    applyModality();
+    for (const t of ["history-table", "ledger-table", "users-table", "providers-table"]) {
+      $(t).tBodies[0].replaceChildren();
+    }
     $("app").hidden = true;
     $("session").hidden = true;
     $("signin-panel").hidden = false;
@@ -428,12 +442,15 @@
   function seriesFromRecords(items) {
     if (items.length === 0) return { pts: [], step: 60000, note: "" };
     const ts = items.map((r) => r.created_at);
-    const lo = Math.min(...ts);
-    const hi = Math.max(...ts);
-    const span = hi - lo;
+    const hi = Math.max(Date.now(), ...ts);
+    const span = hi - Math.min(...ts);
     const step = span <= 2 * 3600000 ? 60000 : span <= 4 * DAY ? 3600000 : DAY;
+    // At least 30 buckets up to now, so one busy minute is not the whole axis;
+    // at most 400, so a long quiet history stays cheap to draw.
+    const last = Math.floor(hi / step) * step;
+    const first = Math.max(last - 399 * step, Math.min(Math.floor(Math.min(...ts) / step) * step, last - 29 * step));
     const buckets = new Map();
-    for (let b = Math.floor(lo / step) * step; b <= hi; b += step) {
+    for (let b = first; b <= last; b += step) {
       buckets.set(b, { t: b, requests: 0, cost: 0n, latSum: 0, latN: 0 });
     }
     for (const r of items) {
@@ -464,16 +481,19 @@
     }
     $("charts-note").textContent = series.note;
     const { pts, step } = series;
+    const span = pts.length ? { from: pts[0].t, to: pts[pts.length - 1].t + step } : {};
     charts.draw($("chart-requests"), pts.map((p) => ({ t: p.t, v: p.requests, label: `${p.requests} requests` })), {
-      kind: "bar", step, axis: (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)),
+      ...span, kind: "bar", step, axis: (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)),
     });
     // Heights in floats are only geometry; every label is exact text.
     charts.draw($("chart-cost"), pts.map((p) => ({ t: p.t, v: Number(p.cost) / 1e6, label: `${fmt(p.cost)} credits` })), {
-      kind: "bar", step, axis: (v) => fmt(BigInt(Math.round(v * 1e6))),
+      ...span, kind: "bar", step, axis: (v) => fmt(BigInt(Math.round(v * 1e6))),
     });
+    // The exact total, for people hovering and for tests.
+    $("chart-cost").dataset.total = fmt(pts.reduce((a, p) => a + p.cost, 0n));
     const lat = pts.filter((p) => p.latency !== null);
     charts.draw($("chart-latency"), lat.map((p) => ({ t: p.t, v: p.latency, label: `${Math.round(p.latency)} ms` })), {
-      kind: "line", step, axis: (v) => `${Math.round(v)}`,
+      ...span, kind: "line", step, axis: (v) => (v >= 10 ? `${Math.round(v)}` : v.toFixed(1)),
     });
   }
 

@@ -27,11 +27,13 @@
   }
 
   // opts: {kind: "bar" | "line", step: bucket ms, axis: v => text,
+  //        from, to: time domain in ms (default: the points'),
   //        empty: text shown without data}
   function draw(svg, points, opts) {
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     svg.setAttribute("data-points", String(points.length));
+    svg.setAttribute("data-total", String(points.reduce((a, p) => a + p.v, 0)));
     const axis = opts.axis || ((v) => String(v));
     if (points.length === 0) {
       svg.appendChild(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "chart-empty" },
@@ -39,8 +41,9 @@
       return;
     }
     const step = opts.step || 60000;
-    const t0 = points[0].t;
-    const t1 = points[points.length - 1].t + step;
+    // The time domain may be given, so charts of sparse series line up.
+    const t0 = opts.from ?? points[0].t;
+    const t1 = opts.to ?? points[points.length - 1].t + step;
     const max = Math.max(...points.map((p) => p.v), 0) || 1;
     const iw = W - PAD.left - PAD.right;
     const ih = H - PAD.top - PAD.bottom;
@@ -54,16 +57,16 @@
       svg.appendChild(el("text", { x: PAD.left - 6, y: gy + 4, "text-anchor": "end", class: "chart-axis" },
         axis(max * f, f)));
     }
+    const bw = Math.max(2, (iw / ((t1 - t0) / step)) * 0.8);
     // Time axis: first and last bucket, and one in the middle.
     const ticks = [t0, t0 + (t1 - t0) / 2, t1 - step];
     for (const t of ticks) {
-      svg.appendChild(el("text", { x: x(t) + (t === t1 - step ? 0 : 0), y: H - 8, "text-anchor": "middle", class: "chart-axis" },
+      svg.appendChild(el("text", { x: x(t) + bw / 2, y: H - 8, "text-anchor": "middle", class: "chart-axis" },
         timeLabel(t, step)));
     }
 
-    const bw = Math.max(2, (iw / ((t1 - t0) / step)) * 0.8);
     if (opts.kind === "bar") {
-      for (const p of points) {
+      for (const p of points.filter((p) => p.v > 0)) {
         const r = el("rect", {
           x: x(p.t) + 1, y: y(p.v), width: bw, height: Math.max(1, PAD.top + ih - y(p.v)),
           class: "chart-bar",
