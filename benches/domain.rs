@@ -16,7 +16,7 @@ use oneflow::config::{ProviderConfig, default_providers};
 use oneflow::ledger::Wallet;
 use oneflow::pricing::Usage;
 use oneflow::request::AiRequest;
-use oneflow::routing::{Health, Strategy, choose};
+use oneflow::routing::{Health, Strategy, Weights, choose};
 
 /// A fixed clock: budgets reset on calendar boundaries, so a constant time
 /// keeps every iteration in the same window (no window roll-over noise).
@@ -55,6 +55,7 @@ fn bench_quote(c: &mut Criterion) {
     let live: Vec<(&ProviderConfig, Health)> =
         providers.iter().map(|p| (p, Health::default())).collect();
     let req = text_request();
+    let weights = Weights::default();
     c.bench_function("quote (route + plan)", |b| {
         b.iter(|| {
             let route =
@@ -73,6 +74,7 @@ fn bench_request_path(c: &mut Criterion) {
         providers.iter().map(|p| (p, Health::default())).collect();
     let req = text_request();
     let mut wallet = rich_wallet();
+    let weights = Weights::default();
     // What the simulated text provider reports: the prompt's words in, all
     // `max_tokens` out.
     let usage = Usage {

@@ -7,6 +7,13 @@
 //! run as a baseline: it is the cost of HTTP alone, so the ratio shows what
 //! auth, wallet actors, routing and the group-committed settle add.
 //!
+//! A second pair of phases measures a real adapter: a mock OpenAI upstream
+//! (`tests/e2e/upstream/`, a real HTTP server speaking OpenAI's protocol)
+//! is driven directly with `POST /v1/chat/completions`, then through the
+//! broker's `/v1/chat/completions` and its OpenAI adapter, in the same run;
+//! the difference of the two is what the broker adds (auth, quote, hold,
+//! routing, the upstream call over HTTP, settle with its fsync'd commit).
+//!
 //! Run via `bash benches/load.sh` (builds the release binary first), or
 //! `cargo bench -p oneflow-web --bench load` when it is already built.
 //!
@@ -29,6 +36,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/e2e/upstream/mod.rs"]
+mod upstream;
+
 use reqwest::StatusCode;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
@@ -36,6 +47,11 @@ use serde_json::{Value, json};
 /// Long enough to pass the server's 16-character minimum with room.
 const ADMIN_KEY: &str = "load-bench-admin-key-0123456789";
 const REQUEST_BODY: &str = r#"{"model":"gpt","prompt":"hello world","max_tokens":4}"#;
+/// The same small chat for the mock upstream, directly and through the broker.
+const CHAT_BODY: &str =
+    r#"{"model":"mock-chat","messages":[{"role":"user","content":"hello world"}],"max_tokens":8}"#;
+/// The variable the bench's OpenAI provider reads its key from.
+const UPSTREAM_KEY_ENV: &str = "ONEFLOW_BENCH_UPSTREAM_KEY";
 /// Enough for every request of a long run (each costs at most 4 credits).
 const INITIAL_BALANCE: &str = "1000000000";
 /// A hard cap on requests per phase, so a misconfigured duration cannot run
@@ -117,7 +133,7 @@ impl Settings {
 /// The server's config: the default providers spelled out (setting
 /// `providers` replaces the whole list) with zero latency, so the bench
 /// measures the broker, not a simulated sleep.
-fn config_toml(data_dir: &Path) -> String {
+fn config_toml(data_dir: &Path, upstream: &str) -> String {
     let providers = [
         ("gpt", "text", "per_output_token = 1"),
         ("image", "image", "per_image = 10"),
@@ -137,6 +153,11 @@ fn config_toml(data_dir: &Path) -> String {
              [providers.rates]\n{rate}\n[providers.simulated]\nlatency_ms = 0\n"
         ));
     }
+    s.push_str(&format!(
+        "\n[[providers]]\nname = \"mock-openai\"\nkind = \"openai\"\nmodality = \"text\"\n\
+         models = [\"mock-chat\"]\nbase_url = \"{upstream}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\
+         [providers.rates]\nper_input_token = 0.001\nper_output_token = 0.002\n"
+    ));
     s
 }
 
@@ -154,6 +175,7 @@ impl Server {
             .arg("--config")
             .arg(config)
             .env("ONEFLOW_ADMIN_KEY", ADMIN_KEY)
+            .env(UPSTREAM_KEY_ENV, upstream::MOCK_API_KEY)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -225,6 +247,10 @@ impl Drop for Server {
 enum Target {
     Health,
     Request,
+    /// Straight to the mock upstream.
+    UpstreamDirect,
+    /// The broker's `/v1`, through its OpenAI adapter to the mock.
+    UpstreamViaBroker,
 }
 
 impl Target {
@@ -232,8 +258,16 @@ impl Target {
         match self {
             Target::Health => "GET /health",
             Target::Request => "POST /api/request",
+            Target::UpstreamDirect => "upstream direct",
+            Target::UpstreamViaBroker => "upstream via /v1",
         }
     }
+}
+
+/// Where the phases send: the broker, and the mock upstream.
+struct Bases {
+    broker: Arc<str>,
+    upstream: Arc<str>,
 }
 
 /// What one client saw during the measured window.
@@ -245,7 +279,13 @@ struct ClientStats {
 }
 
 /// One request; `Err` carries a short description for the report.
-async fn send(http: &reqwest::Client, base: &str, target: Target, key: &str) -> Result<(), String> {
+async fn send(
+    http: &reqwest::Client,
+    bases: &Bases,
+    target: Target,
+    key: &str,
+) -> Result<(), String> {
+    let base = &bases.broker;
     let rb = match target {
         Target::Health => http.get(format!("{base}/health")),
         Target::Request => http
@@ -253,6 +293,16 @@ async fn send(http: &reqwest::Client, base: &str, target: Target, key: &str) -> 
             .bearer_auth(key)
             .header(CONTENT_TYPE, "application/json")
             .body(REQUEST_BODY),
+        Target::UpstreamDirect => http
+            .post(format!("{}/v1/chat/completions", bases.upstream))
+            .bearer_auth(upstream::MOCK_API_KEY)
+            .header(CONTENT_TYPE, "application/json")
+            .body(CHAT_BODY),
+        Target::UpstreamViaBroker => http
+            .post(format!("{base}/v1/chat/completions"))
+            .bearer_auth(key)
+            .header(CONTENT_TYPE, "application/json")
+            .body(CHAT_BODY),
     };
     let res = rb.send().await.map_err(|e| e.to_string())?;
     let status = res.status();
@@ -270,7 +320,7 @@ async fn send(http: &reqwest::Client, base: &str, target: Target, key: &str) -> 
 /// Requests before `measure_from` are warm-up and not counted.
 async fn client_loop(
     http: reqwest::Client,
-    base: Arc<str>,
+    base: Arc<Bases>,
     target: Target,
     key: Arc<str>,
     measure_from: Instant,
@@ -325,7 +375,7 @@ fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
 
 async fn run_phase(
     http: &reqwest::Client,
-    base: &Arc<str>,
+    base: &Arc<Bases>,
     target: Target,
     keys: &[Arc<str>],
     s: &Settings,
@@ -408,7 +458,7 @@ async fn create_user(http: &reqwest::Client, base: &str, i: usize) -> Result<Str
         .ok_or_else(|| format!("POST /api/users: no api_key in {v}"))
 }
 
-async fn bench(s: &Settings, base: &str) -> Result<(), String> {
+async fn bench(s: &Settings, base: &str, upstream: &str) -> Result<(), String> {
     let http = reqwest::Client::builder()
         // Loopback only: never route through a proxy from the environment.
         .no_proxy()
@@ -416,6 +466,10 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
         .timeout(REQUEST_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
+    let bases = Arc::new(Bases {
+        broker: Arc::from(base),
+        upstream: Arc::from(upstream),
+    });
     let base: Arc<str> = Arc::from(base);
 
     // Several users, so requests spread over many wallet actors as real
@@ -425,9 +479,15 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
         keys.push(Arc::<str>::from(create_user(&http, &base, i).await?));
     }
     // Fail early, with the server's answer, if the request path is broken.
-    send(&http, &base, Target::Request, &keys[0])
-        .await
-        .map_err(|e| format!("a first POST /api/request failed: {e}"))?;
+    for t in [
+        Target::Request,
+        Target::UpstreamDirect,
+        Target::UpstreamViaBroker,
+    ] {
+        send(&http, &bases, t, &keys[0])
+            .await
+            .map_err(|e| format!("a first {} failed: {e}", t.label()))?;
+    }
 
     println!(
         "load bench: {} clients over {} users, {} s warm-up + {} s measured per endpoint, \
@@ -436,12 +496,19 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
     );
     let mut results = Vec::new();
     let mut commits = (0.0, 0.0, 0.0);
-    for target in [Target::Health, Target::Request] {
+    for target in [
+        Target::Health,
+        Target::Request,
+        Target::UpstreamDirect,
+        Target::UpstreamViaBroker,
+    ] {
         println!("  running {} ...", target.label());
         let before = commit_figures(&http, &base).await?;
-        results.push(run_phase(&http, &base, target, &keys, s).await);
+        results.push(run_phase(&http, &bases, target, &keys, s).await);
         let after = commit_figures(&http, &base).await?;
-        commits = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        if matches!(target, Target::Request) {
+            commits = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        }
     }
 
     println!();
@@ -461,7 +528,7 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
             r.max_ms
         );
     }
-    if let [health, request] = &results[..] {
+    if let [health, request, direct, via] = &results[..] {
         println!();
         println!(
             "/api/request vs /health: throughput ratio {:.3} ({:.1}% of baseline), \
@@ -470,6 +537,13 @@ async fn bench(s: &Settings, base: &str) -> Result<(), String> {
             100.0 * request.rps / health.rps,
             request.p50_ms - health.p50_ms,
             request.p99_ms - health.p99_ms
+        );
+        println!(
+            "OpenAI upstream via broker vs direct: throughput ratio {:.3}, \
+             added latency p50 +{:.3} ms, p99 +{:.3} ms",
+            via.rps / direct.rps,
+            via.p50_ms - direct.p50_ms,
+            via.p99_ms - direct.p99_ms
         );
     }
     // Of the added latency, one fsync'd group commit is the price of
@@ -519,7 +593,9 @@ fn run() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let config = dir.path().join("oneflow.toml");
     let data_dir = dir.path().join("data");
-    std::fs::write(&config, config_toml(&data_dir))
+    // The mock upstream runs on its own thread for the whole bench.
+    let mock = upstream::MockUpstream::start(upstream::Kind::OpenAi);
+    std::fs::write(&config, config_toml(&data_dir, &mock.base_url()))
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
 
     let mut server = Server::start(&s.bin, &config)?;
@@ -528,7 +604,7 @@ fn run() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot build the tokio runtime: {e}"))?;
-    let result = rt.block_on(bench(&s, &server.url));
+    let result = rt.block_on(bench(&s, &server.url, &mock.base_url()));
     // Shutting the runtime down closes the client's keep-alive connections
     // before the graceful stop, which would otherwise wait on them.
     drop(rt);

@@ -204,6 +204,9 @@ pub struct ProviderLimits {
     pub requests_per_second: u32,
     /// Requests allowed at once above the sustained rate.
     pub burst: u32,
+    /// Requests per minute, on top of the per-second rate (providers often
+    /// publish both); 0 means unlimited.
+    pub requests_per_minute: u32,
     /// Calls in flight at once.
     pub max_concurrency: u32,
     /// Calls waiting for a slot; beyond it the answer is 429.
@@ -218,6 +221,7 @@ impl Default for ProviderLimits {
         ProviderLimits {
             requests_per_second: 0,
             burst: 1,
+            requests_per_minute: 0,
             max_concurrency: 256,
             queue: 4096,
             tokens_per_minute: 0,

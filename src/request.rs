@@ -206,10 +206,17 @@ pub enum Ask {
         prompt: String,
         max_tokens: Option<u32>,
     },
-    Embedding { inputs: Vec<String> },
-    Image { n: Option<u32>, size: Option<String> },
+    Embedding {
+        inputs: Vec<String>,
+    },
+    Image {
+        n: Option<u32>,
+        size: Option<String>,
+    },
     /// Text to speech, billed by input character.
-    Speech { input: String },
+    Speech {
+        input: String,
+    },
 }
 
 impl Ask {
@@ -271,7 +278,13 @@ impl Ask {
             Ask::Embedding { inputs } => {
                 usage.input_tokens = inputs
                     .iter()
-                    .map(|i| if sim { count_words(i) } else { i.len() as u64 + 1 })
+                    .map(|i| {
+                        if sim {
+                            count_words(i)
+                        } else {
+                            i.len() as u64 + 1
+                        }
+                    })
                     .sum();
             }
             Ask::Image { n, size: s } => {

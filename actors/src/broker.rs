@@ -26,10 +26,7 @@ use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::persistence::Persistence;
 use crate::provider::ProviderHandle;
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
-use crate::wallet::{
-    TopUp, WalletError, WalletSettings, WalletView,
-    Wallets,
-};
+use crate::wallet::{TopUp, WalletError, WalletSettings, WalletView, Wallets};
 
 /// Who is calling, from their API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,9 +199,17 @@ pub(crate) struct Inner {
     pub(crate) persist: Persistence,
     pub(crate) wallets: Wallets,
     pub(crate) providers: Vec<ProviderHandle>,
-    /// Authenticated keys: hash -> principal. Keys are never revoked in
-    /// this version, so entries never go stale.
-    keys: DashMap<[u8; 32], Principal>,
+    /// Authenticated keys: hash -> principal. A revocation removes its entry
+    /// after the delete commits (see `keys.rs`).
+    pub(crate) keys: DashMap<[u8; 32], Principal>,
+    /// Bumped by every revocation, so a lookup that raced one can tell.
+    pub(crate) key_epoch: std::sync::atomic::AtomicU64,
+    /// Serialises key creation and revocation (an async lock: held across
+    /// the commit), so two revocations cannot both remove the last admin key.
+    pub(crate) key_writes: tokio::sync::Mutex<()>,
+    /// Each user's default routing strategy, as stored (None: the global
+    /// one); filled on first use.
+    pub(crate) strategies: DashMap<String, Option<oneflow::routing::Strategy>>,
 }
 
 /// The broker: cheap to clone, shared by every HTTP worker.
@@ -213,7 +218,7 @@ pub struct Broker {
     pub(crate) inner: Arc<Inner>,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, BrokerError> {
     tokio::task::spawn_blocking(f)
@@ -222,7 +227,7 @@ async fn blocking<T: Send + 'static>(
         .map_err(BrokerError::from)
 }
 
-const ADMIN_ID: &str = "admin";
+pub(crate) const ADMIN_ID: &str = "admin";
 
 impl Broker {
     /// Opens the store, releases what a crash left held, starts the
@@ -291,6 +296,9 @@ impl Broker {
             wallets,
             providers,
             keys: DashMap::new(),
+            key_epoch: Default::default(),
+            key_writes: Default::default(),
+            strategies: DashMap::new(),
         };
         Ok((
             Broker {
@@ -316,16 +324,7 @@ impl Broker {
         if let Some(p) = self.inner.keys.get(&hash) {
             return Ok(Some(p.clone()));
         }
-        let store = self.inner.store.clone();
-        let rec = blocking(move || store.api_key(&hash)).await?;
-        Ok(rec.map(|r| {
-            let p = Principal {
-                user_id: r.user_id,
-                role: r.role,
-            };
-            self.inner.keys.insert(hash, p.clone());
-            p
-        }))
+        self.lookup_key(hash).await
     }
 
     /// Creates a user with a key and, if given, an opening balance. The
@@ -365,6 +364,7 @@ impl Broker {
             email,
             role: Role::User,
             created_at: now,
+            strategy: None,
         };
         let key = api_key()
             .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
@@ -640,6 +640,7 @@ fn ensure_admin(
         email: "admin@localhost".into(),
         role: Role::Admin,
         created_at: now,
+        strategy: None,
     };
     let mut ops = Vec::new();
     if store.user(ADMIN_ID)?.is_none() {

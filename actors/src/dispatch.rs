@@ -45,12 +45,14 @@ fn attempt(provider: &str, started: Instant, err: Option<&CallError>) -> Attempt
     }
 }
 
-/// Tries `call` on each candidate in turn. `switch` is asked before the
+/// Tries `call` on each candidate in turn; `tokens[i]` is what a call to
+/// candidate `i` may use, for its tokens-per-minute limit. `switch` is asked before the
 /// first try on any candidate but the first (the hold moves to it); an
 /// error there passes the candidate over. `call` gets the provider's
 /// permit and must keep it for as long as the call runs (streams too).
 pub async fn run<T, C, F>(
     candidates: &[ProviderHandle],
+    tokens: &[u32],
     cfg: &RetryConfig,
     mut switch: impl FnMut(&ProviderHandle) -> BoxFuture<'static, Result<(), String>>,
     mut call: C,
@@ -96,24 +98,27 @@ where
             }
             let started = Instant::now();
             let budget = per_attempt.min(deadline - now);
-            let permit = match tokio::time::timeout(budget, p.acquire(0)).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(e)) => {
-                    // Our own queue for it is full: no point retrying here.
-                    attempts.push(attempt(name, started, Some(&e)));
-                    last = Some(e);
-                    break;
-                }
-                Err(_) => {
-                    let e = CallError::Timeout {
-                        provider: name.to_string(),
-                        ms: budget.as_millis() as u64,
-                    };
-                    attempts.push(attempt(name, started, Some(&e)));
-                    last = Some(e);
-                    break;
-                }
-            };
+            let permit =
+                match tokio::time::timeout(budget, p.acquire(tokens.get(i).copied().unwrap_or(0)))
+                    .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(e)) => {
+                        // Our own queue for it is full: no point retrying here.
+                        attempts.push(attempt(name, started, Some(&e)));
+                        last = Some(e);
+                        break;
+                    }
+                    Err(_) => {
+                        let e = CallError::Timeout {
+                            provider: name.to_string(),
+                            ms: budget.as_millis() as u64,
+                        };
+                        attempts.push(attempt(name, started, Some(&e)));
+                        last = Some(e);
+                        break;
+                    }
+                };
             if !p.stats.try_begin() {
                 drop(permit);
                 let e = CallError::Unavailable(name.to_string());

@@ -220,6 +220,10 @@ struct Release;
 struct Waiting {
     tokens: u32,
     reply: oneshot::Sender<()>,
+    /// Limiters (in [`ProviderWorker::limiters`] order) this call has
+    /// already passed: each is charged once per call, however often the
+    /// pump comes back to it.
+    passed: usize,
 }
 
 /// The actor in front of one provider: it only admits calls, which run in
@@ -227,6 +231,7 @@ struct Waiting {
 pub struct ProviderWorker {
     cfg: ProviderConfig,
     limiter: Option<DefaultDirectRateLimiter>,
+    per_minute: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
     queue: VecDeque<Waiting>,
     in_flight: u32,
@@ -244,11 +249,14 @@ impl ProviderWorker {
             let burst = NonZeroU32::new(cfg.limits.burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
         });
+        let per_minute = NonZeroU32::new(cfg.limits.requests_per_minute)
+            .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
         let tokens = NonZeroU32::new(cfg.limits.tokens_per_minute)
             .map(|tpm| RateLimiter::direct(Quota::per_minute(tpm)));
         ProviderWorker {
             cfg,
             limiter,
+            per_minute,
             tokens,
             queue: VecDeque::new(),
             in_flight: 0,
@@ -275,30 +283,39 @@ impl ProviderWorker {
             while self.queue.front().is_some_and(|w| w.reply.is_closed()) {
                 self.queue.pop_front();
             }
-            let Some(front) = self.queue.front() else {
+            let Some(front) = self.queue.front_mut() else {
                 break;
             };
-            if let Some(t) = &self.tokens {
-                // Tokens above a whole minute's quota are admitted alone.
-                let n = NonZeroU32::new(front.tokens.min(self.cfg.limits.tokens_per_minute));
-                if let Some(n) = n {
-                    match t.check_n(n) {
-                        Ok(Ok(())) => {}
-                        Ok(Err(not_until)) => {
-                            let wait = not_until.wait_time_from(DefaultClock::default().now());
-                            self.wake_at(ctx, wait);
-                            break;
-                        }
-                        Err(_) => {}
+            // Tokens, then requests per second, then per minute. A limiter
+            // that says "not yet" is asked again when it has room; the ones
+            // already passed are not charged again.
+            let limiters = [&self.tokens, &self.limiter, &self.per_minute];
+            let mut wait = None;
+            while front.passed < limiters.len() {
+                let Some(l) = limiters[front.passed] else {
+                    front.passed += 1;
+                    continue;
+                };
+                let verdict = if front.passed == 0 {
+                    // Tokens above a whole minute's quota are admitted alone.
+                    match NonZeroU32::new(front.tokens.min(self.cfg.limits.tokens_per_minute)) {
+                        Some(n) => l.check_n(n).unwrap_or(Ok(())),
+                        None => Ok(()),
+                    }
+                } else {
+                    l.check()
+                };
+                match verdict {
+                    Ok(()) => front.passed += 1,
+                    Err(not_until) => {
+                        wait = Some(not_until.wait_time_from(DefaultClock::default().now()));
+                        break;
                     }
                 }
             }
-            if let Some(l) = &self.limiter {
-                if let Err(not_until) = l.check() {
-                    let wait = not_until.wait_time_from(DefaultClock::default().now());
-                    self.wake_at(ctx, wait);
-                    break;
-                }
+            if let Some(wait) = wait {
+                self.wake_at(ctx, wait);
+                break;
             }
             let Some(w) = self.queue.pop_front() else {
                 break;
@@ -335,6 +352,7 @@ impl Handler<Acquire> for ProviderWorker {
         self.queue.push_back(Waiting {
             tokens: m.tokens,
             reply,
+            passed: 0,
         });
         self.pump(ctx);
         Ok(rx)

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use oneflow::Credits;
+use oneflow::config::ProviderConfig;
 use oneflow::ledger::Refusal;
 use oneflow::pricing::{Usage, count_words};
 use oneflow::records::{Attempt, RequestRecord, RequestStatus};
@@ -21,6 +22,10 @@ use crate::ids::{new_id, now_ms};
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
 
+/// Fits a request to one provider: its plan (modality, bounds, quote).
+pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
+type PlanResult = Result<Plan, RequestError>;
+
 /// A request ready to route: what the upstream is asked, how to fit it to
 /// one provider, and the caller's routing wishes.
 pub struct Job {
@@ -29,7 +34,7 @@ pub struct Job {
     /// The operation; chat and completion `max_tokens` are set per
     /// provider from its plan.
     pub op: Operation,
-    pub planner: Box<dyn Fn(&oneflow::config::ProviderConfig) -> Result<Plan, RequestError> + Send + Sync>,
+    pub planner: Planner,
     pub constraints: Constraints,
     pub strategy: Option<Strategy>,
     pub idem: Option<IdemKey>,
@@ -71,7 +76,12 @@ fn op_for(op: &Operation, plan: &Plan) -> Operation {
     let max = u32::try_from(plan.max_usage.output_tokens).unwrap_or(u32::MAX);
     let prompt = op.prompt_text();
     match (op, plan.modality) {
-        (Operation::Chat { messages, extra, .. }, Modality::Text) => Operation::Chat {
+        (
+            Operation::Chat {
+                messages, extra, ..
+            },
+            Modality::Text,
+        ) => Operation::Chat {
             messages: messages.clone(),
             max_tokens: max,
             extra: extra.clone(),
@@ -180,6 +190,14 @@ impl Broker {
         )?)
     }
 
+    /// A job that names no strategy takes the user's default, if set.
+    async fn default_strategy(&self, user_id: &str, job: &mut Job) -> Result<(), BrokerError> {
+        if job.strategy.is_none() {
+            job.strategy = self.user_strategy(user_id).await?;
+        }
+        Ok(())
+    }
+
     /// The candidates a hold of `amount` covers (at most `max_providers`).
     fn covered(&self, route: &Route, amount: Option<Credits>) -> Vec<Plan> {
         let n = self.inner.config.retry.max_providers as usize;
@@ -196,7 +214,8 @@ impl Broker {
     /// the fallbacks too: it is the most the request can cost.
     pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
         req.validate(self.inner.config.server.max_prompt_chars)?;
-        let job = Job::native(req.clone(), None);
+        let mut job = Job::native(req.clone(), None);
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let plans = self.covered(&route, None);
         let Some(best) = plans.first() else {
@@ -229,7 +248,8 @@ impl Broker {
     }
 
     /// Runs a job to its whole answer.
-    pub async fn run(&self, user_id: &str, job: Job) -> Result<Answer, BrokerError> {
+    pub async fn run(&self, user_id: &str, mut job: Job) -> Result<Answer, BrokerError> {
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let this = self.clone();
         let user_id = user_id.to_string();
@@ -362,8 +382,10 @@ impl Broker {
             })
             .collect();
         let retry = self.inner.config.retry.clone();
+        let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
             &handles,
+            &tokens,
             &retry,
             self.switcher(&h.user_id, h.hold_id),
             |i, permit| {
@@ -490,7 +512,8 @@ impl Broker {
     /// opens a stream (retries and fallbacks apply until one does), then
     /// passes chunks on as they arrive. The hold bounds the stream: when the
     /// next chunk would cost more than is held, the stream ends there.
-    pub async fn stream(&self, user_id: &str, job: Job) -> Result<StreamStart, BrokerError> {
+    pub async fn stream(&self, user_id: &str, mut job: Job) -> Result<StreamStart, BrokerError> {
+        self.default_strategy(user_id, &mut job).await?;
         let route = self.route_job(&job)?;
         let this = self.clone();
         let user_id = user_id.to_string();
@@ -523,8 +546,10 @@ impl Broker {
             })
             .collect();
         let retry = self.inner.config.retry.clone();
+        let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
             &handles,
+            &tokens,
             &retry,
             self.switcher(&h.user_id, h.hold_id),
             |i, permit| {
@@ -588,7 +613,10 @@ impl Broker {
                 };
                 match next {
                     Err(_) => {
-                        stopped = Some(("upstream_timeout".into(), "the upstream stopped sending".into()));
+                        stopped = Some((
+                            "upstream_timeout".into(),
+                            "the upstream stopped sending".into(),
+                        ));
                         break;
                     }
                     Ok(None) => break,
@@ -609,9 +637,7 @@ impl Broker {
                             output_tokens: delivered_tokens + tokens,
                             ..Usage::default()
                         };
-                        let over = rates
-                            .cost(&would, None)
-                            .map_or(true, |c| c > h.hold);
+                        let over = rates.cost(&would, None).map_or(true, |c| c > h.hold);
                         if over {
                             finish_reason = "length".into();
                             stopped = Some((
@@ -621,7 +647,8 @@ impl Broker {
                             break;
                         }
                         if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
-                            stopped = Some(("client_disconnected".into(), "the client went away".into()));
+                            stopped =
+                                Some(("client_disconnected".into(), "the client went away".into()));
                             break;
                         }
                         delivered_tokens += tokens;
@@ -649,7 +676,11 @@ impl Broker {
                 };
                 Usage {
                     input_tokens: input,
-                    output_tokens: delivered_tokens.max(if complete { reported.output_tokens } else { 0 }),
+                    output_tokens: delivered_tokens.max(if complete {
+                        reported.output_tokens
+                    } else {
+                        0
+                    }),
                     ..Usage::default()
                 }
             };
@@ -732,11 +763,7 @@ impl Broker {
 /// The model name to send upstream: the one the client named if the
 /// provider lists it, else the provider's first listed model (a client may
 /// name the provider itself).
-fn upstream_model(
-    asked: &str,
-    handles: &[crate::provider::ProviderHandle],
-    plan: &Plan,
-) -> String {
+fn upstream_model(asked: &str, handles: &[crate::provider::ProviderHandle], plan: &Plan) -> String {
     let Some(h) = handles.iter().find(|h| h.config.name == plan.provider) else {
         return asked.to_string();
     };
@@ -744,8 +771,26 @@ fn upstream_model(
     if c.models.iter().any(|m| m == asked) {
         asked.to_string()
     } else {
-        c.models.first().cloned().unwrap_or_else(|| asked.to_string())
+        c.models
+            .first()
+            .cloned()
+            .unwrap_or_else(|| asked.to_string())
     }
+}
+
+/// The most tokens each candidate's call can use (prompt bound plus
+/// output bound), for the providers' tokens-per-minute limits.
+fn token_bounds(plans: &[Plan]) -> Vec<u32> {
+    plans
+        .iter()
+        .map(|p| {
+            let t = p
+                .max_usage
+                .input_tokens
+                .saturating_add(p.max_usage.output_tokens);
+            u32::try_from(t).unwrap_or(u32::MAX)
+        })
+        .collect()
 }
 
 fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {

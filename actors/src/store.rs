@@ -79,6 +79,9 @@ pub struct User {
     pub email: String,
     pub role: Role,
     pub created_at: Millis,
+    /// The user's default routing strategy; `None` follows the global one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<oneflow::routing::Strategy>,
 }
 
 /// What is kept of an API key: never the key itself.
@@ -140,6 +143,10 @@ pub enum WriteOp {
     PutKey {
         hash: [u8; 32],
         record: ApiKeyRecord,
+    },
+    /// Revokes a key: its hash leaves the table, so it authenticates no more.
+    DeleteKey {
+        hash: [u8; 32],
     },
     /// A wallet snapshot, serialised by the wallet so the order of
     /// snapshots is the order of its operations.
@@ -363,6 +370,22 @@ impl Store {
         self.get(API_KEYS, hash.as_slice())
     }
 
+    /// Every stored key with its hash (keys are few: a scan is fine).
+    pub fn api_keys(&self) -> Result<Vec<([u8; 32], ApiKeyRecord)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(API_KEYS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let hash: [u8; 32] = k
+                .value()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("an api_keys key is not 32 bytes".into()))?;
+            out.push((hash, dec(v.value())?));
+        }
+        Ok(out)
+    }
+
     pub fn has_admin_key(&self) -> Result<bool, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(API_KEYS)?;
@@ -530,6 +553,9 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
             }
             WriteOp::PutKey { hash, record } => {
                 keys.insert(hash.as_slice(), enc(&record)?.as_slice())?;
+            }
+            WriteOp::DeleteKey { hash } => {
+                keys.remove(hash.as_slice())?;
             }
             WriteOp::PutWallet { user_id, bytes } => {
                 wallets.insert(user_id.as_str(), bytes.as_slice())?;

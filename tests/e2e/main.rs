@@ -8,11 +8,19 @@ mod support;
 
 mod auth;
 mod browser;
+mod cli;
 mod concurrency;
 mod dashboard;
 mod fuzz;
 mod idempotency;
+mod keys;
 mod ledger_flow;
 mod lifecycle;
+mod limits;
+mod providers;
 mod restart;
+mod sdk;
+#[allow(dead_code)]
+mod upstream;
+mod upstream_selftest;
 mod validation;

@@ -36,6 +36,10 @@ pub enum ApiError {
         message: String,
         retry_after: u64,
     },
+    /// No provider can serve the request within its constraints (region,
+    /// allowed providers, `max_price`); nothing was held.
+    #[error("{message}")]
+    Unservable { code: &'static str, message: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::PaymentRequired { code, .. } => code,
             ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
             ApiError::Overloaded { code, .. } => code,
+            ApiError::Unservable { code, .. } => code,
             ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Upstream { code, .. } => code,
@@ -97,11 +102,13 @@ impl ResponseError for ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unservable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream { code, .. } => match *code {
                 "provider_overloaded" => StatusCode::TOO_MANY_REQUESTS,
-                "provider_unavailable" | "provider_timeout" => StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+                "provider_timeout" => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +137,16 @@ impl From<BrokerError> for ApiError {
                 message: RequestError::NoProviderAvailable(m).to_string(),
                 retry_after: 1,
             },
+            BrokerError::Invalid(r @ RequestError::OverMaxPrice { .. }) => ApiError::Unservable {
+                code: "over_max_price",
+                message: r.to_string(),
+            },
+            BrokerError::Invalid(r @ RequestError::NoProviderInRegion { .. }) => {
+                ApiError::Unservable {
+                    code: "no_provider_in_region",
+                    message: r.to_string(),
+                }
+            }
             BrokerError::Invalid(r) => ApiError::BadRequest(r.to_string()),
             BrokerError::BadInput(m) => ApiError::BadRequest(m),
             BrokerError::Refused(r) => match r {

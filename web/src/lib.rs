@@ -2,6 +2,7 @@
 //! loading, and the server both `main` and the tests start.
 
 pub mod auth;
+pub mod cli;
 pub mod error;
 pub mod routes;
 pub mod settings;
@@ -50,6 +51,8 @@ pub fn create_app(
         .service(routes::analytics::analytics)
         .service(routes::budget::get_budget)
         .service(routes::budget::put_budget)
+        .service(routes::routing::get_routing)
+        .service(routes::routing::put_routing)
         .service(routes::credits::add)
         .service(routes::providers::providers)
         .service(routes::providers::config)
@@ -58,6 +61,9 @@ pub fn create_app(
         .service(routes::history::transactions)
         .service(routes::users::create)
         .service(routes::users::list)
+        .service(routes::keys::create)
+        .service(routes::keys::list)
+        .service(routes::keys::revoke)
         .service(routes::openai::chat)
         .service(routes::openai::completions)
         .service(routes::openai::embeddings)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use oneflow_web::cli;
 use oneflow_web::settings::{self, Overrides};
 
 #[derive(Parser)]
@@ -12,6 +13,8 @@ use oneflow_web::settings::{self, Overrides};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    conn: cli::Conn,
 }
 
 #[derive(Subcommand)]
@@ -28,6 +31,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Client commands: talk to a running broker over HTTP.
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +44,7 @@ fn main() -> std::process::ExitCode {
             data_dir,
             config,
         } => serve(config, Overrides { bind, data_dir }),
+        Command::Client(cmd) => cli::run(&cli.conn, cmd),
     }
 }
 

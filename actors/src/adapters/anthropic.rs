@@ -77,7 +77,11 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
         .iter()
         .filter(|m| m.role != "system" && m.role != "developer")
         .map(|m| {
-            let role = if m.role == "assistant" { "assistant" } else { "user" };
+            let role = if m.role == "assistant" {
+                "assistant"
+            } else {
+                "user"
+            };
             json!({"role": role, "content": m.content})
         })
         .collect();

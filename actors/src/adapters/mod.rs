@@ -221,9 +221,7 @@ impl CallError {
     /// opposed to the request being one it cannot take.
     pub fn is_provider_fault(&self) -> bool {
         match self {
-            CallError::Upstream { status, .. } => {
-                !matches!(status, Some(400 | 404 | 413 | 422))
-            }
+            CallError::Upstream { status, .. } => !matches!(status, Some(400 | 404 | 413 | 422)),
             CallError::Timeout { .. } | CallError::Unavailable(_) => true,
             CallError::Overloaded { .. } | CallError::Unsupported { .. } => false,
         }
@@ -311,21 +309,16 @@ fn api_key(cfg: &ProviderConfig) -> Option<String> {
 pub fn build(cfg: &ProviderConfig, client: &reqwest::Client) -> std::sync::Arc<dyn Adapter> {
     use std::sync::Arc;
     match cfg.kind {
-        ProviderKind::Simulated => Arc::new(simulated::Simulated::new(
-            &cfg.name,
-            cfg.simulated.clone(),
-        )),
+        ProviderKind::Simulated => {
+            Arc::new(simulated::Simulated::new(&cfg.name, cfg.simulated.clone()))
+        }
         ProviderKind::Openai => Arc::new(openai::OpenAi::new(cfg, client.clone(), api_key(cfg))),
-        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(
-            cfg,
-            client.clone(),
-            api_key(cfg),
-        )),
-        ProviderKind::Stability => Arc::new(stability::Stability::new(
-            cfg,
-            client.clone(),
-            api_key(cfg),
-        )),
+        ProviderKind::Anthropic => {
+            Arc::new(anthropic::Anthropic::new(cfg, client.clone(), api_key(cfg)))
+        }
+        ProviderKind::Stability => {
+            Arc::new(stability::Stability::new(cfg, client.clone(), api_key(cfg)))
+        }
     }
 }
 
@@ -342,8 +335,10 @@ pub(crate) async fn error_from_response(provider: &str, res: reqwest::Response) 
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
+            // OpenAI and Anthropic nest it under `error`; Stability does not.
+            ["/error/message", "/message"]
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(|m| m.as_str()))
                 .map(str::to_string)
         })
         .unwrap_or_else(|| format!("HTTP {status}"));

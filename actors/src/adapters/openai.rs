@@ -281,8 +281,7 @@ fn chunks(
                             if let Some(t) = text.filter(|t| !t.is_empty()) {
                                 out.push(Ok(Chunk::Delta(t.to_string())));
                             }
-                            if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str())
-                            {
+                            if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
                                 out.push(Ok(Chunk::Finish(f.to_string())));
                             }
                         }

@@ -11,9 +11,7 @@ use futures_util::stream::StreamExt;
 use oneflow::config::SimulatedSettings;
 use oneflow::pricing::{Modality, Usage, count_words};
 
-use super::{
-    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output,
-};
+use super::{Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output};
 
 pub struct Simulated {
     name: String,
@@ -161,10 +159,7 @@ impl Adapter for Simulated {
                 } => (text, finish_reason),
                 other => (other.summary(), "stop".into()),
             };
-            let words: Vec<String> = text
-                .split_inclusive(' ')
-                .map(str::to_string)
-                .collect();
+            let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
             let mut chunks: Vec<Result<Chunk, CallError>> =
                 words.into_iter().map(|w| Ok(Chunk::Delta(w))).collect();
             chunks.push(Ok(Chunk::Usage(r.usage)));

@@ -8,8 +8,8 @@ use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
 use super::{
-    Adapter, CallError, CallRequest, CallResult, Operation, Output, error_from_response,
-    malformed, transport_error, url,
+    Adapter, CallError, CallRequest, CallResult, Operation, Output, error_from_response, malformed,
+    transport_error, url,
 };
 
 pub struct Stability {
@@ -40,7 +40,9 @@ impl Adapter for Stability {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
         let built = match &req.op {
-            Operation::Image { prompt, n, size, .. } => match dimensions(size) {
+            Operation::Image {
+                prompt, n, size, ..
+            } => match dimensions(size) {
                 Some((width, height)) => {
                     let body = json!({
                         "text_prompts": [{"text": prompt, "weight": 1}],
@@ -84,9 +86,7 @@ impl Adapter for Stability {
                 .ok_or_else(|| malformed(&name, "no artifacts"))?;
             let images: Vec<Value> = artifacts
                 .iter()
-                .filter(|a| {
-                    a.get("finishReason").and_then(|f| f.as_str()) != Some("ERROR")
-                })
+                .filter(|a| a.get("finishReason").and_then(|f| f.as_str()) != Some("ERROR"))
                 .filter_map(|a| a.get("base64").and_then(|b| b.as_str()))
                 .map(|b| json!({"b64_json": b}))
                 .collect();

@@ -6,9 +6,11 @@ pub mod budget;
 pub mod credits;
 pub mod dashboard;
 pub mod history;
+pub mod keys;
 pub mod openai;
 pub mod providers;
 pub mod request;
+pub mod routing;
 pub mod status;
 pub mod users;
 

@@ -120,7 +120,10 @@ fn header<T: serde::de::DeserializeOwned>(
         .map_err(|_| ApiError::BadRequest(format!("`{name}` has an invalid value")).into())
 }
 
-fn route_wish(req: &HttpRequest, field: Option<RouteWish>) -> Result<(Option<Strategy>, Constraints), OpenAiError> {
+fn route_wish(
+    req: &HttpRequest,
+    field: Option<RouteWish>,
+) -> Result<(Option<Strategy>, Constraints), OpenAiError> {
     let mut w = field.unwrap_or_default();
     if let Some(s) = header::<Strategy>(req, "x-oneflow-strategy")? {
         w.strategy = Some(s);
@@ -233,9 +236,20 @@ fn refuse_unsupported(extra: &Map<String, Value>, n: Option<u32>) -> Result<(), 
     if n.is_some_and(|n| n != 1) {
         return Err(ApiError::BadRequest("only `n` = 1 is supported".into()).into());
     }
-    for k in ["tools", "functions", "tool_choice", "function_call", "logprobs"] {
-        if extra.get(k).is_some_and(|v| !v.is_null() && v != &Value::Bool(false)) {
-            return Err(ApiError::BadRequest(format!("`{k}` is not supported by this broker")).into());
+    for k in [
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "logprobs",
+    ] {
+        if extra
+            .get(k)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err(
+                ApiError::BadRequest(format!("`{k}` is not supported by this broker")).into(),
+            );
         }
     }
     Ok(())
@@ -248,8 +262,15 @@ fn messages(body: &[InMessage], max_chars: usize) -> Result<Vec<ChatMessage>, Op
     let mut out = Vec::with_capacity(body.len());
     let mut total = 0usize;
     for m in body {
-        if !matches!(m.role.as_str(), "system" | "developer" | "user" | "assistant") {
-            return Err(ApiError::BadRequest(format!("message role `{}` is not supported", m.role)).into());
+        if !matches!(
+            m.role.as_str(),
+            "system" | "developer" | "user" | "assistant"
+        ) {
+            return Err(ApiError::BadRequest(format!(
+                "message role `{}` is not supported",
+                m.role
+            ))
+            .into());
         }
         let content = match &m.content {
             None => String::new(),
@@ -278,7 +299,10 @@ fn messages(body: &[InMessage], max_chars: usize) -> Result<Vec<ChatMessage>, Op
         });
     }
     if total > max_chars {
-        return Err(ApiError::BadRequest(format!("messages are longer than {max_chars} characters")).into());
+        return Err(ApiError::BadRequest(format!(
+            "messages are longer than {max_chars} characters"
+        ))
+        .into());
     }
     if out.iter().all(|m| m.content.trim().is_empty()) {
         return Err(ApiError::BadRequest("messages must have some text".into()).into());
@@ -318,7 +342,10 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let a = s.broker.run(&user, job).await?;
     let (meta, out) = settled(&a.outcome, a.output)?;
     let (text, finish) = match out {
-        Some(Output::Text { text, finish_reason }) => (text, finish_reason),
+        Some(Output::Text {
+            text,
+            finish_reason,
+        }) => (text, finish_reason),
         _ => (String::new(), "stop".into()),
     };
     Ok(ok(&meta).json(json!({
@@ -357,7 +384,11 @@ struct CompletionBody {
 }
 
 #[post("/v1/completions")]
-pub async fn completions(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
+pub async fn completions(
+    s: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> V1Result {
     let user = caller(&req).await?;
     let b: CompletionBody = body(&s, &req, payload).await?;
     refuse_unsupported(&b.extra, b.n)?;
@@ -399,7 +430,10 @@ pub async fn completions(s: web::Data<AppState>, req: HttpRequest, payload: web:
     let a = s.broker.run(&user, job).await?;
     let (meta, out) = settled(&a.outcome, a.output)?;
     let (text, finish) = match out {
-        Some(Output::Text { text, finish_reason }) => (text, finish_reason),
+        Some(Output::Text {
+            text,
+            finish_reason,
+        }) => (text, finish_reason),
         _ => (String::new(), "stop".into()),
     };
     Ok(ok(&meta).json(json!({
@@ -423,7 +457,11 @@ struct EmbeddingBody {
 }
 
 #[post("/v1/embeddings")]
-pub async fn embeddings(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
+pub async fn embeddings(
+    s: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> V1Result {
     let user = caller(&req).await?;
     let b: EmbeddingBody = body(&s, &req, payload).await?;
     let inputs = match b.input {
@@ -493,7 +531,10 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         .model
         .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
     let (strategy, constraints) = route_wish(&req, b.oneflow)?;
-    let ask = Ask::Image { n: b.n, size: b.size };
+    let ask = Ask::Image {
+        n: b.n,
+        size: b.size,
+    };
     let job = Job {
         model: model.clone(),
         preview: preview(&b.prompt),
@@ -556,7 +597,10 @@ pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let a = s.broker.run(&user, job).await?;
     let (meta, out) = settled(&a.outcome, a.output)?;
     match out {
-        Some(Output::Audio { bytes, content_type }) => Ok(ok(&meta)
+        Some(Output::Audio {
+            bytes,
+            content_type,
+        }) => Ok(ok(&meta)
             .insert_header((CONTENT_TYPE, content_type))
             .body(bytes)),
         Some(other) => Ok(ok(&meta).json(json!({"output": other.summary()}))),
@@ -586,7 +630,13 @@ struct Meta {
 
 /// A failed outcome becomes an error; a good one its metadata and output.
 fn settled(outcome: &Value, output: Option<Output>) -> Result<(Meta, Option<Output>), OpenAiError> {
-    let text = |k: &str| outcome.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    let text = |k: &str| {
+        outcome
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
     if let Some(code) = outcome.get("error_code").and_then(|c| c.as_str()) {
         let code: &'static str = match code {
             "provider_overloaded" => "provider_overloaded",
@@ -605,7 +655,10 @@ fn settled(outcome: &Value, output: Option<Output>) -> Result<(Meta, Option<Outp
         request_id: text("request_id"),
         model: text("model"),
         route: text("route"),
-        cost: outcome.get("cost").map(|c| c.to_string()).unwrap_or_default(),
+        cost: outcome
+            .get("cost")
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
     };
     Ok((meta, output))
 }
@@ -621,7 +674,12 @@ fn ok(meta: &Meta) -> actix_web::HttpResponseBuilder {
 }
 
 fn usage_json(outcome: &Value) -> Value {
-    let n = |k: &str| outcome.pointer(&format!("/usage/{k}")).and_then(|v| v.as_u64()).unwrap_or(0);
+    let n = |k: &str| {
+        outcome
+            .pointer(&format!("/usage/{k}"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
     let (i, o) = (n("input_tokens"), n("output_tokens"));
     json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
 }
@@ -660,44 +718,55 @@ async fn stream(s: &AppState, user: &str, job: Job, include_usage: bool, kind: K
         }
         Bytes::from(format!("data: {v}\n\n"))
     };
-    let body = futures_util::stream::unfold(
-        (start.events, false),
-        move |(mut rx, done)| {
-            let chunk = chunk.clone();
-            let is_first = std::mem::replace(&mut first, false);
-            async move {
-                if done {
-                    return None;
-                }
-                let bytes = match rx.recv().await {
-                    Some(StreamEvent::Delta(d)) => {
-                        let choice = match kind {
-                            Kind::Chat if is_first => json!([{"index": 0, "delta": {"role": "assistant", "content": d}, "finish_reason": null}]),
-                            Kind::Chat => json!([{"index": 0, "delta": {"content": d}, "finish_reason": null}]),
-                            Kind::Completion => json!([{"index": 0, "text": d, "finish_reason": null}]),
-                        };
-                        return Some((Ok::<_, actix_web::Error>(chunk(choice, None)), (rx, false)));
-                    }
-                    Some(StreamEvent::End { finish_reason, stopped, message, usage, cost }) => {
-                        let choice = match kind {
-                            Kind::Chat => json!([{"index": 0, "delta": {}, "finish_reason": finish_reason}]),
-                            Kind::Completion => json!([{"index": 0, "text": "", "finish_reason": finish_reason}]),
-                        };
-                        let note = json!({"stopped": stopped, "message": message, "cost": cost});
-                        let mut out = chunk(choice, Some(("oneflow", note))).to_vec();
-                        if include_usage {
-                            let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
-                            out.extend_from_slice(&chunk(json!([]), Some(("usage", u))));
-                        }
-                        out.extend_from_slice(b"data: [DONE]\n\n");
-                        Bytes::from(out)
-                    }
-                    None => Bytes::from_static(b"data: [DONE]\n\n"),
-                };
-                Some((Ok(bytes), (rx, true)))
+    let body = futures_util::stream::unfold((start.events, false), move |(mut rx, done)| {
+        let chunk = chunk.clone();
+        let is_first = std::mem::replace(&mut first, false);
+        async move {
+            if done {
+                return None;
             }
-        },
-    );
+            let bytes = match rx.recv().await {
+                Some(StreamEvent::Delta(d)) => {
+                    let choice = match kind {
+                        Kind::Chat if is_first => {
+                            json!([{"index": 0, "delta": {"role": "assistant", "content": d}, "finish_reason": null}])
+                        }
+                        Kind::Chat => {
+                            json!([{"index": 0, "delta": {"content": d}, "finish_reason": null}])
+                        }
+                        Kind::Completion => json!([{"index": 0, "text": d, "finish_reason": null}]),
+                    };
+                    return Some((Ok::<_, actix_web::Error>(chunk(choice, None)), (rx, false)));
+                }
+                Some(StreamEvent::End {
+                    finish_reason,
+                    stopped,
+                    message,
+                    usage,
+                    cost,
+                }) => {
+                    let choice = match kind {
+                        Kind::Chat => {
+                            json!([{"index": 0, "delta": {}, "finish_reason": finish_reason}])
+                        }
+                        Kind::Completion => {
+                            json!([{"index": 0, "text": "", "finish_reason": finish_reason}])
+                        }
+                    };
+                    let note = json!({"stopped": stopped, "message": message, "cost": cost});
+                    let mut out = chunk(choice, Some(("oneflow", note))).to_vec();
+                    if include_usage {
+                        let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
+                        out.extend_from_slice(&chunk(json!([]), Some(("usage", u))));
+                    }
+                    out.extend_from_slice(b"data: [DONE]\n\n");
+                    Bytes::from(out)
+                }
+                None => Bytes::from_static(b"data: [DONE]\n\n"),
+            };
+            Some((Ok(bytes), (rx, true)))
+        }
+    });
     let mut res = HttpResponse::Ok();
     res.insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))

@@ -1,5 +1,5 @@
-//! `GET /api/providers` and `GET /api/config` (no secrets: this version has
-//! none, and later adapters store only the *names* of key variables).
+//! `GET /api/providers` and `GET /api/config`. Config holds no secrets:
+//! providers name the environment variable their key is in, never the key.
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;

@@ -67,6 +67,7 @@ fn respond(outcome: serde_json::Value, replayed: bool) -> HttpResponse {
         None => HttpResponse::Ok(),
         Some("provider_overloaded") => HttpResponse::TooManyRequests(),
         Some("provider_unavailable") => HttpResponse::ServiceUnavailable(),
+        Some("provider_timeout") => HttpResponse::GatewayTimeout(),
         Some(_) => HttpResponse::BadGateway(),
     };
     if replayed {

@@ -1,0 +1,53 @@
+//! Per-user settings that shape routing: a user's default strategy sits
+//! between a request's own choice and the global default.
+
+use oneflow::routing::Strategy;
+
+use crate::broker::{Broker, BrokerError, blocking};
+use crate::store::WriteOp;
+
+impl Broker {
+    /// The user's default strategy (`None`: the global one). Read from the
+    /// store once, then from memory.
+    pub async fn user_strategy(&self, user_id: &str) -> Result<Option<Strategy>, BrokerError> {
+        if let Some(s) = self.inner.strategies.get(user_id) {
+            return Ok(*s);
+        }
+        let store = self.inner.store.clone();
+        let id = user_id.to_string();
+        let user = blocking(move || store.user(&id))
+            .await?
+            .ok_or(BrokerError::NotFound("user"))?;
+        self.inner
+            .strategies
+            .insert(user_id.to_string(), user.strategy);
+        Ok(user.strategy)
+    }
+
+    /// Sets (or with `None` clears) the user's default strategy; committed
+    /// before it is answered and used.
+    pub async fn set_user_strategy(
+        &self,
+        user_id: &str,
+        strategy: Option<Strategy>,
+    ) -> Result<Option<Strategy>, BrokerError> {
+        let store = self.inner.store.clone();
+        let id = user_id.to_string();
+        let mut user = blocking(move || store.user(&id))
+            .await?
+            .ok_or(BrokerError::NotFound("user"))?;
+        user.strategy = strategy;
+        self.inner
+            .persist
+            .write(vec![WriteOp::PutUser(user)])
+            .await
+            .map_err(BrokerError::Store)?;
+        self.inner.strategies.insert(user_id.to_string(), strategy);
+        Ok(strategy)
+    }
+
+    /// The strategy a request of this user is routed by when it names none.
+    pub fn global_strategy(&self) -> Strategy {
+        self.inner.config.routing.strategy
+    }
+}
