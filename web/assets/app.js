@@ -216,6 +216,7 @@
         `${Math.round(p.health.latency_ms)} ms`, pct(p.health.success_rate),
         `${p.queued}/${l.queue} · ${p.in_flight}/${l.max_concurrency}`,
         `${l.requests_per_second || "∞"} / ${l.burst} / ${l.max_concurrency}`
+          + (l.requests_per_minute ? ` · ${l.requests_per_minute} req/min` : "")
           + (l.tokens_per_minute ? ` · ${l.tokens_per_minute} tok/min` : ""),
         p.rejected,
       ], { "data-provider": p.name });
