@@ -8,8 +8,10 @@ mod support;
 
 mod analytics;
 mod auth;
+mod browser;
 mod cli;
 mod concurrency;
+mod dashboard;
 mod fuzz;
 mod idempotency;
 mod keys;

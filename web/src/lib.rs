@@ -76,6 +76,8 @@ pub fn create_app(
         .service(routes::openai::speech)
         .service(routes::openai::models)
         .configure(openapi::configure)
+        .service(routes::dashboard::index)
+        .service(routes::dashboard::asset)
         .default_service(web::to(|| async {
             Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
                 "route".into(),

@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod budget;
 pub mod credits;
+pub mod dashboard;
 pub mod export;
 pub mod history;
 pub mod keys;
