@@ -433,7 +433,10 @@
       t: Number(t(b)),
       requests: Number(b.requests ?? b.count ?? 0),
       cost: typeof b.cost === "bigint" ? b.cost : 0n,
-      latency: Number(b.mean_latency_ms ?? b.latency_p50_ms ?? b.p50_ms ?? b.latency_ms ?? 0),
+      // An empty bucket has no latency, not a latency of zero.
+      latency: Number(b.requests ?? b.count ?? 0) > 0
+        ? Number(b.mean_latency_ms ?? b.latency_p50_ms ?? b.p50_ms ?? b.latency_ms ?? 0)
+        : null,
     })).sort((x, y) => x.t - y.t);
     const step = pts.length > 1 ? Math.max(60000, pts[1].t - pts[0].t) : 60000;
     return { pts, step, note: "from analytics" };
@@ -475,7 +478,18 @@
     const allUsers = !a.user_id;
     $("totals").textContent = `${a.total_requests} / ${pct(a.success_rate)}` + (allUsers ? " (all users)" : "");
     $("total-cost").textContent = fmt(a.total_cost) + (allUsers ? " (all users)" : "");
-    let series = seriesFromAnalytics(a);
+    // The last three hours by minute, from the rollups: the same figures as
+    // the totals, whatever the number of stored requests.
+    const from = Date.now() - 3 * 3600000;
+    let series = null;
+    try {
+      const sep = forSubject("/api/analytics/series").includes("?") ? "&" : "?";
+      const s = await api("GET", forSubject("/api/analytics/series") + `${sep}bucket=minute&from=${from}`);
+      series = seriesFromAnalytics({ series: s.points });
+      if (series) series.note = "last 3 hours, by minute";
+    } catch (e) {
+      series = null;
+    }
     if (!series) {
       const page = await api("GET", forSubject(`/api/history/requests?limit=${CHART_RECORDS}`));
       series = seriesFromRecords(page.items);
