@@ -381,16 +381,7 @@ impl Broker {
     async fn run_held(&self, h: Held) -> Result<Answer, BrokerError> {
         let started = Instant::now();
         let handles = self.handles(&h.plans)?;
-        let calls: Vec<CallRequest> = h
-            .plans
-            .iter()
-            .map(|plan| CallRequest {
-                request_id: h.request_id.clone(),
-                model: upstream_model(&h.job.model, &handles, plan),
-                op: op_for(&h.job.op, plan),
-                plan: plan.clone(),
-            })
-            .collect();
+        let calls = calls_for(&h, &handles);
         let retry = self.inner.config.retry.clone();
         let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
@@ -448,12 +439,7 @@ impl Broker {
                 Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
             },
             Err(e) => {
-                let code = match &e {
-                    CallError::Overloaded { .. } => "provider_overloaded",
-                    CallError::Unavailable(_) => "provider_unavailable",
-                    CallError::Timeout { .. } => "provider_timeout",
-                    _ => "provider_error",
-                };
+                let code = failure_code(&e);
                 let ra = e.retry_after();
                 fail(&mut outcome, code, e.to_string(), ra)
             }
@@ -553,16 +539,7 @@ impl Broker {
     async fn stream_held(&self, h: Held) -> Result<StreamStart, BrokerError> {
         let started = Instant::now();
         let handles = self.handles(&h.plans)?;
-        let calls: Vec<CallRequest> = h
-            .plans
-            .iter()
-            .map(|plan| CallRequest {
-                request_id: h.request_id.clone(),
-                model: upstream_model(&h.job.model, &handles, plan),
-                op: op_for(&h.job.op, plan),
-                plan: plan.clone(),
-            })
-            .collect();
+        let calls = calls_for(&h, &handles);
         let retry = self.inner.config.retry.clone();
         let tokens = token_bounds(&h.plans);
         let tried = dispatch::run(
@@ -582,12 +559,7 @@ impl Broker {
                 let plan = &h.plans[0];
                 let mut outcome = self.outcome_of(&h, plan, started);
                 let ra = e.retry_after();
-                let code = match &e {
-                    CallError::Overloaded { .. } => "provider_overloaded",
-                    CallError::Unavailable(_) => "provider_unavailable",
-                    CallError::Timeout { .. } => "provider_timeout",
-                    _ => "provider_error",
-                };
+                let code = failure_code(&e);
                 let action = fail(&mut outcome, code, e.to_string(), ra);
                 self.finish(&h, action, outcome, tried.attempts, plan, tried.upstream)
                     .await?;
@@ -798,6 +770,29 @@ fn upstream_model(asked: &str, handles: &[crate::provider::ProviderHandle], plan
             .first()
             .cloned()
             .unwrap_or_else(|| asked.to_string())
+    }
+}
+
+/// The call each candidate gets, fitted to its plan.
+fn calls_for(h: &Held, handles: &[crate::provider::ProviderHandle]) -> Vec<CallRequest> {
+    h.plans
+        .iter()
+        .map(|plan| CallRequest {
+            request_id: h.request_id.clone(),
+            model: upstream_model(&h.job.model, handles, plan),
+            op: op_for(&h.job.op, plan),
+            plan: plan.clone(),
+        })
+        .collect()
+}
+
+/// The error code a request that every provider failed is answered with.
+fn failure_code(e: &CallError) -> &'static str {
+    match e {
+        CallError::Overloaded { .. } => "provider_overloaded",
+        CallError::Unavailable(_) => "provider_unavailable",
+        CallError::Timeout { .. } => "provider_timeout",
+        _ => "provider_error",
     }
 }
 
