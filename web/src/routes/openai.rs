@@ -341,13 +341,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     }
     let a = s.broker.run(&user, job).await?;
     let (meta, out) = settled(&a.outcome, a.output)?;
-    let (text, finish) = match out {
-        Some(Output::Text {
-            text,
-            finish_reason,
-        }) => (text, finish_reason),
-        _ => (String::new(), "stop".into()),
-    };
+    let (text, finish) = text_of(out);
     Ok(ok(&meta).json(json!({
         "id": format!("chatcmpl-{}", meta.request_id),
         "object": "chat.completion",
@@ -429,13 +423,7 @@ pub async fn completions(
     }
     let a = s.broker.run(&user, job).await?;
     let (meta, out) = settled(&a.outcome, a.output)?;
-    let (text, finish) = match out {
-        Some(Output::Text {
-            text,
-            finish_reason,
-        }) => (text, finish_reason),
-        _ => (String::new(), "stop".into()),
-    };
+    let (text, finish) = text_of(out);
     Ok(ok(&meta).json(json!({
         "id": format!("cmpl-{}", meta.request_id),
         "object": "text_completion",
@@ -444,6 +432,17 @@ pub async fn completions(
         "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
         "usage": usage_json(&a.outcome),
     })))
+}
+
+/// The text and finish reason of a whole text answer.
+fn text_of(out: Option<Output>) -> (String, String) {
+    match out {
+        Some(Output::Text {
+            text,
+            finish_reason,
+        }) => (text, finish_reason),
+        _ => (String::new(), "stop".into()),
+    }
 }
 
 #[derive(Debug, Deserialize)]
