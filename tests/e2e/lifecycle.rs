@@ -165,8 +165,17 @@ async fn a_client_that_hangs_up_is_still_settled() {
     }
     let v = settled.expect("the hold was never settled");
     assert_eq!(credits(&v["balance"]), Credits::from_credits(35));
-    let (_, h) = s.get(&key, "/api/history/requests").await;
-    let items = h["items"].as_array().unwrap();
+    // The status shows the wallet's memory, which can be a moment ahead of
+    // the commit that stores the record: wait (bounded) for the record.
+    let mut items = Vec::new();
+    for _ in 0..50 {
+        let (_, h) = s.get(&key, "/api/history/requests").await;
+        items = h["items"].as_array().unwrap().clone();
+        if !items.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["status"], "succeeded");
     assert_ledger_balances(&s.ledger(&key).await, Credits::from_credits(35));
