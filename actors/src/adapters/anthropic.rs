@@ -10,7 +10,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, sse, transport_error, url,
+    error_from_response, malformed, sse, transport_error, url,
 };
 
 const VERSION: &str = "2023-06-01";
@@ -116,35 +116,10 @@ fn finish_reason(stop: &str) -> String {
     .to_string()
 }
 
-async fn error(provider: &str, res: reqwest::Response) -> CallError {
-    let status = res.status().as_u16();
-    let retry_after = res
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = res.bytes().await.unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| format!("HTTP {status}"));
-    CallError::Upstream {
-        provider: provider.to_string(),
-        status: Some(status),
-        message: format!("HTTP {status}: {}", super::truncate(&message, 300)),
-        retry_after,
-        // 529 is Anthropic's "overloaded".
-        transient: status == 408 || status == 429 || status >= 500,
-    }
-}
-
 impl Adapter for Anthropic {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
+        let key = self.key.clone();
         let built = body(&req.model, &req.op, false).map(|b| self.post(&b));
         Box::pin(async move {
             let builder = built.map_err(|what| CallError::Unsupported {
@@ -156,7 +131,7 @@ impl Adapter for Anthropic {
                 .await
                 .map_err(|e| transport_error(&name, &e))?;
             if !res.status().is_success() {
-                return Err(error(&name, res).await);
+                return Err(error_from_response(&name, key.as_deref(), res).await);
             }
             let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
             let v: Value =
@@ -198,6 +173,7 @@ impl Adapter for Anthropic {
 
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
         let name = self.name.clone();
+        let key = self.key.clone();
         let built = body(&req.model, &req.op, true).map(|b| self.post(&b));
         Box::pin(async move {
             let builder = built.map_err(|what| CallError::Unsupported {
@@ -209,7 +185,7 @@ impl Adapter for Anthropic {
                 .await
                 .map_err(|e| transport_error(&name, &e))?;
             if !res.status().is_success() {
-                return Err(error(&name, res).await);
+                return Err(error_from_response(&name, key.as_deref(), res).await);
             }
             let events = sse::events(res.bytes_stream().boxed());
             Ok(chunks(name, events))

@@ -324,7 +324,14 @@ pub fn build(cfg: &ProviderConfig, client: &reqwest::Client) -> std::sync::Arc<d
 
 /// Turns a failed HTTP exchange into a [`CallError`]: the status, the
 /// upstream's own message if its body has one, and `Retry-After`.
-pub(crate) async fn error_from_response(provider: &str, res: reqwest::Response) -> CallError {
+/// An upstream's error answer as a [`CallError`]: its status, its message
+/// (from `error.message`, or `message` as Stability has it) with the API key
+/// blanked out should the upstream echo it, and its `Retry-After`.
+pub(crate) async fn error_from_response(
+    provider: &str,
+    key: Option<&str>,
+    res: reqwest::Response,
+) -> CallError {
     let status = res.status().as_u16();
     let retry_after = res
         .headers()
@@ -345,9 +352,18 @@ pub(crate) async fn error_from_response(provider: &str, res: reqwest::Response) 
     CallError::Upstream {
         provider: provider.to_string(),
         status: Some(status),
-        message: format!("HTTP {status}: {}", truncate(&message, 300)),
+        message: format!("HTTP {status}: {}", truncate(&redact(&message, key), 300)),
         retry_after,
+        // 529 is Anthropic's "overloaded"; it falls under >= 500.
         transient: status == 408 || status == 409 || status == 429 || status >= 500,
+    }
+}
+
+/// `text` with every occurrence of the key replaced.
+fn redact(text: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) if k.len() >= 8 && text.contains(k) => text.replace(k, "[redacted]"),
+        _ => text.to_string(),
     }
 }
 
@@ -399,4 +415,24 @@ pub(crate) fn url(base: &str, path: &str) -> String {
 /// Reads a usage figure that may be absent or null.
 pub(crate) fn count(v: &serde_json::Value, pointer: &str) -> Option<u64> {
     v.pointer(pointer).and_then(|x| x.as_u64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn an_echoed_key_is_blanked_out_of_upstream_messages() {
+        let key = "sk-live-0123456789abcdef";
+        let said = format!("Incorrect API key provided: {key}. Check {key} again");
+        let shown = redact(&said, Some(key));
+        assert!(!shown.contains(key), "{shown}");
+        assert_eq!(
+            shown,
+            "Incorrect API key provided: [redacted]. Check [redacted] again"
+        );
+        // No key, or nothing of it in the text: unchanged.
+        assert_eq!(redact("rate limited", Some(key)), "rate limited");
+        assert_eq!(redact("rate limited", None), "rate limited");
+    }
 }

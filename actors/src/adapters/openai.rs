@@ -183,6 +183,7 @@ fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, Cal
 impl Adapter for OpenAi {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
+        let key = self.key.clone();
         let built = body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b));
         Box::pin(async move {
             let builder = built.map_err(|what| CallError::Unsupported {
@@ -194,7 +195,7 @@ impl Adapter for OpenAi {
                 .await
                 .map_err(|e| transport_error(&name, &e))?;
             if !res.status().is_success() {
-                return Err(error_from_response(&name, res).await);
+                return Err(error_from_response(&name, key.as_deref(), res).await);
             }
             if let Operation::Speech { input, .. } = &req.op {
                 let content_type = res
@@ -227,6 +228,7 @@ impl Adapter for OpenAi {
 
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
         let name = self.name.clone();
+        let key = self.key.clone();
         let built = match &req.op {
             Operation::Chat { .. } | Operation::Completion { .. } => {
                 body(&req.model, &req.op, true).map(|(path, b)| self.post(path, &b))
@@ -243,7 +245,7 @@ impl Adapter for OpenAi {
                 .await
                 .map_err(|e| transport_error(&name, &e))?;
             if !res.status().is_success() {
-                return Err(error_from_response(&name, res).await);
+                return Err(error_from_response(&name, key.as_deref(), res).await);
             }
             let events = sse::events(res.bytes_stream().boxed());
             Ok(chunks(name, events))

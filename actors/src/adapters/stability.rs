@@ -39,6 +39,7 @@ fn dimensions(size: &str) -> Option<(u32, u32)> {
 impl Adapter for Stability {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
+        let key = self.key.clone();
         let built = match &req.op {
             Operation::Image {
                 prompt, n, size, ..
@@ -75,7 +76,7 @@ impl Adapter for Stability {
                 .await
                 .map_err(|e| transport_error(&name, &e))?;
             if !res.status().is_success() {
-                return Err(error_from_response(&name, res).await);
+                return Err(error_from_response(&name, key.as_deref(), res).await);
             }
             let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
             let v: Value =
