@@ -487,6 +487,10 @@ async fn kill_between_acknowledged_requests(in_flight: &[i64]) {
         5,
     )
     .await;
+    // History is ordered by creation time in milliseconds: start each step
+    // in a later millisecond than the last, so "newest" and "oldest" below
+    // are not decided by a tie.
+    tokio::time::sleep(Duration::from_millis(3)).await;
     // B...: held while `slow` takes a minute; their clients never get answers.
     let mut pending = Vec::new();
     for (i, &max_tokens) in in_flight.iter().enumerate() {
@@ -505,6 +509,7 @@ async fn kill_between_acknowledged_requests(in_flight: &[i64]) {
     }
     let held = Credits::from_credits(in_flight.iter().sum());
     wait_held(&api, &key, held).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
     // C: acknowledged after the holds were taken, 4 credits.
     let c = charged(
         &api,
