@@ -399,30 +399,12 @@ impl Broker {
             },
         )
         .await;
-        let latency_ms = started.elapsed().as_millis() as u64;
         let (result, served) = match tried.result {
             Ok((r, i)) => (Ok(r), i),
             Err(e) => (Err(e), 0),
         };
         let plan = &h.plans[served.min(h.plans.len().saturating_sub(1))];
-        let mut outcome = RequestOutcome {
-            request_id: h.request_id.clone(),
-            status: RequestStatus::Succeeded,
-            response: None,
-            model: h.job.model.clone(),
-            provider: plan.provider.clone(),
-            usage: Usage::default(),
-            quote: h.hold,
-            cost: Credits::ZERO,
-            balance: Credits::ZERO,
-            available: Credits::ZERO,
-            route: h.route.explanation.clone(),
-            error_code: None,
-            error: None,
-            retry_after_secs: None,
-            latency_ms,
-            created_at: h.created_at,
-        };
+        let mut outcome = self.outcome_of(&h, plan, started);
         let mut output = None;
         let action = match result {
             Ok(r) => match handles[served]

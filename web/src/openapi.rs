@@ -1058,17 +1058,8 @@ pub mod schema {
     pub struct Point {
         /// The bucket's start, milliseconds since the Unix epoch.
         pub start: u64,
-        pub requests: u64,
-        pub successes: u64,
-        pub failures: u64,
-        pub success_rate: f64,
-        pub cost: Credits,
-        pub input_tokens: u64,
-        pub output_tokens: u64,
-        pub mean_latency_ms: f64,
-        pub latency_p50_ms: Option<u64>,
-        pub latency_p95_ms: Option<u64>,
-        pub latency_p99_ms: Option<u64>,
+        #[serde(flatten)]
+        pub figures: Figures,
     }
 
     #[derive(ToSchema)]
