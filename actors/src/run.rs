@@ -378,27 +378,44 @@ impl Broker {
         }
     }
 
+    /// Tries the held request's candidates in ranking order (retries,
+    /// fallbacks, the hold moving with them); `call` gets the provider, its
+    /// fitted request and the permit it must keep while the call runs.
+    async fn try_candidates<T, F, Fut>(
+        &self,
+        h: &Held,
+        handles: &[crate::provider::ProviderHandle],
+        mut call: F,
+    ) -> dispatch::Tried<T>
+    where
+        F: FnMut(&crate::provider::ProviderHandle, CallRequest, crate::provider::Permit) -> Fut,
+        Fut: std::future::Future<Output = Result<T, CallError>>,
+    {
+        let calls = calls_for(h, handles);
+        let tokens = token_bounds(&h.plans);
+        dispatch::run(
+            handles,
+            &tokens,
+            &self.inner.config.retry,
+            self.switcher(&h.user_id, h.hold_id),
+            |i, permit| call(&handles[i], calls[i].clone(), permit),
+        )
+        .await
+    }
+
     async fn run_held(&self, h: Held) -> Result<Answer, BrokerError> {
         let started = Instant::now();
         let handles = self.handles(&h.plans)?;
-        let calls = calls_for(&h, &handles);
-        let retry = self.inner.config.retry.clone();
-        let tokens = token_bounds(&h.plans);
-        let tried = dispatch::run(
-            &handles,
-            &tokens,
-            &retry,
-            self.switcher(&h.user_id, h.hold_id),
-            |i, permit| {
-                let call = handles[i].adapter.call(calls[i].clone());
+        let tried = self
+            .try_candidates(&h, &handles, |p, call, permit| {
+                let call = p.adapter.call(call);
                 async move {
                     let r = call.await;
                     drop(permit);
                     r
                 }
-            },
-        )
-        .await;
+            })
+            .await;
         let (result, served) = match tried.result {
             Ok((r, i)) => (Ok(r), i),
             Err(e) => (Err(e), 0),
@@ -521,20 +538,12 @@ impl Broker {
     async fn stream_held(&self, h: Held) -> Result<StreamStart, BrokerError> {
         let started = Instant::now();
         let handles = self.handles(&h.plans)?;
-        let calls = calls_for(&h, &handles);
-        let retry = self.inner.config.retry.clone();
-        let tokens = token_bounds(&h.plans);
-        let tried = dispatch::run(
-            &handles,
-            &tokens,
-            &retry,
-            self.switcher(&h.user_id, h.hold_id),
-            |i, permit| {
-                let open = handles[i].adapter.stream(calls[i].clone());
+        let tried = self
+            .try_candidates(&h, &handles, |p, call, permit| {
+                let open = p.adapter.stream(call);
                 async move { open.await.map(|s| (s, permit)) }
-            },
-        )
-        .await;
+            })
+            .await;
         let ((upstream, permit), served) = match tried.result {
             Ok(v) => v,
             Err(e) => {
@@ -565,7 +574,7 @@ impl Broker {
         };
         let this = self.clone();
         let rates = handles[served].config.rates.clone();
-        let idle = std::time::Duration::from_millis(retry.attempt_timeout_ms);
+        let idle = std::time::Duration::from_millis(self.inner.config.retry.attempt_timeout_ms);
         actix_rt::spawn(async move {
             use futures_util::StreamExt;
             let mut upstream = upstream;

@@ -55,6 +55,19 @@ pub fn provider(
     p
 }
 
+/// A broker whose one provider, `oai`, is the OpenAI mock `up` serving
+/// `mock-chat`.
+fn broker_for(up: &MockUpstream) -> TestServer {
+    let p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        up,
+        &["mock-chat"],
+    );
+    TestServer::start_with(move |c| c.providers = vec![p])
+}
+
 /// Fast retries so failure tests do not wait out real backoffs.
 fn quick_retries(c: &mut Config) {
     c.retry.attempts_per_provider = 2;
@@ -142,15 +155,7 @@ fn read_chat_stream(events: &[String]) -> (String, Option<Value>, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn openai_chat_plain_and_streamed_is_charged_what_the_upstream_reported() {
     let up = MockUpstream::start(Kind::OpenAi);
-    let s = TestServer::start_with(|c| {
-        c.providers = vec![provider(
-            "oai",
-            ProviderKind::Openai,
-            Modality::Text,
-            &up,
-            &["mock-chat"],
-        )];
-    });
+    let s = broker_for(&up);
     let (_, key) = s.user("chat", "100").await;
 
     // Plain.
@@ -418,15 +423,7 @@ async fn a_stream_whose_hold_runs_out_stops_at_the_limit() {
     up.set_default(Behavior::Endless {
         delay: Duration::from_millis(2),
     });
-    let s = TestServer::start_with(|c| {
-        c.providers = vec![provider(
-            "oai",
-            ProviderKind::Openai,
-            Modality::Text,
-            &up,
-            &["mock-chat"],
-        )];
-    });
+    let s = broker_for(&up);
     let (_, key) = s.user("endless", "100").await;
     let res = post(
         &s,
@@ -464,15 +461,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_delivered() {
     up.set_default(Behavior::Endless {
         delay: Duration::from_millis(20),
     });
-    let s = TestServer::start_with(|c| {
-        c.providers = vec![provider(
-            "oai",
-            ProviderKind::Openai,
-            Modality::Text,
-            &up,
-            &["mock-chat"],
-        )];
-    });
+    let s = broker_for(&up);
     let (_, key) = s.user("leaver", "100").await;
     let res = post(
         &s,
@@ -787,15 +776,7 @@ async fn the_circuit_opens_after_failures_and_closes_after_a_probe() {
 async fn upstream_keys_never_leave_the_process() {
     let up = MockUpstream::start(Kind::OpenAi);
     up.set_default(Behavior::Status(401, None));
-    let s = TestServer::start_with(|c| {
-        c.providers = vec![provider(
-            "oai",
-            ProviderKind::Openai,
-            Modality::Text,
-            &up,
-            &["mock-chat"],
-        )];
-    });
+    let s = broker_for(&up);
     let (_, key) = s.user("k", "10").await;
     let (_, config) = s.get(crate::support::ADMIN_KEY, "/api/config").await;
     assert!(config.to_string().contains(KEY_ENV), "{config}");

@@ -10,7 +10,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    error_from_response, malformed, sse, transport_error, url,
+    malformed, sse, transport_error, url,
 };
 
 const VERSION: &str = "2023-06-01";
@@ -122,17 +122,7 @@ impl Adapter for Anthropic {
         let key = self.key.clone();
         let built = body(&req.model, &req.op, false).map(|b| self.post(&b));
         Box::pin(async move {
-            let builder = built.map_err(|what| CallError::Unsupported {
-                provider: name.clone(),
-                what,
-            })?;
-            let res = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(&name, &e))?;
-            if !res.status().is_success() {
-                return Err(error_from_response(&name, key.as_deref(), res).await);
-            }
+            let res = super::send(&name, key.as_deref(), built).await?;
             let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
@@ -176,17 +166,7 @@ impl Adapter for Anthropic {
         let key = self.key.clone();
         let built = body(&req.model, &req.op, true).map(|b| self.post(&b));
         Box::pin(async move {
-            let builder = built.map_err(|what| CallError::Unsupported {
-                provider: name.clone(),
-                what,
-            })?;
-            let res = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(&name, &e))?;
-            if !res.status().is_success() {
-                return Err(error_from_response(&name, key.as_deref(), res).await);
-            }
+            let res = super::send(&name, key.as_deref(), built).await?;
             let events = sse::events(res.bytes_stream().boxed());
             Ok(chunks(name, events))
         })

@@ -324,6 +324,28 @@ pub fn build(cfg: &ProviderConfig, client: &reqwest::Client) -> std::sync::Arc<d
 
 /// Turns a failed HTTP exchange into a [`CallError`]: the status, the
 /// upstream's own message if its body has one, and `Retry-After`.
+/// Sends a built request: a request the adapter could not build is
+/// `Unsupported`, a transport failure is transient, and a non-2xx answer is
+/// the upstream's error; otherwise the response, its body unread.
+pub(crate) async fn send(
+    provider: &str,
+    key: Option<&str>,
+    built: Result<reqwest::RequestBuilder, String>,
+) -> Result<reqwest::Response, CallError> {
+    let builder = built.map_err(|what| CallError::Unsupported {
+        provider: provider.to_string(),
+        what,
+    })?;
+    let res = builder
+        .send()
+        .await
+        .map_err(|e| transport_error(provider, &e))?;
+    if !res.status().is_success() {
+        return Err(error_from_response(provider, key, res).await);
+    }
+    Ok(res)
+}
+
 /// An upstream's error answer as a [`CallError`]: its status, its message
 /// (from `error.message`, or `message` as Stability has it) with the API key
 /// blanked out should the upstream echo it, and its `Retry-After`.

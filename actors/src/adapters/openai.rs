@@ -12,7 +12,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    error_from_response, malformed, sse, transport_error, url,
+    malformed, sse, transport_error, url,
 };
 
 pub struct OpenAi {
@@ -186,17 +186,7 @@ impl Adapter for OpenAi {
         let key = self.key.clone();
         let built = body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b));
         Box::pin(async move {
-            let builder = built.map_err(|what| CallError::Unsupported {
-                provider: name.clone(),
-                what,
-            })?;
-            let res = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(&name, &e))?;
-            if !res.status().is_success() {
-                return Err(error_from_response(&name, key.as_deref(), res).await);
-            }
+            let res = super::send(&name, key.as_deref(), built).await?;
             if let Operation::Speech { input, .. } = &req.op {
                 let content_type = res
                     .headers()
@@ -236,17 +226,7 @@ impl Adapter for OpenAi {
             _ => Err(format!("stream a {} request", req.op.name())),
         };
         Box::pin(async move {
-            let builder = built.map_err(|what| CallError::Unsupported {
-                provider: name.clone(),
-                what,
-            })?;
-            let res = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(&name, &e))?;
-            if !res.status().is_success() {
-                return Err(error_from_response(&name, key.as_deref(), res).await);
-            }
+            let res = super::send(&name, key.as_deref(), built).await?;
             let events = sse::events(res.bytes_stream().boxed());
             Ok(chunks(name, events))
         })

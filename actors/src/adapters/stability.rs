@@ -8,8 +8,7 @@ use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
 use super::{
-    Adapter, CallError, CallRequest, CallResult, Operation, Output, error_from_response, malformed,
-    transport_error, url,
+    Adapter, CallError, CallRequest, CallResult, Operation, Output, malformed, transport_error, url,
 };
 
 pub struct Stability {
@@ -67,17 +66,7 @@ impl Adapter for Stability {
             other => Err(format!("serve {} requests", other.name())),
         };
         Box::pin(async move {
-            let builder = built.map_err(|what| CallError::Unsupported {
-                provider: name.clone(),
-                what,
-            })?;
-            let res = builder
-                .send()
-                .await
-                .map_err(|e| transport_error(&name, &e))?;
-            if !res.status().is_success() {
-                return Err(error_from_response(&name, key.as_deref(), res).await);
-            }
+            let res = super::send(&name, key.as_deref(), built).await?;
             let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
