@@ -7,8 +7,8 @@
 //! under `<target>/browser-artifacts/` and its path printed as
 //! `screenshot: <path>`. The browser may reach nothing but 127.0.0.1.
 //!
-//! Without chromium or chromedriver the test skips with a notice, unless
-//! `CI` is set: then it fails, so CI cannot pass by not running it.
+//! Without chromium or chromedriver the test fails and names
+//! `scripts/test.sh`, which installs them.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -26,30 +26,6 @@ use crate::support::{ADMIN_KEY, TestServer};
 /// How often and how long to poll the page for something to appear.
 const POLL: Duration = Duration::from_millis(100);
 const POLLS: usize = 300;
-
-/// `ONEFLOW_<NAME>` if set, else the first of `candidates` that exists, else
-/// `name` found on PATH.
-fn program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os(env).filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for c in candidates {
-        let p = Path::new(c);
-        if p.is_absolute() {
-            if p.is_file() {
-                return Some(p.to_path_buf());
-            }
-        } else if let Some(found) = std::env::split_paths(&path)
-            .map(|d| d.join(c))
-            .find(|f| f.is_file())
-        {
-            return Some(found);
-        }
-    }
-    None
-}
 
 /// Where screenshots go: `<target>/browser-artifacts`, the target directory
 /// taken from `CARGO_TARGET_DIR` or from where this test binary lives
@@ -178,19 +154,8 @@ async fn screenshot(c: &Client, name: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_sends_a_request_and_sees_it_charged() {
-    let chromium = program("ONEFLOW_CHROMIUM", &["/usr/bin/chromium", "chromium"]);
-    let chromedriver = program(
-        "ONEFLOW_CHROMEDRIVER",
-        &["/usr/bin/chromedriver", "chromedriver"],
-    );
-    let (Some(chromium), Some(chromedriver)) = (chromium, chromedriver) else {
-        let msg = "browser test needs Debian's `chromium` and `chromium-driver` \
-                   (or ONEFLOW_CHROMIUM / ONEFLOW_CHROMEDRIVER)";
-        assert!(std::env::var_os("CI").is_none(), "CI is set: {msg}");
-        println!("SKIPPED: {msg}");
-        eprintln!("SKIPPED: {msg}");
-        return;
-    };
+    let chromium = crate::tools::chromium();
+    let chromedriver = crate::tools::chromedriver();
 
     // The server and a user with a balance that is not a whole number.
     let s = TestServer::start();

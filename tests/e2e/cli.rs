@@ -390,7 +390,7 @@ async fn the_shell_completes_and_recalls_lines_on_a_terminal() {
     let s = TestServer::start();
     let (_, ann) = s.user("ann", "50").await;
     let bin = env!("CARGO_BIN_EXE_oneflow");
-    let mut child = Command::new("script")
+    let mut child = Command::new(crate::tools::script())
         .args(["-qec", &format!("{bin} shell"), "/dev/null"])
         .env("ONEFLOW_URL", &s.url)
         .env("ONEFLOW_KEY", &ann)

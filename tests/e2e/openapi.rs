@@ -588,19 +588,6 @@ async fn swagger_ui_and_redoc_load_only_local_files() {
     s.stop().await;
 }
 
-/// Debian's chromium, which `.ci/run` installs for the browser tests.
-fn chromium() -> std::path::PathBuf {
-    let path = std::env::var_os("CHROMIUM")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::PathBuf::from("/usr/bin/chromium"));
-    assert!(
-        path.exists(),
-        "{} not found: install Debian's `chromium` (or set CHROMIUM)",
-        path.display()
-    );
-    path
-}
-
 /// The URLs of the requests the page itself made, from Chromium's network
 /// log (read as text, one event a line: a killed browser leaves the JSON
 /// unfinished). The page's requests name it as their `initiator`; the
@@ -626,7 +613,7 @@ fn render(origin: &str, page: &str) -> (String, String, Vec<String>) {
     let url = format!("{origin}{page}");
     let dir = tempfile::tempdir().unwrap();
     let netlog = dir.path().join("netlog.json");
-    let mut child = std::process::Command::new(chromium())
+    let mut child = std::process::Command::new(crate::tools::chromium())
         .args([
             "--headless",
             "--no-sandbox",

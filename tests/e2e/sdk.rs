@@ -16,24 +16,8 @@ use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances};
 use crate::upstream::{DEFAULT_ANSWER_WORDS, Kind, MockUpstream};
 
-/// The Python that has the `openai` package: `ONEFLOW_PYTHON` (`.ci/run`
-/// makes a virtualenv and sets it). Under CI its absence fails the test;
-/// elsewhere the test says it is skipping.
-pub fn sdk_python() -> Option<String> {
-    match std::env::var("ONEFLOW_PYTHON") {
-        Ok(p) if !p.trim().is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but ONEFLOW_PYTHON is not: .ci/run installs the openai SDK")
-        }
-        _ => {
-            eprintln!("skipping: set ONEFLOW_PYTHON to a Python with the openai package");
-            None
-        }
-    }
-}
-
 /// Runs the SDK script against `base` (ending in /v1); its JSON report.
-pub fn run_sdk_script(python: &str, base: &str, key: &str, image_model: &str) -> Value {
+pub fn run_sdk_script(python: &std::path::Path, base: &str, key: &str, image_model: &str) -> Value {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_sdk.py");
     let out = Command::new(python)
         .arg(script)
@@ -53,7 +37,7 @@ pub fn run_sdk_script(python: &str, base: &str, key: &str, image_model: &str) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_openai_python_sdk_works_against_v1_and_the_ledger_matches_upstream_usage() {
-    let Some(python) = sdk_python() else { return };
+    let python = crate::tools::sdk_python();
     let up = MockUpstream::start(Kind::OpenAi);
     let s = TestServer::start_with(|c| {
         let mut embed = provider(

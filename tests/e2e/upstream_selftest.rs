@@ -755,13 +755,10 @@ async fn the_broker_adapters_read_the_mocks() {
 
 /// Runs `tests/sdk/openai_sdk.py` (the official OpenAI Python SDK) against
 /// the OpenAI mock, proving the script before it is pointed at the broker.
-/// Needs a Python with `openai` installed in `ONEFLOW_PYTHON` (see
-/// `crate::sdk::sdk_python`).
+/// Needs a Python with `openai` (see `crate::tools::sdk_python`).
 #[tokio::test]
 async fn the_sdk_script_runs_against_the_openai_mock() {
-    let Some(python) = crate::sdk::sdk_python() else {
-        return;
-    };
+    let python = crate::tools::sdk_python();
     let up = MockUpstream::start(Kind::OpenAi);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_sdk.py");
     let base = format!("{}/v1", up.base_url());
