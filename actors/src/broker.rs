@@ -258,7 +258,10 @@ impl Broker {
             store.clone(),
             config.persistence.queue,
             config.persistence.max_batch,
-        );
+        )
+        .map_err(|e| {
+            BrokerError::Unavailable(format!("cannot start the persistence thread: {e}"))
+        })?;
         let settings = WalletSettings {
             idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
             mailbox: config.wallets.mailbox,

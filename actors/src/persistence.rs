@@ -3,12 +3,23 @@
 //!
 //! No timer: the thread blocks for the first job, takes everything else
 //! already queued (up to `max_batch` writes), commits it with
-//! `Durability::Immediate`, answers every sender, and takes again. A batch
-//! of holds alone (which nobody waits for) is committed without fsync. A lone
+//! `Durability::Immediate`, answers every sender, and takes again. A lone
 //! write waits for one commit; under load one commit carries many.
+//!
+//! Writes nobody waits for (a new hold: it moves no money) never get a
+//! commit of their own: they wait in memory and ride with the next commit
+//! somebody waits for, which is usually their own request's settle, so a
+//! hold opened and closed meanwhile is never written at all. A crash before
+//! that commit loses them whole, as if the request had never started (its
+//! client was never answered); a hold that was written is released at the
+//! next start.
 //!
 //! The queue is bounded. Callers that must not be refused later (a settle
 //! after a hold) reserve their slot up front with [`Persistence::reserve`].
+//!
+//! The thread ending for any reason other than a shutdown (a failed commit,
+//! a panic) ends the process with a non-zero code: nothing may be
+//! acknowledged without a writer.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{Store, StoreError, WriteOp};
 
 /// A batch of writes and, if the sender waits, where to answer after commit.
-/// `done: None` is only for writes that change no money (a new hold): a
-/// batch of nothing else is committed without fsync.
+/// `done: None` is only for writes that change no money (a new hold): they
+/// wait for the next commit somebody waits for.
 pub struct Job {
     pub ops: Vec<WriteOp>,
     pub done: Option<oneshot::Sender<Result<(), Arc<StoreError>>>>,
@@ -76,19 +87,27 @@ pub struct Persistence {
 impl Persistence {
     /// Starts the thread. `queue` bounds waiting jobs; `max_batch` bounds
     /// the writes of one commit.
-    pub fn start(store: Store, queue: usize, max_batch: usize) -> Persistence {
+    /// Fails only if the thread cannot be started.
+    pub fn start(store: Store, queue: usize, max_batch: usize) -> std::io::Result<Persistence> {
         let (tx, rx) = mpsc::channel(queue.max(2));
         let stats = Arc::new(PersistenceStats::default());
         let s = stats.clone();
         let handle = std::thread::Builder::new()
             .name("oneflow-persistence".into())
-            .spawn(move || run(store, rx, max_batch.max(1), s))
-            .ok();
-        Persistence {
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| run(store, rx, max_batch.max(1), s));
+                if std::panic::catch_unwind(run).is_err() {
+                    // The panic message is already on stderr. Wallets have
+                    // changed memory the file may not show: stop before
+                    // anything else is acknowledged.
+                    fatal("the persistence thread panicked");
+                }
+            })?;
+        Ok(Persistence {
             tx,
             stats,
-            thread: Arc::new(std::sync::Mutex::new(handle)),
-        }
+            thread: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
     }
 
     /// Reserves a slot now, for a write to be sent later.
@@ -152,52 +171,56 @@ impl Persistence {
     }
 }
 
+/// Ends the process: the exit code says the writer failed (EX_SOFTWARE).
+fn fatal(why: &str) -> ! {
+    eprintln!("oneflow: FATAL: {why}; stopping so the next start recovers from the last commit");
+    std::process::exit(70);
+}
+
 fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<PersistenceStats>) {
+    // Writes nobody waits for, kept until a commit somebody waits for.
+    let mut riding: Vec<WriteOp> = Vec::new();
     let mut stopping = false;
     while !stopping {
         let Some(first) = rx.blocking_recv() else {
             break;
         };
-        let mut jobs = Vec::new();
-        let mut n = 0;
-        let take = |m: Msg, jobs: &mut Vec<Job>, n: &mut usize| match m {
+        let mut ops = std::mem::take(&mut riding);
+        let mut replies = Vec::new();
+        let mut take = |m: Msg, ops: &mut Vec<WriteOp>| match m {
             Msg::Write(j) => {
-                *n += j.ops.len();
-                jobs.push(j);
+                ops.extend(j.ops);
+                replies.extend(j.done);
                 false
             }
             Msg::Shutdown => true,
         };
-        stopping = take(first, &mut jobs, &mut n);
-        while n < max_batch || stopping {
+        stopping = take(first, &mut ops);
+        while ops.len() < max_batch || stopping {
             match rx.try_recv() {
-                Ok(m) => stopping |= take(m, &mut jobs, &mut n),
+                Ok(m) => stopping |= take(m, &mut ops),
                 Err(_) => break,
             }
         }
-        if jobs.is_empty() {
+        if replies.is_empty() && !stopping {
+            riding = ops;
             continue;
         }
-        let started = Instant::now();
-        let mut ops = Vec::with_capacity(n);
-        let mut replies = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            ops.extend(j.ops);
-            replies.extend(j.done);
+        if ops.is_empty() {
+            continue;
         }
-        // A batch nobody waits for holds only holds (no money changes: a
-        // hold moves no balance). It skips the fsync: the next durable
-        // commit, which every settle is, makes it durable, and a crash
-        // before that loses it whole, as if the request never started (its
-        // client was never answered).
-        let durable = !replies.is_empty();
-        let result = store.commit_with(ops, durable).map_err(Arc::new);
-        crate::metrics::commit(n, started.elapsed());
+        let n = ops.len();
+        let started = Instant::now();
+        #[cfg(feature = "failpoints")]
+        failpoint(stats.commits.load(Ordering::Relaxed));
+        let result = store.commit(ops).map_err(Arc::new);
+        let took = started.elapsed();
+        crate::metrics::commit(n, took);
         stats.commits.fetch_add(1, Ordering::Relaxed);
         stats.writes.fetch_add(n as u64, Ordering::Relaxed);
         stats
             .commit_micros
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         if let Err(e) = &result {
             // Fail-stop. The wallets have already applied these changes in
             // memory and later batches carry snapshots that include them, so
@@ -205,16 +228,26 @@ fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<P
             // retried fsync may report success for pages the kernel dropped.
             // Nothing of this batch was acknowledged; the next start recovers
             // from the last commit (and releases the holds open in it).
-            eprintln!(
-                "oneflow: FATAL: commit of {n} writes failed: {e}; stopping so the next start recovers from the last commit"
-            );
-            std::process::exit(70);
+            fatal(&format!("commit of {n} writes failed: {e}"));
         }
         for r in replies {
             let _ = r.send(result.clone());
         }
     }
     rx.close();
+}
+
+/// Test builds only (feature `failpoints`): panics before commit number
+/// `ONEFLOW_FAILPOINT_PANIC_AT_COMMIT` (counted from 0), so a test can watch
+/// the process stop.
+#[cfg(feature = "failpoints")]
+fn failpoint(commits: u64) {
+    let at = std::env::var("ONEFLOW_FAILPOINT_PANIC_AT_COMMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if at == Some(commits) {
+        panic!("failpoint: the persistence thread panics before commit {commits}");
+    }
 }
 
 #[cfg(test)]
@@ -244,7 +277,7 @@ mod tests {
     async fn concurrent_writes_are_group_committed() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let p = Persistence::start(store.clone(), 1024, 4096);
+        let p = Persistence::start(store.clone(), 1024, 4096).unwrap();
         let n = 400u64;
         let writes = (1..=n).map(|seq| {
             let p = p.clone();
@@ -274,7 +307,7 @@ mod tests {
     async fn reserved_slots_survive_a_full_queue() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.redb")).unwrap();
-        let p = Persistence::start(store.clone(), 2, 10);
+        let p = Persistence::start(store.clone(), 2, 10).unwrap();
         let a = p.reserve().unwrap();
         let b = p.reserve().unwrap();
         assert!(p.reserve().is_err(), "a third slot in a queue of two");

@@ -274,32 +274,13 @@ impl Store {
 
     /// Commits `ops` in one durable transaction.
     pub fn commit(&self, ops: impl IntoIterator<Item = WriteOp>) -> Result<(), StoreError> {
-        self.commit_with(ops, true)
-    }
-
-    /// Commits `ops` in one transaction; `durable == false` skips the fsync
-    /// (the writes become durable with the next durable commit, or are lost
-    /// together, whole, by a crash before it). Only for writes that change
-    /// no money: see the persistence thread.
-    pub fn commit_with(
-        &self,
-        ops: impl IntoIterator<Item = WriteOp>,
-        durable: bool,
-    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        let durability = if durable {
-            redb::Durability::Immediate
-        } else {
-            redb::Durability::None
-        };
-        txn.set_durability(durability)?;
+        txn.set_durability(redb::Durability::Immediate)?;
         apply_all(&txn, ops.into_iter().collect())?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Releases holds a crash left open and marks their requests
-    /// interrupted, in one transaction, before anything else runs.
     pub fn recover(&self, now: Millis) -> Result<Recovery, StoreError> {
         let mut by_user: BTreeMap<String, Vec<OpenHold>> = BTreeMap::new();
         for h in self.open_holds()? {

@@ -379,6 +379,11 @@ impl Drop for Proc {
 impl Proc {
     /// Starts `oneflow serve` and waits (bounded) for its listening line.
     fn spawn(dir: &Path) -> Proc {
+        Proc::spawn_with(dir, &[])
+    }
+
+    /// The same, with extra environment variables.
+    fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Proc {
         let config = dir.join("oneflow.toml");
         let data: PathBuf = dir.join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oneflow"));
@@ -398,6 +403,7 @@ impl Proc {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -434,6 +440,18 @@ impl Proc {
 
     fn stderr_text(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for the process to end by itself; its exit status.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the process did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILL, then reap.
@@ -657,4 +675,70 @@ async fn kill_9_between_acknowledged_requests_keeps_them_and_releases_the_open_h
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_two_requests_in_flight_releases_both_holds() {
     kill_between_acknowledged_requests(&[7, 3]).await;
+}
+
+/// Nothing is acknowledged without a writer: when the persistence thread
+/// panics (a failpoint in test builds, before its fifth commit), the process
+/// ends with a non-zero code and no request after that point gets a 2xx;
+/// every request that did get one is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_persistence_thread_stops_the_process_before_any_further_2xx() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("oneflow.toml"), CONFIG).unwrap();
+    // Commits 0 and 1 create the user and its opening balance; each request
+    // after that is one commit (its hold rides with its settle).
+    let mut server = Proc::spawn_with(tmp.path(), &[("ONEFLOW_FAILPOINT_PANIC_AT_COMMIT", "4")]);
+    let api = Api::new(&server.url);
+    let (_, key) = api.user("pat", "100").await;
+    let body = json!({"model": "gpt", "prompt": "one two", "max_tokens": 10});
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let r = api
+            .http
+            .post(format!("{}/api/request", api.url))
+            .bearer_auth(&key)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => {
+                assert_eq!(refused, 0, "a 2xx after the writer died");
+                let v: Value = r.json().await.unwrap();
+                acknowledged.push(v["request_id"].as_str().unwrap().to_string());
+            }
+            Ok(r) => panic!("an answer other than success or silence: {}", r.status()),
+            Err(_) => refused += 1,
+        }
+    }
+    assert_eq!(
+        acknowledged.len(),
+        2,
+        "commits 2 and 3 acknowledged two requests"
+    );
+    assert_eq!(refused, 6);
+    let status = server.wait_exit();
+    assert!(!status.success(), "exit status {status:?}");
+    assert_eq!(status.code(), Some(70), "{status:?}");
+    assert!(
+        server.stderr_text().contains("persistence thread panicked"),
+        "{}",
+        server.stderr_text()
+    );
+    drop(server);
+
+    let server = Proc::spawn(tmp.path());
+    let api = Api::new(&server.url);
+    let after = snapshot(&api, &key).await;
+    let mut kept = ids(&after.history);
+    kept.sort();
+    acknowledged.sort();
+    assert_eq!(
+        kept, acknowledged,
+        "history is exactly the acknowledged requests"
+    );
+    assert_eq!(after.balance, Credits::from_credits(100 - 2 * 4));
+    assert_eq!(after.held, Credits::ZERO);
+    assert_ledger_balances(&after.ledger, after.balance);
 }
