@@ -203,48 +203,39 @@ impl ProviderStats {
     }
 }
 
-/// Ask for a slot: answered at once with a receiver that fires when the
-/// rate limit and concurrency cap allow the call, or with `Overloaded`.
-#[derive(Message)]
-#[rtype(result = "Result<oneshot::Receiver<()>, CallError>")]
-pub struct Acquire {
-    /// Tokens the call may use, for the tokens-per-minute limit.
-    pub tokens: u32,
-}
-
-/// A slot is free again.
+/// Pump the queue after this long: a rate limiter said "not yet" to the call at
+/// the head of the queue.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Release;
+struct WakeIn(Duration);
 
 struct Waiting {
     tokens: u32,
     reply: oneshot::Sender<()>,
-    /// Limiters (in [`ProviderWorker::limiters`] order) this call has
-    /// already passed: each is charged once per call, however often the
-    /// pump comes back to it.
+    /// Limiters (in [`Admission::pump`] order) this call has already
+    /// passed: each is charged once per call, however often the pump comes
+    /// back to it.
     passed: usize,
 }
 
-/// The actor in front of one provider: it only admits calls, which run in
-/// the caller's task, so one slow upstream never blocks the actor.
-pub struct ProviderWorker {
+/// One provider's limits and queue. Callers admit themselves under its lock
+/// (a few arithmetic steps, never held across an await), so a call with
+/// room to run starts without a message to another thread; only waiting
+/// for a rate limiter needs the worker's timer.
+struct Admission {
     cfg: ProviderConfig,
     limiter: Option<DefaultDirectRateLimiter>,
     per_minute: Option<DefaultDirectRateLimiter>,
     tokens: Option<DefaultDirectRateLimiter>,
     queue: VecDeque<Waiting>,
     in_flight: u32,
+    /// A `WakeIn` is on its way or scheduled.
     wake_pending: bool,
     stats: Arc<ProviderStats>,
 }
 
-impl Actor for ProviderWorker {
-    type Context = Context<Self>;
-}
-
-impl ProviderWorker {
-    pub fn new(cfg: ProviderConfig, stats: Arc<ProviderStats>) -> ProviderWorker {
+impl Admission {
+    fn new(cfg: ProviderConfig, stats: Arc<ProviderStats>) -> Admission {
         let limiter = NonZeroU32::new(cfg.limits.requests_per_second).map(|rps| {
             let burst = NonZeroU32::new(cfg.limits.burst).unwrap_or(NonZeroU32::MIN);
             RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
@@ -253,7 +244,7 @@ impl ProviderWorker {
             .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
         let tokens = NonZeroU32::new(cfg.limits.tokens_per_minute)
             .map(|tpm| RateLimiter::direct(Quota::per_minute(tpm)));
-        ProviderWorker {
+        Admission {
             cfg,
             limiter,
             per_minute,
@@ -265,19 +256,11 @@ impl ProviderWorker {
         }
     }
 
-    fn wake_at(&mut self, ctx: &mut Context<Self>, wait: Duration) {
-        if !self.wake_pending {
-            self.wake_pending = true;
-            ctx.run_later(wait, |act, ctx| {
-                act.wake_pending = false;
-                act.pump(ctx);
-            });
-        }
-    }
-
-    /// Admits queued calls while the concurrency cap and the rate limits
-    /// allow; schedules itself for when a limiter next has room.
-    fn pump(&mut self, ctx: &mut Context<Self>) {
+    /// Admits queued calls, in order, while the concurrency cap and the
+    /// rate limits allow. Returns how long to wait before pumping again if
+    /// a limiter said "not yet" and no wake is scheduled yet.
+    fn pump(&mut self) -> Option<Duration> {
+        let mut wake = None;
         while self.in_flight < self.cfg.limits.max_concurrency && !self.queue.is_empty() {
             // A caller that gave up while queued does not spend the limits.
             while self.queue.front().is_some_and(|w| w.reply.is_closed()) {
@@ -314,7 +297,10 @@ impl ProviderWorker {
                 }
             }
             if let Some(wait) = wait {
-                self.wake_at(ctx, wait);
+                if !self.wake_pending {
+                    self.wake_pending = true;
+                    wake = Some(wait);
+                }
                 break;
             }
             let Some(w) = self.queue.pop_front() else {
@@ -328,6 +314,7 @@ impl ProviderWorker {
         self.stats
             .in_flight
             .store(self.in_flight as usize, Ordering::Relaxed);
+        wake
     }
 
     /// Seconds until a newcomer would likely get a slot.
@@ -337,49 +324,83 @@ impl ProviderWorker {
     }
 }
 
-impl Handler<Acquire> for ProviderWorker {
-    type Result = Result<oneshot::Receiver<()>, CallError>;
-
-    fn handle(&mut self, m: Acquire, ctx: &mut Context<Self>) -> Self::Result {
-        if self.queue.len() >= self.cfg.limits.queue as usize {
-            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::rate_limited(&self.cfg.name);
-            return Err(CallError::Overloaded {
-                provider: self.cfg.name.clone(),
-                retry_after_secs: self.retry_after(),
-            });
-        }
-        let (reply, rx) = oneshot::channel();
-        self.queue.push_back(Waiting {
-            tokens: m.tokens,
-            reply,
-            passed: 0,
-        });
-        self.pump(ctx);
-        Ok(rx)
-    }
+/// Locks the admission state; a panic while it was held (there is no
+/// panicking code under it) would leave it usable, so poisoning is ignored.
+fn lock(a: &Mutex<Admission>) -> std::sync::MutexGuard<'_, Admission> {
+    a.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Handler<Release> for ProviderWorker {
+/// The actor in front of one provider: the timer that pumps its queue when
+/// a rate limiter has room again. Calls run in the caller's task, so one
+/// slow upstream never blocks it.
+pub struct ProviderWorker {
+    admission: Arc<Mutex<Admission>>,
+}
+
+impl Actor for ProviderWorker {
+    type Context = Context<Self>;
+}
+
+impl Handler<WakeIn> for ProviderWorker {
     type Result = ();
 
-    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.pump(ctx);
+    fn handle(&mut self, m: WakeIn, ctx: &mut Context<Self>) {
+        ctx.run_later(m.0, |act, ctx| {
+            let wake = {
+                let mut a = lock(&act.admission);
+                a.wake_pending = false;
+                a.pump()
+            };
+            if let Some(wait) = wake {
+                ctx.notify(WakeIn(wait));
+            }
+        });
     }
 }
 
-/// A granted slot; dropping it frees the slot. Held for a whole call,
-/// streams included.
+/// A granted slot; dropping it frees the slot and admits the next caller.
+/// Held for a whole call, streams included.
 pub struct Permit {
-    addr: Addr<ProviderWorker>,
+    admission: Arc<Mutex<Admission>>,
+    worker: Addr<ProviderWorker>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        // At most `max_concurrency` permits exist per worker, so these sends
-        // are bounded even though `do_send` ignores the mailbox capacity.
-        self.addr.do_send(Release);
+        let wake = {
+            let mut a = lock(&self.admission);
+            a.in_flight = a.in_flight.saturating_sub(1);
+            a.pump()
+        };
+        if let Some(wait) = wake {
+            // At most one wake is pending per worker, so these sends are
+            // bounded even though `do_send` ignores the mailbox capacity.
+            self.worker.do_send(WakeIn(wait));
+        }
+    }
+}
+
+/// A caller waiting in the queue. If it goes away (its future dropped) after
+/// the grant but before taking the permit, the slot is given back here.
+struct Queued<'a> {
+    rx: Option<oneshot::Receiver<()>>,
+    admission: &'a Arc<Mutex<Admission>>,
+    worker: &'a Addr<ProviderWorker>,
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        // After `close` no grant can arrive; one that came before is ours.
+        rx.close();
+        if rx.try_recv().is_ok() {
+            drop(Permit {
+                admission: self.admission.clone(),
+                worker: self.worker.clone(),
+            });
+        }
     }
 }
 
@@ -388,7 +409,8 @@ impl Drop for Permit {
 pub struct ProviderHandle {
     pub config: Arc<ProviderConfig>,
     pub adapter: Arc<dyn Adapter>,
-    addr: Addr<ProviderWorker>,
+    admission: Arc<Mutex<Admission>>,
+    worker: Addr<ProviderWorker>,
     pub stats: Arc<ProviderStats>,
 }
 
@@ -400,32 +422,62 @@ impl ProviderHandle {
         circuit: CircuitConfig,
     ) -> ProviderHandle {
         let stats = Arc::new(ProviderStats::new(circuit));
-        let worker = ProviderWorker::new(cfg.clone(), stats.clone());
-        let queue = cfg.limits.queue as usize;
-        let addr = ProviderWorker::create(move |ctx| {
-            ctx.set_mailbox_capacity(queue.max(16));
-            worker
-        });
+        let admission = Arc::new(Mutex::new(Admission::new(cfg.clone(), stats.clone())));
+        let worker = ProviderWorker {
+            admission: admission.clone(),
+        }
+        .start();
         ProviderHandle {
             config: Arc::new(cfg),
             adapter,
-            addr,
+            admission,
+            worker,
             stats,
         }
     }
 
     /// Waits for a slot under the provider's limits, or answers at once
-    /// that its queue is full.
+    /// that its queue is full. A call with room to run is admitted here,
+    /// on the caller's thread.
     pub async fn acquire(&self, tokens: u32) -> Result<Permit, CallError> {
-        let rx = self
-            .addr
-            .send(Acquire { tokens })
-            .await
-            .map_err(|_| CallError::Unavailable(self.config.name.clone()))??;
-        rx.await
-            .map_err(|_| CallError::Unavailable(self.config.name.clone()))?;
+        let (rx, wake) = {
+            let mut a = lock(&self.admission);
+            if a.queue.len() >= a.cfg.limits.queue as usize {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::rate_limited(&self.config.name);
+                return Err(CallError::Overloaded {
+                    provider: self.config.name.clone(),
+                    retry_after_secs: a.retry_after(),
+                });
+            }
+            let (reply, rx) = oneshot::channel();
+            a.queue.push_back(Waiting {
+                tokens,
+                reply,
+                passed: 0,
+            });
+            (rx, a.pump())
+        };
+        if let Some(wait) = wake {
+            self.worker.do_send(WakeIn(wait));
+        }
+        let mut waiting = Queued {
+            rx: Some(rx),
+            admission: &self.admission,
+            worker: &self.worker,
+        };
+        let granted = match waiting.rx.as_mut() {
+            Some(rx) => rx.await.is_ok(),
+            None => false,
+        };
+        waiting.rx = None;
+        if !granted {
+            // The worker dropped the queue entry without a grant.
+            return Err(CallError::Unavailable(self.config.name.clone()));
+        }
         Ok(Permit {
-            addr: self.addr.clone(),
+            admission: self.admission.clone(),
+            worker: self.worker.clone(),
         })
     }
 
@@ -444,6 +496,49 @@ mod tests {
     use oneflow::pricing::Modality;
     use oneflow::request::AiRequest;
     use proptest::prelude::*;
+
+    fn one_slot() -> ProviderHandle {
+        let mut cfg = default_providers()[0].clone();
+        cfg.limits.max_concurrency = 1;
+        cfg.limits.queue = 4;
+        let adapter = Arc::new(crate::adapters::simulated::Simulated::new(
+            &cfg.name,
+            cfg.simulated.clone(),
+        ));
+        ProviderHandle::start(cfg, adapter, CircuitConfig::default())
+    }
+
+    /// A caller granted a slot while queued, who goes away before taking
+    /// it, gives the slot back; one who goes away before the grant takes
+    /// nothing.
+    #[actix_rt::test]
+    async fn a_caller_that_leaves_the_queue_never_keeps_a_slot() {
+        use std::future::Future;
+        use std::task::{Context, Poll};
+        let p = one_slot();
+        let first = p.acquire(0).await.unwrap();
+        let mut second = Box::pin(p.acquire(0));
+        let mut third = Box::pin(p.acquire(0));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(second.as_mut().poll(&mut cx).is_pending());
+        assert!(third.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(p.stats.queued.load(Ordering::Relaxed), 2);
+        // The slot goes to `second`, which leaves without looking.
+        drop(first);
+        assert_eq!(p.stats.in_flight.load(Ordering::Relaxed), 1);
+        drop(second);
+        // Given back, and passed on to `third`.
+        match third.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(permit)) => drop(permit),
+            other => panic!("third not admitted: {:?}", other.is_ready()),
+        }
+        assert_eq!(p.stats.in_flight.load(Ordering::Relaxed), 0);
+        // `fourth` waits for nobody.
+        let fourth = p.acquire(0).await.unwrap();
+        assert_eq!(p.stats.in_flight.load(Ordering::Relaxed), 1);
+        drop(fourth);
+        assert_eq!(p.stats.in_flight.load(Ordering::Relaxed), 0);
+    }
 
     proptest! {
         /// The simulated providers never use more than the plan allows, so
