@@ -66,7 +66,9 @@ pub struct PersistenceConfig {
     pub queue: usize,
     /// Most writes in one commit.
     pub max_batch: usize,
-    /// The store's read cache in bytes (redb's own default is 1 GiB).
+    /// The store's page cache in bytes (redb's own default is 1 GiB). The
+    /// OS page cache holds the file anyway; this bounds what the process
+    /// keeps itself, which is most of its memory (docs/performance.md).
     pub cache_bytes: usize,
 }
 
@@ -320,7 +322,7 @@ impl Default for PersistenceConfig {
         PersistenceConfig {
             queue: 65_536,
             max_batch: 4096,
-            cache_bytes: 64 * 1024 * 1024,
+            cache_bytes: 8 * 1024 * 1024,
         }
     }
 }

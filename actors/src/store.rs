@@ -209,7 +209,7 @@ pub struct Store {
 /// redb's read cache when none is configured. Its own default is 1 GiB,
 /// more than a small host should give a cache; pages past it are read from
 /// the OS page cache.
-pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl Store {
     /// Opens or creates the file and checks its schema version.
