@@ -159,19 +159,49 @@ fn mantissa_leading_zeros(int_part: &str, frac_part: &str) -> usize {
         .count()
 }
 
+impl Credits {
+    /// The shortest exact decimal text, written into `buf` (no allocation:
+    /// every answer and stored record writes several amounts).
+    fn decimal(self, buf: &mut [u8; 28]) -> &str {
+        let abs = self.0.unsigned_abs();
+        let unit = MICROS_PER_CREDIT.unsigned_abs();
+        let (mut whole, mut frac) = (abs / unit, abs % unit);
+        let mut at = buf.len();
+        let mut push = |b: u8, at: &mut usize| {
+            *at -= 1;
+            buf[*at] = b;
+        };
+        if frac != 0 {
+            let mut digits = 6;
+            while frac % 10 == 0 {
+                frac /= 10;
+                digits -= 1;
+            }
+            for _ in 0..digits {
+                push(b'0' + (frac % 10) as u8, &mut at);
+                frac /= 10;
+            }
+            push(b'.', &mut at);
+        }
+        loop {
+            push(b'0' + (whole % 10) as u8, &mut at);
+            whole /= 10;
+            if whole == 0 {
+                break;
+            }
+        }
+        if self.0 < 0 {
+            push(b'-', &mut at);
+        }
+        // Only ASCII digits, '.' and '-' were written.
+        std::str::from_utf8(&buf[at..]).unwrap_or("0")
+    }
+}
+
 impl fmt::Display for Credits {
     /// Shortest exact decimal: `12`, `0.5`, `-3.000001`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        let whole = abs / MICROS_PER_CREDIT.unsigned_abs();
-        let frac = abs % MICROS_PER_CREDIT.unsigned_abs();
-        if frac == 0 {
-            write!(f, "{sign}{whole}")
-        } else {
-            let s = format!("{frac:06}");
-            write!(f, "{sign}{whole}.{}", s.trim_end_matches('0'))
-        }
+        f.write_str(self.decimal(&mut [0; 28]))
     }
 }
 
@@ -185,10 +215,14 @@ impl FromStr for Credits {
 impl Serialize for Credits {
     /// A JSON number with the exact decimal text (never through f64).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = self.to_string();
-        match serde_json::Number::from_str(&text) {
+        if self.0 % MICROS_PER_CREDIT == 0 {
+            return s.serialize_i64(self.0 / MICROS_PER_CREDIT);
+        }
+        let mut buf = [0; 28];
+        let text = self.decimal(&mut buf);
+        match serde_json::Number::from_str(text) {
             Ok(n) => n.serialize(s),
-            Err(_) => s.serialize_str(&text),
+            Err(_) => s.serialize_str(text),
         }
     }
 }
