@@ -693,6 +693,87 @@ enum Kind {
     Completion,
 }
 
+/// What every chunk of one stream repeats. Chunks are written straight from
+/// these borrowed parts: a stream writes one per piece of text, so building
+/// a `serde_json::Value` for each was a cost per token.
+#[derive(Clone)]
+struct ChunkHead {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+}
+
+#[derive(serde::Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ChunkChoice<'a> {
+    Delta {
+        index: u32,
+        delta: Delta<'a>,
+        finish_reason: Option<&'a str>,
+    },
+    Text {
+        index: u32,
+        text: &'a str,
+        finish_reason: Option<&'a str>,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<Extra<'a>>,
+}
+
+/// One more top-level field (`usage`, or OneFlow's own `oneflow`).
+struct Extra<'a>(&'static str, &'a Value);
+
+impl serde::Serialize for Extra<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, self.1)?;
+        m.end()
+    }
+}
+
+impl ChunkHead {
+    /// Appends one `data:` event to `out`.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        choices: &[ChunkChoice<'_>],
+        extra: Option<(&'static str, &Value)>,
+    ) {
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: self.object,
+            created: self.created,
+            model: &self.model,
+            choices,
+            extra: extra.map(|(k, v)| Extra(k, v)),
+        };
+        out.extend_from_slice(b"data: ");
+        // Writing plain structs of strings and numbers into a Vec cannot
+        // fail; were it to, the event would be cut short, not the stream.
+        let _ = serde_json::to_writer(&mut *out, &chunk);
+        out.extend_from_slice(b"\n\n");
+    }
+}
+
 /// Streams in OpenAI's server-sent events: a chunk per piece of text as it
 /// arrives, a last chunk with the finish reason (and, when the broker ended
 /// the stream, a `oneflow` field saying why), the usage chunk if asked for,
@@ -707,18 +788,15 @@ async fn stream(s: &AppState, user: &str, job: Job, include_usage: bool, kind: K
         Kind::Chat => "chat.completion.chunk",
         Kind::Completion => "text_completion",
     };
-    let created = now_secs();
-    let model = start.model.clone();
-    let mut first = true;
-    let chunk = move |choices: Value, extra: Option<(&str, Value)>| {
-        let mut v = json!({"id": id, "object": object, "created": created, "model": model, "choices": choices});
-        if let Some((k, x)) = extra {
-            v[k] = x;
-        }
-        Bytes::from(format!("data: {v}\n\n"))
+    let head = ChunkHead {
+        id,
+        object,
+        created: now_secs(),
+        model: start.model.clone(),
     };
+    let mut first = true;
     let body = futures_util::stream::unfold((start.events, false), move |(mut rx, done)| {
-        let chunk = chunk.clone();
+        let head = head.clone();
         let is_first = std::mem::replace(&mut first, false);
         async move {
             if done {
@@ -727,15 +805,23 @@ async fn stream(s: &AppState, user: &str, job: Job, include_usage: bool, kind: K
             let bytes = match rx.recv().await {
                 Some(StreamEvent::Delta(d)) => {
                     let choice = match kind {
-                        Kind::Chat if is_first => {
-                            json!([{"index": 0, "delta": {"role": "assistant", "content": d}, "finish_reason": null}])
-                        }
-                        Kind::Chat => {
-                            json!([{"index": 0, "delta": {"content": d}, "finish_reason": null}])
-                        }
-                        Kind::Completion => json!([{"index": 0, "text": d, "finish_reason": null}]),
+                        Kind::Chat => ChunkChoice::Delta {
+                            index: 0,
+                            delta: Delta {
+                                role: is_first.then_some("assistant"),
+                                content: Some(&d),
+                            },
+                            finish_reason: None,
+                        },
+                        Kind::Completion => ChunkChoice::Text {
+                            index: 0,
+                            text: &d,
+                            finish_reason: None,
+                        },
                     };
-                    return Some((Ok::<_, actix_web::Error>(chunk(choice, None)), (rx, false)));
+                    let mut out = Vec::with_capacity(160 + d.len());
+                    head.write(&mut out, &[choice], None);
+                    return Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (rx, false)));
                 }
                 Some(StreamEvent::End {
                     finish_reason,
@@ -745,18 +831,23 @@ async fn stream(s: &AppState, user: &str, job: Job, include_usage: bool, kind: K
                     cost,
                 }) => {
                     let choice = match kind {
-                        Kind::Chat => {
-                            json!([{"index": 0, "delta": {}, "finish_reason": finish_reason}])
-                        }
-                        Kind::Completion => {
-                            json!([{"index": 0, "text": "", "finish_reason": finish_reason}])
-                        }
+                        Kind::Chat => ChunkChoice::Delta {
+                            index: 0,
+                            delta: Delta::default(),
+                            finish_reason: Some(&finish_reason),
+                        },
+                        Kind::Completion => ChunkChoice::Text {
+                            index: 0,
+                            text: "",
+                            finish_reason: Some(&finish_reason),
+                        },
                     };
                     let note = json!({"stopped": stopped, "message": message, "cost": cost});
-                    let mut out = chunk(choice, Some(("oneflow", note))).to_vec();
+                    let mut out = Vec::with_capacity(512);
+                    head.write(&mut out, &[choice], Some(("oneflow", &note)));
                     if include_usage {
                         let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
-                        out.extend_from_slice(&chunk(json!([]), Some(("usage", u))));
+                        head.write(&mut out, &[], Some(("usage", &u)));
                     }
                     out.extend_from_slice(b"data: [DONE]\n\n");
                     Bytes::from(out)
