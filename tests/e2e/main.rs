@@ -13,6 +13,7 @@ mod browser;
 mod cli;
 mod concurrency;
 mod dashboard;
+mod durability;
 mod fuzz;
 mod idempotency;
 mod keys;
