@@ -12,11 +12,8 @@
 //!   request records say, exactly.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -27,97 +24,10 @@ use oneflow::Credits;
 use oneflow::ledger::{EntryKind, LedgerEntry};
 use oneflow::records::{RequestRecord, RequestStatus};
 
+use crate::process::Proc;
 use crate::support::{ADMIN_KEY, Api, assert_ledger_balances, credits};
 
 // ---- the binary -------------------------------------------------------------
-
-/// The real `oneflow` binary serving `dir/data` with `dir/oneflow.toml`,
-/// killed when dropped (also when a test fails half way).
-struct Proc {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Proc {
-    /// Starts `oneflow serve` on a free port and waits (bounded) for the
-    /// line that says where it listens.
-    fn spawn(dir: &Path) -> Proc {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oneflow"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(dir.join("oneflow.toml"))
-            .args(["--bind", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .current_dir(dir)
-            .env("ONEFLOW_ADMIN_KEY", ADMIN_KEY)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("ONEFLOW__") {
-                cmd.env_remove(k);
-            }
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let buf = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(mut b) = buf.lock() {
-                    b.push_str(&line);
-                    b.push('\n');
-                }
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        // Reads the address, then keeps draining until the process ends.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("oneflow listening on ") {
-                    let _ = tx.send(url.trim().to_string());
-                }
-            }
-        });
-        let mut p = Proc {
-            child,
-            url: String::new(),
-            stderr: log,
-        };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => p.url = url,
-            Err(e) => panic!("oneflow did not start ({e}); stderr:\n{}", p.stderr_text()),
-        }
-        p
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// SIGKILL, then reap.
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        let status = self.child.wait().unwrap();
-        #[cfg(unix)]
-        {
-            use std::os::unix::process::ExitStatusExt;
-            assert_eq!(status.signal(), Some(9), "{status:?}");
-        }
-        #[cfg(not(unix))]
-        assert!(!status.success());
-    }
-}
 
 /// SIGKILL from a blocking thread, so the clients keep running meanwhile.
 async fn kill9(server: Proc) {

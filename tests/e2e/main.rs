@@ -22,6 +22,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod openapi;
+mod process;
 mod providers;
 mod restart;
 mod sdk;
