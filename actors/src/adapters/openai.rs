@@ -108,12 +108,67 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<(&'static str, Valu
 }
 
 fn usage_of(v: &Value) -> Option<Usage> {
-    let u = v.get("usage").filter(|u| u.is_object())?;
+    v.get("usage").and_then(usage_in)
+}
+
+/// The `usage` object of an answer or event.
+fn usage_in(u: &Value) -> Option<Usage> {
+    let u = Some(u).filter(|u| u.is_object())?;
     Some(Usage {
         input_tokens: count(u, "/prompt_tokens").unwrap_or(0),
         output_tokens: count(u, "/completion_tokens").unwrap_or(0),
         ..Usage::default()
     })
+}
+
+/// A chat or completion answer, read for the parts the broker uses only
+/// and borrowing its text where it can (the usual case, and most of the
+/// broker's traffic).
+#[derive(serde::Deserialize)]
+struct AnswerIn<'a> {
+    #[serde(default, borrow)]
+    model: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<AnswerChoiceIn<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerChoiceIn<'a> {
+    #[serde(default, borrow)]
+    message: Option<DeltaIn<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Reads a chat or completion answer of the usual shape; `None` for any
+/// other operation or shape, which [`parse`] then reads.
+fn parse_text(req: &CallRequest, bytes: &[u8]) -> Option<Result<CallResult, CallError>> {
+    if !matches!(
+        req.op,
+        Operation::Chat { .. } | Operation::Completion { .. }
+    ) {
+        return None;
+    }
+    let a: AnswerIn<'_> = serde_json::from_slice(bytes).ok()?;
+    let choice = a.choices.into_iter().next()?;
+    let usage = a.usage.as_ref().and_then(usage_in)?;
+    let text = choice.message.and_then(|m| m.content).or(choice.text);
+    Some(Ok(CallResult {
+        output: Output::Text {
+            text: text.map(|t| t.into_owned()).unwrap_or_default(),
+            finish_reason: choice
+                .finish_reason
+                .map_or_else(|| "stop".to_string(), |f| f.into_owned()),
+        },
+        usage,
+        model: a
+            .model
+            .map_or_else(|| req.model.clone(), |m| m.into_owned()),
+    }))
 }
 
 /// Reads a non-streamed answer.
@@ -210,6 +265,9 @@ impl Adapter for OpenAi {
                 });
             }
             let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+            if let Some(r) = parse_text(&req, &bytes) {
+                return r;
+            }
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
             parse(&name, &req, &v)
@@ -244,37 +302,174 @@ fn chunks(
             let out: Vec<Result<Chunk, CallError>> = match ev {
                 Err(e) => vec![Err(CallError::upstream(&name, e))],
                 Ok(ev) if ev.data.trim() == "[DONE]" => Vec::new(),
-                Ok(ev) => match serde_json::from_str::<Value>(&ev.data) {
-                    Err(_) => vec![Err(malformed(&name, "stream event is not JSON"))],
-                    Ok(v) if v.get("error").is_some() => {
-                        let msg = v
-                            .pointer("/error/message")
-                            .and_then(|m| m.as_str())
-                            .unwrap_or("error event");
-                        vec![Err(CallError::upstream(&name, msg))]
-                    }
-                    Ok(v) => {
-                        let mut out = Vec::new();
-                        if let Some(choice) = v.pointer("/choices/0") {
-                            let text = choice
-                                .pointer("/delta/content")
-                                .or_else(|| choice.get("text"))
-                                .and_then(|t| t.as_str());
-                            if let Some(t) = text.filter(|t| !t.is_empty()) {
-                                out.push(Ok(Chunk::Delta(t.to_string())));
-                            }
-                            if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
-                                out.push(Ok(Chunk::Finish(f.to_string())));
-                            }
-                        }
-                        if let Some(u) = usage_of(&v) {
-                            out.push(Ok(Chunk::Usage(u)));
-                        }
-                        out
-                    }
+                Ok(ev) => match serde_json::from_str::<EventIn<'_>>(&ev.data) {
+                    Ok(e) if e.error.is_none() => e.chunks(),
+                    // An error event, or one not of the usual shape: read
+                    // it the slow, forgiving way.
+                    _ => event_chunks(&name, &ev.data),
                 },
             };
             futures_util::stream::iter(out)
         })
         .boxed()
+}
+
+/// The usual stream event, read for the parts the broker uses and nothing
+/// else, borrowing its text where it can: events come one per token, so
+/// reading each into a `serde_json::Value` was a cost per token.
+#[derive(serde::Deserialize)]
+struct EventIn<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceIn<'a>>,
+    /// Once per stream, read as the whole-answer path reads it.
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceIn<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaIn<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaIn<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl EventIn<'_> {
+    fn chunks(self) -> Vec<Result<Chunk, CallError>> {
+        let mut out = Vec::new();
+        if let Some(choice) = self.choices.into_iter().next() {
+            let text = choice.delta.and_then(|d| d.content).or(choice.text);
+            if let Some(t) = text.filter(|t| !t.is_empty()) {
+                out.push(Ok(Chunk::Delta(t.into_owned())));
+            }
+            if let Some(f) = choice.finish_reason {
+                out.push(Ok(Chunk::Finish(f.into_owned())));
+            }
+        }
+        if let Some(u) = self.usage.as_ref().and_then(usage_in) {
+            out.push(Ok(Chunk::Usage(u)));
+        }
+        out
+    }
+}
+
+/// Any stream event, read into a `serde_json::Value`.
+fn event_chunks(name: &str, data: &str) -> Vec<Result<Chunk, CallError>> {
+    match serde_json::from_str::<Value>(data) {
+        Err(_) => vec![Err(malformed(name, "stream event is not JSON"))],
+        Ok(v) if v.get("error").is_some() => {
+            let msg = v
+                .pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("error event");
+            vec![Err(CallError::upstream(name, msg))]
+        }
+        Ok(v) => {
+            let mut out = Vec::new();
+            if let Some(choice) = v.pointer("/choices/0") {
+                let text = choice
+                    .pointer("/delta/content")
+                    .or_else(|| choice.get("text"))
+                    .and_then(|t| t.as_str());
+                if let Some(t) = text.filter(|t| !t.is_empty()) {
+                    out.push(Ok(Chunk::Delta(t.to_string())));
+                }
+                if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
+                    out.push(Ok(Chunk::Finish(f.to_string())));
+                }
+            }
+            if let Some(u) = usage_of(&v) {
+                out.push(Ok(Chunk::Usage(u)));
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(v: Vec<Result<Chunk, CallError>>) -> String {
+        format!(
+            "{:?}",
+            v.into_iter()
+                .map(|c| c.map_err(|e| e.to_string()))
+                .collect::<Vec<_>>()
+        )
+    }
+
+    /// The fast reading of stream events says what the forgiving one says,
+    /// for the usual shapes and the odd ones it hands over.
+    #[test]
+    fn typed_and_forgiving_event_readings_agree() {
+        let events = [
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":"Hel"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"content":"lo \"quoted\" \u00e9"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":null}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#,
+            r#"{"choices":[{"text":"plain","finish_reason":"length"}]}"#,
+            r#"{"choices":[{"delta":{"content":""}}]}"#,
+            r#"{"choices":[{"delta":{"content":5}}]}"#,
+            r#"{"choices":[{"text":["odd"],"finish_reason":7}]}"#,
+            r#"{"usage":{"prompt_tokens":-1,"completion_tokens":"x"}}"#,
+        ];
+        for data in events {
+            let fast = match serde_json::from_str::<EventIn<'_>>(data) {
+                Ok(e) if e.error.is_none() => e.chunks(),
+                _ => event_chunks("p", data),
+            };
+            assert_eq!(show(fast), show(event_chunks("p", data)), "{data}");
+        }
+        // Whole answers: the fast reading agrees with `parse`.
+        let req = CallRequest {
+            request_id: "r".into(),
+            model: "asked".into(),
+            op: Operation::Completion {
+                prompt: "p".into(),
+                max_tokens: 5,
+                extra: Default::default(),
+            },
+            plan: oneflow::request::Plan {
+                provider: "p".into(),
+                modality: oneflow::pricing::Modality::Text,
+                max_usage: Usage::default(),
+                size: None,
+                quote: oneflow::Credits::ZERO,
+            },
+        };
+        for body in [
+            r#"{"model":"m","choices":[{"message":{"role":"assistant","content":"hi \"x\""},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"choices":[{"text":"t"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"choices":[{"message":{"content":"a"},"finish_reason":"length"}],"usage":{"prompt_tokens":-4,"completion_tokens":2.5}}"#,
+        ] {
+            let fast = parse_text(&req, body.as_bytes()).expect("the usual shape");
+            let slow = parse("p", &req, &serde_json::from_str(body).unwrap());
+            assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{body}");
+        }
+        for odd in [
+            r#"{"choices":[],"usage":{"prompt_tokens":1}}"#,
+            r#"{"choices":[{"message":{"content":["parts"]}}],"usage":{}}"#,
+            r#"{"choices":[{"text":"no usage"}]}"#,
+        ] {
+            assert!(parse_text(&req, odd.as_bytes()).is_none(), "{odd}");
+        }
+
+        let err = r#"{"error":{"message":"boom"}}"#;
+        let typed = serde_json::from_str::<EventIn<'_>>(err).unwrap();
+        assert!(
+            typed.error.is_some(),
+            "error events take the forgiving path"
+        );
+    }
 }
