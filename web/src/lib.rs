@@ -105,6 +105,14 @@ pub fn start(config: Config, admin_key: Option<&str>) -> Result<Started, String>
     });
     let max_body = config.server.max_body_bytes;
     let mut http = HttpServer::new(move || create_app(state.clone(), max_body))
+        // Streams are many small writes: without TCP_NODELAY, Nagle's
+        // algorithm holds each behind the client's delayed ACK (up to
+        // 40 ms a chunk). actix leaves the accepted socket as it is.
+        .on_connect(|conn, _| {
+            if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
         .client_request_timeout(Duration::from_secs(
             config.server.client_request_timeout_secs,
         ))
