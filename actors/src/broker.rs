@@ -358,15 +358,6 @@ impl Broker {
         self.inner.wallets.stop().await;
     }
 
-    /// The principal behind a bearer token, if it is a known key.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
-        let hash = key_hash(token);
-        if let Some(p) = self.inner.keys.get(&hash) {
-            return Ok(Some(p.clone()));
-        }
-        self.lookup_key(hash).await
-    }
-
     /// Creates a user with a key and, if given, an opening balance. The
     /// user and key are committed before the balance, and both before the
     /// answer.
