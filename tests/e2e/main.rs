@@ -16,6 +16,7 @@ mod dashboard;
 mod fuzz;
 mod idempotency;
 mod keys;
+mod layout;
 mod ledger_flow;
 mod lifecycle;
 mod limits;
