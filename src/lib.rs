@@ -6,10 +6,12 @@
 
 pub mod analytics;
 pub mod budget;
+pub mod choice;
 pub mod config;
 pub mod ledger;
 pub mod money;
 pub mod pricing;
+pub mod provider;
 pub mod records;
 pub mod request;
 pub mod routing;

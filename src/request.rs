@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::choice::{Region, Strategy};
 use crate::money::Credits;
 use crate::pricing::{Modality, PriceOverflow, Usage, count_words};
-use crate::routing::{Region, Strategy};
+use crate::provider::{ProviderConfig, ProviderKind};
 
 /// An AI request as the native API takes it. Fields that do not apply to the
 /// chosen model's modality are refused rather than silently ignored.
@@ -314,7 +314,7 @@ impl Ask {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_providers;
+    use crate::provider::default_providers;
 
     fn req(model: &str) -> AiRequest {
         AiRequest {

@@ -4,51 +4,15 @@
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::ProviderConfig;
 use crate::money::Credits;
+use crate::provider::ProviderConfig;
 use crate::request::{AiRequest, Plan, RequestError};
 
-/// Where a provider runs; requests may demand one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Region {
-    Us,
-    Eu,
-    Ru,
-}
-
-impl Region {
-    pub fn name(self) -> &'static str {
-        match self {
-            Region::Us => "US",
-            Region::Eu => "EU",
-            Region::Ru => "RU",
-        }
-    }
-}
-
-/// How candidates are ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Strategy {
-    Cost,
-    Latency,
-    Quality,
-    Balanced,
-}
-
-impl Strategy {
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Cost => "cost",
-            Strategy::Latency => "latency",
-            Strategy::Quality => "quality",
-            Strategy::Balanced => "balanced",
-        }
-    }
-}
+// Defined in `choice`, below `config`, so the configuration needs nothing
+// of routing; re-exported here, where callers have always found them.
+pub use crate::choice::{Region, Strategy, Weights};
 
 /// Live figures of one provider, read from its worker.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -67,28 +31,6 @@ impl Default for Health {
             latency_ms: 0.0,
             success_rate: 1.0,
             available: true,
-        }
-    }
-}
-
-/// How the `balanced` strategy weighs cost, latency, quality and
-/// unreliability (each normalised to 0..1 among the candidates).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Weights {
-    pub cost: f64,
-    pub latency: f64,
-    pub quality: f64,
-    pub reliability: f64,
-}
-
-impl Default for Weights {
-    fn default() -> Self {
-        Weights {
-            cost: 0.4,
-            latency: 0.3,
-            quality: 0.2,
-            reliability: 0.1,
         }
     }
 }
@@ -265,8 +207,8 @@ pub fn choose_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_providers;
     use crate::money::Credits;
+    use crate::provider::default_providers;
 
     fn req(model: &str) -> AiRequest {
         AiRequest {

@@ -23,6 +23,7 @@ use oneflow::routing::Health;
 use oneflow::time::Millis;
 
 use crate::ids::{api_key, key_hash, new_id, now_ms};
+use crate::metrics;
 use crate::persistence::Persistence;
 use crate::provider::ProviderHandle;
 use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
@@ -97,6 +98,43 @@ impl From<BudgetError> for BrokerError {
     }
 }
 
+/// How the request counter labels an error: in the codes the HTTP API uses.
+impl From<&BrokerError> for metrics::Failure {
+    fn from(e: &BrokerError) -> Self {
+        let refused = |code| metrics::Failure::Count {
+            status: "refused",
+            code,
+        };
+        let error = |code| metrics::Failure::Count {
+            status: "error",
+            code,
+        };
+        match e {
+            BrokerError::Invalid(RequestError::UnknownModel(_)) => refused("unknown_model"),
+            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) => {
+                refused("no_provider_available")
+            }
+            BrokerError::Invalid(_) | BrokerError::BadInput(_) => refused("invalid_request"),
+            BrokerError::Refused(Refusal::InsufficientBalance { .. }) => {
+                refused("insufficient_credits")
+            }
+            BrokerError::Refused(Refusal::BudgetExceeded { .. }) => refused("budget_exceeded"),
+            BrokerError::Refused(
+                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge,
+            ) => refused("invalid_request"),
+            BrokerError::Refused(Refusal::UnknownHold(_)) => error("internal"),
+            BrokerError::IdempotencyMismatch => refused("idempotency_key_reused"),
+            BrokerError::Busy => refused("overloaded"),
+            BrokerError::NotFound(_) => refused("not_found"),
+            BrokerError::Conflict(_) => refused("conflict"),
+            BrokerError::Store(_) => error("internal"),
+            BrokerError::Unavailable(_) => error("unavailable"),
+            // Counted when the released request is recorded.
+            BrokerError::Upstream { .. } => metrics::Failure::AtSettle,
+        }
+    }
+}
+
 /// The answer to a request, stored for idempotent replays. `cost`,
 /// `balance` and `available` are filled in by the wallet when it settles.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +161,18 @@ pub struct RequestOutcome {
     pub retry_after_secs: Option<u64>,
     pub latency_ms: u64,
     pub created_at: Millis,
+}
+
+impl<'a> From<&'a RequestOutcome> for metrics::Finished<'a> {
+    fn from(o: &'a RequestOutcome) -> Self {
+        metrics::Finished {
+            provider: &o.provider,
+            model: &o.model,
+            status: o.status,
+            error_code: o.error_code.as_deref(),
+            usage: o.usage,
+        }
+    }
 }
 
 /// A quote, before anything is held.
@@ -230,7 +280,7 @@ impl Broker {
         std::fs::create_dir_all(dir).map_err(|e| {
             BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
-        crate::metrics::install();
+        metrics::install();
         let store =
             Store::open_with_cache(&dir.join("oneflow.redb"), config.persistence.cache_bytes)?;
         let now = now_ms();
@@ -309,15 +359,6 @@ impl Broker {
     pub async fn shutdown(&self) {
         self.inner.persist.shutdown().await;
         self.inner.wallets.stop().await;
-    }
-
-    /// The principal behind a bearer token, if it is a known key.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
-        let hash = key_hash(token);
-        if let Some(p) = self.inner.keys.get(&hash) {
-            return Ok(Some(p.clone()));
-        }
-        self.lookup_key(hash).await
     }
 
     /// Creates a user with a key and, if given, an opening balance. The
@@ -563,6 +604,27 @@ impl Broker {
     /// Group-commit figures since start: commits, writes, mean commit time.
     pub fn persistence_figures(&self) -> crate::persistence::CommitFigures {
         self.inner.persist.figures()
+    }
+
+    /// Refreshes the gauges that mirror live state and renders the
+    /// Prometheus text for `/metrics`; `None` if the recorder is not ours.
+    pub fn render_metrics(&self) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let providers = self
+            .inner
+            .providers
+            .iter()
+            .map(|p| metrics::ProviderGauges {
+                name: p.config.name.clone(),
+                queued: p.stats.queued.load(Relaxed),
+                circuit: p.stats.circuit_state().gauge_value(),
+            });
+        metrics::render(self.inner.wallets.alive(), providers)
+    }
+
+    /// The `user` label value, if the configuration asks for one.
+    pub(crate) fn metric_user<'a>(&self, user_id: &'a str) -> Option<&'a str> {
+        self.inner.config.metrics.per_user_labels.then_some(user_id)
     }
 }
 

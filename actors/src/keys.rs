@@ -56,6 +56,15 @@ fn view(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
 }
 
 impl Broker {
+    /// The principal behind a bearer token, if it is a known key.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
+        let hash = key_hash(token);
+        if let Some(p) = self.inner.keys.get(&hash) {
+            return Ok(Some(p.clone()));
+        }
+        self.lookup_key(hash).await
+    }
+
     fn key_epoch(&self) -> u64 {
         self.inner.key_epoch.load(Ordering::SeqCst)
     }
@@ -63,10 +72,7 @@ impl Broker {
     /// Reads a key from the store and caches it, unless a revocation ran
     /// meanwhile: then the cache entry is dropped and the store read again
     /// (that read follows the revocation's commit, so it is current).
-    pub(crate) async fn lookup_key(
-        &self,
-        hash: [u8; 32],
-    ) -> Result<Option<Principal>, BrokerError> {
+    async fn lookup_key(&self, hash: [u8; 32]) -> Result<Option<Principal>, BrokerError> {
         let epoch = self.key_epoch();
         let store = self.inner.store.clone();
         let Some(rec) = blocking(move || store.api_key(&hash)).await? else {

@@ -8,8 +8,15 @@
 //! [`install`] sets it up once per process however many brokers start; a
 //! background thread runs its upkeep. Counters and histograms are recorded
 //! as things happen. Gauges that mirror live state (wallet actors, queue
-//! depth, circuit state) are read from the broker when `/metrics` is
-//! scraped ([`render`]), so they are exact at the moment of the scrape.
+//! depth, circuit state) are set from the figures the broker passes to
+//! [`render`] when `/metrics` is scraped, so they are exact at the moment of
+//! the scrape.
+//!
+//! This module is the bottom layer: it names nothing else in the crate.
+//! Callers hand it plain figures or its own small types ([`Tag`],
+//! [`Failure`], [`Finished`], [`ProviderGauges`]), which the broker's types
+//! convert into, so the modules that record metrics never import each
+//! other through it.
 //!
 //! Labels stay low-cardinality: provider and model names come from the
 //! configuration (a request is labelled with its model only once routing
@@ -25,14 +32,9 @@ use ::metrics::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use oneflow::Credits;
-use oneflow::ledger::Refusal;
 use oneflow::pricing::{Modality, Usage};
 use oneflow::records::RequestStatus;
-use oneflow::request::RequestError;
 use oneflow::routing::Route;
-
-use crate::broker::{Broker, BrokerError, RequestOutcome};
-use crate::provider::CircuitState;
 
 // ---- names -------------------------------------------------------------
 
@@ -210,17 +212,29 @@ fn describe() {
     );
 }
 
-/// Refreshes the gauges that mirror `broker`'s live state and renders the
-/// Prometheus text; `None` if the recorder is not ours.
-pub fn render(broker: &Broker) -> Option<String> {
+/// One provider's live state, as its gauges show it.
+pub struct ProviderGauges {
+    pub name: String,
+    /// Calls waiting for a slot ([`QUEUE_DEPTH`]).
+    pub queued: usize,
+    /// The circuit as [`CIRCUIT_STATE`] counts it: 0 closed, 1 half-open,
+    /// 2 open.
+    pub circuit: f64,
+}
+
+/// Sets the gauges that mirror live state (`wallet_actors` alive, each
+/// provider's queue and circuit) and renders the Prometheus text; `None`
+/// if the recorder is not ours.
+pub fn render(
+    wallet_actors: usize,
+    providers: impl IntoIterator<Item = ProviderGauges>,
+) -> Option<String> {
     let handle = install()?;
-    let inner = &broker.inner;
-    gauge!(WALLET_ACTORS).set(inner.wallets.alive() as f64);
-    for p in &inner.providers {
-        let name = p.config.name.clone();
-        let queued = p.stats.queued.load(std::sync::atomic::Ordering::Relaxed);
-        gauge!(QUEUE_DEPTH, PROVIDER => name.clone()).set(queued as f64);
-        gauge!(CIRCUIT_STATE, PROVIDER => name.clone()).set(circuit_value(p.stats.circuit_state()));
+    gauge!(WALLET_ACTORS).set(wallet_actors as f64);
+    for p in providers {
+        let name = p.name;
+        gauge!(QUEUE_DEPTH, PROVIDER => name.clone()).set(p.queued as f64);
+        gauge!(CIRCUIT_STATE, PROVIDER => name.clone()).set(p.circuit);
         // Counters that may not have moved yet still show, at zero, so
         // `rate()` and the dashboard see every provider from the start.
         counter!(RATE_LIMITED, PROVIDER => name.clone()).increment(0);
@@ -230,23 +244,7 @@ pub fn render(broker: &Broker) -> Option<String> {
     Some(handle.render())
 }
 
-/// The circuit as a number for the gauge.
-pub fn circuit_value(s: CircuitState) -> f64 {
-    match s {
-        CircuitState::Closed => 0.0,
-        CircuitState::HalfOpen => 1.0,
-        CircuitState::Open => 2.0,
-    }
-}
-
 // ---- the request path -----------------------------------------------------
-
-impl Broker {
-    /// The `user` label value, if the configuration asks for one.
-    pub(crate) fn metric_user<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.inner.config.metrics.per_user_labels.then_some(user_id)
-    }
-}
 
 /// Labels of a request once routing has matched it: its first choice.
 /// Requests that fail before routing are labelled `none`.
@@ -278,14 +276,12 @@ impl Tag {
         }
     }
 
-    /// Counts a request that ended in `e` before or instead of its settle.
-    /// Provider failures are counted by [`request_done`] when they settle,
-    /// so they are skipped here.
-    pub fn failed(&self, e: &BrokerError) {
-        if matches!(e, BrokerError::Upstream { .. }) {
+    /// Counts a request that ended in an error before or instead of its
+    /// settle (the broker's errors convert into a [`Failure`]).
+    pub fn failed(&self, failure: impl Into<Failure>) {
+        let Failure::Count { status, code } = failure.into() else {
             return;
-        }
-        let (status, code) = error_labels(e);
+        };
         count_request(
             &self.provider,
             &self.model,
@@ -297,25 +293,51 @@ impl Tag {
     }
 }
 
+/// How a request that failed before or instead of its settle is counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Counted now, with these `status` (`refused`, `error`) and `code`
+    /// labels, in the codes the HTTP API uses.
+    Count {
+        status: &'static str,
+        code: &'static str,
+    },
+    /// Not counted here: a provider failure, whose request was released and
+    /// so counted by [`request_done`].
+    AtSettle,
+}
+
+/// A settled or released request, as the request counter reads it (the
+/// broker's outcome converts into it).
+pub struct Finished<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: RequestStatus,
+    /// Why it failed (`provider_error`, ...); `None` if it succeeded.
+    pub error_code: Option<&'a str>,
+    pub usage: Usage,
+}
+
 /// Counts a request that was settled or released, with its latency split
 /// into provider time and the broker's own, and the tokens it used.
-pub fn request_done(
-    o: &RequestOutcome,
+pub fn request_done<'a>(
+    o: impl Into<Finished<'a>>,
     modality: Modality,
     total: Duration,
     upstream: Duration,
     user: Option<&str>,
 ) {
+    let o = o.into();
     let status = match o.status {
         RequestStatus::Succeeded => "ok",
         RequestStatus::Failed | RequestStatus::Interrupted => "error",
     };
-    let code = o.error_code.as_deref().map_or("none", known_code);
-    let p = o.provider.clone();
-    count_request(&p, &o.model, modality.name(), status, code, user);
-    histogram!(REQUEST_DURATION, PROVIDER => p.clone()).record(total.as_secs_f64());
+    let code = o.error_code.map_or("none", known_code);
+    let p = o.provider;
+    count_request(p, o.model, modality.name(), status, code, user);
+    histogram!(REQUEST_DURATION, PROVIDER => p.to_string()).record(total.as_secs_f64());
     histogram!(ADDED_LATENCY).record(total.saturating_sub(upstream).as_secs_f64());
-    tokens(&p, &o.usage);
+    tokens(p, &o.usage);
 }
 
 fn count_request(
@@ -371,33 +393,6 @@ fn known_code(code: &str) -> &'static str {
         .find(|c| **c == code)
         .copied()
         .unwrap_or("other")
-}
-
-/// Status and code labels of an error, in the codes the HTTP API uses.
-fn error_labels(e: &BrokerError) -> (&'static str, &'static str) {
-    let refused = |code| ("refused", code);
-    match e {
-        BrokerError::Invalid(RequestError::UnknownModel(_)) => refused("unknown_model"),
-        BrokerError::Invalid(RequestError::NoProviderAvailable(_)) => {
-            refused("no_provider_available")
-        }
-        BrokerError::Invalid(_) | BrokerError::BadInput(_) => refused("invalid_request"),
-        BrokerError::Refused(Refusal::InsufficientBalance { .. }) => {
-            refused("insufficient_credits")
-        }
-        BrokerError::Refused(Refusal::BudgetExceeded { .. }) => refused("budget_exceeded"),
-        BrokerError::Refused(Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge) => {
-            refused("invalid_request")
-        }
-        BrokerError::Refused(Refusal::UnknownHold(_)) => ("error", "internal"),
-        BrokerError::IdempotencyMismatch => refused("idempotency_key_reused"),
-        BrokerError::Busy => refused("overloaded"),
-        BrokerError::NotFound(_) => refused("not_found"),
-        BrokerError::Conflict(_) => refused("conflict"),
-        BrokerError::Store(_) => ("error", "internal"),
-        BrokerError::Unavailable(_) => ("error", "unavailable"),
-        BrokerError::Upstream { code, .. } => ("error", known_code(code)),
-    }
 }
 
 // ---- wallets, providers, persistence -----------------------------------------

@@ -47,6 +47,16 @@ impl CircuitState {
             CircuitState::HalfOpen => "half_open",
         }
     }
+
+    /// The state as the circuit gauge counts it
+    /// ([`crate::metrics::CIRCUIT_STATE`]).
+    pub fn gauge_value(self) -> f64 {
+        match self {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        }
+    }
 }
 
 #[derive(Debug)]

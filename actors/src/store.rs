@@ -16,6 +16,8 @@ use oneflow::pricing::Modality;
 use oneflow::records::{RequestRecord, RequestStatus};
 use oneflow::time::Millis;
 
+pub mod rollups;
+
 /// Bumped when the file format changes incompatibly.
 pub const SCHEMA_VERSION: u64 = 1;
 
@@ -264,7 +266,7 @@ impl Store {
             txn.open_table(HOLDS)?;
             txn.open_table(IDEMPOTENCY)?;
         }
-        let rolled = crate::analytics::ensure_rollups(&txn)?;
+        let rolled = rollups::ensure_rollups(&txn)?;
         txn.commit()?;
         if rolled > 0 {
             eprintln!("oneflow: rebuilt analytics rollups from {rolled} stored requests");
@@ -512,7 +514,7 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
     let mut requests = txn.open_table(REQUESTS)?;
     let mut index = txn.open_table(REQUEST_INDEX)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
-    let mut rollup_deltas = crate::analytics::Deltas::default();
+    let mut rollup_deltas = rollups::Deltas::default();
     for (op, skip) in ops.into_iter().zip(skip) {
         if skip {
             continue;
@@ -658,7 +660,7 @@ mod tests {
         ]
     }
 
-    type Rollups = Vec<crate::analytics::Row>;
+    type Rollups = Vec<rollups::Row>;
 
     /// Wallet bytes, open holds, the user's and global rollups, entry count.
     fn state(s: &Store) -> (Vec<u8>, Vec<OpenHold>, Rollups, Rollups, usize) {

@@ -17,6 +17,7 @@ mod durability;
 mod fuzz;
 mod idempotency;
 mod keys;
+mod layout;
 mod ledger_flow;
 mod lifecycle;
 mod limits;

@@ -15,7 +15,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[get("/metrics")]
 pub async fn metrics(s: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let body = oneflow_actors::metrics::render(&s.broker).ok_or_else(|| {
+    let body = s.broker.render_metrics().ok_or_else(|| {
         ApiError::Unavailable("metrics are off: another recorder was installed first".into())
     })?;
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body))

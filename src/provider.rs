@@ -1,0 +1,213 @@
+//! One provider's configuration: which adapter, what it serves, where, at
+//! what price and within what limits; and the offline defaults.
+//!
+//! Below `config` (which lists providers), `request` (which fits a request
+//! to one) and `routing` (which ranks them), so those need not name each
+//! other for it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::choice::Region;
+use crate::money::Credits;
+use crate::pricing::{Modality, RateCard};
+
+/// The adapter behind a provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Built in, offline, deterministic.
+    Simulated,
+    /// OpenAI's API and every server that speaks it (vLLM, Ollama, Groq,
+    /// Together, OpenRouter...).
+    Openai,
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// Stability AI's REST image generation.
+    Stability,
+}
+
+impl ProviderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProviderKind::Simulated => "simulated",
+            ProviderKind::Openai => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Stability => "stability",
+        }
+    }
+}
+
+/// One provider: what it serves, where, at what price, within what limits.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub modality: Modality,
+    /// Model names it answers to besides its own name.
+    #[serde(default)]
+    pub models: Vec<String>,
+    #[serde(default = "default_region")]
+    pub region: Region,
+    /// 0 to 100; used by the `quality` and `balanced` strategies.
+    #[serde(default = "default_quality")]
+    pub quality: u32,
+    #[serde(default)]
+    pub rates: RateCard,
+    #[serde(default)]
+    pub limits: ProviderLimits,
+    #[serde(default)]
+    pub request: RequestLimits,
+    #[serde(default)]
+    pub simulated: SimulatedSettings,
+    /// Where the upstream API lives (every kind but `simulated`), without
+    /// the version path, e.g. `http://127.0.0.1:11434` for a local server.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_url: String,
+    /// The environment variable that holds the upstream API key. The key
+    /// itself never enters config, logs, errors or the store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub api_key_env: String,
+}
+
+fn default_region() -> Region {
+    Region::Us
+}
+fn default_quality() -> u32 {
+    50
+}
+
+/// Rate limit, concurrency cap and queue bound of one provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderLimits {
+    /// Sustained requests per second; 0 means unlimited.
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+    /// Requests per minute, on top of the per-second rate (providers often
+    /// publish both); 0 means unlimited.
+    pub requests_per_minute: u32,
+    /// Calls in flight at once.
+    pub max_concurrency: u32,
+    /// Calls waiting for a slot; beyond it the answer is 429.
+    pub queue: u32,
+    /// Tokens (prompt bound plus `max_tokens`) admitted per minute; 0 means
+    /// unlimited.
+    pub tokens_per_minute: u32,
+}
+
+impl Default for ProviderLimits {
+    fn default() -> Self {
+        ProviderLimits {
+            requests_per_second: 0,
+            burst: 1,
+            requests_per_minute: 0,
+            max_concurrency: 256,
+            queue: 4096,
+            tokens_per_minute: 0,
+        }
+    }
+}
+
+/// Bounds on what one request may ask of a provider; they make the quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimits {
+    pub default_max_tokens: u32,
+    pub max_tokens: u32,
+    pub max_images: u32,
+    pub sizes: Vec<String>,
+    pub default_size: String,
+    pub default_seconds: u32,
+    pub max_seconds: u32,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            default_max_tokens: 16,
+            max_tokens: 4096,
+            max_images: 10,
+            sizes: vec!["256x256".into(), "512x512".into(), "1024x1024".into()],
+            default_size: "1024x1024".into(),
+            default_seconds: 10,
+            max_seconds: 600,
+        }
+    }
+}
+
+/// Behaviour of a simulated provider.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimulatedSettings {
+    pub latency_ms: u64,
+    /// Probability in [0, 1] that a call fails.
+    pub failure_rate: f64,
+    /// Seed of the failure draw, so failures are reproducible.
+    pub seed: u64,
+}
+
+impl Default for SimulatedSettings {
+    fn default() -> Self {
+        SimulatedSettings {
+            latency_ms: 20,
+            failure_rate: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// The offline defaults: one simulated provider per modality, priced as the
+/// original product (text 1 credit per word, image 10 per image, audio 5 and
+/// video 20 per clip).
+pub fn default_providers() -> Vec<ProviderConfig> {
+    let sim = |name: &str, modality, rates| ProviderConfig {
+        name: name.to_string(),
+        kind: ProviderKind::Simulated,
+        modality,
+        models: Vec::new(),
+        region: Region::Us,
+        quality: 50,
+        rates,
+        limits: ProviderLimits::default(),
+        request: RequestLimits::default(),
+        simulated: SimulatedSettings::default(),
+        base_url: String::new(),
+        api_key_env: String::new(),
+    };
+    vec![
+        sim(
+            "gpt",
+            Modality::Text,
+            RateCard {
+                per_output_token: Credits::from_credits(1),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "image",
+            Modality::Image,
+            RateCard {
+                per_image: Credits::from_credits(10),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "audio",
+            Modality::Audio,
+            RateCard {
+                per_request: Credits::from_credits(5),
+                ..RateCard::default()
+            },
+        ),
+        sim(
+            "video",
+            Modality::Video,
+            RateCard {
+                per_request: Credits::from_credits(20),
+                ..RateCard::default()
+            },
+        ),
+    ]
+}
