@@ -98,39 +98,61 @@ impl From<BudgetError> for BrokerError {
     }
 }
 
-/// How the request counter labels an error: in the codes the HTTP API uses.
+impl BrokerError {
+    /// The error's stable code: the one the HTTP API answers with (in
+    /// `{"error": {"code"}}`), the request counter's `code` label and the
+    /// logs use. Worked out here only.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerError::Invalid(r) => match r {
+                RequestError::UnknownModel(_) => "unknown_model",
+                RequestError::NoProviderAvailable(_) => "no_provider_available",
+                RequestError::OverMaxPrice { .. } => "over_max_price",
+                RequestError::NoProviderInRegion { .. } => "no_provider_in_region",
+                _ => "invalid_request",
+            },
+            BrokerError::BadInput(_) => "invalid_request",
+            BrokerError::Refused(r) => match r {
+                Refusal::InsufficientBalance { .. } => "insufficient_credits",
+                Refusal::BudgetExceeded { .. } => "budget_exceeded",
+                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
+                    "invalid_request"
+                }
+                Refusal::UnknownHold(_) => "internal",
+            },
+            BrokerError::IdempotencyMismatch => "idempotency_key_reused",
+            BrokerError::Busy => "overloaded",
+            BrokerError::NotFound(_) => "not_found",
+            BrokerError::Conflict(_) => "conflict",
+            BrokerError::Store(_) => "internal",
+            BrokerError::Unavailable(_) => "unavailable",
+            BrokerError::Upstream { code, .. } => code,
+        }
+    }
+
+    /// Whether the broker or a provider failed (rather than the request
+    /// being refused): the counter's `status` label, `error` or `refused`.
+    pub fn is_fault(&self) -> bool {
+        matches!(
+            self,
+            BrokerError::Refused(Refusal::UnknownHold(_))
+                | BrokerError::Store(_)
+                | BrokerError::Unavailable(_)
+                | BrokerError::Upstream { .. }
+        )
+    }
+}
+
+/// How the request counter labels an error: its [`BrokerError::code`].
 impl From<&BrokerError> for metrics::Failure {
     fn from(e: &BrokerError) -> Self {
-        let refused = |code| metrics::Failure::Count {
-            status: "refused",
-            code,
-        };
-        let error = |code| metrics::Failure::Count {
-            status: "error",
-            code,
-        };
         match e {
-            BrokerError::Invalid(RequestError::UnknownModel(_)) => refused("unknown_model"),
-            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) => {
-                refused("no_provider_available")
-            }
-            BrokerError::Invalid(_) | BrokerError::BadInput(_) => refused("invalid_request"),
-            BrokerError::Refused(Refusal::InsufficientBalance { .. }) => {
-                refused("insufficient_credits")
-            }
-            BrokerError::Refused(Refusal::BudgetExceeded { .. }) => refused("budget_exceeded"),
-            BrokerError::Refused(
-                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge,
-            ) => refused("invalid_request"),
-            BrokerError::Refused(Refusal::UnknownHold(_)) => error("internal"),
-            BrokerError::IdempotencyMismatch => refused("idempotency_key_reused"),
-            BrokerError::Busy => refused("overloaded"),
-            BrokerError::NotFound(_) => refused("not_found"),
-            BrokerError::Conflict(_) => refused("conflict"),
-            BrokerError::Store(_) => error("internal"),
-            BrokerError::Unavailable(_) => error("unavailable"),
             // Counted when the released request is recorded.
             BrokerError::Upstream { .. } => metrics::Failure::AtSettle,
+            e => metrics::Failure::Count {
+                status: if e.is_fault() { "error" } else { "refused" },
+                code: e.code(),
+            },
         }
     }
 }

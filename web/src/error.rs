@@ -127,51 +127,39 @@ impl ResponseError for ApiError {
 }
 
 impl From<BrokerError> for ApiError {
+    /// The status comes from the kind of error, the code always from
+    /// [`BrokerError::code`] (a test holds every variant to it).
     fn from(e: BrokerError) -> Self {
+        let code = e.code();
+        let message = e.to_string();
         match e {
             BrokerError::Invalid(RequestError::UnknownModel(m)) => {
                 ApiError::UnknownModel(format!("model `{m}` is unknown"))
             }
-            BrokerError::Invalid(RequestError::NoProviderAvailable(m)) => ApiError::Overloaded {
-                code: "no_provider_available",
-                message: RequestError::NoProviderAvailable(m).to_string(),
-                retry_after: 1,
-            },
-            BrokerError::Invalid(r @ RequestError::OverMaxPrice { .. }) => ApiError::Unservable {
-                code: "over_max_price",
-                message: r.to_string(),
-            },
-            BrokerError::Invalid(r @ RequestError::NoProviderInRegion { .. }) => {
-                ApiError::Unservable {
-                    code: "no_provider_in_region",
-                    message: r.to_string(),
+            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) | BrokerError::Busy => {
+                ApiError::Overloaded {
+                    code,
+                    message,
+                    retry_after: 1,
                 }
             }
-            BrokerError::Invalid(r) => ApiError::BadRequest(r.to_string()),
-            BrokerError::BadInput(m) => ApiError::BadRequest(m),
+            BrokerError::Invalid(
+                RequestError::OverMaxPrice { .. } | RequestError::NoProviderInRegion { .. },
+            ) => ApiError::Unservable { code, message },
+            BrokerError::Invalid(_) | BrokerError::BadInput(_) => ApiError::BadRequest(message),
             BrokerError::Refused(r) => match r {
-                Refusal::InsufficientBalance { .. } => ApiError::PaymentRequired {
-                    code: "insufficient_credits",
-                    message: r.to_string(),
-                },
-                Refusal::BudgetExceeded { .. } => ApiError::PaymentRequired {
-                    code: "budget_exceeded",
-                    message: r.to_string(),
-                },
-                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
-                    ApiError::BadRequest(r.to_string())
+                Refusal::InsufficientBalance { .. } | Refusal::BudgetExceeded { .. } => {
+                    ApiError::PaymentRequired { code, message }
                 }
-                Refusal::UnknownHold(_) => ApiError::Internal(r.to_string()),
+                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
+                    ApiError::BadRequest(message)
+                }
+                Refusal::UnknownHold(_) => ApiError::Internal(message),
             },
-            BrokerError::IdempotencyMismatch => ApiError::IdempotencyMismatch(e.to_string()),
-            BrokerError::Busy => ApiError::Overloaded {
-                code: "overloaded",
-                message: e.to_string(),
-                retry_after: 1,
-            },
+            BrokerError::IdempotencyMismatch => ApiError::IdempotencyMismatch(message),
             BrokerError::NotFound(what) => ApiError::NotFound(what.to_string()),
             BrokerError::Conflict(m) => ApiError::Conflict(m),
-            BrokerError::Store(s) => ApiError::Internal(s.to_string()),
+            BrokerError::Store(_) => ApiError::Internal(message),
             BrokerError::Unavailable(m) => ApiError::Unavailable(m),
             BrokerError::Upstream {
                 code,
@@ -206,4 +194,88 @@ pub fn query_error(err: actix_web::error::QueryPayloadError) -> actix_web::Error
 
 pub fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
     ApiError::BadRequest(format!("invalid path: {err}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use oneflow::Credits;
+    use oneflow::time::Window;
+    use oneflow_actors::metrics::Failure;
+    use oneflow_actors::store::StoreError;
+
+    use super::*;
+
+    /// One of every error the broker gives, each kind of request error and
+    /// refusal included.
+    fn every_error() -> Vec<BrokerError> {
+        let invalid = [
+            RequestError::EmptyPrompt,
+            RequestError::PromptTooLong(9),
+            RequestError::UnknownModel("m".into()),
+            RequestError::UnknownProvider("p".into()),
+            RequestError::NoProviderInRegion {
+                model: "m".into(),
+                region: "EU".into(),
+            },
+            RequestError::OutOfBounds { field: "n", max: 4 },
+            RequestError::UnknownSize("m".into(), "9x9".into()),
+            RequestError::OverMaxPrice {
+                max: Credits::ZERO,
+                cheapest: Credits::from_credits(1),
+            },
+            RequestError::NoProviderAvailable("m".into()),
+        ];
+        let refusals = [
+            Refusal::InsufficientBalance {
+                needed: Credits::from_credits(2),
+                available: Credits::ZERO,
+            },
+            Refusal::BudgetExceeded {
+                window: Window::Daily,
+                provider: None,
+                limit: Credits::ZERO,
+                spent: Credits::ZERO,
+                held: Credits::ZERO,
+                needed: Credits::from_credits(1),
+            },
+            Refusal::NotPositive,
+            Refusal::WouldOverdraw,
+            Refusal::UnknownHold(7),
+            Refusal::TooLarge,
+        ];
+        let mut all: Vec<BrokerError> = invalid.into_iter().map(BrokerError::Invalid).collect();
+        all.extend(refusals.into_iter().map(BrokerError::Refused));
+        all.extend([
+            BrokerError::BadInput("x".into()),
+            BrokerError::IdempotencyMismatch,
+            BrokerError::Busy,
+            BrokerError::NotFound("user"),
+            BrokerError::Conflict("x".into()),
+            BrokerError::Store(Arc::new(StoreError::Closed)),
+            BrokerError::Unavailable("x".into()),
+            BrokerError::Upstream {
+                code: "provider_timeout",
+                message: "slow".into(),
+                retry_after: None,
+            },
+        ]);
+        all
+    }
+
+    /// The code a client is answered with and the code the request counter
+    /// is labelled with are the same: `BrokerError::code`.
+    #[test]
+    fn the_api_and_the_metrics_use_the_one_code_of_each_error() {
+        for e in every_error() {
+            let code = e.code();
+            match Failure::from(&e) {
+                Failure::Count { code: label, .. } => assert_eq!(label, code, "{e:?}"),
+                Failure::AtSettle => assert!(matches!(e, BrokerError::Upstream { .. })),
+            }
+            let api = ApiError::from(e);
+            assert_eq!(api.code(), code, "{api:?}");
+        }
+    }
 }
