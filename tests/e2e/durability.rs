@@ -29,6 +29,22 @@ use crate::support::{ADMIN_KEY, Api, assert_ledger_balances, credits};
 
 // ---- the binary -------------------------------------------------------------
 
+/// Recovery released exactly the holds of the `interrupted` requests, and
+/// said so in its log line.
+fn assert_recovery_released(server: &Proc, interrupted: usize) {
+    let log = server.stderr_text();
+    if interrupted > 0 {
+        assert!(
+            log.contains(&format!(
+                "released {interrupted} holds left open by an earlier stop; {interrupted} requests marked interrupted"
+            )),
+            "{log}"
+        );
+    } else {
+        assert!(!log.contains("released"), "{log}");
+    }
+}
+
 /// SIGKILL from a blocking thread, so the clients keep running meanwhile.
 async fn kill9(server: Proc) {
     tokio::task::spawn_blocking(move || server.kill9())
@@ -488,18 +504,7 @@ async fn kill_9_under_load_loses_no_acknowledged_request() {
         assert_eq!(a["total_requests"].as_u64(), Some(records.len() as u64));
         assert_eq!(credits(&a["total_cost"]), top_up - balance, "{who}: {a}");
     }
-    // Recovery released exactly the holds of the interrupted requests.
-    let log = server.stderr_text();
-    if interrupted > 0 {
-        assert!(
-            log.contains(&format!(
-                "released {interrupted} holds left open by an earlier stop; {interrupted} requests marked interrupted"
-            )),
-            "{log}"
-        );
-    } else {
-        assert!(!log.contains("released"), "{log}");
-    }
+    assert_recovery_released(&server, interrupted);
 
     // Clients retry what the kill cut off with the same Idempotency-Key: a
     // request settled before the kill is replayed (its id and cost, no new
@@ -1203,18 +1208,7 @@ async fn mixed_requests_then_compare(kill: bool) {
     if !kill {
         assert_eq!(unanswered, 0);
     }
-    // Recovery released exactly the holds of the interrupted requests.
-    let log = server.stderr_text();
-    if interrupted > 0 {
-        assert!(
-            log.contains(&format!(
-                "released {interrupted} holds left open by an earlier stop; {interrupted} requests marked interrupted"
-            )),
-            "{log}"
-        );
-    } else {
-        assert!(!log.contains("released"), "{log}");
-    }
+    assert_recovery_released(&server, interrupted);
     eprintln!(
         "{MIXED} mixed requests{}: {oks} succeeded, {failures} failed, {refusals} refused; \
          {} cut off by the kill and sent again, {unanswered} of them recorded \
