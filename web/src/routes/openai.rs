@@ -750,7 +750,75 @@ impl serde::Serialize for Extra<'_> {
     }
 }
 
+/// Most events one write of a stream carries.
+const STREAM_COALESCE: usize = 32;
+
 impl ChunkHead {
+    /// Appends what `event` says to the client to `out`; true if the stream
+    /// is over (`None`: the broker's side ended without an end event).
+    fn write_event(
+        &self,
+        out: &mut Vec<u8>,
+        event: Option<StreamEvent>,
+        kind: Kind,
+        first: bool,
+        include_usage: bool,
+    ) -> bool {
+        match event {
+            Some(StreamEvent::Delta(d)) => {
+                let choice = match kind {
+                    Kind::Chat => ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta {
+                            role: first.then_some("assistant"),
+                            content: Some(&d),
+                        },
+                        finish_reason: None,
+                    },
+                    Kind::Completion => ChunkChoice::Text {
+                        index: 0,
+                        text: &d,
+                        finish_reason: None,
+                    },
+                };
+                self.write(out, &[choice], None);
+                false
+            }
+            Some(StreamEvent::End {
+                finish_reason,
+                stopped,
+                message,
+                usage,
+                cost,
+            }) => {
+                let choice = match kind {
+                    Kind::Chat => ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta::default(),
+                        finish_reason: Some(&finish_reason),
+                    },
+                    Kind::Completion => ChunkChoice::Text {
+                        index: 0,
+                        text: "",
+                        finish_reason: Some(&finish_reason),
+                    },
+                };
+                let note = json!({"stopped": stopped, "message": message, "cost": cost});
+                self.write(out, &[choice], Some(("oneflow", &note)));
+                if include_usage {
+                    let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
+                    self.write(out, &[], Some(("usage", &u)));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                true
+            }
+            None => {
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                true
+            }
+        }
+    }
+
     /// Appends one `data:` event to `out`.
     fn write(
         &self,
@@ -795,66 +863,36 @@ async fn stream(s: &AppState, user: &str, job: Job, include_usage: bool, kind: K
         model: start.model.clone(),
     };
     let mut first = true;
+    // Events already queued when the client's socket is written go out in
+    // one write: a stream is many small events, and a write each was an
+    // eighth of a stream's CPU. Nothing waits to be coalesced.
     let body = futures_util::stream::unfold((start.events, false), move |(mut rx, done)| {
         let head = head.clone();
-        let is_first = std::mem::replace(&mut first, false);
+        let mut is_first = std::mem::replace(&mut first, false);
         async move {
             if done {
                 return None;
             }
-            let bytes = match rx.recv().await {
-                Some(StreamEvent::Delta(d)) => {
-                    let choice = match kind {
-                        Kind::Chat => ChunkChoice::Delta {
-                            index: 0,
-                            delta: Delta {
-                                role: is_first.then_some("assistant"),
-                                content: Some(&d),
-                            },
-                            finish_reason: None,
-                        },
-                        Kind::Completion => ChunkChoice::Text {
-                            index: 0,
-                            text: &d,
-                            finish_reason: None,
-                        },
-                    };
-                    let mut out = Vec::with_capacity(160 + d.len());
-                    head.write(&mut out, &[choice], None);
-                    return Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (rx, false)));
+            let mut out = Vec::with_capacity(512);
+            let mut event = rx.recv().await;
+            let mut taken = 0;
+            let finished = loop {
+                if head.write_event(&mut out, event, kind, is_first, include_usage) {
+                    break true;
                 }
-                Some(StreamEvent::End {
-                    finish_reason,
-                    stopped,
-                    message,
-                    usage,
-                    cost,
-                }) => {
-                    let choice = match kind {
-                        Kind::Chat => ChunkChoice::Delta {
-                            index: 0,
-                            delta: Delta::default(),
-                            finish_reason: Some(&finish_reason),
-                        },
-                        Kind::Completion => ChunkChoice::Text {
-                            index: 0,
-                            text: "",
-                            finish_reason: Some(&finish_reason),
-                        },
-                    };
-                    let note = json!({"stopped": stopped, "message": message, "cost": cost});
-                    let mut out = Vec::with_capacity(512);
-                    head.write(&mut out, &[choice], Some(("oneflow", &note)));
-                    if include_usage {
-                        let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
-                        head.write(&mut out, &[], Some(("usage", &u)));
-                    }
-                    out.extend_from_slice(b"data: [DONE]\n\n");
-                    Bytes::from(out)
+                is_first = false;
+                taken += 1;
+                if taken == STREAM_COALESCE {
+                    break false;
                 }
-                None => Bytes::from_static(b"data: [DONE]\n\n"),
+                match rx.try_recv() {
+                    Ok(e) => event = Some(e),
+                    // Nothing more yet (or the sender is gone: the next
+                    // poll's `recv` says so).
+                    Err(_) => break false,
+                }
             };
-            Some((Ok(bytes), (rx, true)))
+            Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (rx, finished)))
         }
     });
     let mut res = HttpResponse::Ok();
