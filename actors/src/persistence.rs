@@ -301,6 +301,32 @@ mod tests {
         p.shutdown().await;
     }
 
+    /// A write nobody waits for (a hold) gets no commit of its own: it is
+    /// committed with the next write somebody waits for, in one commit.
+    #[actix_rt::test]
+    async fn a_write_nobody_waits_for_rides_with_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let p = Persistence::start(store.clone(), 16, 100).unwrap();
+        p.reserve().unwrap().send(Job {
+            ops: vec![entry("h", 1)],
+            done: None,
+        });
+        // The thread has taken it off the queue...
+        while p.depth() > 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        // ...and written nothing yet.
+        assert_eq!(p.stats.commits.load(Ordering::Relaxed), 0);
+        assert!(store.transactions_page("h", None, 10).unwrap().is_empty());
+        p.write(vec![entry("w", 1)]).await.unwrap();
+        assert_eq!(p.stats.commits.load(Ordering::Relaxed), 1, "one commit for both");
+        assert_eq!(store.transactions_page("h", None, 10).unwrap().len(), 1);
+        assert_eq!(store.transactions_page("w", None, 10).unwrap().len(), 1);
+        p.shutdown().await;
+    }
+
     /// A reserved slot can always be used, even when the queue is
     /// otherwise full; a full queue refuses new reservations.
     #[actix_rt::test]

@@ -45,6 +45,16 @@ fn assert_recovery_released(server: &Proc, interrupted: usize) {
     }
 }
 
+/// The request id and charge an answer names in its `x-oneflow-*` headers.
+fn id_and_cost(res: &reqwest::Response) -> (Option<String>, Option<String>) {
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    (header("x-oneflow-request-id"), header("x-oneflow-cost"))
+}
+
 /// SIGKILL from a blocking thread, so the clients keep running meanwhile.
 async fn kill9(server: Proc) {
     tokio::task::spawn_blocking(move || server.kill9())
@@ -306,12 +316,7 @@ async fn spend_once(
     }
     let res = rb.send().await?;
     let status = res.status();
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    };
-    let (id, cost) = (header("x-oneflow-request-id"), header("x-oneflow-cost"));
+    let (id, cost) = id_and_cost(&res);
     let text = res.text().await?;
     if !status.is_success() {
         return Ok(Err(format!("{path}: {status}: {text}")));
@@ -698,12 +703,7 @@ async fn send(
         .send()
         .await?;
     let status = res.status();
-    let header = |name: &str| {
-        res.headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
-    };
-    let (id, cost) = (header("x-oneflow-request-id"), header("x-oneflow-cost"));
+    let (id, cost) = id_and_cost(&res);
     let v1 = path.starts_with("/v1/");
     if status.is_success() {
         if v1 {

@@ -129,19 +129,9 @@ struct AnswerIn<'a> {
     #[serde(default, borrow)]
     model: Option<std::borrow::Cow<'a, str>>,
     #[serde(default, borrow)]
-    choices: Vec<AnswerChoiceIn<'a>>,
+    choices: Vec<ChoiceIn<'a>>,
     #[serde(default)]
     usage: Option<Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct AnswerChoiceIn<'a> {
-    #[serde(default, borrow)]
-    message: Option<DeltaIn<'a>>,
-    #[serde(default, borrow)]
-    text: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// Reads a chat or completion answer of the usual shape; `None` for any
@@ -156,7 +146,7 @@ fn parse_text(req: &CallRequest, bytes: &[u8]) -> Option<Result<CallResult, Call
     let a: AnswerIn<'_> = serde_json::from_slice(bytes).ok()?;
     let choice = a.choices.into_iter().next()?;
     let usage = a.usage.as_ref().and_then(usage_in)?;
-    let text = choice.message.and_then(|m| m.content).or(choice.text);
+    let text = choice.delta.and_then(|m| m.content).or(choice.text);
     Some(Ok(CallResult {
         output: Output::Text {
             text: text.map(|t| t.into_owned()).unwrap_or_default(),
@@ -330,7 +320,8 @@ struct EventIn<'a> {
 
 #[derive(serde::Deserialize)]
 struct ChoiceIn<'a> {
-    #[serde(default, borrow)]
+    /// `delta` in stream events, `message` in whole answers.
+    #[serde(default, borrow, alias = "message")]
     delta: Option<DeltaIn<'a>>,
     #[serde(default, borrow)]
     text: Option<std::borrow::Cow<'a, str>>,

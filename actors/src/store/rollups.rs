@@ -12,7 +12,7 @@
 //! gets them rebuilt from its records on open.
 //!
 //! Part of the store (it is storage, and `apply_all` needs it); the
-//! analytics built on these rows live in `crate::analytics`, above.
+//! analytics built on these rows live in the `analytics` module above it.
 
 use std::collections::BTreeMap;
 
