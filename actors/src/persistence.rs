@@ -321,7 +321,11 @@ mod tests {
         assert_eq!(p.stats.commits.load(Ordering::Relaxed), 0);
         assert!(store.transactions_page("h", None, 10).unwrap().is_empty());
         p.write(vec![entry("w", 1)]).await.unwrap();
-        assert_eq!(p.stats.commits.load(Ordering::Relaxed), 1, "one commit for both");
+        assert_eq!(
+            p.stats.commits.load(Ordering::Relaxed),
+            1,
+            "one commit for both"
+        );
         assert_eq!(store.transactions_page("h", None, 10).unwrap().len(), 1);
         assert_eq!(store.transactions_page("w", None, 10).unwrap().len(), 1);
         p.shutdown().await;

@@ -490,12 +490,6 @@ impl ProviderHandle {
             worker: self.worker.clone(),
         })
     }
-
-    /// Runs one whole call through the limits (no retries).
-    pub async fn call(&self, req: CallRequest) -> Result<CallResult, CallError> {
-        let _permit = self.acquire(0).await?;
-        self.adapter.call(req).await
-    }
 }
 
 #[cfg(test)]
