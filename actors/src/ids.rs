@@ -30,6 +30,16 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", random_hex(12))
 }
 
+/// A new request id: `req_`, the creation time in milliseconds (12 hex
+/// digits) and 64 random bits. Ids made later sort after earlier ones, so
+/// the id index grows at its end: a commit rewrites one index leaf instead
+/// of one per request at random places (about a third fewer pages written
+/// per commit, docs/performance.md).
+pub fn new_request_id() -> String {
+    let t = u64::try_from(now_ms()).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("req_{t:012x}{}", random_hex(8))
+}
+
 /// A new API key: `of_` and 256 random bits. `None` when the OS has no
 /// randomness to give, which must stop key creation rather than weaken it.
 pub fn api_key() -> Option<String> {

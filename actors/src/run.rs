@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::broker::{Broker, BrokerError, QuoteView, RequestOutcome, preview, to_json};
 use crate::dispatch;
-use crate::ids::{new_id, now_ms};
+use crate::ids::{new_request_id, now_ms};
 use crate::metrics;
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
@@ -285,7 +285,7 @@ impl Broker {
             return Err(BrokerError::NotFound("provider"));
         };
         let most = all.iter().map(|p| p.quote).max().unwrap_or(first.quote);
-        let request_id = new_id("req");
+        let request_id = new_request_id();
         let now = now_ms();
         let started = Instant::now();
         let reserve = |amount| Reserve {
