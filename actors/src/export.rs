@@ -18,7 +18,7 @@ use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, rfc3339};
 
 use crate::broker::Broker;
-use crate::store::{REQUESTS, Store, StoreError, TRANSACTIONS};
+use crate::store::{REQUESTS, Store, StoreError, TRANSACTIONS, ledger_row};
 
 /// What to export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,13 +321,14 @@ pub fn export_blocking(
                 None => t.range::<(&str, u64)>(..)?,
             };
             for row in rows {
-                let e: LedgerEntry = dec(row?.1.value())?;
-                if e.at < from || e.at >= to {
-                    continue;
-                }
-                w.entry(&e)?;
-                if !w.flush(&mut sink, false) {
-                    return Ok(w.rows);
+                for e in ledger_row(row?.1.value())? {
+                    if e.at < from || e.at >= to {
+                        continue;
+                    }
+                    w.entry(&e)?;
+                    if !w.flush(&mut sink, false) {
+                        return Ok(w.rows);
+                    }
                 }
             }
         }

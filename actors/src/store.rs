@@ -18,8 +18,10 @@ use oneflow::time::Millis;
 
 pub mod rollups;
 
-/// Bumped when the file format changes incompatibly.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Bumped when the file format changes. Version 2 stores a batch's ledger
+/// entries of one user as one row; a version 1 file is read as it is (its
+/// rows hold one entry each, which readers still take) and marked 2 on open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
@@ -32,7 +34,11 @@ pub(crate) const REQUESTS: TableDefinition<(&str, u64, &str), &[u8]> =
     TableDefinition::new("requests");
 /// request id -> (user, created_at): finds one request without a scan.
 const REQUEST_INDEX: TableDefinition<&str, (&str, u64)> = TableDefinition::new("request_index");
-/// (user, seq): the append-only ledger.
+/// (user, seq of the row's first entry): the append-only ledger. One row
+/// holds every entry of one user that one commit wrote (a JSON array), so a
+/// request's hold, charge and release cost one row, not three; rows of the
+/// first format hold a single entry (a JSON object). Read with
+/// [`ledger_row`].
 pub(crate) const TRANSACTIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("transactions");
 /// (user, hold id): holds open right now; what a crash leaves here is released.
@@ -188,6 +194,15 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The entries of one `TRANSACTIONS` row, oldest first: an array (what a
+/// commit writes now) or a single entry (the first file format).
+pub(crate) fn ledger_row(b: &[u8]) -> Result<Vec<LedgerEntry>, StoreError> {
+    match b.iter().find(|c| !c.is_ascii_whitespace()) {
+        Some(b'[') => dec(b),
+        _ => Ok(vec![dec(b)?]),
+    }
+}
+
 /// Where to resume a newest-first page of requests.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestCursor {
@@ -248,11 +263,12 @@ impl Store {
                 .map(|v| dec::<u64>(v.value()))
                 .transpose()?;
             match found {
-                Some(v) if v != SCHEMA_VERSION => return Err(StoreError::Schema { found: v }),
-                Some(_) => {}
-                None => {
+                Some(v) if v == SCHEMA_VERSION => {}
+                // Every version 1 row is readable as it is.
+                Some(1) | None => {
                     meta.insert("schema_version", enc(&SCHEMA_VERSION)?.as_slice())?;
                 }
+                Some(v) => return Err(StoreError::Schema { found: v }),
             }
             // Create every table so readers never meet a missing one.
             txn.open_table(USERS)?;
@@ -449,13 +465,19 @@ impl Store {
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         let r = self.db.begin_read()?;
         let t = r.open_table(TRANSACTIONS)?;
+        let before = before.unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for row in t
-            .range((user_id, 0u64)..(user_id, before.unwrap_or(u64::MAX)))?
-            .rev()
-            .take(limit)
-        {
-            out.push(dec(row?.1.value())?);
+        // A row's key is its first entry's seq: rows keyed below `before`
+        // may still hold entries at or above it.
+        for row in t.range((user_id, 0u64)..(user_id, before))?.rev() {
+            for e in ledger_row(row?.1.value())?.into_iter().rev() {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                if e.seq < before {
+                    out.push(e);
+                }
+            }
         }
         Ok(out)
     }
@@ -515,6 +537,9 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
     let mut index = txn.open_table(REQUEST_INDEX)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
     let mut rollup_deltas = rollups::Deltas::default();
+    // Each user's entries of this batch, in the order written: one row each.
+    let mut entries: Vec<Vec<LedgerEntry>> = Vec::new();
+    let mut entries_of: HashMap<String, usize> = HashMap::new();
     for (op, skip) in ops.into_iter().zip(skip) {
         if skip {
             continue;
@@ -539,7 +564,12 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
                 providers.insert(name.as_str(), enc(&config)?.as_slice())?;
             }
             WriteOp::AppendEntry(e) => {
-                transactions.insert((e.user_id.as_str(), e.seq), enc(&e)?.as_slice())?;
+                let next = entries.len();
+                let i = *entries_of.entry(e.user_id.clone()).or_insert(next);
+                if i == next {
+                    entries.push(Vec::new());
+                }
+                entries[i].push(e);
             }
             WriteOp::PutHold(h) => {
                 holds.insert((h.hold.user_id.as_str(), h.hold.id), enc(&*h)?.as_slice())?;
@@ -564,6 +594,11 @@ fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError
                 idempotency.insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
             }
         }
+    }
+    for mut row in entries {
+        row.sort_by_key(|e| e.seq);
+        let first = &row[0];
+        transactions.insert((first.user_id.as_str(), first.seq), enc(&row)?.as_slice())?;
     }
     rollup_deltas.apply(txn)?;
     Ok(())
@@ -703,5 +738,103 @@ mod tests {
         assert_eq!(a.2[0].2.cost, Credits(11));
         assert_eq!(a.4, 2);
         assert_eq!(batched.requests_page("u", None, 10).unwrap().len(), 3);
+    }
+
+    fn ledger_rows(s: &Store) -> usize {
+        let r = s.db.begin_read().unwrap();
+        r.open_table(TRANSACTIONS).unwrap().iter().unwrap().count()
+    }
+
+    fn seqs(entries: &[LedgerEntry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn one_commit_writes_one_ledger_row_per_user_and_pages_still_split_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("a.redb")).unwrap();
+        s.commit((1..=3).map(entry)).unwrap();
+        s.commit((4..=7).map(entry)).unwrap();
+        assert_eq!(ledger_rows(&s), 2, "one row per user per commit");
+
+        assert_eq!(
+            seqs(&s.transactions_page("u", None, 100).unwrap()),
+            [7, 6, 5, 4, 3, 2, 1]
+        );
+        // Pages of 3, each resuming below the last seq shown: the second
+        // page starts inside the second row's entries and ends inside the
+        // first's.
+        let mut pages = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s.transactions_page("u", before, 3).unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.seq);
+            pages.push(seqs(&page));
+        }
+        assert_eq!(pages, [vec![7, 6, 5], vec![4, 3, 2], vec![1]]);
+    }
+
+    #[test]
+    fn a_file_of_the_first_format_opens_and_reads_its_single_entry_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        {
+            // What version 1 wrote: one row per entry, a JSON object each.
+            let s = Store::open(&path).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            {
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", b"1".as_slice()).unwrap();
+                let mut t = txn.open_table(TRANSACTIONS).unwrap();
+                for seq in 1..=2 {
+                    let WriteOp::AppendEntry(e) = entry(seq) else {
+                        unreachable!()
+                    };
+                    t.insert(("u", seq), enc(&e).unwrap().as_slice()).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        s.commit([entry(3), entry(4)]).unwrap();
+        assert_eq!(
+            seqs(&s.transactions_page("u", None, 10).unwrap()),
+            [4, 3, 2, 1]
+        );
+        assert_eq!(seqs(&s.transactions_page("u", Some(4), 2).unwrap()), [3, 2]);
+        let r = s.db.begin_read().unwrap();
+        let v = r
+            .open_table(META)
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        assert_eq!(
+            v,
+            SCHEMA_VERSION.to_string().as_bytes(),
+            "marked current on open"
+        );
+    }
+
+    #[test]
+    fn a_file_of_a_later_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("later.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("schema_version", b"99".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        assert!(matches!(
+            Store::open(&path),
+            Err(StoreError::Schema { found: 99 })
+        ));
     }
 }
