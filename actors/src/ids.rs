@@ -63,3 +63,23 @@ pub fn key_hash(key: &str) -> [u8; 32] {
 pub fn body_hash(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_made_later_sort_after_earlier_ones() {
+        let first = new_request_id();
+        // The id's clock is in milliseconds: wait for it to move on.
+        let start = now_ms();
+        while now_ms() <= start {
+            std::thread::yield_now();
+        }
+        let later: Vec<String> = (0..100).map(|_| new_request_id()).collect();
+        assert!(later.iter().all(|id| *id > first), "{first} {later:?}");
+        assert_eq!(first.len(), "req_".len() + 12 + 16);
+        let distinct: std::collections::HashSet<_> = later.iter().collect();
+        assert_eq!(distinct.len(), later.len(), "random part differs");
+    }
+}
