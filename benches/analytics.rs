@@ -30,7 +30,7 @@ use oneflow::pricing::{Modality, Usage};
 use oneflow::records::{RequestRecord, RequestStatus};
 use oneflow::time::{MS_PER_DAY, Millis};
 use oneflow_actors::export::{ExportKind, ExportQuery, Format, export_blocking};
-use oneflow_actors::store::{Store, WriteOp};
+use oneflow_actors::store::{RedbStore, Store, WriteOp};
 
 /// 2026-11-25T00:00:00Z: the data ends here, queries look back from it.
 const END: Millis = 1_764_028_800_000;
@@ -77,19 +77,23 @@ fn bench_dir() -> PathBuf {
 }
 
 /// A store holding `n` requests; filled once, reused afterwards.
-fn filled(n: u64) -> (PathBuf, Store) {
+fn filled(n: u64) -> (PathBuf, RedbStore) {
     let path = bench_dir().join(format!("oneflow-analytics-bench-{n}.redb"));
     let marker = path.with_extension("done");
     if !marker.exists() {
         let _ = std::fs::remove_file(&path);
-        let store = Store::open_with_cache(&path, CACHE).unwrap();
+        let store = RedbStore::open_with_cache(&path, CACHE).unwrap();
         let started = Instant::now();
         let batch = 25_000;
         let mut i = 0;
         while i < n {
             let end = (i + batch).min(n);
             store
-                .commit((i..end).map(|j| WriteOp::PutRequest(Box::new(request(j, n)))))
+                .commit(
+                    (i..end)
+                        .map(|j| WriteOp::PutRequest(Box::new(request(j, n))))
+                        .collect(),
+                )
                 .unwrap();
             i = end;
         }
@@ -102,14 +106,14 @@ fn filled(n: u64) -> (PathBuf, Store) {
         drop(store);
         std::fs::write(&marker, b"").unwrap();
     }
-    let store = Store::open_with_cache(&path, CACHE).unwrap();
+    let store = RedbStore::open_with_cache(&path, CACHE).unwrap();
     (path, store)
 }
 
 /// What the server does to answer `GET /api/analytics` plus
 /// `/api/analytics/series`: the summary over the range, the dense series,
 /// and both as JSON.
-fn query(store: &Store, scope: &str, bucket: Bucket, span: Millis) {
+fn query(store: &RedbStore, scope: &str, bucket: Bucket, span: Millis) {
     let (from, to) = (END - span, END);
     let summary = store.summary(scope, Some((from, to))).unwrap();
     let points = store.series(scope, bucket, from, to, None).unwrap();
@@ -118,11 +122,11 @@ fn query(store: &Store, scope: &str, bucket: Bucket, span: Millis) {
 }
 
 /// Rollup rows the series of `query` reads (not timed).
-fn rows_read(store: &Store, scope: &str, bucket: Bucket, span: Millis) -> usize {
+fn rows_read(store: &RedbStore, scope: &str, bucket: Bucket, span: Millis) -> usize {
     let (from, to) = (END - span, END);
     let mut rows = 0;
     store
-        .each_rollup(scope, bucket, from, to, |_, _, _| {
+        .each_rollup(scope, bucket, from, to, &mut |_, _, _| {
             rows += 1;
             true
         })
@@ -168,7 +172,7 @@ fn rss_kb() -> u64 {
 /// Child mode: export every request of the file at `path` and print
 /// "rows bytes rss_before_kb peak_rss_growth_kb".
 fn export_child(path: &Path, format: Format, cache: usize) {
-    let store = Store::open_with_cache(path, cache).unwrap();
+    let store = RedbStore::open_with_cache(path, cache).unwrap();
     let before = rss_kb();
     let mut peak = before;
     let mut bytes = 0usize;
@@ -230,7 +234,7 @@ fn main() {
     // 100,000 shows where the cost stops growing: once every bucket of a
     // range holds data, more requests add no rows to read.
     let sizes = [1_000u64, 100_000, 1_000_000];
-    let stores: Vec<(u64, PathBuf, Store)> = sizes
+    let stores: Vec<(u64, PathBuf, RedbStore)> = sizes
         .iter()
         .map(|n| {
             let (p, s) = filled(*n);

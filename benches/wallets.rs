@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 
 use oneflow::config::Config;
 use oneflow_actors::Broker;
-use oneflow_actors::store::{Role, Store, User, WriteOp};
+use oneflow_actors::store::{RedbStore, Role, Store, User, WriteOp};
 
 /// The allocator the `oneflow` binary uses, so the figures are its figures.
 #[global_allocator]
@@ -41,19 +41,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..n).map(|i| format!("usr_bench{i:07}")).collect();
     {
-        let store = Store::open(&dir.path().join("oneflow.redb")).unwrap();
+        let store = RedbStore::open(&dir.path().join("oneflow.redb")).unwrap();
         for chunk in ids.chunks(10_000) {
             store
-                .commit(chunk.iter().map(|id| {
-                    WriteOp::PutUser(User {
-                        id: id.clone(),
-                        name: "bench".into(),
-                        email: "bench@example.com".into(),
-                        role: Role::User,
-                        created_at: 0,
-                        strategy: None,
-                    })
-                }))
+                .commit(
+                    chunk
+                        .iter()
+                        .map(|id| {
+                            WriteOp::PutUser(User {
+                                id: id.clone(),
+                                name: "bench".into(),
+                                email: "bench@example.com".into(),
+                                role: Role::User,
+                                created_at: 0,
+                                strategy: None,
+                            })
+                        })
+                        .collect(),
+                )
                 .unwrap();
         }
     }

@@ -26,7 +26,9 @@ use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::metrics;
 use crate::persistence::Persistence;
 use crate::provider::ProviderHandle;
-use crate::store::{ApiKeyRecord, RequestCursor, Role, Store, StoreError, User, WriteOp};
+use crate::store::{
+    ApiKeyRecord, RedbStore, RequestCursor, Role, Store, StoreError, User, WriteOp,
+};
 use crate::wallet::{TopUp, WalletError, WalletSettings, WalletView, Wallets};
 
 /// Who is calling, from their API key.
@@ -255,7 +257,7 @@ pub struct ProviderView {
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
-    pub(crate) store: Store,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) persist: Persistence,
     pub(crate) wallets: Wallets,
     pub(crate) providers: Vec<ProviderHandle>,
@@ -303,8 +305,10 @@ impl Broker {
             BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
         })?;
         metrics::install();
-        let store =
-            Store::open_with_cache(&dir.join("oneflow.redb"), config.persistence.cache_bytes)?;
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(
+            &dir.join("oneflow.redb"),
+            config.persistence.cache_bytes,
+        )?);
         let now = now_ms();
         // Provider configs first, so recovery knows each provider's modality.
         let provider_ops = config
@@ -325,7 +329,7 @@ impl Broker {
                 recovery.holds_released, recovery.requests_interrupted
             );
         }
-        let new_admin_key = ensure_admin(&store, admin_key, now)?;
+        let new_admin_key = ensure_admin(&*store, admin_key, now)?;
         let persist = Persistence::start(
             store.clone(),
             config.persistence.queue,
@@ -671,7 +675,7 @@ fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {
 /// Makes sure an admin key exists. With `given`, that key is (re)registered;
 /// otherwise, on first start, a new key is made and returned.
 fn ensure_admin(
-    store: &Store,
+    store: &dyn Store,
     given: Option<&str>,
     now: Millis,
 ) -> Result<Option<String>, BrokerError> {

@@ -8,7 +8,6 @@
 //! slows the reader instead of growing a buffer.
 
 use bytes::Bytes;
-use redb::ReadableDatabase;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -18,7 +17,7 @@ use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, rfc3339};
 
 use crate::broker::Broker;
-use crate::store::{REQUESTS, Store, StoreError, TRANSACTIONS, ledger_row};
+use crate::store::{Store, StoreError};
 
 /// What to export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,15 +271,11 @@ impl Writer {
     }
 }
 
-fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
 /// Reads the rows of `q` and hands them, encoded, to `sink` in chunks,
 /// until done or `sink` returns false (the reader went away). Blocking.
 /// Returns the rows written.
 pub fn export_blocking(
-    store: &Store,
+    store: &dyn Store,
     q: &ExportQuery,
     mut sink: impl FnMut(Bytes) -> bool,
 ) -> Result<u64, StoreError> {
@@ -290,46 +285,32 @@ pub fn export_blocking(
         buf: Vec::with_capacity(CHUNK + 4096),
     };
     let (from, to) = (q.from.max(0), q.to.max(0));
-    let (ufrom, uto) = (from as u64, to as u64);
     match q.kind {
         ExportKind::Requests => {
             w.begin(REQUEST_COLUMNS);
-            let r = store.db.begin_read()?;
-            let t = r.open_table(REQUESTS)?;
-            let rows = match &q.user_id {
-                Some(u) => t.range((u.as_str(), ufrom, "")..(u.as_str(), uto, ""))?,
-                None => t.range::<(&str, u64, &str)>(..)?,
-            };
-            for row in rows {
-                let (k, v) = row?;
-                let at = k.value().1;
-                if at < ufrom || at >= uto {
-                    continue;
-                }
-                w.request(&dec(v.value())?)?;
-                if !w.flush(&mut sink, false) {
-                    return Ok(w.rows);
-                }
+            let mut stopped = false;
+            store.each_request(q.user_id.as_deref(), from, to, &mut |r| {
+                w.request(&r)?;
+                stopped = !w.flush(&mut sink, false);
+                Ok(!stopped)
+            })?;
+            if stopped {
+                return Ok(w.rows);
             }
         }
         ExportKind::Transactions => {
             w.begin(ENTRY_COLUMNS);
-            let r = store.db.begin_read()?;
-            let t = r.open_table(TRANSACTIONS)?;
-            let rows = match &q.user_id {
-                Some(u) => t.range((u.as_str(), 0u64)..=(u.as_str(), u64::MAX))?,
-                None => t.range::<(&str, u64)>(..)?,
-            };
-            for row in rows {
-                for e in ledger_row(row?.1.value())? {
-                    if e.at < from || e.at >= to {
-                        continue;
-                    }
-                    w.entry(&e)?;
-                    if !w.flush(&mut sink, false) {
-                        return Ok(w.rows);
-                    }
+            let mut stopped = false;
+            store.each_entry(q.user_id.as_deref(), &mut |e| {
+                if e.at < from || e.at >= to {
+                    return Ok(true);
                 }
+                w.entry(&e)?;
+                stopped = !w.flush(&mut sink, false);
+                Ok(!stopped)
+            })?;
+            if stopped {
+                return Ok(w.rows);
             }
         }
         ExportKind::Analytics(b) => {
@@ -337,7 +318,7 @@ pub fn export_blocking(
             let scope = q.user_id.as_deref().unwrap_or("");
             let mut failed = None;
             let mut stopped = false;
-            store.each_rollup(scope, b, from, to, |start, provider, r| {
+            store.each_rollup(scope, b, from, to, &mut |start, provider, r| {
                 if let Err(e) = w.bucket(start, provider, &r) {
                     failed = Some(e);
                     return false;
@@ -366,7 +347,7 @@ impl Broker {
         let (tx, rx) = mpsc::channel(QUEUE);
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || {
-            let result = export_blocking(&store, &q, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+            let result = export_blocking(&*store, &q, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
             if let Err(e) = result {
                 let _ = tx.blocking_send(Err(e.to_string()));
             }

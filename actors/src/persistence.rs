@@ -88,7 +88,11 @@ impl Persistence {
     /// Starts the thread. `queue` bounds waiting jobs; `max_batch` bounds
     /// the writes of one commit.
     /// Fails only if the thread cannot be started.
-    pub fn start(store: Store, queue: usize, max_batch: usize) -> std::io::Result<Persistence> {
+    pub fn start(
+        store: Arc<dyn Store>,
+        queue: usize,
+        max_batch: usize,
+    ) -> std::io::Result<Persistence> {
         let (tx, rx) = mpsc::channel(queue.max(2));
         let stats = Arc::new(PersistenceStats::default());
         let s = stats.clone();
@@ -177,7 +181,12 @@ fn fatal(why: &str) -> ! {
     std::process::exit(70);
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Msg>, max_batch: usize, stats: Arc<PersistenceStats>) {
+fn run(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Msg>,
+    max_batch: usize,
+    stats: Arc<PersistenceStats>,
+) {
     // Writes nobody waits for, kept until a commit somebody waits for.
     let mut riding: Vec<WriteOp> = Vec::new();
     let mut stopping = false;
@@ -253,6 +262,7 @@ fn failpoint(commits: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::RedbStore;
     use oneflow::Credits;
     use oneflow::ledger::{EntryKind, LedgerEntry};
 
@@ -276,7 +286,7 @@ mod tests {
     #[actix_rt::test]
     async fn concurrent_writes_are_group_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let p = Persistence::start(store.clone(), 1024, 4096).unwrap();
         let n = 400u64;
         let writes = (1..=n).map(|seq| {
@@ -306,7 +316,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_write_nobody_waits_for_rides_with_the_next_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let p = Persistence::start(store.clone(), 16, 100).unwrap();
         p.reserve().unwrap().send(Job {
             ops: vec![entry("h", 1)],
@@ -336,7 +346,7 @@ mod tests {
     #[actix_rt::test]
     async fn reserved_slots_survive_a_full_queue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("t.redb")).unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let p = Persistence::start(store.clone(), 2, 10).unwrap();
         let a = p.reserve().unwrap();
         let b = p.reserve().unwrap();

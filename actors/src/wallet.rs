@@ -204,7 +204,7 @@ pub struct WalletActor {
     user_id: String,
     /// `None` until loaded, or if the user does not exist.
     wallet: Option<Wallet>,
-    store: Store,
+    store: Arc<dyn Store>,
     persist: Persistence,
     registry: Arc<DashMap<String, Addr<WalletActor>>>,
     /// The queue slot each open hold reserved for its finish.
@@ -688,7 +688,7 @@ struct Inner {
     /// The arbiter threads, joined on shutdown so every actor (and its
     /// handle on the database) is gone when `stop` returns.
     threads: std::sync::Mutex<Vec<Arbiter>>,
-    store: Store,
+    store: Arc<dyn Store>,
     persist: Persistence,
     settings: WalletSettings,
 }
@@ -712,7 +712,7 @@ impl Wallets {
     /// Must run inside an actix system. Starts `arbiters` threads that the
     /// wallet actors are spread over.
     pub fn start(
-        store: Store,
+        store: Arc<dyn Store>,
         persist: Persistence,
         arbiters: usize,
         settings: WalletSettings,

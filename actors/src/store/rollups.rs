@@ -18,11 +18,12 @@ use std::collections::BTreeMap;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use oneflow::analytics::{Bucket, Point, Rollup, SeriesBuilder, Summary, cover, summarize};
+use oneflow::analytics::{Bucket, Point, Rollup, SeriesBuilder};
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
-use super::{META, REQUESTS, Store, StoreError};
+use super::redb::{META, REQUESTS};
+use super::{RedbStore, StoreError};
 
 type RollupTable = TableDefinition<'static, (&'static str, u64, &'static str), &'static [u8]>;
 
@@ -131,106 +132,65 @@ pub(crate) fn ensure_rollups(txn: &WriteTransaction) -> Result<u64, StoreError> 
     Ok(n)
 }
 
-/// A stored rollup row: bucket start, provider, sums.
-pub type Row = (Millis, String, Rollup);
-
-impl Store {
-    /// The rows of one width and scope with `from <= start < to`, ordered
-    /// by start then provider.
-    pub fn rollup_rows(
-        &self,
-        scope: &str,
-        b: Bucket,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Row>, StoreError> {
-        let mut out = Vec::new();
-        self.each_rollup(scope, b, from, to, |start, p, r| {
-            out.push((start, p.to_string(), r));
-            true
-        })?;
-        Ok(out)
+/// Calls `f` on each row of one width and scope in `[from, to)` until it
+/// returns false.
+pub(super) fn each_row(
+    store: &RedbStore,
+    scope: &str,
+    b: Bucket,
+    from: Millis,
+    to: Millis,
+    f: &mut dyn FnMut(Millis, &str, Rollup) -> bool,
+) -> Result<(), StoreError> {
+    if from >= to {
+        return Ok(());
     }
-
-    /// Calls `f` on each row of one width and scope in `[from, to)` until it
-    /// returns false.
-    pub fn each_rollup(
-        &self,
-        scope: &str,
-        b: Bucket,
-        from: Millis,
-        to: Millis,
-        mut f: impl FnMut(Millis, &str, Rollup) -> bool,
-    ) -> Result<(), StoreError> {
-        if from >= to {
-            return Ok(());
+    let r = store.db.begin_read()?;
+    let t = r.open_table(table(b))?;
+    for row in t.range((scope, key_time(from), "")..(scope, key_time(to), ""))? {
+        let (k, v) = row?;
+        let (_, start, provider) = k.value();
+        let rollup = Rollup::from_bytes(v.value()).map_err(corrupt)?;
+        if !f(start as Millis, provider, rollup) {
+            break;
         }
-        let r = self.db.begin_read()?;
+    }
+    Ok(())
+}
+
+/// The dense series of one scope (and, if given, one provider) over
+/// `[from, to)` on `b` boundaries, merging each stored row straight into
+/// its bucket.
+pub(super) fn series(
+    store: &RedbStore,
+    scope: &str,
+    b: Bucket,
+    from: Millis,
+    to: Millis,
+    provider: Option<&str>,
+) -> Result<Vec<Point>, StoreError> {
+    let mut out = SeriesBuilder::new(b, from, to);
+    if from < to {
+        let r = store.db.begin_read()?;
         let t = r.open_table(table(b))?;
         for row in t.range((scope, key_time(from), "")..(scope, key_time(to), ""))? {
             let (k, v) = row?;
-            let (_, start, provider) = k.value();
-            let rollup = Rollup::from_bytes(v.value()).map_err(corrupt)?;
-            if !f(start as Millis, provider, rollup) {
-                break;
+            let (_, start, p) = k.value();
+            if provider.is_some_and(|want| want != p) {
+                continue;
+            }
+            if let Some(slot) = out.slot(start as Millis) {
+                slot.merge_bytes(v.value()).map_err(corrupt)?;
             }
         }
-        Ok(())
     }
-
-    /// The dense series of one scope (and, if given, one provider) over
-    /// `[from, to)` on `b` boundaries, merging each stored row straight
-    /// into its bucket.
-    pub fn series(
-        &self,
-        scope: &str,
-        b: Bucket,
-        from: Millis,
-        to: Millis,
-        provider: Option<&str>,
-    ) -> Result<Vec<Point>, StoreError> {
-        let mut out = SeriesBuilder::new(b, from, to);
-        if from < to {
-            let r = self.db.begin_read()?;
-            let t = r.open_table(table(b))?;
-            for row in t.range((scope, key_time(from), "")..(scope, key_time(to), ""))? {
-                let (k, v) = row?;
-                let (_, start, p) = k.value();
-                if provider.is_some_and(|want| want != p) {
-                    continue;
-                }
-                if let Some(slot) = out.slot(start as Millis) {
-                    slot.merge_bytes(v.value()).map_err(corrupt)?;
-                }
-            }
-        }
-        Ok(out.finish())
-    }
-
-    /// Totals and per-provider figures of one scope over `[from, to)` (whole
-    /// minutes), read from the widest rows that cover it; `None` for all
-    /// time.
-    pub fn summary(
-        &self,
-        scope: &str,
-        range: Option<(Millis, Millis)>,
-    ) -> Result<Summary, StoreError> {
-        let parts = match range {
-            Some((from, to)) => cover(from, to),
-            None => vec![(Bucket::Day, 0, Millis::MAX)],
-        };
-        let mut rows = Vec::new();
-        for (b, from, to) in parts {
-            rows.extend(self.rollup_rows(scope, b, from, to)?);
-        }
-        Ok(summarize(rows.iter().map(|(_, p, r)| (p.as_str(), r))))
-    }
+    Ok(out.finish())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::WriteOp;
+    use crate::store::{Store, WriteOp};
     use oneflow::Credits;
     use oneflow::pricing::{Modality, Usage};
     use oneflow::records::RequestStatus;
@@ -265,7 +225,7 @@ mod tests {
         }
     }
 
-    fn all_rows(s: &Store) -> Vec<(Bucket, String, Row)> {
+    fn all_rows(s: &RedbStore) -> Vec<(Bucket, String, crate::store::RollupRow)> {
         let mut out = Vec::new();
         for b in Bucket::ALL {
             for scope in ["", "u0", "u1", "u2"] {
@@ -284,12 +244,13 @@ mod tests {
     fn an_old_file_gets_its_rollups_rebuilt_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.redb");
-        let s = Store::open(&path).unwrap();
+        let s = RedbStore::open(&path).unwrap();
         for chunk in (0..500u64).collect::<Vec<_>>().chunks(64) {
             s.commit(
                 chunk
                     .iter()
-                    .map(|i| WriteOp::PutRequest(Box::new(request(*i)))),
+                    .map(|i| WriteOp::PutRequest(Box::new(request(*i))))
+                    .collect(),
             )
             .unwrap();
         }
@@ -315,11 +276,11 @@ mod tests {
             txn.commit().unwrap();
         }
         drop(s);
-        let s = Store::open(&path).unwrap();
+        let s = RedbStore::open(&path).unwrap();
         assert_eq!(all_rows(&s), kept);
         drop(s);
         // Opening again does not count anything twice.
-        let s = Store::open(&path).unwrap();
+        let s = RedbStore::open(&path).unwrap();
         assert_eq!(all_rows(&s), kept);
         let r = s.db.begin_read().unwrap();
         assert!(r.open_table(OLD_ROLLUPS).is_err(), "old table removed");
@@ -329,9 +290,13 @@ mod tests {
     #[test]
     fn the_store_series_equals_the_pure_series() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.redb")).unwrap();
-        s.commit((0..300).map(|i| WriteOp::PutRequest(Box::new(request(i)))))
-            .unwrap();
+        let s = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+        s.commit(
+            (0..300)
+                .map(|i| WriteOp::PutRequest(Box::new(request(i))))
+                .collect(),
+        )
+        .unwrap();
         let from = Bucket::Hour.floor(request(0).created_at) - 3_600_000;
         let to = from + 6 * 3_600_000;
         for b in [Bucket::Minute, Bucket::Hour] {
@@ -351,11 +316,12 @@ mod tests {
     #[test]
     fn a_range_summary_equals_the_requests_in_it() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("t.redb")).unwrap();
+        let s = RedbStore::open(&dir.path().join("t.redb")).unwrap();
         let reqs: Vec<RequestRecord> = (0..400).map(request).collect();
         s.commit(
             reqs.iter()
-                .map(|r| WriteOp::PutRequest(Box::new(r.clone()))),
+                .map(|r| WriteOp::PutRequest(Box::new(r.clone())))
+                .collect(),
         )
         .unwrap();
         let base = Bucket::Day.floor(reqs[0].created_at);
