@@ -23,7 +23,7 @@ use crate::ids::{new_id, now_ms};
 use crate::metrics;
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 use crate::views::{ErrorCode, QuoteView, RequestOutcome};
-use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
+use crate::wallet::{Finish, IdemKey, Reserve, Reserved, Retarget, Settlement};
 
 /// Fits a request to one provider: its plan (modality, bounds, quote).
 pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
@@ -438,7 +438,7 @@ impl Broker {
                     outcome.usage = r.usage;
                     outcome.response = Some(r.output.summary());
                     output = Some(r.output);
-                    Outcome::Charge(cost)
+                    Settlement::Charge(cost)
                 }
                 Err(e) => fail(&mut outcome, ErrorCode::ProviderError, e.to_string(), None),
             },
@@ -463,7 +463,7 @@ impl Broker {
     async fn finish(
         &self,
         h: &Held,
-        action: Outcome,
+        action: Settlement,
         mut outcome: RequestOutcome,
         attempts: Vec<Attempt>,
         plan: &Plan,
@@ -498,7 +498,7 @@ impl Broker {
             .map(|k| (k.key.clone(), k.body_hash, outcome.clone()));
         let finish = Finish {
             hold_id: h.hold_id,
-            outcome: action,
+            settlement: action,
             record: Box::new(record),
             idem,
             now: now_ms(),
@@ -678,8 +678,8 @@ impl Broker {
             outcome.usage = usage;
             outcome.response = Some(text);
             let action = match rates.cost(&usage, None) {
-                Ok(c) => Outcome::Charge(c),
-                Err(_) => Outcome::Charge(h.hold),
+                Ok(c) => Settlement::Charge(c),
+                Err(_) => Settlement::Charge(h.hold),
             };
             if let Some((code, msg)) = &stopped {
                 outcome.error_code = Some(*code);
@@ -813,10 +813,10 @@ fn fail(
     code: ErrorCode,
     message: String,
     retry_after: Option<u64>,
-) -> Outcome {
+) -> Settlement {
     o.status = RequestStatus::Failed;
     o.error_code = Some(code);
     o.error = Some(message.clone());
     o.retry_after_secs = retry_after;
-    Outcome::Release(message)
+    Settlement::Release(message)
 }

@@ -83,9 +83,11 @@ pub enum Reserved {
     Wait(oneshot::Receiver<RequestOutcome>),
 }
 
-/// How a held request ended.
+/// What becomes of a held request's money: charged (a settle) or given
+/// back (a release). Not the request's outcome, which is a
+/// [`RequestOutcome`].
 #[derive(Clone, Debug)]
-pub enum Outcome {
+pub enum Settlement {
     /// Charge the real cost (capped at the hold), free the rest.
     Charge(Credits),
     /// Return the whole hold.
@@ -98,7 +100,7 @@ pub enum Outcome {
 #[rtype(result = "Result<Finished, WalletError>")]
 pub struct Finish {
     pub hold_id: u64,
-    pub outcome: Outcome,
+    pub settlement: Settlement,
     pub record: Box<RequestRecord>,
     /// The key and the outcome to remember for it; the wallet sets the
     /// outcome's `cost`, `balance` and `available` before storing it.
@@ -507,12 +509,12 @@ impl WalletActor {
             None => self.persist.reserve().map_err(|_| WalletError::Busy)?,
         };
         let w = self.wallet()?;
-        let (entries, charged, shortfall) = match &m.outcome {
-            Outcome::Charge(cost) => {
+        let (entries, charged, shortfall) = match &m.settlement {
+            Settlement::Charge(cost) => {
                 let s = w.settle(m.hold_id, *cost, m.now)?;
                 (s.entries, s.charged, s.shortfall)
             }
-            Outcome::Release(note) => (
+            Settlement::Release(note) => (
                 vec![w.release(m.hold_id, Some(note), m.now)?],
                 Credits::ZERO,
                 Credits::ZERO,
@@ -536,7 +538,7 @@ impl WalletActor {
         // A success is remembered for the key, with the figures only the
         // wallet knows. A failure charged nothing and may be worth retrying,
         // so its key is freed once those waiting on it have the answer.
-        let keep = matches!(m.outcome, Outcome::Charge(_));
+        let keep = matches!(m.settlement, Settlement::Charge(_));
         let idem = m.idem.map(|(key, body_hash, mut result)| {
             result.cost = charged;
             result.balance = finished.balance;
