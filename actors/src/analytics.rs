@@ -12,7 +12,8 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, Window};
 
-use crate::broker::{Broker, BrokerError};
+use crate::broker::Broker;
+use crate::error::BrokerError;
 use crate::ids::now_ms;
 use crate::store::StoreError;
 

@@ -10,26 +10,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::{Deserialize, Serialize};
 
 use oneflow::Credits;
-use oneflow::budget::{BudgetConfig, BudgetError};
+use oneflow::budget::BudgetConfig;
 use oneflow::config::Config;
-use oneflow::ledger::{LedgerEntry, Refusal};
-use oneflow::pricing::{Modality, Usage};
-use oneflow::records::{RequestRecord, RequestStatus};
-use oneflow::request::RequestError;
-use oneflow::routing::Health;
+use oneflow::ledger::LedgerEntry;
+use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
+use crate::error::BrokerError;
 use crate::ids::{api_key, key_hash, new_id, now_ms};
 use crate::metrics;
 use crate::persistence::Persistence;
 use crate::provider::ProviderHandle;
-use crate::store::{
-    ApiKeyRecord, RedbStore, RequestCursor, Role, Store, StoreError, User, WriteOp,
-};
-use crate::wallet::{TopUp, WalletError, WalletSettings, WalletView, Wallets};
+use crate::store::{ApiKeyRecord, RedbStore, RequestCursor, Store, StoreError, User, WriteOp};
+use crate::views::{CreatedUser, Page, ProviderView, Role, WalletView};
+use crate::wallet::{TopUp, WalletSettings, Wallets};
 
 /// Who is calling, from their API key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,217 +38,6 @@ impl Principal {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
-}
-
-/// Every way a broker operation can fail; the web layer maps each to a
-/// status and a stable code.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error(transparent)]
-    Invalid(#[from] RequestError),
-    #[error("{0}")]
-    BadInput(String),
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("this Idempotency-Key was used with a different request body")]
-    IdempotencyMismatch,
-    #[error("the broker is busy; retry shortly")]
-    Busy,
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Store(Arc<StoreError>),
-    #[error("{0}")]
-    Unavailable(String),
-    /// Every try of every provider failed (the hold was released).
-    #[error("{message}")]
-    Upstream {
-        code: &'static str,
-        message: String,
-        retry_after: Option<u64>,
-    },
-}
-
-impl From<WalletError> for BrokerError {
-    fn from(e: WalletError) -> Self {
-        match e {
-            WalletError::Refused(r) => BrokerError::Refused(r),
-            WalletError::IdempotencyMismatch => BrokerError::IdempotencyMismatch,
-            WalletError::Busy => BrokerError::Busy,
-            WalletError::UnknownUser => BrokerError::NotFound("user"),
-            WalletError::Store(s) => BrokerError::Store(s),
-            WalletError::Unavailable(s) => BrokerError::Unavailable(s),
-        }
-    }
-}
-
-impl From<StoreError> for BrokerError {
-    fn from(e: StoreError) -> Self {
-        BrokerError::Store(Arc::new(e))
-    }
-}
-
-impl From<BudgetError> for BrokerError {
-    fn from(e: BudgetError) -> Self {
-        BrokerError::BadInput(e.to_string())
-    }
-}
-
-impl BrokerError {
-    /// The error's stable code: the one the HTTP API answers with (in
-    /// `{"error": {"code"}}`), the request counter's `code` label and the
-    /// logs use. Worked out here only.
-    pub fn code(&self) -> &'static str {
-        match self {
-            BrokerError::Invalid(r) => match r {
-                RequestError::UnknownModel(_) => "unknown_model",
-                RequestError::NoProviderAvailable(_) => "no_provider_available",
-                RequestError::OverMaxPrice { .. } => "over_max_price",
-                RequestError::NoProviderInRegion { .. } => "no_provider_in_region",
-                _ => "invalid_request",
-            },
-            BrokerError::BadInput(_) => "invalid_request",
-            BrokerError::Refused(r) => match r {
-                Refusal::InsufficientBalance { .. } => "insufficient_credits",
-                Refusal::BudgetExceeded { .. } => "budget_exceeded",
-                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
-                    "invalid_request"
-                }
-                Refusal::UnknownHold(_) => "internal",
-            },
-            BrokerError::IdempotencyMismatch => "idempotency_key_reused",
-            BrokerError::Busy => "overloaded",
-            BrokerError::NotFound(_) => "not_found",
-            BrokerError::Conflict(_) => "conflict",
-            BrokerError::Store(_) => "internal",
-            BrokerError::Unavailable(_) => "unavailable",
-            BrokerError::Upstream { code, .. } => code,
-        }
-    }
-
-    /// Whether the broker or a provider failed (rather than the request
-    /// being refused): the counter's `status` label, `error` or `refused`.
-    pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
-            BrokerError::Refused(Refusal::UnknownHold(_))
-                | BrokerError::Store(_)
-                | BrokerError::Unavailable(_)
-                | BrokerError::Upstream { .. }
-        )
-    }
-}
-
-/// How the request counter labels an error: its [`BrokerError::code`].
-impl From<&BrokerError> for metrics::Failure {
-    fn from(e: &BrokerError) -> Self {
-        match e {
-            // Counted when the released request is recorded.
-            BrokerError::Upstream { .. } => metrics::Failure::AtSettle,
-            e => metrics::Failure::Count {
-                status: if e.is_fault() { "error" } else { "refused" },
-                code: e.code(),
-            },
-        }
-    }
-}
-
-/// The answer to a request, stored for idempotent replays. `cost`,
-/// `balance` and `available` are filled in by the wallet when it settles.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RequestOutcome {
-    pub request_id: String,
-    pub status: RequestStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
-    pub model: String,
-    pub provider: String,
-    pub usage: Usage,
-    pub quote: Credits,
-    pub cost: Credits,
-    pub balance: Credits,
-    pub available: Credits,
-    pub route: String,
-    /// Why it failed: `provider_error`, `provider_overloaded`,
-    /// `provider_unavailable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_secs: Option<u64>,
-    pub latency_ms: u64,
-    pub created_at: Millis,
-}
-
-impl<'a> From<&'a RequestOutcome> for metrics::Finished<'a> {
-    fn from(o: &'a RequestOutcome) -> Self {
-        metrics::Finished {
-            provider: &o.provider,
-            model: &o.model,
-            status: o.status,
-            error_code: o.error_code.as_deref(),
-            usage: o.usage,
-        }
-    }
-}
-
-/// A quote, before anything is held.
-#[derive(Clone, Debug, Serialize)]
-pub struct QuoteView {
-    pub model: String,
-    pub provider: String,
-    pub modality: Modality,
-    pub quote: Credits,
-    pub max_usage: Usage,
-    pub available: Credits,
-    /// Whether the balance covers the quote right now (budgets are checked
-    /// when the request is made).
-    pub affordable: bool,
-    pub route: String,
-}
-
-/// A new user and their key, shown once.
-#[derive(Clone, Debug, Serialize)]
-pub struct CreatedUser {
-    pub id: String,
-    pub name: String,
-    pub email: String,
-    pub role: Role,
-    pub api_key: String,
-    pub balance: Credits,
-    pub created_at: Millis,
-}
-
-/// One page of a newest-first listing.
-#[derive(Clone, Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-/// A provider as the API shows it: config (no secrets) and live figures.
-#[derive(Clone, Debug, Serialize)]
-pub struct ProviderView {
-    pub name: String,
-    pub modality: Modality,
-    pub models: Vec<String>,
-    pub region: oneflow::routing::Region,
-    pub quality: u32,
-    pub rates: oneflow::pricing::RateCard,
-    pub up: bool,
-    pub health: Health,
-    pub circuit: crate::provider::CircuitState,
-    pub limits: oneflow::config::ProviderLimits,
-    pub queued: usize,
-    pub in_flight: usize,
-    pub calls: u64,
-    pub failures: u64,
-    pub rejected: u64,
 }
 
 pub(crate) struct Inner {
@@ -657,10 +442,6 @@ impl Broker {
 /// The start of a prompt, as history shows it.
 pub(crate) fn preview(prompt: &str) -> String {
     prompt.chars().take(200).collect()
-}
-
-pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<serde_json::Value, BrokerError> {
-    serde_json::to_value(v).map_err(|e| BrokerError::Unavailable(e.to_string()))
 }
 
 fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {

@@ -14,8 +14,10 @@ use oneflow::records::Attempt;
 
 use crate::provider::{CallError, Permit, ProviderHandle};
 
-/// How the tries ended: the answer and the index of the candidate that gave
-/// it, or the last error; and every attempt made.
+/// How the tries of one held request ended: the provider's answer and the
+/// index of the candidate that gave it, or the last error; and every
+/// attempt made. Raw provider results, before the request is settled and
+/// becomes a `RequestOutcome`.
 pub struct Tried<T> {
     pub result: Result<(T, usize), CallError>,
     pub attempts: Vec<Attempt>,

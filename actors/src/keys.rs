@@ -9,34 +9,11 @@
 
 use std::sync::atomic::Ordering;
 
-use serde::Serialize;
-
-use oneflow::time::Millis;
-
-use crate::broker::{ADMIN_ID, Broker, BrokerError, Principal, blocking};
+use crate::broker::{ADMIN_ID, Broker, Principal, blocking};
+use crate::error::BrokerError;
 use crate::ids::{api_key, key_hash, now_ms};
-use crate::store::{ApiKeyRecord, Role, WriteOp};
-
-/// A key as listings show it: who it belongs to and how to tell it apart,
-/// never the secret or its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct KeyView {
-    /// What `DELETE /api/keys/{id}` takes.
-    pub id: String,
-    pub user_id: String,
-    pub role: Role,
-    /// The first characters of the secret, as its owner saw them.
-    pub prefix: String,
-    pub created_at: Millis,
-}
-
-/// A new key: the only time its secret is shown.
-#[derive(Clone, Debug, Serialize)]
-pub struct CreatedKey {
-    #[serde(flatten)]
-    pub key: KeyView,
-    pub api_key: String,
-}
+use crate::store::{ApiKeyRecord, WriteOp};
+use crate::views::{CreatedKey, KeyView, Role};
 
 /// The public id of the key with this hash: 64 bits of the hash, enough to
 /// tell a handful of keys apart and useless for finding the secret.

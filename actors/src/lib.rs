@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod analytics;
 pub mod broker;
 pub mod dispatch;
+pub mod error;
 pub mod export;
 pub mod ids;
 pub mod keys;
@@ -15,6 +16,8 @@ pub mod preferences;
 pub mod provider;
 pub mod run;
 pub mod store;
+pub mod views;
 pub mod wallet;
 
-pub use broker::{Broker, BrokerError, Principal};
+pub use broker::{Broker, Principal};
+pub use error::BrokerError;

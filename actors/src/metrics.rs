@@ -12,11 +12,12 @@
 //! [`render`] when `/metrics` is scraped, so they are exact at the moment of
 //! the scrape.
 //!
-//! This module is the bottom layer: it names nothing else in the crate.
-//! Callers hand it plain figures or its own small types ([`Tag`],
-//! [`Failure`], [`Finished`], [`ProviderGauges`]), which the broker's types
-//! convert into, so the modules that record metrics never import each
-//! other through it.
+//! This module is the bottom layer: it names nothing else in the crate but
+//! `views`, the plain data every layer shares (a finished request is
+//! counted from its [`RequestOutcome`]). Callers hand it plain figures or
+//! its own small types ([`Tag`], [`Failure`], [`ProviderGauges`]), which
+//! the broker's errors convert into, so the modules that record metrics
+//! never import each other through it.
 //!
 //! Labels stay low-cardinality: provider and model names come from the
 //! configuration (a request is labelled with its model only once routing
@@ -35,6 +36,8 @@ use oneflow::Credits;
 use oneflow::pricing::{Modality, Usage};
 use oneflow::records::RequestStatus;
 use oneflow::routing::Route;
+
+use crate::views::RequestOutcome;
 
 // ---- names -------------------------------------------------------------
 
@@ -307,34 +310,22 @@ pub enum Failure {
     AtSettle,
 }
 
-/// A settled or released request, as the request counter reads it (the
-/// broker's outcome converts into it).
-pub struct Finished<'a> {
-    pub provider: &'a str,
-    pub model: &'a str,
-    pub status: RequestStatus,
-    /// Why it failed (`provider_error`, ...); `None` if it succeeded.
-    pub error_code: Option<&'a str>,
-    pub usage: Usage,
-}
-
 /// Counts a request that was settled or released, with its latency split
 /// into provider time and the broker's own, and the tokens it used.
-pub fn request_done<'a>(
-    o: impl Into<Finished<'a>>,
+pub fn request_done(
+    o: &RequestOutcome,
     modality: Modality,
     total: Duration,
     upstream: Duration,
     user: Option<&str>,
 ) {
-    let o = o.into();
     let status = match o.status {
         RequestStatus::Succeeded => "ok",
         RequestStatus::Failed | RequestStatus::Interrupted => "error",
     };
-    let code = o.error_code.map_or("none", known_code);
-    let p = o.provider;
-    count_request(p, o.model, modality.name(), status, code, user);
+    let code = o.error_code.map_or("none", |c| c.as_str());
+    let p = &o.provider;
+    count_request(p, &o.model, modality.name(), status, code, user);
     histogram!(REQUEST_DURATION, PROVIDER => p.to_string()).record(total.as_secs_f64());
     histogram!(ADDED_LATENCY).record(total.saturating_sub(upstream).as_secs_f64());
     tokens(p, &o.usage);
@@ -372,27 +363,6 @@ fn tokens(provider: &str, u: &Usage) {
 /// One provider call (an attempt, or a stream's body) took `d`.
 pub fn upstream(provider: &str, d: Duration) {
     histogram!(UPSTREAM_DURATION, PROVIDER => provider.to_string()).record(d.as_secs_f64());
-}
-
-/// The codes the request path writes into outcomes; anything else (there
-/// should be nothing) is `other`, so a new code cannot grow the label set
-/// unnoticed.
-fn known_code(code: &str) -> &'static str {
-    const CODES: &[&str] = &[
-        "provider_overloaded",
-        "provider_unavailable",
-        "provider_timeout",
-        "provider_error",
-        "client_disconnected",
-        "upstream_timeout",
-        "upstream_error",
-        "hold_exhausted",
-    ];
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("other")
 }
 
 // ---- wallets, providers, persistence -----------------------------------------

@@ -3,7 +3,8 @@
 
 use oneflow::routing::Strategy;
 
-use crate::broker::{Broker, BrokerError, blocking};
+use crate::broker::{Broker, blocking};
+use crate::error::BrokerError;
 use crate::store::WriteOp;
 
 impl Broker {

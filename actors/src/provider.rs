@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use oneflow::config::{CircuitConfig, ProviderConfig};
@@ -27,37 +26,7 @@ pub use crate::adapters::{
 
 // ---- circuit breaker -----------------------------------------------------
 
-/// Where a provider's circuit stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CircuitState {
-    /// Calls flow.
-    Closed,
-    /// Too many consecutive failures: no calls until `open_ms` has passed.
-    Open,
-    /// One probe call is allowed; its result closes or reopens the circuit.
-    HalfOpen,
-}
-
-impl CircuitState {
-    pub fn name(self) -> &'static str {
-        match self {
-            CircuitState::Closed => "closed",
-            CircuitState::Open => "open",
-            CircuitState::HalfOpen => "half_open",
-        }
-    }
-
-    /// The state as the circuit gauge counts it
-    /// ([`crate::metrics::CIRCUIT_STATE`]).
-    pub fn gauge_value(self) -> f64 {
-        match self {
-            CircuitState::Closed => 0.0,
-            CircuitState::HalfOpen => 1.0,
-            CircuitState::Open => 2.0,
-        }
-    }
-}
+pub use crate::views::CircuitState;
 
 #[derive(Debug)]
 struct Circuit {

@@ -16,12 +16,14 @@ use oneflow::time::Millis;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::broker::{Broker, BrokerError, QuoteView, RequestOutcome, preview, to_json};
+use crate::broker::{Broker, preview};
 use crate::dispatch;
+use crate::error::BrokerError;
 use crate::ids::{new_request_id, now_ms};
 use crate::metrics;
 use crate::provider::{CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
-use crate::wallet::{Finish, IdemKey, Outcome, Reserve, Reserved, Retarget};
+use crate::views::{ErrorCode, QuoteView, RequestOutcome};
+use crate::wallet::{Finish, IdemKey, Reserve, Reserved, Retarget, Settlement};
 
 /// Fits a request to one provider: its plan (modality, bounds, quote).
 pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
@@ -117,16 +119,19 @@ fn op_for(op: &Operation, plan: &Plan) -> Operation {
     }
 }
 
-/// What the web layer gets back from a whole (not streamed) request.
+/// What the web layer gets back from a whole (not streamed) request: its
+/// [`RequestOutcome`] and, beside it, the full output the outcome only
+/// summarises.
 pub struct Answer {
     /// The stored outcome (identical on an idempotent replay).
-    pub outcome: serde_json::Value,
+    pub outcome: RequestOutcome,
     /// The full output, for the OpenAI-shaped answer; absent on replays.
     pub output: Option<Output>,
     pub replayed: bool,
 }
 
-/// A held request on its way.
+/// A request in flight: routed, its money held, not yet finished (its
+/// result becomes a [`RequestOutcome`]).
 struct Held {
     user_id: String,
     job: Job,
@@ -151,7 +156,7 @@ pub enum StreamEvent {
         finish_reason: String,
         /// Why the broker ended it, if it did (`hold_exhausted`,
         /// `upstream_error`).
-        stopped: Option<String>,
+        stopped: Option<ErrorCode>,
         message: Option<String>,
         usage: Usage,
         cost: Credits,
@@ -244,7 +249,7 @@ impl Broker {
         user_id: &str,
         req: AiRequest,
         idem: Option<IdemKey>,
-    ) -> Result<(serde_json::Value, bool), BrokerError> {
+    ) -> Result<(RequestOutcome, bool), BrokerError> {
         req.validate(self.inner.config.server.max_prompt_chars)?;
         let a = self.run(user_id, Job::native(req, idem)).await?;
         Ok((a.outcome, a.replayed))
@@ -312,7 +317,7 @@ impl Broker {
             Reserved::Held { hold_id } => hold_id,
             Reserved::Replay(v) => {
                 return Ok(Err(Answer {
-                    outcome: v,
+                    outcome: *v,
                     output: None,
                     replayed: true,
                 }));
@@ -433,9 +438,9 @@ impl Broker {
                     outcome.usage = r.usage;
                     outcome.response = Some(r.output.summary());
                     output = Some(r.output);
-                    Outcome::Charge(cost)
+                    Settlement::Charge(cost)
                 }
-                Err(e) => fail(&mut outcome, "provider_error", e.to_string(), None),
+                Err(e) => fail(&mut outcome, ErrorCode::ProviderError, e.to_string(), None),
             },
             Err(e) => {
                 let code = failure_code(&e);
@@ -443,11 +448,11 @@ impl Broker {
                 fail(&mut outcome, code, e.to_string(), ra)
             }
         };
-        let value = self
+        let outcome = self
             .finish(&h, action, outcome, tried.attempts, plan, tried.upstream)
             .await?;
         Ok(Answer {
-            outcome: value,
+            outcome,
             output,
             replayed: false,
         })
@@ -458,12 +463,12 @@ impl Broker {
     async fn finish(
         &self,
         h: &Held,
-        action: Outcome,
+        action: Settlement,
         mut outcome: RequestOutcome,
         attempts: Vec<Attempt>,
         plan: &Plan,
         upstream: Duration,
-    ) -> Result<serde_json::Value, BrokerError> {
+    ) -> Result<RequestOutcome, BrokerError> {
         let record = RequestRecord {
             id: h.request_id.clone(),
             user_id: h.user_id.clone(),
@@ -486,13 +491,14 @@ impl Broker {
             latency_ms: outcome.latency_ms,
             attempts,
         };
-        let idem = match &h.job.idem {
-            Some(k) => Some((k.key.clone(), k.body_hash, to_json(&outcome)?)),
-            None => None,
-        };
+        let idem = h
+            .job
+            .idem
+            .as_ref()
+            .map(|k| (k.key.clone(), k.body_hash, outcome.clone()));
         let finish = Finish {
             hold_id: h.hold_id,
-            outcome: action,
+            settlement: action,
             record: Box::new(record),
             idem,
             now: now_ms(),
@@ -503,7 +509,7 @@ impl Broker {
         outcome.cost = finished.charged;
         outcome.balance = finished.balance;
         outcome.available = finished.available;
-        to_json(&outcome)
+        Ok(outcome)
     }
 
     /// Starts a streamed chat or completion: holds, finds a provider that
@@ -584,26 +590,26 @@ impl Broker {
             let mut delivered_tokens = 0u64;
             let mut text = String::new();
             let mut finish_reason = "stop".to_string();
-            let mut stopped: Option<(String, String)> = None;
+            let mut stopped: Option<(ErrorCode, String)> = None;
             loop {
                 let next = tokio::select! {
                     n = tokio::time::timeout(idle, upstream.next()) => n,
                     _ = tx.closed() => {
-                        stopped = Some(("client_disconnected".into(), "the client went away".into()));
+                        stopped = Some((ErrorCode::ClientDisconnected, "the client went away".into()));
                         break;
                     }
                 };
                 match next {
                     Err(_) => {
                         stopped = Some((
-                            "upstream_timeout".into(),
+                            ErrorCode::UpstreamTimeout,
                             "the upstream stopped sending".into(),
                         ));
                         break;
                     }
                     Ok(None) => break,
                     Ok(Some(Err(e))) => {
-                        stopped = Some(("upstream_error".into(), e.to_string()));
+                        stopped = Some((ErrorCode::UpstreamError, e.to_string()));
                         break;
                     }
                     Ok(Some(Ok(Chunk::Usage(u)))) => {
@@ -623,14 +629,16 @@ impl Broker {
                         if over {
                             finish_reason = "length".into();
                             stopped = Some((
-                                "hold_exhausted".into(),
+                                ErrorCode::HoldExhausted,
                                 "the credit held for this request is spent".into(),
                             ));
                             break;
                         }
                         if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
-                            stopped =
-                                Some(("client_disconnected".into(), "the client went away".into()));
+                            stopped = Some((
+                                ErrorCode::ClientDisconnected,
+                                "the client went away".into(),
+                            ));
                             break;
                         }
                         delivered_tokens += tokens;
@@ -670,18 +678,18 @@ impl Broker {
             outcome.usage = usage;
             outcome.response = Some(text);
             let action = match rates.cost(&usage, None) {
-                Ok(c) => Outcome::Charge(c),
-                Err(_) => Outcome::Charge(h.hold),
+                Ok(c) => Settlement::Charge(c),
+                Err(_) => Settlement::Charge(h.hold),
             };
             if let Some((code, msg)) = &stopped {
-                outcome.error_code = Some(code.clone());
+                outcome.error_code = Some(*code);
                 outcome.error = Some(msg.clone());
             }
             let mut attempts = tried.attempts;
             if let (Some(last), Some((code, msg))) = (attempts.last_mut(), &stopped) {
-                if code == "upstream_error" || code == "upstream_timeout" {
+                if matches!(code, ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout) {
                     last.ok = false;
-                    last.error_code = Some(code.clone());
+                    last.error_code = Some(code.as_str().to_string());
                     last.error = Some(msg.clone());
                 }
             }
@@ -690,15 +698,12 @@ impl Broker {
                 .finish(&h, action, outcome, attempts, &plan, upstream)
                 .await
             {
-                Ok(v) => v
-                    .get("cost")
-                    .and_then(|c| serde_json::from_value::<Credits>(c.clone()).ok())
-                    .unwrap_or(Credits::ZERO),
+                Ok(o) => o.cost,
                 Err(e) => {
                     let _ = tx
                         .send(StreamEvent::End {
                             finish_reason: "error".into(),
-                            stopped: Some("settle_failed".into()),
+                            stopped: Some(ErrorCode::SettleFailed),
                             message: Some(e.to_string()),
                             usage,
                             cost: Credits::ZERO,
@@ -778,12 +783,12 @@ fn calls_for(h: &Held, handles: &[crate::provider::ProviderHandle]) -> Vec<CallR
 }
 
 /// The error code a request that every provider failed is answered with.
-fn failure_code(e: &CallError) -> &'static str {
+fn failure_code(e: &CallError) -> ErrorCode {
     match e {
-        CallError::Overloaded { .. } => "provider_overloaded",
-        CallError::Unavailable(_) => "provider_unavailable",
-        CallError::Timeout { .. } => "provider_timeout",
-        _ => "provider_error",
+        CallError::Overloaded { .. } => ErrorCode::ProviderOverloaded,
+        CallError::Unavailable(_) => ErrorCode::ProviderUnavailable,
+        CallError::Timeout { .. } => ErrorCode::ProviderTimeout,
+        _ => ErrorCode::ProviderError,
     }
 }
 
@@ -802,10 +807,16 @@ fn token_bounds(plans: &[Plan]) -> Vec<u32> {
         .collect()
 }
 
-fn fail(o: &mut RequestOutcome, code: &str, message: String, retry_after: Option<u64>) -> Outcome {
+/// Marks the outcome failed; the hold is to be released.
+fn fail(
+    o: &mut RequestOutcome,
+    code: ErrorCode,
+    message: String,
+    retry_after: Option<u64>,
+) -> Settlement {
     o.status = RequestStatus::Failed;
-    o.error_code = Some(code.to_string());
+    o.error_code = Some(code);
     o.error = Some(message.clone());
     o.retry_after_secs = retry_after;
-    Outcome::Release(message)
+    Settlement::Release(message)
 }

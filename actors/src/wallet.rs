@@ -26,6 +26,7 @@ use oneflow::time::{Millis, Window};
 
 use crate::persistence::{Job, Persistence, Slot};
 use crate::store::{IdempotencyRecord, OpenHold, Store, StoreError, WriteOp};
+use crate::views::{RequestOutcome, WalletView, WindowView};
 
 // ---- messages -------------------------------------------------------------
 
@@ -76,15 +77,17 @@ pub struct Reserve {
 pub enum Reserved {
     /// Money is held; the request may go to the provider.
     Held { hold_id: u64 },
-    /// The key already finished: here is its result.
-    Replay(serde_json::Value),
-    /// The key is in flight in another request: wait for its result.
-    Wait(oneshot::Receiver<serde_json::Value>),
+    /// The key already finished: here is its outcome.
+    Replay(Box<RequestOutcome>),
+    /// The key is in flight in another request: wait for its outcome.
+    Wait(oneshot::Receiver<RequestOutcome>),
 }
 
-/// How a held request ended.
+/// What becomes of a held request's money: charged (a settle) or given
+/// back (a release). Not the request's outcome, which is a
+/// [`RequestOutcome`].
 #[derive(Clone, Debug)]
-pub enum Outcome {
+pub enum Settlement {
     /// Charge the real cost (capped at the hold), free the rest.
     Charge(Credits),
     /// Return the whole hold.
@@ -97,15 +100,16 @@ pub enum Outcome {
 #[rtype(result = "Result<Finished, WalletError>")]
 pub struct Finish {
     pub hold_id: u64,
-    pub outcome: Outcome,
+    pub settlement: Settlement,
     pub record: Box<RequestRecord>,
-    /// The key and the result to remember for it; the wallet sets the
-    /// result's `cost`, `balance` and `available` before storing it.
-    pub idem: Option<(String, [u8; 32], serde_json::Value)>,
+    /// The key and the outcome to remember for it; the wallet sets the
+    /// outcome's `cost`, `balance` and `available` before storing it.
+    pub idem: Option<(String, [u8; 32], RequestOutcome)>,
     pub now: Millis,
 }
 
-/// After a finish.
+/// The wallet's figures after a [`Finish`]: what was charged and what is
+/// left, for the request's outcome.
 #[derive(Clone, Copy, Debug)]
 pub struct Finished {
     pub charged: Credits,
@@ -146,29 +150,6 @@ pub struct View {
     pub now: Millis,
 }
 
-/// Spend in one window, for budgets and status.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct WindowView {
-    pub window: Window,
-    pub limit: Option<Credits>,
-    pub spent: Credits,
-    pub held: Credits,
-    /// `limit - spent - held`, when there is a limit.
-    pub remaining: Option<Credits>,
-    pub resets_at: Millis,
-}
-
-/// A wallet's figures at one moment.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct WalletView {
-    pub balance: Credits,
-    pub available: Credits,
-    pub held: Credits,
-    pub open_holds: usize,
-    pub budget: BudgetConfig,
-    pub windows: Vec<WindowView>,
-}
-
 /// Why a wallet operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum WalletError {
@@ -191,11 +172,11 @@ pub enum WalletError {
 enum IdemState {
     Pending {
         body_hash: [u8; 32],
-        waiters: Vec<oneshot::Sender<serde_json::Value>>,
+        waiters: Vec<oneshot::Sender<RequestOutcome>>,
     },
     Done {
         body_hash: [u8; 32],
-        result: serde_json::Value,
+        result: Box<RequestOutcome>,
     },
 }
 
@@ -363,7 +344,7 @@ impl WalletActor {
                 return Err(WalletError::IdempotencyMismatch);
             }
             self.remember(k.key.clone(), rec.body_hash, rec.result.clone());
-            return Ok(Some(Reserved::Replay(rec.result)));
+            return Ok(Some(Reserved::Replay(Box::new(rec.result))));
         }
         self.idem.insert(
             k.key.clone(),
@@ -376,14 +357,19 @@ impl WalletActor {
     }
 
     /// Marks a key done, answers its waiters, and bounds the memory.
-    fn remember(&mut self, key: String, body_hash: [u8; 32], result: serde_json::Value) {
+    fn remember(&mut self, key: String, body_hash: [u8; 32], result: RequestOutcome) {
         if let Some(IdemState::Pending { waiters, .. }) = self.idem.remove(&key) {
             for w in waiters {
                 let _ = w.send(result.clone());
             }
         }
-        self.idem
-            .insert(key.clone(), IdemState::Done { body_hash, result });
+        self.idem.insert(
+            key.clone(),
+            IdemState::Done {
+                body_hash,
+                result: Box::new(result),
+            },
+        );
         self.idem_done.push_back(key);
         while self.idem_done.len() > self.idem_memory {
             if let Some(old) = self.idem_done.pop_front() {
@@ -396,7 +382,7 @@ impl WalletActor {
     }
 
     /// Answers a failed key's waiters and frees the key for a retry.
-    fn forget(&mut self, key: &str, result: serde_json::Value) {
+    fn forget(&mut self, key: &str, result: RequestOutcome) {
         if let Some(IdemState::Pending { waiters, .. }) = self.idem.remove(key) {
             for w in waiters {
                 let _ = w.send(result.clone());
@@ -505,7 +491,7 @@ impl Handler<Finish> for WalletActor {
 }
 
 /// An idempotency key, its body hash, the answer, and whether to keep it.
-type IdemResult = (String, [u8; 32], serde_json::Value, bool);
+type IdemResult = (String, [u8; 32], RequestOutcome, bool);
 
 impl WalletActor {
     /// The synchronous part of a finish: every fallible step before the
@@ -523,12 +509,12 @@ impl WalletActor {
             None => self.persist.reserve().map_err(|_| WalletError::Busy)?,
         };
         let w = self.wallet()?;
-        let (entries, charged, shortfall) = match &m.outcome {
-            Outcome::Charge(cost) => {
+        let (entries, charged, shortfall) = match &m.settlement {
+            Settlement::Charge(cost) => {
                 let s = w.settle(m.hold_id, *cost, m.now)?;
                 (s.entries, s.charged, s.shortfall)
             }
-            Outcome::Release(note) => (
+            Settlement::Release(note) => (
                 vec![w.release(m.hold_id, Some(note), m.now)?],
                 Credits::ZERO,
                 Credits::ZERO,
@@ -552,17 +538,11 @@ impl WalletActor {
         // A success is remembered for the key, with the figures only the
         // wallet knows. A failure charged nothing and may be worth retrying,
         // so its key is freed once those waiting on it have the answer.
-        let keep = matches!(m.outcome, Outcome::Charge(_));
+        let keep = matches!(m.settlement, Settlement::Charge(_));
         let idem = m.idem.map(|(key, body_hash, mut result)| {
-            if let Some(obj) = result.as_object_mut() {
-                for (k, v) in [
-                    ("cost", charged),
-                    ("balance", finished.balance),
-                    ("available", finished.available),
-                ] {
-                    obj.insert(k.into(), serde_json::to_value(v).unwrap_or_default());
-                }
-            }
+            result.cost = charged;
+            result.balance = finished.balance;
+            result.available = finished.available;
             (key, body_hash, result, keep)
         });
         if let Some((key, body_hash, result, true)) = &idem {

@@ -1,14 +1,14 @@
-//! One error type for the HTTP layer, one JSON shape
-//! (`{"error": {"code", "message", ...}}`), and an exhaustive map from error
-//! to status. 5xx only for our own faults.
+//! One error type for the HTTP layer and one JSON shape
+//! (`{"error": {"code", "message", ...}}`). The broker's errors keep their
+//! code, status and retry hint from `BrokerError::class`; the few errors
+//! only HTTP has (authentication, bodies) are listed here. 5xx only for our
+//! own faults and the providers'.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use oneflow::ledger::Refusal;
-use oneflow::request::RequestError;
 use oneflow_actors::BrokerError;
 
 /// What went wrong, as a client should see it.
@@ -22,37 +22,24 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    UnknownModel(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
-    #[error("{message}")]
-    PaymentRequired { code: &'static str, message: String },
-    #[error("{0}")]
-    IdempotencyMismatch(String),
-    #[error("{message}")]
-    Overloaded {
-        code: &'static str,
-        message: String,
-        retry_after: u64,
-    },
-    /// No provider can serve the request within its constraints (region,
-    /// allowed providers, `max_price`); nothing was held.
-    #[error("{message}")]
-    Unservable { code: &'static str, message: String },
-    #[error("{0}")]
-    Conflict(String),
     #[error("{0}")]
     Unavailable(String),
-    /// Every provider tried failed; the hold was released.
-    #[error("{message}")]
-    Upstream {
-        code: &'static str,
-        message: String,
-        retry_after: Option<u64>,
-    },
     #[error("internal error: {0}")]
     Internal(String),
+    /// What the broker answered, as it describes itself.
+    #[error("{}", broker_message(.0))]
+    Broker(BrokerError),
+}
+
+/// A broker fault's message says it is ours.
+fn broker_message(e: &BrokerError) -> String {
+    if e.status() == 500 {
+        format!("internal error: {e}")
+    } else {
+        e.to_string()
+    }
 }
 
 impl ApiError {
@@ -63,26 +50,17 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "invalid_request",
-            ApiError::UnknownModel(_) => "unknown_model",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::PaymentRequired { code, .. } => code,
-            ApiError::IdempotencyMismatch(_) => "idempotency_key_reused",
-            ApiError::Overloaded { code, .. } => code,
-            ApiError::Unservable { code, .. } => code,
-            ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable(_) => "unavailable",
-            ApiError::Upstream { code, .. } => code,
             ApiError::Internal(_) => "internal",
+            ApiError::Broker(e) => e.code(),
         }
     }
-}
 
-impl ApiError {
     /// Seconds to wait before retrying, where retrying helps.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded { retry_after, .. } => Some(*retry_after),
-            ApiError::Upstream { retry_after, .. } => *retry_after,
+            ApiError::Broker(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -94,24 +72,11 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest(_) | ApiError::UnknownModel(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::PaymentRequired { .. } => StatusCode::PAYMENT_REQUIRED,
-            ApiError::IdempotencyMismatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded { code, .. } if *code == "provider_overloaded" => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unservable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Upstream { code, .. } => match *code {
-                "provider_overloaded" => StatusCode::TOO_MANY_REQUESTS,
-                "provider_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-                "provider_timeout" => StatusCode::GATEWAY_TIMEOUT,
-                _ => StatusCode::BAD_GATEWAY,
-            },
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Broker(e) => status_of(e),
         }
     }
 
@@ -126,51 +91,14 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The status of a broker error, as `BrokerError::status` gives it.
+pub fn status_of(e: &BrokerError) -> StatusCode {
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 impl From<BrokerError> for ApiError {
-    /// The status comes from the kind of error, the code always from
-    /// [`BrokerError::code`] (a test holds every variant to it).
     fn from(e: BrokerError) -> Self {
-        let code = e.code();
-        let message = e.to_string();
-        match e {
-            BrokerError::Invalid(RequestError::UnknownModel(m)) => {
-                ApiError::UnknownModel(format!("model `{m}` is unknown"))
-            }
-            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) | BrokerError::Busy => {
-                ApiError::Overloaded {
-                    code,
-                    message,
-                    retry_after: 1,
-                }
-            }
-            BrokerError::Invalid(
-                RequestError::OverMaxPrice { .. } | RequestError::NoProviderInRegion { .. },
-            ) => ApiError::Unservable { code, message },
-            BrokerError::Invalid(_) | BrokerError::BadInput(_) => ApiError::BadRequest(message),
-            BrokerError::Refused(r) => match r {
-                Refusal::InsufficientBalance { .. } | Refusal::BudgetExceeded { .. } => {
-                    ApiError::PaymentRequired { code, message }
-                }
-                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
-                    ApiError::BadRequest(message)
-                }
-                Refusal::UnknownHold(_) => ApiError::Internal(message),
-            },
-            BrokerError::IdempotencyMismatch => ApiError::IdempotencyMismatch(message),
-            BrokerError::NotFound(what) => ApiError::NotFound(what.to_string()),
-            BrokerError::Conflict(m) => ApiError::Conflict(m),
-            BrokerError::Store(_) => ApiError::Internal(message),
-            BrokerError::Unavailable(m) => ApiError::Unavailable(m),
-            BrokerError::Upstream {
-                code,
-                message,
-                retry_after,
-            } => ApiError::Upstream {
-                code,
-                message,
-                retry_after,
-            },
-        }
+        ApiError::Broker(e)
     }
 }
 
@@ -201,9 +129,12 @@ mod tests {
     use std::sync::Arc;
 
     use oneflow::Credits;
+    use oneflow::ledger::Refusal;
+    use oneflow::request::RequestError;
     use oneflow::time::Window;
     use oneflow_actors::metrics::Failure;
     use oneflow_actors::store::StoreError;
+    use oneflow_actors::views::ErrorCode;
 
     use super::*;
 
@@ -256,7 +187,7 @@ mod tests {
             BrokerError::Store(Arc::new(StoreError::Closed)),
             BrokerError::Unavailable("x".into()),
             BrokerError::Upstream {
-                code: "provider_timeout",
+                code: ErrorCode::ProviderTimeout,
                 message: "slow".into(),
                 retry_after: None,
             },
@@ -265,17 +196,30 @@ mod tests {
     }
 
     /// The code a client is answered with and the code the request counter
-    /// is labelled with are the same: `BrokerError::code`.
+    /// is labelled with are the same: `BrokerError::code`; so are the
+    /// status and the retry hint: `BrokerError::status`, `retry_after`.
     #[test]
     fn the_api_and_the_metrics_use_the_one_code_of_each_error() {
         for e in every_error() {
-            let code = e.code();
+            let (code, status, retry) = (e.code(), e.status(), e.retry_after());
             match Failure::from(&e) {
                 Failure::Count { code: label, .. } => assert_eq!(label, code, "{e:?}"),
                 Failure::AtSettle => assert!(matches!(e, BrokerError::Upstream { .. })),
             }
             let api = ApiError::from(e);
             assert_eq!(api.code(), code, "{api:?}");
+            assert_eq!(api.status_code().as_u16(), status, "{api:?}");
+            assert_eq!(api.retry_after(), retry, "{api:?}");
+            let answer = api.error_response();
+            assert_eq!(answer.status().as_u16(), status, "{api:?}");
+            assert_eq!(
+                answer
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok()?.parse().ok()),
+                retry,
+                "{api:?}"
+            );
         }
     }
 }

@@ -18,6 +18,8 @@ use oneflow::pricing::Modality;
 use oneflow::records::{RequestRecord, RequestStatus};
 use oneflow::time::Millis;
 
+use crate::views::RequestOutcome;
+
 mod batch;
 mod redb;
 pub mod rollups;
@@ -40,13 +42,7 @@ pub enum StoreError {
     Closed,
 }
 
-/// Who may do what.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-}
+pub use crate::views::Role;
 
 /// An account. Money lives in its wallet, not here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,7 +106,7 @@ impl OpenHold {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub body_hash: [u8; 32],
-    pub result: serde_json::Value,
+    pub result: RequestOutcome,
 }
 
 /// One change to the database; a batch of them commits atomically.

@@ -1,6 +1,6 @@
 //! The redb store's batch and format behaviour.
 
-use super::redb::{META, TRANSACTIONS, WALLETS, enc};
+use super::redb::{IDEMPOTENCY, META, TRANSACTIONS, WALLETS, enc};
 use super::*;
 use ::redb::{ReadableDatabase, ReadableTable};
 
@@ -233,4 +233,47 @@ fn a_file_of_a_later_format_is_refused() {
         RedbStore::open(&path),
         Err(StoreError::Schema { found: 99 })
     ));
+}
+
+/// An idempotency record as this store wrote it when the outcome was
+/// kept as a JSON value reads as the typed outcome, and writes back as
+/// the same JSON: files written before keep replaying.
+#[test]
+fn an_idempotency_record_in_the_earlier_json_still_reads() {
+    use crate::views::{ErrorCode, RequestOutcome};
+    let hash: Vec<String> = (0..32).map(|i| i.to_string()).collect();
+    let old = format!(
+        r#"{{"body_hash":[{}],"result":{{"available":41.5,"balance":42,"cost":0.000123,"created_at":1700000000000,"latency_ms":12,"model":"gpt-4o-mini","provider":"openai","quote":0.5,"request_id":"req_1","response":"hi","route":"cheapest of 2","status":"succeeded","usage":{{"images":0,"input_tokens":3,"output_tokens":1,"seconds":0}}}}}}"#,
+        hash.join(",")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = RedbStore::open(&dir.path().join("s.redb")).unwrap();
+    let txn = s.db.begin_write().unwrap();
+    txn.open_table(IDEMPOTENCY)
+        .unwrap()
+        .insert(("u", "k"), old.as_bytes())
+        .unwrap();
+    txn.commit().unwrap();
+    let rec = s.idempotency("u", "k").unwrap().expect("stored");
+    assert_eq!(rec.body_hash, std::array::from_fn(|i| i as u8));
+    let o: &RequestOutcome = &rec.result;
+    assert_eq!(o.request_id, "req_1");
+    assert_eq!(o.status, RequestStatus::Succeeded);
+    assert_eq!(o.response.as_deref(), Some("hi"));
+    assert_eq!(o.usage.input_tokens, 3);
+    assert_eq!(o.cost, Credits(123));
+    assert_eq!(o.balance, Credits::from_credits(42));
+    assert_eq!(o.available, Credits(41_500_000));
+    assert_eq!((o.error_code, o.error.as_deref()), (None, None));
+    let again: serde_json::Value = serde_json::from_slice(&enc(&rec).unwrap()).unwrap();
+    let was: serde_json::Value = serde_json::from_str(&old).unwrap();
+    assert_eq!(again, was);
+    // A failed outcome's code reads as the typed code.
+    let failed = r#"{"request_id":"r","status":"failed","model":"m","provider":"p","usage":{"input_tokens":0,"output_tokens":0,"images":0,"seconds":0},"quote":1,"cost":0,"balance":0,"available":0,"route":"","error_code":"provider_timeout","error":"slow","retry_after_secs":2,"latency_ms":1,"created_at":1}"#;
+    let o: RequestOutcome = serde_json::from_str(failed).unwrap();
+    assert_eq!(o.error_code, Some(ErrorCode::ProviderTimeout));
+    assert_eq!(
+        serde_json::to_value(&o).unwrap(),
+        serde_json::from_str::<serde_json::Value>(failed).unwrap()
+    );
 }

@@ -15,8 +15,10 @@ use serde_json::{Map, Value, json};
 use oneflow::Credits;
 use oneflow::request::Ask;
 use oneflow::routing::{Constraints, Region, Strategy};
+use oneflow_actors::BrokerError;
 use oneflow_actors::provider::{ChatMessage, Operation, Output};
 use oneflow_actors::run::{Job, StreamEvent};
+use oneflow_actors::views::RequestOutcome;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -340,13 +342,13 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         return stream(&s, &user, job, usage, Kind::Chat).await;
     }
     let a = s.broker.run(&user, job).await?;
-    let (meta, out) = settled(&a.outcome, a.output)?;
-    let (text, finish) = text_of(out);
-    Ok(ok(&meta).json(json!({
-        "id": format!("chatcmpl-{}", meta.request_id),
+    settled(&a.outcome)?;
+    let (text, finish) = text_of(a.output);
+    Ok(ok(&a.outcome).json(json!({
+        "id": format!("chatcmpl-{}", a.outcome.request_id),
         "object": "chat.completion",
         "created": now_secs(),
-        "model": meta.model,
+        "model": a.outcome.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null}],
         "usage": usage_json(&a.outcome),
     })))
@@ -422,13 +424,13 @@ pub async fn completions(
         return stream(&s, &user, job, usage, Kind::Completion).await;
     }
     let a = s.broker.run(&user, job).await?;
-    let (meta, out) = settled(&a.outcome, a.output)?;
-    let (text, finish) = text_of(out);
-    Ok(ok(&meta).json(json!({
-        "id": format!("cmpl-{}", meta.request_id),
+    settled(&a.outcome)?;
+    let (text, finish) = text_of(a.output);
+    Ok(ok(&a.outcome).json(json!({
+        "id": format!("cmpl-{}", a.outcome.request_id),
         "object": "text_completion",
         "created": now_secs(),
-        "model": meta.model,
+        "model": a.outcome.model,
         "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
         "usage": usage_json(&a.outcome),
     })))
@@ -491,17 +493,17 @@ pub async fn embeddings(
         idem: None,
     };
     let a = s.broker.run(&user, job).await?;
-    let (meta, out) = settled(&a.outcome, a.output)?;
-    let data = match out {
+    settled(&a.outcome)?;
+    let data = match a.output {
         Some(Output::Embeddings(d)) => d,
         _ => Vec::new(),
     };
-    Ok(ok(&meta).json(json!({
+    let tokens = a.outcome.usage.input_tokens;
+    Ok(ok(&a.outcome).json(json!({
         "object": "list",
         "data": data,
-        "model": meta.model,
-        "usage": {"prompt_tokens": a.outcome.pointer("/usage/input_tokens").cloned().unwrap_or(json!(0)),
-                  "total_tokens": a.outcome.pointer("/usage/input_tokens").cloned().unwrap_or(json!(0))},
+        "model": a.outcome.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     })))
 }
 
@@ -549,12 +551,12 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         idem: None,
     };
     let a = s.broker.run(&user, job).await?;
-    let (meta, out) = settled(&a.outcome, a.output)?;
-    let data = match out {
+    settled(&a.outcome)?;
+    let data = match a.output {
         Some(Output::Images(d)) => d,
         _ => Vec::new(),
     };
-    Ok(ok(&meta).json(json!({"created": now_secs(), "data": data})))
+    Ok(ok(&a.outcome).json(json!({"created": now_secs(), "data": data})))
 }
 
 #[derive(Debug, Deserialize)]
@@ -594,16 +596,16 @@ pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         idem: None,
     };
     let a = s.broker.run(&user, job).await?;
-    let (meta, out) = settled(&a.outcome, a.output)?;
-    match out {
+    settled(&a.outcome)?;
+    match a.output {
         Some(Output::Audio {
             bytes,
             content_type,
-        }) => Ok(ok(&meta)
+        }) => Ok(ok(&a.outcome)
             .insert_header((CONTENT_TYPE, content_type))
             .body(bytes)),
-        Some(other) => Ok(ok(&meta).json(json!({"output": other.summary()}))),
-        None => Ok(ok(&meta).finish()),
+        Some(other) => Ok(ok(&a.outcome).json(json!({"output": other.summary()}))),
+        None => Ok(ok(&a.outcome).finish()),
     }
 }
 
@@ -619,67 +621,38 @@ pub async fn models(s: web::Data<AppState>, req: HttpRequest) -> V1Result {
     Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
 }
 
-/// What the answer headers and bodies need from a settled outcome.
-struct Meta {
-    request_id: String,
-    model: String,
-    route: String,
-    cost: String,
-}
-
-/// A failed outcome becomes an error; a good one its metadata and output.
-fn settled(outcome: &Value, output: Option<Output>) -> Result<(Meta, Option<Output>), OpenAiError> {
-    let text = |k: &str| {
-        outcome
-            .get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string()
-    };
-    if let Some(code) = outcome.get("error_code").and_then(|c| c.as_str()) {
-        let code: &'static str = match code {
-            "provider_overloaded" => "provider_overloaded",
-            "provider_unavailable" => "provider_unavailable",
-            "provider_timeout" => "provider_timeout",
-            _ => "provider_error",
-        };
-        return Err(ApiError::Upstream {
+/// A failed outcome becomes an error (with the status and code of the
+/// broker's error for it); a good one is passed on.
+fn settled(outcome: &RequestOutcome) -> Result<(), OpenAiError> {
+    match BrokerError::from_outcome(outcome) {
+        Some(BrokerError::Upstream {
             code,
-            message: format!("{} (request {})", text("error"), text("request_id")),
-            retry_after: outcome.get("retry_after_secs").and_then(|v| v.as_u64()),
+            message,
+            retry_after,
+        }) => Err(BrokerError::Upstream {
+            code,
+            message: format!("{message} (request {})", outcome.request_id),
+            retry_after,
         }
-        .into());
+        .into()),
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    let meta = Meta {
-        request_id: text("request_id"),
-        model: text("model"),
-        route: text("route"),
-        cost: outcome
-            .get("cost")
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-    };
-    Ok((meta, output))
 }
 
-fn ok(meta: &Meta) -> actix_web::HttpResponseBuilder {
+/// The answer's headers: the request, its route and its cost.
+fn ok(o: &RequestOutcome) -> actix_web::HttpResponseBuilder {
     let mut r = HttpResponse::Ok();
-    r.insert_header(("x-oneflow-request-id", meta.request_id.clone()));
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&meta.route) {
+    r.insert_header(("x-oneflow-request-id", o.request_id.clone()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&o.route) {
         r.insert_header(("x-oneflow-route", v));
     }
-    r.insert_header(("x-oneflow-cost", meta.cost.clone()));
+    r.insert_header(("x-oneflow-cost", o.cost.to_string()));
     r
 }
 
-fn usage_json(outcome: &Value) -> Value {
-    let n = |k: &str| {
-        outcome
-            .pointer(&format!("/usage/{k}"))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-    };
-    let (i, o) = (n("input_tokens"), n("output_tokens"));
+fn usage_json(o: &RequestOutcome) -> Value {
+    let (i, o) = (o.usage.input_tokens, o.usage.output_tokens);
     json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
 }
 

@@ -1,15 +1,18 @@
 //! `POST /api/quote` and `POST /api/request`.
 
+use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use serde_json::json;
+use serde::Serialize;
 
 use oneflow::request::AiRequest;
+use oneflow_actors::BrokerError;
 use oneflow_actors::ids::body_hash;
+use oneflow_actors::views::RequestOutcome;
 use oneflow_actors::wallet::IdemKey;
 
 use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::error::{ApiError, status_of};
 use crate::state::AppState;
 
 #[post("/api/quote")]
@@ -57,38 +60,43 @@ pub async fn request(
 }
 
 /// Succeeded requests answer 200 with the outcome; failed ones answer with
-/// our error shape plus the outcome (the hold was released: `cost` is 0).
-fn respond(outcome: serde_json::Value, replayed: bool) -> HttpResponse {
-    let code = outcome
-        .get("error_code")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let mut res = match code.as_deref() {
-        None => HttpResponse::Ok(),
-        Some("provider_overloaded") => HttpResponse::TooManyRequests(),
-        Some("provider_unavailable") => HttpResponse::ServiceUnavailable(),
-        Some("provider_timeout") => HttpResponse::GatewayTimeout(),
-        Some(_) => HttpResponse::BadGateway(),
-    };
+/// our error shape plus the outcome (the hold was released: `cost` is 0),
+/// with the status and code of the broker's error for it.
+fn respond(outcome: RequestOutcome, replayed: bool) -> HttpResponse {
+    let failure = BrokerError::from_outcome(&outcome);
+    let mut res = HttpResponse::build(failure.as_ref().map_or(StatusCode::OK, status_of));
     if replayed {
         res.insert_header(("idempotent-replayed", "true"));
     }
-    if let Some(route) = outcome
-        .get("route")
-        .and_then(|v| v.as_str())
-        .and_then(|r| HeaderValue::from_str(r).ok())
-    {
+    if let Ok(route) = HeaderValue::from_str(&outcome.route) {
         res.insert_header(("x-oneflow-route", route));
     }
-    match code {
-        None => res.json(outcome),
-        Some(code) => {
-            if let Some(secs) = outcome.get("retry_after_secs").and_then(|v| v.as_u64()) {
-                res.insert_header((RETRY_AFTER, secs.to_string()));
-            }
-            let message = outcome.get("error").cloned().unwrap_or_default();
-            let request_id = outcome.get("request_id").cloned().unwrap_or_default();
-            res.json(json!({"error": {"code": code, "message": message, "request_id": request_id}, "request": outcome}))
-        }
+    let Some(e) = failure else {
+        return res.json(outcome);
+    };
+    if let Some(secs) = e.retry_after() {
+        res.insert_header((RETRY_AFTER, secs.to_string()));
     }
+    res.json(FailedRequest {
+        error: ErrorDetail {
+            code: e.code(),
+            message: outcome.error.as_deref().unwrap_or_default(),
+            request_id: &outcome.request_id,
+        },
+        request: &outcome,
+    })
+}
+
+/// A failed native request's answer.
+#[derive(Serialize)]
+struct FailedRequest<'a> {
+    error: ErrorDetail<'a>,
+    request: &'a RequestOutcome,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'static str,
+    message: &'a str,
+    request_id: &'a str,
 }

@@ -1,0 +1,286 @@
+//! Every way a broker operation can fail, and, in one table
+//! ([`BrokerError::class`]), what each failure is to the outside: the
+//! stable code the HTTP API answers with, the request counter is labelled
+//! with and the logs write; the HTTP status; and whether it is a fault of
+//! the broker or a provider rather than a refusal. The web layer, the
+//! metrics and the logs read these; none works them out again.
+
+use std::sync::Arc;
+
+use oneflow::budget::BudgetError;
+use oneflow::ledger::Refusal;
+use oneflow::records::RequestStatus;
+use oneflow::request::RequestError;
+
+use crate::metrics;
+use crate::store::StoreError;
+use crate::views::{ErrorCode, RequestOutcome};
+use crate::wallet::WalletError;
+
+/// Every way a broker operation can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Invalid(#[from] RequestError),
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("this Idempotency-Key was used with a different request body")]
+    IdempotencyMismatch,
+    #[error("the broker is busy; retry shortly")]
+    Busy,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Every try of every provider failed (the hold was released).
+    #[error("{message}")]
+    Upstream {
+        code: ErrorCode,
+        message: String,
+        retry_after: Option<u64>,
+    },
+}
+
+impl From<WalletError> for BrokerError {
+    fn from(e: WalletError) -> Self {
+        match e {
+            WalletError::Refused(r) => BrokerError::Refused(r),
+            WalletError::IdempotencyMismatch => BrokerError::IdempotencyMismatch,
+            WalletError::Busy => BrokerError::Busy,
+            WalletError::UnknownUser => BrokerError::NotFound("user"),
+            WalletError::Store(s) => BrokerError::Store(s),
+            WalletError::Unavailable(s) => BrokerError::Unavailable(s),
+        }
+    }
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        BrokerError::Store(Arc::new(e))
+    }
+}
+
+impl From<BudgetError> for BrokerError {
+    fn from(e: BudgetError) -> Self {
+        BrokerError::BadInput(e.to_string())
+    }
+}
+
+/// What an error is to the outside (see [`BrokerError::class`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Class {
+    pub code: &'static str,
+    pub status: u16,
+    pub fault: bool,
+}
+
+const fn refused(code: &'static str, status: u16) -> Class {
+    Class {
+        code,
+        status,
+        fault: false,
+    }
+}
+
+const fn fault(code: &'static str, status: u16) -> Class {
+    Class {
+        code,
+        status,
+        fault: true,
+    }
+}
+
+impl BrokerError {
+    /// The one table of codes and statuses. 5xx only for our own faults and
+    /// the providers'; 429 when the providers are over their limits.
+    pub fn class(&self) -> Class {
+        match self {
+            BrokerError::Invalid(r) => match r {
+                RequestError::UnknownModel(_) => refused("unknown_model", 400),
+                // Every circuit open: nothing was held; retry shortly.
+                RequestError::NoProviderAvailable(_) => refused("no_provider_available", 503),
+                // No provider can serve it within its constraints.
+                RequestError::OverMaxPrice { .. } => refused("over_max_price", 422),
+                RequestError::NoProviderInRegion { .. } => refused("no_provider_in_region", 422),
+                _ => refused("invalid_request", 400),
+            },
+            BrokerError::BadInput(_) => refused("invalid_request", 400),
+            BrokerError::Refused(r) => match r {
+                Refusal::InsufficientBalance { .. } => refused("insufficient_credits", 402),
+                Refusal::BudgetExceeded { .. } => refused("budget_exceeded", 402),
+                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
+                    refused("invalid_request", 400)
+                }
+                Refusal::UnknownHold(_) => fault("internal", 500),
+            },
+            BrokerError::IdempotencyMismatch => refused("idempotency_key_reused", 422),
+            BrokerError::Busy => refused("overloaded", 503),
+            BrokerError::NotFound(_) => refused("not_found", 404),
+            BrokerError::Conflict(_) => refused("conflict", 409),
+            BrokerError::Store(_) => fault("internal", 500),
+            BrokerError::Unavailable(_) => fault("unavailable", 503),
+            BrokerError::Upstream { code, .. } => fault(
+                code.as_str(),
+                match code {
+                    ErrorCode::ProviderOverloaded => 429,
+                    ErrorCode::ProviderUnavailable => 503,
+                    ErrorCode::ProviderTimeout => 504,
+                    _ => 502,
+                },
+            ),
+        }
+    }
+
+    /// The error's stable code: the one the HTTP API answers with (in
+    /// `{"error": {"code"}}`), the request counter's `code` label and the
+    /// logs use.
+    pub fn code(&self) -> &'static str {
+        self.class().code
+    }
+
+    /// The HTTP status the error is answered with.
+    pub fn status(&self) -> u16 {
+        self.class().status
+    }
+
+    /// Whether the broker or a provider failed (rather than the request
+    /// being refused): the counter's `status` label, `error` or `refused`.
+    pub fn is_fault(&self) -> bool {
+        self.class().fault
+    }
+
+    /// Seconds to wait before retrying, where retrying helps.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) | BrokerError::Busy => {
+                Some(1)
+            }
+            BrokerError::Upstream { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The error a failed request's outcome is answered with (its hold was
+    /// released); `None` if the request succeeded.
+    pub fn from_outcome(o: &RequestOutcome) -> Option<BrokerError> {
+        (o.status == RequestStatus::Failed).then(|| BrokerError::Upstream {
+            code: o.error_code.unwrap_or(ErrorCode::ProviderError),
+            message: o.error.clone().unwrap_or_default(),
+            retry_after: o.retry_after_secs,
+        })
+    }
+}
+
+/// How the request counter labels an error: its [`BrokerError::code`].
+impl From<&BrokerError> for metrics::Failure {
+    fn from(e: &BrokerError) -> Self {
+        match e {
+            // Counted when the released request is recorded.
+            BrokerError::Upstream { .. } => metrics::Failure::AtSettle,
+            e => metrics::Failure::Count {
+                status: if e.is_fault() { "error" } else { "refused" },
+                code: e.code(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oneflow::Credits;
+    use oneflow::pricing::Usage;
+
+    use super::*;
+
+    fn outcome(status: RequestStatus, error_code: Option<ErrorCode>) -> RequestOutcome {
+        RequestOutcome {
+            request_id: "req_1".into(),
+            status,
+            response: None,
+            model: "m".into(),
+            provider: "p".into(),
+            usage: Usage::default(),
+            quote: Credits::from_credits(1),
+            cost: Credits::ZERO,
+            balance: Credits::ZERO,
+            available: Credits::ZERO,
+            route: String::new(),
+            error_code,
+            error: Some("slow".into()),
+            retry_after_secs: Some(3),
+            latency_ms: 1,
+            created_at: 1,
+        }
+    }
+
+    /// A failed request is answered with the status of its provider
+    /// failure, its code and its retry hint; a good one is no error.
+    #[test]
+    fn a_failed_outcome_answers_with_the_status_of_its_code() {
+        let statuses = [
+            (ErrorCode::ProviderOverloaded, 429),
+            (ErrorCode::ProviderUnavailable, 503),
+            (ErrorCode::ProviderTimeout, 504),
+            (ErrorCode::ProviderError, 502),
+        ];
+        for (code, status) in statuses {
+            let e = BrokerError::from_outcome(&outcome(RequestStatus::Failed, Some(code)))
+                .expect("failed");
+            assert_eq!((e.code(), e.status()), (code.as_str(), status));
+            assert_eq!(e.retry_after(), Some(3));
+            assert_eq!(e.to_string(), "slow");
+            assert!(e.is_fault());
+        }
+        let ok = outcome(RequestStatus::Succeeded, None);
+        assert!(BrokerError::from_outcome(&ok).is_none());
+    }
+
+    /// The refusals a client can fix are 4xx, the broker's own trouble
+    /// 5xx, and an overloaded broker asks for a retry.
+    #[test]
+    fn each_error_has_its_status() {
+        let cases = [
+            (
+                BrokerError::Invalid(RequestError::UnknownModel("m".into())),
+                400,
+            ),
+            (BrokerError::Invalid(RequestError::EmptyPrompt), 400),
+            (
+                BrokerError::Invalid(RequestError::OverMaxPrice {
+                    max: Credits::ZERO,
+                    cheapest: Credits::from_credits(1),
+                }),
+                422,
+            ),
+            (
+                BrokerError::Invalid(RequestError::NoProviderAvailable("m".into())),
+                503,
+            ),
+            (BrokerError::Refused(Refusal::NotPositive), 400),
+            (BrokerError::Refused(Refusal::UnknownHold(1)), 500),
+            (BrokerError::IdempotencyMismatch, 422),
+            (BrokerError::Busy, 503),
+            (BrokerError::NotFound("user"), 404),
+            (BrokerError::Conflict("x".into()), 409),
+            (BrokerError::Store(Arc::new(StoreError::Closed)), 500),
+            (BrokerError::Unavailable("x".into()), 503),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.status(), status, "{e:?}");
+            assert_eq!(
+                e.retry_after().is_some(),
+                matches!(
+                    e,
+                    BrokerError::Busy | BrokerError::Invalid(RequestError::NoProviderAvailable(_))
+                ),
+                "{e:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! What the crate's API returns: plain, typed data that serialises to the
+//! JSON the HTTP API answers with. A request's outcome travels as
+//! [`RequestOutcome`] from the use case through the wallet (which fills in
+//! the money figures and keeps it for idempotent replays) and the store to
+//! the HTTP handlers, which read its fields, never a JSON value by key.
+//!
+//! This module is a leaf: it names nothing else in the crate (only the
+//! `oneflow` core crate), so every layer, the store included, may use it.
+
+use serde::{Deserialize, Serialize};
+
+use oneflow::Credits;
+use oneflow::budget::BudgetConfig;
+use oneflow::config::ProviderLimits;
+use oneflow::pricing::{Modality, RateCard, Usage};
+use oneflow::records::RequestStatus;
+use oneflow::routing::{Health, Region};
+use oneflow::time::{Millis, Window};
+
+/// The outcome of a finished request: what `POST /api/request` answers
+/// (and, failed, carries under `request`), what an idempotent replay
+/// answers again, and what the request counter reads. `cost`, `balance`
+/// and `available` are filled in by the wallet when it settles.
+///
+/// Stored for idempotent replays as JSON: a field may be added (with
+/// `#[serde(default)]`), none renamed or removed, or records written
+/// before would no longer read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RequestOutcome {
+    pub request_id: String,
+    pub status: RequestStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<String>,
+    pub model: String,
+    pub provider: String,
+    pub usage: Usage,
+    pub quote: Credits,
+    pub cost: Credits,
+    pub balance: Credits,
+    pub available: Credits,
+    pub route: String,
+    /// Why it failed (`provider_*`), or, on a stream that was charged for
+    /// what it delivered, why it was cut short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+    pub latency_ms: u64,
+    pub created_at: Millis,
+}
+
+/// Why a request failed at its providers or a stream ended early: the
+/// outcome's `error_code`, a stream end's `stopped`, and the request
+/// counter's `code` label. The HTTP status of each lives with the broker's
+/// errors (`BrokerError::status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Every provider tried was over its limits.
+    ProviderOverloaded,
+    /// Every provider tried was down or its circuit open.
+    ProviderUnavailable,
+    /// Every provider tried was too slow.
+    ProviderTimeout,
+    /// Every provider tried failed otherwise (or answered what cannot be
+    /// priced).
+    ProviderError,
+    /// A stream's client went away; it is charged for what was delivered.
+    ClientDisconnected,
+    /// A stream's upstream stopped sending.
+    UpstreamTimeout,
+    /// A stream's upstream failed midway.
+    UpstreamError,
+    /// A stream used up the credit held for it.
+    HoldExhausted,
+    /// A stream's settle failed (on a stream's end event only).
+    SettleFailed,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 9] = [
+        ErrorCode::ProviderOverloaded,
+        ErrorCode::ProviderUnavailable,
+        ErrorCode::ProviderTimeout,
+        ErrorCode::ProviderError,
+        ErrorCode::ClientDisconnected,
+        ErrorCode::UpstreamTimeout,
+        ErrorCode::UpstreamError,
+        ErrorCode::HoldExhausted,
+        ErrorCode::SettleFailed,
+    ];
+
+    /// The code as the API and the metrics write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ProviderOverloaded => "provider_overloaded",
+            ErrorCode::ProviderUnavailable => "provider_unavailable",
+            ErrorCode::ProviderTimeout => "provider_timeout",
+            ErrorCode::ProviderError => "provider_error",
+            ErrorCode::ClientDisconnected => "client_disconnected",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
+            ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::HoldExhausted => "hold_exhausted",
+            ErrorCode::SettleFailed => "settle_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A quote, before anything is held.
+#[derive(Clone, Debug, Serialize)]
+pub struct QuoteView {
+    pub model: String,
+    pub provider: String,
+    pub modality: Modality,
+    pub quote: Credits,
+    pub max_usage: Usage,
+    pub available: Credits,
+    /// Whether the balance covers the quote right now (budgets are checked
+    /// when the request is made).
+    pub affordable: bool,
+    pub route: String,
+}
+
+/// Spend in one window, for budgets and status.
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowView {
+    pub window: Window,
+    pub limit: Option<Credits>,
+    pub spent: Credits,
+    pub held: Credits,
+    /// `limit - spent - held`, when there is a limit.
+    pub remaining: Option<Credits>,
+    pub resets_at: Millis,
+}
+
+/// A wallet's figures at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct WalletView {
+    pub balance: Credits,
+    pub available: Credits,
+    pub held: Credits,
+    pub open_holds: usize,
+    pub budget: BudgetConfig,
+    pub windows: Vec<WindowView>,
+}
+
+/// Who may do what.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    User,
+}
+
+/// A new user and their key, shown once.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedUser {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub role: Role,
+    pub api_key: String,
+    pub balance: Credits,
+    pub created_at: Millis,
+}
+
+/// A key as listings show it: who it belongs to and how to tell it apart,
+/// never the secret or its hash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyView {
+    /// What `DELETE /api/keys/{id}` takes.
+    pub id: String,
+    pub user_id: String,
+    pub role: Role,
+    /// The first characters of the secret, as its owner saw them.
+    pub prefix: String,
+    pub created_at: Millis,
+}
+
+/// A new key: the only time its secret is shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key: KeyView,
+    pub api_key: String,
+}
+
+/// One page of a newest-first listing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Where a provider's circuit stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitState {
+    /// Calls flow.
+    Closed,
+    /// Too many consecutive failures: no calls until `open_ms` has passed.
+    Open,
+    /// One probe call is allowed; its result closes or reopens the circuit.
+    HalfOpen,
+}
+
+impl CircuitState {
+    pub fn name(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+        }
+    }
+
+    /// The state as the circuit gauge counts it (`oneflow_provider_circuit_state`).
+    pub fn gauge_value(self) -> f64 {
+        match self {
+            CircuitState::Closed => 0.0,
+            CircuitState::HalfOpen => 1.0,
+            CircuitState::Open => 2.0,
+        }
+    }
+}
+
+/// A provider as the API shows it: config (no secrets) and live figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderView {
+    pub name: String,
+    pub modality: Modality,
+    pub models: Vec<String>,
+    pub region: Region,
+    pub quality: u32,
+    pub rates: RateCard,
+    pub up: bool,
+    pub health: Health,
+    pub circuit: CircuitState,
+    pub limits: ProviderLimits,
+    pub queued: usize,
+    pub in_flight: usize,
+    pub calls: u64,
+    pub failures: u64,
+    pub rejected: u64,
+}
