@@ -11,6 +11,7 @@ pub type Millis = i64;
 
 pub const MS_PER_DAY: i64 = 86_400_000;
 pub const MS_PER_HOUR: i64 = 3_600_000;
+pub const MS_PER_MINUTE: i64 = 60_000;
 
 /// A budget window kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -107,6 +108,90 @@ pub fn rfc3339(at: Millis) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 
+/// Reads a time as milliseconds since the epoch (`1764000000000`) or as
+/// RFC 3339 (`2026-11-25T13:00:00Z`, `2026-11-25T14:00:00.5+01:00`) or a
+/// bare date (`2026-11-25`, midnight UTC).
+pub fn parse_time(s: &str) -> Result<Millis, String> {
+    let bad = || {
+        format!(
+            "`{s}` is not a time: give milliseconds since 1970 or RFC 3339 like 2026-11-25T13:00:00Z"
+        )
+    };
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+        return s.parse::<i64>().map_err(|_| bad());
+    }
+    let num = |t: &str| -> Result<i64, String> {
+        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<i64>().map_err(|_| bad())
+    };
+    let (date, rest) = match s.find(['T', 't', ' ']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = match (d.next(), d.next(), d.next(), d.next()) {
+        (Some(y), Some(m), Some(day), None) if y.len() == 4 && m.len() == 2 && day.len() == 2 => {
+            (num(y)?, num(m)?, num(day)?)
+        }
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(&m) || day < 1 || day > days_in_month(y, m) {
+        return Err(bad());
+    }
+    let days = crate::time::days_from_civil(y, m as u32, day as u32);
+    let Some(rest) = rest else {
+        return Ok(days * MS_PER_DAY);
+    };
+    let (clock, offset_ms) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
+        (c, 0)
+    } else {
+        let i = rest.rfind(['+', '-']).ok_or_else(bad)?;
+        let (c, off) = (&rest[..i], &rest[i..]);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':').ok_or_else(bad)?;
+        let (oh, om) = (num(oh)?, num(om)?);
+        if oh > 23 || om > 59 || oh.to_string().len() > 2 {
+            return Err(bad());
+        }
+        (c, sign * (oh * MS_PER_HOUR + om * MS_PER_MINUTE))
+    };
+    let (hms, frac) = match clock.split_once('.') {
+        Some((a, f)) => (a, Some(f)),
+        None => (clock, None),
+    };
+    let mut t = hms.split(':');
+    let (h, mi, sec) = match (t.next(), t.next(), t.next(), t.next()) {
+        (Some(h), Some(mi), Some(sec), None) if h.len() == 2 && mi.len() == 2 && sec.len() == 2 => {
+            (num(h)?, num(mi)?, num(sec)?)
+        }
+        _ => return Err(bad()),
+    };
+    if h > 23 || mi > 59 || sec > 60 {
+        return Err(bad());
+    }
+    let ms = match frac {
+        None => 0,
+        Some(f) => {
+            num(f)?;
+            let f3: String = f.chars().chain("000".chars()).take(3).collect();
+            num(&f3)?
+        }
+    };
+    Ok(days * MS_PER_DAY + h * MS_PER_HOUR + mi * MS_PER_MINUTE + sec * 1000 + ms - offset_ms)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +228,33 @@ mod tests {
         let sun = at(days_from_civil(2026, 11, 29)) + MS_PER_DAY - 1;
         assert_eq!(Window::Weekly.start(sun), mon);
         assert_eq!(rfc3339(now + 1_234), "2026-11-25T13:00:01.234Z");
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("1764000000000"), Ok(1_764_000_000_000));
+        let d = crate::time::days_from_civil(2026, 11, 25) * MS_PER_DAY;
+        assert_eq!(parse_time("2026-11-25"), Ok(d));
+        assert_eq!(parse_time("2026-11-25T13:00:00Z"), Ok(d + 13 * MS_PER_HOUR));
+        assert_eq!(
+            parse_time("2026-11-25T14:00:00.5+01:00"),
+            Ok(d + 13 * MS_PER_HOUR + 500)
+        );
+        assert_eq!(
+            parse_time("2026-11-25T12:30:00-00:30"),
+            Ok(d + 13 * MS_PER_HOUR)
+        );
+        for bad in [
+            "",
+            "x",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-11-25T25:00:00Z",
+            "2026-11-25T13:00Z",
+            "-5",
+            "2026-11-25T13:00:00",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
     }
 }

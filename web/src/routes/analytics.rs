@@ -8,8 +8,9 @@
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 
-use oneflow::analytics::{Bucket, parse_time};
+use oneflow::analytics::Bucket;
 use oneflow::time::MS_PER_HOUR;
+use oneflow::time::parse_time;
 use oneflow_actors::analytics::Range;
 
 use crate::auth::Caller;
