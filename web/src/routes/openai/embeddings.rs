@@ -1,0 +1,74 @@
+//! `POST /v1/embeddings`.
+
+use actix_web::{HttpRequest, post, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use oneflow::request::Ask;
+use oneflow_actors::provider::{Operation, Output};
+use oneflow_actors::run::Job;
+
+use super::error::V1Result;
+use super::{Prompt, RouteWish, body, caller, ok, pass_through, preview, route_wish, settled};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingBody {
+    model: String,
+    input: Prompt,
+    #[serde(default)]
+    oneflow: Option<RouteWish>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+#[post("/v1/embeddings")]
+pub async fn embeddings(
+    s: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> V1Result {
+    let user = caller(&req).await?;
+    let b: EmbeddingBody = body(&s, &req, payload).await?;
+    let inputs = match b.input {
+        Prompt::One(p) => vec![p],
+        Prompt::Many(v) => v,
+    };
+    if inputs.is_empty() || inputs.len() > 2048 {
+        return Err(ApiError::BadRequest("`input` must hold 1 to 2048 texts".into()).into());
+    }
+    let chars: usize = inputs.iter().map(|i| i.chars().count()).sum();
+    if chars > s.broker.config().server.max_prompt_chars {
+        return Err(ApiError::BadRequest("`input` is too long".into()).into());
+    }
+    let (strategy, constraints) = route_wish(&req, b.oneflow)?;
+    let ask = Ask::Embedding {
+        inputs: inputs.clone(),
+    };
+    let job = Job {
+        model: b.model.clone(),
+        preview: preview(&inputs.join(" ")),
+        op: Operation::Embedding {
+            input: inputs,
+            extra: pass_through(&b.extra, &["encoding_format", "dimensions", "user"]),
+        },
+        planner: Box::new(move |p| ask.plan(p)),
+        constraints,
+        strategy,
+        idem: None,
+    };
+    let a = s.broker.run(&user, job).await?;
+    let (meta, out) = settled(&a.outcome, a.output)?;
+    let data = match out {
+        Some(Output::Embeddings(d)) => d,
+        _ => Vec::new(),
+    };
+    Ok(ok(&meta).json(json!({
+        "object": "list",
+        "data": data,
+        "model": meta.model,
+        "usage": {"prompt_tokens": a.outcome.pointer("/usage/input_tokens").cloned().unwrap_or(json!(0)),
+                  "total_tokens": a.outcome.pointer("/usage/input_tokens").cloned().unwrap_or(json!(0))},
+    })))
+}

@@ -1,0 +1,273 @@
+//! The OpenAI-compatible API under `/v1`: same wallet, budgets, holds and
+//! history as the native API, OpenAI's request, response, stream and error
+//! shapes, so existing SDKs work unchanged.
+//!
+//! One file per resource (`chat`, `completions`, `embeddings`, `images`,
+//! `speech`, `models`); `stream` writes server-sent events, `error` is
+//! OpenAI's error shape. What several resources share is here.
+
+pub mod chat;
+pub mod completions;
+pub mod embeddings;
+pub mod error;
+pub mod images;
+pub mod models;
+pub mod speech;
+pub mod stream;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use oneflow::Credits;
+use oneflow::routing::{Constraints, Region, Strategy};
+use oneflow_actors::provider::Output;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use error::OpenAiError;
+
+async fn caller(req: &HttpRequest) -> Result<String, OpenAiError> {
+    Ok(crate::auth::authenticate(req.clone()).await?.user_id)
+}
+
+/// Reads the body (bounded) and parses it, with errors in OpenAI's shape.
+async fn body<T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<T, OpenAiError> {
+    let limit = s.broker.config().server.max_body_bytes;
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::BadRequest(
+            "send the body as JSON with `Content-Type: application/json`".into(),
+        )
+        .into());
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit).into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+}
+
+/// Routing wishes: the `oneflow` body field, or `x-oneflow-*` headers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWish {
+    pub strategy: Option<Strategy>,
+    pub region: Option<Region>,
+    #[serde(default)]
+    pub providers: Vec<String>,
+    pub max_price: Option<Credits>,
+}
+
+fn header<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    name: &str,
+) -> Result<Option<T>, OpenAiError> {
+    let Some(v) = req.headers().get(name) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest(format!("`{name}` must be ASCII")))?;
+    serde_json::from_value(Value::String(text.trim().to_string()))
+        .or_else(|_| serde_json::from_str(text.trim()))
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("`{name}` has an invalid value")).into())
+}
+
+fn route_wish(
+    req: &HttpRequest,
+    field: Option<RouteWish>,
+) -> Result<(Option<Strategy>, Constraints), OpenAiError> {
+    let mut w = field.unwrap_or_default();
+    if let Some(s) = header::<Strategy>(req, "x-oneflow-strategy")? {
+        w.strategy = Some(s);
+    }
+    if let Some(r) = header::<Region>(req, "x-oneflow-region")? {
+        w.region = Some(r);
+    }
+    if let Some(m) = header::<Credits>(req, "x-oneflow-max-price")? {
+        w.max_price = Some(m);
+    }
+    if let Some(p) = req
+        .headers()
+        .get("x-oneflow-providers")
+        .and_then(|v| v.to_str().ok())
+    {
+        w.providers = p
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
+    }
+    Ok((
+        w.strategy,
+        Constraints {
+            region: w.region,
+            providers: w.providers,
+            max_price: w.max_price,
+        },
+    ))
+}
+
+/// Fields passed through to the upstream as given.
+const PASS_THROUGH: &[&str] = &[
+    "temperature",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "user",
+    "logit_bias",
+    "response_format",
+];
+
+fn pass_through(extra: &Map<String, Value>, allowed: &[&str]) -> Map<String, Value> {
+    extra
+        .iter()
+        .filter(|(k, v)| allowed.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+fn refuse_unsupported(extra: &Map<String, Value>, n: Option<u32>) -> Result<(), OpenAiError> {
+    if n.is_some_and(|n| n != 1) {
+        return Err(ApiError::BadRequest("only `n` = 1 is supported".into()).into());
+    }
+    for k in [
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "logprobs",
+    ] {
+        if extra
+            .get(k)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err(
+                ApiError::BadRequest(format!("`{k}` is not supported by this broker")).into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The text and finish reason of a whole text answer.
+fn text_of(out: Option<Output>) -> (String, String) {
+    match out {
+        Some(Output::Text {
+            text,
+            finish_reason,
+        }) => (text, finish_reason),
+        _ => (String::new(), "stop".into()),
+    }
+}
+
+/// What the answer headers and bodies need from a settled outcome.
+struct Meta {
+    request_id: String,
+    model: String,
+    route: String,
+    cost: String,
+}
+
+/// A failed outcome becomes an error; a good one its metadata and output.
+fn settled(outcome: &Value, output: Option<Output>) -> Result<(Meta, Option<Output>), OpenAiError> {
+    let text = |k: &str| {
+        outcome
+            .get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    if let Some(code) = outcome.get("error_code").and_then(|c| c.as_str()) {
+        let code: &'static str = match code {
+            "provider_overloaded" => "provider_overloaded",
+            "provider_unavailable" => "provider_unavailable",
+            "provider_timeout" => "provider_timeout",
+            _ => "provider_error",
+        };
+        return Err(ApiError::Upstream {
+            code,
+            message: format!("{} (request {})", text("error"), text("request_id")),
+            retry_after: outcome.get("retry_after_secs").and_then(|v| v.as_u64()),
+        }
+        .into());
+    }
+    let meta = Meta {
+        request_id: text("request_id"),
+        model: text("model"),
+        route: text("route"),
+        cost: outcome
+            .get("cost")
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+    };
+    Ok((meta, output))
+}
+
+fn ok(meta: &Meta) -> actix_web::HttpResponseBuilder {
+    let mut r = HttpResponse::Ok();
+    r.insert_header(("x-oneflow-request-id", meta.request_id.clone()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&meta.route) {
+        r.insert_header(("x-oneflow-route", v));
+    }
+    r.insert_header(("x-oneflow-cost", meta.cost.clone()));
+    r
+}
+
+fn usage_json(outcome: &Value) -> Value {
+    let n = |k: &str| {
+        outcome
+            .pointer(&format!("/usage/{k}"))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    };
+    let (i, o) = (n("input_tokens"), n("output_tokens"));
+    json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(200).collect()
+}
