@@ -369,7 +369,7 @@ fn cover_into(out: &mut Vec<(Bucket, Millis, Millis)>, b: Bucket, from: Millis, 
 }
 
 /// Figures over a set of requests, as the API reports them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub requests: u64,
     pub successes: u64,
@@ -379,6 +379,8 @@ pub struct Figures {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub mean_latency_ms: f64,
+    /// Estimated from fixed log-spaced histogram buckets; null with no
+    /// requests.
     pub latency_p50_ms: Option<u64>,
     pub latency_p95_ms: Option<u64>,
     pub latency_p99_ms: Option<u64>,
@@ -444,8 +446,10 @@ pub fn summarize<'a>(rollups: impl IntoIterator<Item = (&'a str, &'a Rollup)>) -
 }
 
 /// One point of a time series: a bucket's start and its figures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
+    /// The bucket's start, milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub start: Millis,
     #[serde(flatten)]
     pub figures: Figures,

@@ -13,7 +13,19 @@ pub const MS_PER_DAY: i64 = 86_400_000;
 pub const MS_PER_HOUR: i64 = 3_600_000;
 
 /// A budget window kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
     Daily,
