@@ -18,30 +18,45 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Message content: a string, or parts of which only text is supported.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
+#[schema(as = MessageContent)]
 enum Content {
     Text(String),
     Parts(Vec<Part>),
 }
 
-#[derive(Debug, Deserialize)]
+/// A part of a message's content; only `text` parts are taken.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ContentPart)]
 struct Part {
+    /// `text`.
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     text: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ChatMessage)]
 struct InMessage {
+    /// `system`, `developer`, `user` or `assistant`.
     role: String,
     #[serde(default)]
     content: Option<Content>,
 }
 
-#[derive(Debug, Deserialize)]
-struct ChatBody {
+/// OpenAI's chat request. `tools`, `functions`, `tool_choice`,
+/// `function_call` and `logprobs` are refused (unless null or false);
+/// `temperature`, `top_p`, `stop`, `presence_penalty`,
+/// `frequency_penalty`, `seed`, `user`, `logit_bias` and `response_format`
+/// pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = ChatCompletionRequest,
+    example = json!({"model": "gpt", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 20})
+)]
+pub(crate) struct ChatBody {
     model: String,
     messages: Vec<InMessage>,
     #[serde(default)]
@@ -52,7 +67,9 @@ struct ChatBody {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Only 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
     oneflow: Option<RouteWish>,

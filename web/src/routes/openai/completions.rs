@@ -17,9 +17,19 @@ use super::{
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
-struct CompletionBody {
+/// OpenAI's (legacy) completion request. `tools`, `functions`,
+/// `tool_choice`, `function_call` and `logprobs` are refused (unless null
+/// or false); `temperature`, `top_p`, `stop`, `presence_penalty`,
+/// `frequency_penalty`, `seed`, `user`, `logit_bias` and `response_format`
+/// pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = CompletionRequest,
+    example = json!({"model": "gpt", "prompt": "Once upon a time", "max_tokens": 20})
+)]
+pub(crate) struct CompletionBody {
     model: String,
+    /// A string, or an array of one string.
     prompt: Prompt,
     #[serde(default)]
     max_tokens: Option<u32>,
@@ -27,7 +37,9 @@ struct CompletionBody {
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// Only 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
     oneflow: Option<RouteWish>,

@@ -13,9 +13,16 @@ use super::{Prompt, RouteWish, body, caller, ok, pass_through, preview, route_wi
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
-struct EmbeddingBody {
+/// OpenAI's embedding request. `encoding_format`, `dimensions` and `user`
+/// pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = EmbeddingRequest,
+    example = json!({"model": "gpt", "input": ["first text", "second text"]})
+)]
+pub(crate) struct EmbeddingBody {
     model: String,
+    /// A string or an array of 1 to 2048 strings.
     input: Prompt,
     #[serde(default)]
     oneflow: Option<RouteWish>,

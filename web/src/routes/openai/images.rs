@@ -13,8 +13,16 @@ use super::{RouteWish, body, caller, now_secs, ok, pass_through, preview, route_
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
-struct ImageBody {
+/// OpenAI's image request. `response_format`, `quality`, `style` and
+/// `user` pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = ImageRequest,
+    example = json!({"model": "image", "prompt": "A lighthouse at dusk", "n": 1, "size": "512x512"})
+)]
+pub(crate) struct ImageBody {
+    // Required: read as optional only to say so in OpenAI's error shape.
+    #[schema(value_type = String, required = true)]
     model: Option<String>,
     prompt: String,
     #[serde(default)]

@@ -68,13 +68,15 @@ async fn body<T: serde::de::DeserializeOwned>(
 }
 
 /// Routing wishes: the `oneflow` body field, or `x-oneflow-*` headers.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteWish {
     pub strategy: Option<Strategy>,
     pub region: Option<Region>,
+    /// Provider names allowed to serve.
     #[serde(default)]
     pub providers: Vec<String>,
+    /// Only providers whose quote is at most this.
     pub max_price: Option<Credits>,
 }
 
@@ -157,7 +159,7 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
@@ -186,7 +188,8 @@ fn refuse_unsupported(extra: &Map<String, Value>, n: Option<u32>) -> Result<(), 
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
+/// A text, or an array of texts.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Prompt {
     One(String),

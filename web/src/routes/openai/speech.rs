@@ -14,10 +14,19 @@ use super::{RouteWish, body, caller, ok, pass_through, preview, route_wish, sett
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
-struct SpeechBody {
+/// OpenAI's speech request. `response_format`, `speed` and `instructions`
+/// pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = SpeechRequest,
+    example = json!({"model": "audio", "input": "Hello there", "voice": "alloy"})
+)]
+pub(crate) struct SpeechBody {
     model: String,
+    /// 1 to 4096 characters.
+    #[schema(min_length = 1, max_length = 4096)]
     input: String,
+    /// Default `alloy`.
     #[serde(default)]
     voice: Option<String>,
     #[serde(default)]
