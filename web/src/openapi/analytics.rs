@@ -4,7 +4,12 @@
 
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
+use oneflow::records::RequestRecord;
+
 use super::schema::*;
+use crate::routes::analytics::{BurnDownQuery, RangeQuery};
+use crate::routes::export::ExportParams;
+use crate::routes::history::PageQuery;
 
 #[utoipa::path(get, path = "/api/history/requests", tag = "history",
     params(PageQuery),
@@ -36,7 +41,7 @@ pub fn history_request() {}
 pub fn history_transactions() {}
 
 #[utoipa::path(get, path = "/api/analytics", tag = "analytics",
-    params(RangeParams),
+    params(RangeQuery),
     responses(
         (status = 200, description = "Totals and per-provider figures (count, successes, success rate, cost, tokens, latency p50/p95/p99) from the rollups over the range; all time without `from`/`to`. An admin without `user_id` gets every user's totals.", body = Analytics),
         (status = 400, description = "Bad range or bucket", body = ErrorBody),
@@ -46,7 +51,7 @@ pub fn history_transactions() {}
 pub fn analytics() {}
 
 #[utoipa::path(get, path = "/api/analytics/series", tag = "analytics",
-    params(RangeParams),
+    params(RangeQuery),
     responses(
         (status = 200, description = "One point per bucket over the range (default: the last 24 hours by hour), from the rollups only", body = Series),
         (status = 400, description = "Bad range or bucket, or more than 10,000 points", body = ErrorBody),
@@ -56,7 +61,7 @@ pub fn analytics() {}
 pub fn analytics_series() {}
 
 #[utoipa::path(get, path = "/api/analytics/burndown", tag = "analytics",
-    params(BurnDownParams),
+    params(BurnDownQuery),
     responses(
         (status = 200, description = "Spend rate over the recent window, and when the balance and each budget run out at that rate (null when the rate is zero)", body = BurnDown),
         (status = 400, description = "Bad window", body = ErrorBody),

@@ -5,25 +5,43 @@
 //!
 //! The route handlers stay unannotated (they live in `routes/`, owned by
 //! their resources). Each route is described here instead, by a doc-only
-//! function in [`doc`] carrying `#[utoipa::path]`, and request and response
-//! bodies by doc-only types in [`schema`] that mirror what the handlers read
-//! and write.
+//! function carrying `#[utoipa::path]`, in the file of its area:
+//! [`requests`] (native AI requests), [`users`] (users, keys, credits,
+//! budget), [`analytics`] (history, analytics, export), [`providers`]
+//! (health, status, providers, config, routing), [`v1`] (the
+//! OpenAI-compatible API) and [`docs`] (this document and its pages).
+//!
+//! Bodies and query parameters are described by the types the server really
+//! reads and writes with serde: `#[derive(utoipa::ToSchema)]` (bodies) or
+//! `#[derive(utoipa::IntoParams)]` (queries) on the type itself, in the
+//! domain crate (`AiRequest`, `BudgetConfig`, `RequestRecord`,
+//! `LedgerEntry`, ...) or next to its handler in `routes/`. utoipa honours
+//! their serde attributes (`rename`, `default`, `skip_serializing_if`,
+//! `flatten`, `deny_unknown_fields`), so the schema says what serde does;
+//! what serde cannot say (lengths, ranges) goes in `#[schema(...)]` or
+//! `#[param(...)]` on the field, and the doc comments are the descriptions,
+//! so they are written for API users. `Credits` implements its schema by
+//! hand (a decimal number or string). Only shapes with no Rust type of their
+//! own are written by hand, in [`schema`] and [`v1_schema`], which say why.
 //!
 //! **To document a new route** (the e2e test `openapi` fails until you do):
-//! 1. add a function to [`doc`] (copy a neighbour: method, path, tag,
-//!    params, request body, responses);
+//! 1. add a function to its area's file (copy a neighbour: method, path,
+//!    tag, params, request body, responses);
 //! 2. list it in [`ApiDoc`]'s `paths(...)`;
-//! 3. if its bodies are new, add types to [`schema`]; they are collected
-//!    from the paths that use them.
+//! 3. derive `ToSchema` (and a `#[schema(example = json!(...))]`: the test
+//!    sends it) on the body type the handler reads, and `ToSchema` on the
+//!    type it answers with; write a type in [`schema`] only if the answer
+//!    has none (a `json!` wrapper). Schemas are collected from the paths
+//!    that use them.
 //!
-//! For example, a key-revoking route would take these lines in [`doc`]
-//! (and `doc::revoke_key,` in `paths(...)`):
+//! For example, a key-revoking route would take these lines in [`users`]
+//! (and `users::revoke_key,` in `paths(...)`):
 //!
 //! ```text
 //! #[utoipa::path(delete, path = "/api/keys/{id}", tag = "users",
 //!     params(("id" = String, Path, description = "The key's id")),
 //!     responses(
-//!         (status = 200, description = "Revoked", body = serde_json::Value),
+//!         (status = 200, description = "Revoked", body = RevokedKey),
 //!         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
 //!         (status = 404, description = "No such key of the caller's", body = ErrorBody),
 //!     ))]
@@ -32,7 +50,6 @@
 //!
 //! Routes that are not API (the dashboard page and its files, `/metrics`)
 //! are listed instead in `NOT_API` in `tests/e2e/openapi.rs`, with a reason.
-
 use std::sync::LazyLock;
 
 use actix_web::http::header::{
@@ -51,6 +68,7 @@ pub mod requests;
 pub mod schema;
 pub mod users;
 pub mod v1;
+pub mod v1_schema;
 
 /// The document. `security` applies to every path that does not say
 /// otherwise; public paths say `security(())`.
@@ -102,7 +120,7 @@ pub mod v1;
         docs::redoc_page,
         docs::docs_asset,
     ),
-    components(schemas(schema::Credits, schema::ErrorBody, schema::OpenAiErrorBody)),
+    components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(

@@ -5,6 +5,8 @@
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
 use super::schema::*;
+use crate::routes::ForUser;
+use crate::routes::routing::RoutingPrefs;
 
 #[utoipa::path(get, path = "/health", tag = "status", security(()),
     responses((status = 200, description = "The server is up", body = Health)))]

@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
+use oneflow::request::AiRequest;
+
 use super::schema::*;
 
 #[utoipa::path(post, path = "/api/quote", tag = "requests",

@@ -4,7 +4,13 @@
 
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
+use oneflow::budget::BudgetConfig;
+
 use super::schema::*;
+use crate::routes::ForUser;
+use crate::routes::credits::AddCredits;
+use crate::routes::keys::NewKey;
+use crate::routes::users::NewUser;
 
 #[utoipa::path(post, path = "/api/users", tag = "users",
     request_body = NewUser,

@@ -4,11 +4,16 @@
 
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
-use super::schema::*;
+use super::v1_schema::*;
+use crate::routes::openai::chat::ChatBody;
+use crate::routes::openai::completions::CompletionBody;
+use crate::routes::openai::embeddings::EmbeddingBody;
+use crate::routes::openai::images::ImageBody;
+use crate::routes::openai::speech::SpeechBody;
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     params(RouteHeaders),
-    request_body = ChatCompletionRequest,
+    request_body = ChatBody,
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending in `data: [DONE]`",
             content(
@@ -32,7 +37,7 @@ pub fn v1_chat() {}
 
 #[utoipa::path(post, path = "/v1/completions", tag = "openai",
     params(RouteHeaders),
-    request_body = CompletionRequest,
+    request_body = CompletionBody,
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events ending in `data: [DONE]`",
             content(
@@ -48,7 +53,7 @@ pub fn v1_completions() {}
 
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
     params(RouteHeaders),
-    request_body = EmbeddingRequest,
+    request_body = EmbeddingBody,
     responses(
         (status = 200, description = "One vector per input", body = EmbeddingList),
         (status = 400, description = "Invalid request", body = OpenAiErrorBody),
@@ -60,7 +65,7 @@ pub fn v1_embeddings() {}
 
 #[utoipa::path(post, path = "/v1/images/generations", tag = "openai",
     params(RouteHeaders),
-    request_body = ImageRequest,
+    request_body = ImageBody,
     responses(
         (status = 200, description = "The generated images", body = ImageList),
         (status = 400, description = "Invalid request", body = OpenAiErrorBody),
@@ -72,7 +77,7 @@ pub fn v1_images() {}
 
 #[utoipa::path(post, path = "/v1/audio/speech", tag = "openai",
     params(RouteHeaders),
-    request_body = SpeechRequest,
+    request_body = SpeechBody,
     responses(
         (status = 200, description = "The audio, in the provider's format (`audio/mpeg`, `audio/wav`, ...); a provider that returns no audio (the simulated one returns a clip address) answers with JSON",
             content(
