@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::money::Credits;
 use crate::time::{Millis, Window};
 
-/// Caps for the three calendar windows; `None` means no cap.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Caps for the three calendar windows (UTC); absent or null means no cap.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetLimits {
     pub daily: Option<Credits>,
@@ -38,8 +38,9 @@ impl BudgetLimits {
 }
 
 /// A user's budget: overall caps and caps per provider.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
+#[schema(example = json!({"daily": 5, "monthly": 100, "per_provider": {"image": {"daily": 2}}}))]
 pub struct BudgetConfig {
     pub daily: Option<Credits>,
     pub weekly: Option<Credits>,

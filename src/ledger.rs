@@ -20,7 +20,7 @@ use crate::time::{Millis, Window};
 pub const MAX_CLOCK_SKEW: Millis = 5 * 60_000;
 
 /// The kind of a ledger entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     TopUp,
@@ -32,13 +32,13 @@ pub enum EntryKind {
 }
 
 /// One append-only ledger line. `seq` orders a user's entries; a hold's id
-/// is the `seq` of its `Hold` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// (`hold_id`) is the `seq` of its `hold` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub user_id: String,
     pub seq: u64,
     pub kind: EntryKind,
-    /// Positive for every kind but `Adjustment`, which is signed.
+    /// Positive for every kind but `adjustment`, which is signed.
     pub amount: Credits,
     pub balance_after: Credits,
     pub available_after: Credits,
@@ -48,6 +48,8 @@ pub struct LedgerEntry {
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub at: Millis,
 }
 

@@ -244,6 +244,24 @@ impl<'de> Deserialize<'de> for Credits {
     }
 }
 
+/// In the OpenAPI document: what [`Serialize`] writes and [`Deserialize`]
+/// reads, which no derive can say.
+impl utoipa::PartialSchema for Credits {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Number, Type::String]))
+            .description(Some(
+                "Credits as a decimal number with at most 6 places (1 credit = 1,000,000 \
+                 micro-credits); a string holding such a number is accepted too.",
+            ))
+            .examples([serde_json::json!(12.5)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Credits {}
+
 impl Add for Credits {
     type Output = Credits;
     fn add(self, o: Credits) -> Credits {

@@ -7,7 +7,7 @@ use crate::pricing::{Modality, Usage};
 use crate::time::Millis;
 
 /// How a request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestStatus {
     Succeeded,
@@ -18,7 +18,7 @@ pub enum RequestStatus {
 }
 
 /// One request as history shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RequestRecord {
     pub id: String,
     pub user_id: String,
@@ -26,7 +26,7 @@ pub struct RequestRecord {
     pub modality: Modality,
     pub provider: String,
     pub status: RequestStatus,
-    /// The first characters of the prompt, for people reading history.
+    /// The first 200 characters of the prompt, for people reading history.
     pub prompt_preview: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
@@ -39,15 +39,18 @@ pub struct RequestRecord {
     pub error: Option<String>,
     /// Why this provider: the routing explanation.
     pub route: String,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
     pub latency_ms: u64,
-    /// Every upstream try, in order: retries and fallbacks included.
+    /// Every upstream try, in order: retries and fallbacks included;
+    /// absent when there was none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
 }
 
 /// One try of one provider for a request. A failed try is never charged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub provider: String,
     pub ok: bool,

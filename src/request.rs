@@ -10,20 +10,35 @@ use crate::provider::{ProviderConfig, ProviderKind};
 
 /// An AI request as the native API takes it. Fields that do not apply to the
 /// chosen model's modality are refused rather than silently ignored.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+//
+// Its doc comments are the OpenAPI document's descriptions. The bounds in
+// its schema are those `validate` and `plan` check for every provider; the
+// upper ones (prompt length, `max_tokens`, `n`, `seconds`) are each
+// provider's configuration, so only the descriptions name them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"model": "gpt", "prompt": "Say hello in French", "max_tokens": 50}))]
 pub struct AiRequest {
     /// A provider name (`gpt`, `image`, `audio`, `video` by default) or a
-    /// model name a provider lists.
+    /// model name a provider lists (see `GET /v1/models`).
     pub model: String,
+    /// Not blank; at most `[server] max_prompt_chars` characters.
+    #[schema(min_length = 1)]
     pub prompt: String,
+    /// Text: the most output tokens (the quote assumes all are used).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    /// Image: one of the provider's sizes, e.g. `1024x1024`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
+    /// Image: how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub n: Option<u32>,
+    /// Audio and video: length in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub seconds: Option<u32>,
     /// Only this provider may serve the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,19 @@ pub const MS_PER_HOUR: i64 = 3_600_000;
 pub const MS_PER_MINUTE: i64 = 60_000;
 
 /// A budget window kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Window {
     Daily,

@@ -12,7 +12,7 @@ use super::bucket::Bucket;
 use super::rollup::Rollup;
 
 /// Figures over a set of requests, as the API reports them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Figures {
     pub requests: u64,
     pub successes: u64,
@@ -22,6 +22,8 @@ pub struct Figures {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub mean_latency_ms: f64,
+    /// Estimated from fixed log-spaced histogram buckets; null with no
+    /// requests.
     pub latency_p50_ms: Option<u64>,
     pub latency_p95_ms: Option<u64>,
     pub latency_p99_ms: Option<u64>,
@@ -87,8 +89,10 @@ pub fn summarize<'a>(rollups: impl IntoIterator<Item = (&'a str, &'a Rollup)>) -
 }
 
 /// One point of a time series: a bucket's start and its figures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
+    /// The bucket's start, milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub start: Millis,
     #[serde(flatten)]
     pub figures: Figures,

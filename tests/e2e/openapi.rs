@@ -258,7 +258,7 @@ async fn document_matches_running_routes_both_ways() {
     }
     assert!(
         missing.is_empty(),
-        "documented in web/src/openapi.rs but not served: {missing:?}"
+        "documented in web/src/openapi/ but not served: {missing:?}"
     );
 
     // (b) Every route the source registers is documented, or is listed in
@@ -285,7 +285,7 @@ async fn document_matches_running_routes_both_ways() {
     assert!(
         undocumented.is_empty(),
         "routes registered in web/src but missing from the OpenAPI document \
-         (add a function to `doc` in web/src/openapi.rs and list it in ApiDoc): {undocumented:?}"
+         (add a function to its area's file in web/src/openapi/ and list it in ApiDoc): {undocumented:?}"
     );
     // And every registered route is really served (the scan reads live code).
     for (method, path) in &registered {

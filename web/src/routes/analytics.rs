@@ -19,13 +19,19 @@ use crate::state::AppState;
 
 /// `from`/`to`: milliseconds since 1970 or RFC 3339; `bucket`: minute,
 /// hour or day.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct RangeQuery {
+    /// Admins only: one user's figures.
     pub user_id: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
     pub from: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
     pub to: Option<String>,
+    /// `minute`, `hour` or `day`.
     pub bucket: Option<String>,
+    /// Series only: one provider.
     pub provider: Option<String>,
 }
 
@@ -108,11 +114,14 @@ pub async fn series(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct BurnDownQuery {
+    /// Admins only.
     pub user_id: Option<String>,
     /// The recent window the spend rate is measured over (default 24).
+    #[param(minimum = 1, maximum = 2160)]
     pub window_hours: Option<u32>,
 }
 

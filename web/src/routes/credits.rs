@@ -10,10 +10,13 @@ use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+/// Top-up of a user's wallet (admin).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "usr_0123", "amount": 25, "note": "invoice 7"}))]
 pub struct AddCredits {
     pub user_id: String,
+    /// Greater than zero.
     pub amount: Credits,
     #[serde(default)]
     pub note: Option<String>,

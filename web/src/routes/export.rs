@@ -16,16 +16,19 @@ use crate::error::ApiError;
 use crate::routes::analytics::{bucket, scope, time};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportParams {
-    /// csv (default), json (one array) or ndjson (one object a line).
+    /// `csv` (default), `json` (one array) or `ndjson` (one object a line).
     pub format: Option<String>,
-    /// An admin without it exports every user's rows.
+    /// Admins only; without it an admin exports every user's rows.
     pub user_id: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339.
     pub from: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339.
     pub to: Option<String>,
-    /// Width of analytics rows (default hour).
+    /// Width of analytics rows: `minute`, `hour` (default) or `day`.
     pub bucket: Option<String>,
 }
 

@@ -12,9 +12,11 @@ use crate::routes::ForUser;
 use crate::state::AppState;
 
 /// Whom the new key is for: the caller when absent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"user_id": "usr_..."}))]
 pub struct NewKey {
+    /// Admins only: whose key to make. Default: the caller.
     pub user_id: Option<String>,
 }
 

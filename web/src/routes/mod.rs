@@ -19,8 +19,10 @@ pub mod users;
 use serde::Deserialize;
 
 /// `?user_id=` for admins acting on a user's data.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ForUser {
+    /// Admins only: whose data (default: the caller's).
     pub user_id: Option<String>,
 }

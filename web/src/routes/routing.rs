@@ -14,8 +14,9 @@ use crate::error::ApiError;
 use crate::routes::ForUser;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"strategy": "quality"}))]
 pub struct RoutingPrefs {
     /// `cost`, `latency`, `quality`, `balanced`, or null to follow the
     /// global default.

@@ -10,11 +10,17 @@ use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada", "email": "ada@example.com", "initial_balance": 10}))]
 pub struct NewUser {
+    /// 1 to 200 characters, once trimmed.
+    #[schema(min_length = 1)]
     pub name: String,
+    /// An address with an `@`, at most 320 characters once trimmed.
+    #[schema(min_length = 3)]
     pub email: String,
+    /// Not negative; default 0.
     #[serde(default)]
     pub initial_balance: Credits,
 }

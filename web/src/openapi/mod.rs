@@ -1,0 +1,250 @@
+//! The OpenAPI 3 document of the whole `/api` and `/v1` surface, served at
+//! `GET /api/openapi.json`, with Swagger UI at `GET /api/docs` and ReDoc at
+//! `GET /api/redoc`. Every file those pages load is embedded in the binary
+//! and served from `/api/docs/assets/{file}`: the docs work with no internet.
+//!
+//! The route handlers stay unannotated (they live in `routes/`, owned by
+//! their resources). Each route is described here instead, by a doc-only
+//! function carrying `#[utoipa::path]`, in the file of its area:
+//! [`requests`] (native AI requests), [`users`] (users, keys, credits,
+//! budget), [`analytics`] (history, analytics, export), [`providers`]
+//! (health, status, providers, config, routing), [`v1`] (the
+//! OpenAI-compatible API) and [`docs`] (this document and its pages).
+//!
+//! Bodies and query parameters are described by the types the server really
+//! reads and writes with serde: `#[derive(utoipa::ToSchema)]` (bodies) or
+//! `#[derive(utoipa::IntoParams)]` (queries) on the type itself, in the
+//! domain crate (`AiRequest`, `BudgetConfig`, `RequestRecord`,
+//! `LedgerEntry`, ...) or next to its handler in `routes/`. utoipa honours
+//! their serde attributes (`rename`, `default`, `skip_serializing_if`,
+//! `flatten`, `deny_unknown_fields`), so the schema says what serde does;
+//! what serde cannot say (lengths, ranges) goes in `#[schema(...)]` or
+//! `#[param(...)]` on the field, and the doc comments are the descriptions,
+//! so they are written for API users. `Credits` implements its schema by
+//! hand (a decimal number or string). Only shapes with no Rust type of their
+//! own are written by hand, in [`schema`] and [`v1_schema`], which say why.
+//!
+//! **To document a new route** (the e2e test `openapi` fails until you do):
+//! 1. add a function to its area's file (copy a neighbour: method, path,
+//!    tag, params, request body, responses);
+//! 2. list it in [`ApiDoc`]'s `paths(...)`;
+//! 3. derive `ToSchema` (and a `#[schema(example = json!(...))]`: the test
+//!    sends it) on the body type the handler reads, and `ToSchema` on the
+//!    type it answers with; write a type in [`schema`] only if the answer
+//!    has none (a `json!` wrapper). Schemas are collected from the paths
+//!    that use them.
+//!
+//! For example, a key-revoking route would take these lines in [`users`]
+//! (and `users::revoke_key,` in `paths(...)`):
+//!
+//! ```text
+//! #[utoipa::path(delete, path = "/api/keys/{id}", tag = "users",
+//!     params(("id" = String, Path, description = "The key's id")),
+//!     responses(
+//!         (status = 200, description = "Revoked", body = RevokedKey),
+//!         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+//!         (status = 404, description = "No such key of the caller's", body = ErrorBody),
+//!     ))]
+//! pub fn revoke_key() {}
+//! ```
+//!
+//! Routes that are not API (the dashboard page and its files, `/metrics`)
+//! are listed instead in `NOT_API` in `tests/e2e/openapi.rs`, with a reason.
+use std::sync::LazyLock;
+
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, X_CONTENT_TYPE_OPTIONS,
+};
+use actix_web::{HttpResponse, get, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::ApiError;
+
+pub mod analytics;
+pub mod docs;
+pub mod providers;
+pub mod requests;
+pub mod schema;
+pub mod users;
+pub mod v1;
+pub mod v1_schema;
+
+/// The document. `security` applies to every path that does not say
+/// otherwise; public paths say `security(())`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "OneFlow",
+        description = "A self-hosted AI request broker: every request is quoted, held against \
+            the caller's prepaid credits and budgets, routed to a provider, settled with the \
+            real usage and recorded.\n\nMoney is in credits, written as decimal numbers with at \
+            most 6 places (1 credit = 1,000,000 micro-credits). Send `Authorization: Bearer \
+            <key>` on every call but `/health` and the docs. Errors of the native API have the \
+            shape `{\"error\": {\"code\", \"message\"}}`; the OpenAI-compatible `/v1` API answers \
+            in OpenAI's shape `{\"error\": {\"message\", \"type\", \"code\", \"param\"}}`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    paths(
+        providers::health,
+        providers::status,
+        requests::quote,
+        requests::request,
+        analytics::analytics,
+        users::get_budget,
+        users::put_budget,
+        users::add_credits,
+        providers::providers,
+        providers::config,
+        analytics::history_requests,
+        analytics::history_request,
+        analytics::history_transactions,
+        users::create_user,
+        users::list_users,
+        users::create_key,
+        users::list_keys,
+        users::revoke_key,
+        providers::get_routing,
+        analytics::analytics_series,
+        analytics::burn_down,
+        analytics::export,
+        providers::put_routing,
+        v1::v1_chat,
+        v1::v1_completions,
+        v1::v1_embeddings,
+        v1::v1_images,
+        v1::v1_speech,
+        v1::v1_models,
+        docs::openapi_json,
+        docs::swagger_page,
+        docs::redoc_page,
+        docs::docs_asset,
+    ),
+    components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "status", description = "Liveness and the caller's standing."),
+        (name = "requests", description = "Quote and send AI requests (native API)."),
+        (name = "wallet", description = "Credits and budgets."),
+        (name = "history", description = "Past requests and ledger entries, newest first, paged by cursor."),
+        (name = "analytics", description = "Figures from the rollups."),
+        (name = "providers", description = "Configured providers, their health, and the config."),
+        (name = "users", description = "User administration (admin keys only)."),
+        (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
+        (name = "docs", description = "This document and its viewers."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-key scheme that `security(("bearer" = []))` names.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut http = Http::new(HttpAuthScheme::Bearer);
+        http.description = Some(
+            "An API key made by `POST /api/users` (or the admin key printed at first start)."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// The document as JSON, built once on first use.
+static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .map_err(|e| e.to_string())
+});
+
+/// Registers the document, the two pages and their assets.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(openapi_json)
+        .service(swagger_page)
+        .service(redoc_page)
+        .service(docs_asset);
+}
+
+#[get("/api/openapi.json")]
+pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
+    match &*DOCUMENT {
+        Ok(json) => Ok(HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "application/json"))
+            .body(json.clone())),
+        Err(e) => Err(ApiError::Internal(format!("OpenAPI document: {e}"))),
+    }
+}
+
+/// What the docs pages may load: only this server. Styles may be inline
+/// (both viewers set element styles), images may be `data:` URIs, and
+/// ReDoc's search runs in a worker made from a `blob:` URL. No other host:
+/// should a later bundle name one, the browser refuses it.
+pub const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
+    connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'self'";
+
+fn page(html: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((CONTENT_SECURITY_POLICY, HeaderValue::from_static(DOCS_CSP)))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(html)
+}
+
+#[get("/api/docs")]
+pub async fn swagger_page() -> HttpResponse {
+    page(include_str!("../../assets/apidocs/swagger.html"))
+}
+
+#[get("/api/redoc")]
+pub async fn redoc_page() -> HttpResponse {
+    page(include_str!("../../assets/apidocs/redoc.html"))
+}
+
+/// The files the two pages load: (name, content type, bytes).
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "swagger-ui-bundle.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/swagger-ui/swagger-ui-bundle.js"),
+    ),
+    (
+        "swagger-ui.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../assets/vendor/swagger-ui/swagger-ui.css"),
+    ),
+    (
+        "swagger-init.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/apidocs/swagger-init.js"),
+    ),
+    (
+        "redoc.standalone.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/vendor/redoc/redoc.standalone.js"),
+    ),
+    (
+        "redoc-init.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/apidocs/redoc-init.js"),
+    ),
+];
+
+#[get("/api/docs/assets/{file}")]
+pub async fn docs_asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (_, content_type, bytes) = ASSETS
+        .iter()
+        .find(|(name, _, _)| *name == file.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("docs asset `{file}`")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, *content_type))
+        .insert_header((X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        // The files change only with the binary; an hour keeps a reload
+        // cheap without pinning an old version for long.
+        .insert_header((CACHE_CONTROL, "public, max-age=3600"))
+        .body(*bytes))
+}

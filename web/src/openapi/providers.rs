@@ -1,0 +1,56 @@
+//! The routes of liveness, the caller's standing, providers, the config and routing preferences. One doc-only function per
+//! route, never called: its attributes describe the route; the handler is
+//! in `routes/`.
+
+#![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
+
+use super::schema::*;
+use crate::routes::ForUser;
+use crate::routes::routing::RoutingPrefs;
+
+#[utoipa::path(get, path = "/health", tag = "status", security(()),
+    responses((status = 200, description = "The server is up", body = Health)))]
+pub fn health() {}
+
+#[utoipa::path(get, path = "/api/status", tag = "status",
+    params(ForUser),
+    responses(
+        (status = 200, description = "The caller's wallet, providers up, and runtime figures", body = Status),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+    ))]
+pub fn status() {}
+
+#[utoipa::path(get, path = "/api/providers", tag = "providers",
+    responses(
+        (status = 200, description = "Every configured provider with its rates, limits and live health", body = ProviderList),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
+pub fn providers() {}
+
+#[utoipa::path(get, path = "/api/config", tag = "providers",
+    responses(
+        (status = 200, description = "The configuration in force (it holds no secrets)", body = serde_json::Value),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+    ))]
+pub fn config() {}
+
+#[utoipa::path(get, path = "/api/routing", tag = "requests",
+    params(ForUser),
+    responses(
+        (status = 200, description = "The caller's default routing strategy and the one in effect", body = RoutingView),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+    ))]
+pub fn get_routing() {}
+
+#[utoipa::path(put, path = "/api/routing", tag = "requests",
+    params(ForUser),
+    request_body(content = RoutingPrefs, description = "The default strategy for requests that name none; null follows the global one"),
+    responses(
+        (status = 200, description = "Stored (committed before this answer)", body = RoutingView),
+        (status = 400, description = "Unknown strategy", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+    ))]
+pub fn put_routing() {}

@@ -1,0 +1,99 @@
+//! The routes of the OpenAI-compatible API under `/v1`. One doc-only function per
+//! route, never called: its attributes describe the route; the handler is
+//! in `routes/`.
+
+#![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
+
+use super::v1_schema::*;
+use crate::routes::openai::chat::ChatBody;
+use crate::routes::openai::completions::CompletionBody;
+use crate::routes::openai::embeddings::EmbeddingBody;
+use crate::routes::openai::images::ImageBody;
+use crate::routes::openai::speech::SpeechBody;
+
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    params(RouteHeaders),
+    request_body = ChatBody,
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending in `data: [DONE]`",
+            content(
+                (ChatCompletion = "application/json"),
+                (String = "text/event-stream"),
+            ),
+            headers(
+                ("x-oneflow-request-id" = String, description = "The request's id in history"),
+                ("x-oneflow-route" = String, description = "Why this provider was chosen"),
+                ("x-oneflow-cost" = String, description = "Credits charged (not on streams)"),
+                ("x-oneflow-quote" = String, description = "Credits held (streams only)"),
+            )),
+        (status = 400, description = "Invalid request", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 429, description = "Provider overloaded; see Retry-After", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+        (status = 503, description = "Busy or unavailable; see Retry-After", body = OpenAiErrorBody),
+    ))]
+pub fn v1_chat() {}
+
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    params(RouteHeaders),
+    request_body = CompletionBody,
+    responses(
+        (status = 200, description = "The completion; with `stream: true`, server-sent events ending in `data: [DONE]`",
+            content(
+                (Completion = "application/json"),
+                (String = "text/event-stream"),
+            )),
+        (status = 400, description = "Invalid request", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_completions() {}
+
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai",
+    params(RouteHeaders),
+    request_body = EmbeddingBody,
+    responses(
+        (status = 200, description = "One vector per input", body = EmbeddingList),
+        (status = 400, description = "Invalid request", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_embeddings() {}
+
+#[utoipa::path(post, path = "/v1/images/generations", tag = "openai",
+    params(RouteHeaders),
+    request_body = ImageBody,
+    responses(
+        (status = 200, description = "The generated images", body = ImageList),
+        (status = 400, description = "Invalid request", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_images() {}
+
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "openai",
+    params(RouteHeaders),
+    request_body = SpeechBody,
+    responses(
+        (status = 200, description = "The audio, in the provider's format (`audio/mpeg`, `audio/wav`, ...); a provider that returns no audio (the simulated one returns a clip address) answers with JSON",
+            content(
+                (Vec<u8> = "application/octet-stream"),
+                (SpeechSummary = "application/json"),
+            )),
+        (status = 400, description = "Invalid request", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_speech() {}
+
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    responses(
+        (status = 200, description = "Every provider name and model name a request may use", body = ModelList),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+    ))]
+pub fn v1_models() {}

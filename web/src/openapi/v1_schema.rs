@@ -1,0 +1,164 @@
+//! Hand-made schemas of the OpenAI-compatible API's answers and headers.
+//! The request bodies are derived from the handlers' own types in
+//! `routes/openai/`; the answers are written with `json!` there (or carry
+//! the runtime's `Output`), so no type exists to derive them from.
+
+#![allow(
+    dead_code,
+    reason = "doc-only: read by #[derive(ToSchema)], never built"
+)]
+
+use utoipa::{IntoParams, ToSchema};
+
+/// OpenAI's error shape, on every `/v1` route.
+#[derive(ToSchema)]
+#[schema(example = json!({"error": {"message": "missing or invalid API key; send `Authorization: Bearer <key>`", "type": "authentication_error", "code": "unauthorized", "param": null}}))]
+pub struct OpenAiErrorBody {
+    pub error: OpenAiErrorDetail,
+}
+
+#[derive(ToSchema)]
+pub struct OpenAiErrorDetail {
+    pub message: String,
+    /// `authentication_error`, `insufficient_quota`,
+    /// `permission_error`, `not_found_error`, `rate_limit_error`,
+    /// `invalid_request_error` or `api_error`.
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// Our stable code (as in [`ErrorDetail::code`]).
+    pub code: String,
+    /// Always null.
+    pub param: Option<String>,
+}
+
+/// Routing wishes as headers (the same as the body's `oneflow` field,
+/// which they override).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct RouteHeaders {
+    /// `cost`, `latency`, `quality` or `balanced`.
+    #[param(rename = "x-oneflow-strategy")]
+    pub strategy: Option<String>,
+    /// `US`, `EU` or `RU`.
+    #[param(rename = "x-oneflow-region")]
+    pub region: Option<String>,
+    /// Comma-separated provider names allowed to serve.
+    #[param(rename = "x-oneflow-providers")]
+    pub providers: Option<String>,
+    /// Only providers whose quote is at most this many credits.
+    #[param(rename = "x-oneflow-max-price")]
+    pub max_price: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct AssistantMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(ToSchema)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    pub finish_reason: String,
+    pub logprobs: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-<request id>`.
+    pub id: String,
+    /// `chat.completion`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: TokenUsage,
+}
+
+#[derive(ToSchema)]
+pub struct CompletionChoice {
+    pub index: u32,
+    pub text: String,
+    pub finish_reason: String,
+    pub logprobs: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct Completion {
+    /// `cmpl-<request id>`.
+    pub id: String,
+    /// `text_completion`.
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    pub usage: TokenUsage,
+}
+
+#[derive(ToSchema)]
+pub struct Embedding {
+    /// `embedding`.
+    pub object: String,
+    pub index: u32,
+    pub embedding: Vec<f64>,
+}
+
+#[derive(ToSchema)]
+pub struct EmbeddingUsage {
+    pub prompt_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(ToSchema)]
+pub struct EmbeddingList {
+    /// `list`.
+    pub object: String,
+    pub data: Vec<Embedding>,
+    pub model: String,
+    pub usage: EmbeddingUsage,
+}
+
+#[derive(ToSchema)]
+pub struct ImageData {
+    pub url: Option<String>,
+    pub b64_json: Option<String>,
+    pub revised_prompt: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ImageList {
+    pub created: u64,
+    pub data: Vec<ImageData>,
+}
+
+/// `/v1/audio/speech` when the provider returned no audio bytes.
+#[derive(ToSchema)]
+pub struct SpeechSummary {
+    /// What the provider returned instead, e.g. a clip's address.
+    pub output: String,
+}
+
+#[derive(ToSchema)]
+pub struct Model {
+    pub id: String,
+    /// `model`.
+    pub object: String,
+    pub created: u64,
+    /// The provider serving it.
+    pub owned_by: String,
+}
+
+#[derive(ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    pub object: String,
+    pub data: Vec<Model>,
+}

@@ -1,0 +1,74 @@
+//! `POST /v1/images/generations`.
+
+use actix_web::{HttpRequest, post, web};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use oneflow::request::Ask;
+use oneflow_actors::provider::{Operation, Output};
+use oneflow_actors::run::Job;
+
+use super::error::V1Result;
+use super::{RouteWish, body, caller, now_secs, ok, pass_through, preview, route_wish, settled};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// OpenAI's image request. `response_format`, `quality`, `style` and
+/// `user` pass through to the provider; other fields are ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = ImageRequest,
+    example = json!({"model": "image", "prompt": "A lighthouse at dusk", "n": 1, "size": "512x512"})
+)]
+pub(crate) struct ImageBody {
+    // Required: read as optional only to say so in OpenAI's error shape.
+    #[schema(value_type = String, required = true)]
+    model: Option<String>,
+    prompt: String,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    size: Option<String>,
+    #[serde(default)]
+    oneflow: Option<RouteWish>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+}
+
+#[post("/v1/images/generations")]
+pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
+    let user = caller(&req).await?;
+    let b: ImageBody = body(&s, &req, payload).await?;
+    if b.prompt.trim().is_empty() {
+        return Err(ApiError::BadRequest("`prompt` must not be empty".into()).into());
+    }
+    let model = b
+        .model
+        .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
+    let (strategy, constraints) = route_wish(&req, b.oneflow)?;
+    let ask = Ask::Image {
+        n: b.n,
+        size: b.size,
+    };
+    let job = Job {
+        model: model.clone(),
+        preview: preview(&b.prompt),
+        op: Operation::Image {
+            prompt: b.prompt,
+            n: 0,
+            size: String::new(),
+            extra: pass_through(&b.extra, &["response_format", "quality", "style", "user"]),
+        },
+        planner: Box::new(move |p| ask.plan(p)),
+        constraints,
+        strategy,
+        idem: None,
+    };
+    let a = s.broker.run(&user, job).await?;
+    settled(&a.outcome)?;
+    let data = match a.output {
+        Some(Output::Images(d)) => d,
+        _ => Vec::new(),
+    };
+    Ok(ok(&a.outcome).json(json!({"created": now_secs(), "data": data})))
+}

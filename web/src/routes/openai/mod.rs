@@ -1,0 +1,249 @@
+//! The OpenAI-compatible API under `/v1`: same wallet, budgets, holds and
+//! history as the native API, OpenAI's request, response, stream and error
+//! shapes, so existing SDKs work unchanged.
+//!
+//! One file per resource (`chat`, `completions`, `embeddings`, `images`,
+//! `speech`, `models`); `stream` writes server-sent events, `error` is
+//! OpenAI's error shape. What several resources share is here.
+
+pub mod chat;
+pub mod completions;
+pub mod embeddings;
+pub mod error;
+pub mod images;
+pub mod models;
+pub mod speech;
+pub mod stream;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use oneflow::Credits;
+use oneflow::routing::{Constraints, Region, Strategy};
+use oneflow_actors::BrokerError;
+use oneflow_actors::provider::Output;
+use oneflow_actors::views::RequestOutcome;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use error::OpenAiError;
+
+async fn caller(req: &HttpRequest) -> Result<String, OpenAiError> {
+    Ok(crate::auth::authenticate(req.clone()).await?.user_id)
+}
+
+/// Reads the body (bounded) and parses it, with errors in OpenAI's shape.
+async fn body<T: serde::de::DeserializeOwned>(
+    s: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<T, OpenAiError> {
+    let limit = s.broker.config().server.max_body_bytes;
+    let ct = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct.starts_with("application/json") {
+        return Err(ApiError::BadRequest(
+            "send the body as JSON with `Content-Type: application/json`".into(),
+        )
+        .into());
+    }
+    let mut buf = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit).into());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+}
+
+/// Routing wishes: the `oneflow` body field, or `x-oneflow-*` headers.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteWish {
+    pub strategy: Option<Strategy>,
+    pub region: Option<Region>,
+    /// Provider names allowed to serve.
+    #[serde(default)]
+    pub providers: Vec<String>,
+    /// Only providers whose quote is at most this.
+    pub max_price: Option<Credits>,
+}
+
+fn header<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    name: &str,
+) -> Result<Option<T>, OpenAiError> {
+    let Some(v) = req.headers().get(name) else {
+        return Ok(None);
+    };
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::BadRequest(format!("`{name}` must be ASCII")))?;
+    serde_json::from_value(Value::String(text.trim().to_string()))
+        .or_else(|_| serde_json::from_str(text.trim()))
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("`{name}` has an invalid value")).into())
+}
+
+fn route_wish(
+    req: &HttpRequest,
+    field: Option<RouteWish>,
+) -> Result<(Option<Strategy>, Constraints), OpenAiError> {
+    let mut w = field.unwrap_or_default();
+    if let Some(s) = header::<Strategy>(req, "x-oneflow-strategy")? {
+        w.strategy = Some(s);
+    }
+    if let Some(r) = header::<Region>(req, "x-oneflow-region")? {
+        w.region = Some(r);
+    }
+    if let Some(m) = header::<Credits>(req, "x-oneflow-max-price")? {
+        w.max_price = Some(m);
+    }
+    if let Some(p) = req
+        .headers()
+        .get("x-oneflow-providers")
+        .and_then(|v| v.to_str().ok())
+    {
+        w.providers = p
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect();
+    }
+    Ok((
+        w.strategy,
+        Constraints {
+            region: w.region,
+            providers: w.providers,
+            max_price: w.max_price,
+        },
+    ))
+}
+
+/// Fields passed through to the upstream as given.
+const PASS_THROUGH: &[&str] = &[
+    "temperature",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "user",
+    "logit_bias",
+    "response_format",
+];
+
+fn pass_through(extra: &Map<String, Value>, allowed: &[&str]) -> Map<String, Value> {
+    extra
+        .iter()
+        .filter(|(k, v)| allowed.contains(&k.as_str()) && !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+fn refuse_unsupported(extra: &Map<String, Value>, n: Option<u32>) -> Result<(), OpenAiError> {
+    if n.is_some_and(|n| n != 1) {
+        return Err(ApiError::BadRequest("only `n` = 1 is supported".into()).into());
+    }
+    for k in [
+        "tools",
+        "functions",
+        "tool_choice",
+        "function_call",
+        "logprobs",
+    ] {
+        if extra
+            .get(k)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err(
+                ApiError::BadRequest(format!("`{k}` is not supported by this broker")).into(),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A text, or an array of texts.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The text and finish reason of a whole text answer.
+fn text_of(out: Option<Output>) -> (String, String) {
+    match out {
+        Some(Output::Text {
+            text,
+            finish_reason,
+        }) => (text, finish_reason),
+        _ => (String::new(), "stop".into()),
+    }
+}
+
+/// A failed outcome becomes an error (with the status and code of the
+/// broker's error for it); a good one is passed on.
+fn settled(outcome: &RequestOutcome) -> Result<(), OpenAiError> {
+    match BrokerError::from_outcome(outcome) {
+        Some(BrokerError::Upstream {
+            code,
+            message,
+            retry_after,
+        }) => Err(BrokerError::Upstream {
+            code,
+            message: format!("{message} (request {})", outcome.request_id),
+            retry_after,
+        }
+        .into()),
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The answer's headers: the request, its route and its cost.
+fn ok(o: &RequestOutcome) -> actix_web::HttpResponseBuilder {
+    let mut r = HttpResponse::Ok();
+    r.insert_header(("x-oneflow-request-id", o.request_id.clone()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&o.route) {
+        r.insert_header(("x-oneflow-route", v));
+    }
+    r.insert_header(("x-oneflow-cost", o.cost.to_string()));
+    r
+}
+
+fn usage_json(o: &RequestOutcome) -> Value {
+    let (i, o) = (o.usage.input_tokens, o.usage.output_tokens);
+    json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
+}
+
+fn preview(text: &str) -> String {
+    text.chars().take(200).collect()
+}

@@ -1,0 +1,238 @@
+//! Streamed answers: OpenAI's server-sent events, written straight from
+//! the broker's stream events.
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use oneflow_actors::run::{Job, StreamEvent};
+
+use super::error::V1Result;
+use super::now_secs;
+use crate::state::AppState;
+
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    Chat,
+    Completion,
+}
+
+/// What every chunk of one stream repeats. Chunks are written straight from
+/// these borrowed parts: a stream writes one per piece of text, so building
+/// a `serde_json::Value` for each was a cost per token.
+#[derive(Clone)]
+struct ChunkHead {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: String,
+}
+
+#[derive(serde::Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum ChunkChoice<'a> {
+    Delta {
+        index: u32,
+        delta: Delta<'a>,
+        finish_reason: Option<&'a str>,
+    },
+    Text {
+        index: u32,
+        text: &'a str,
+        finish_reason: Option<&'a str>,
+    },
+}
+
+#[derive(serde::Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<Extra<'a>>,
+}
+
+/// One more top-level field (`usage`, or OneFlow's own `oneflow`).
+struct Extra<'a>(&'static str, &'a Value);
+
+impl serde::Serialize for Extra<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(self.0, self.1)?;
+        m.end()
+    }
+}
+
+/// Most events one write of a stream carries.
+const STREAM_COALESCE: usize = 32;
+
+impl ChunkHead {
+    /// Appends what `event` says to the client to `out`; true if the stream
+    /// is over (`None`: the broker's side ended without an end event).
+    fn write_event(
+        &self,
+        out: &mut Vec<u8>,
+        event: Option<StreamEvent>,
+        kind: Kind,
+        first: bool,
+        include_usage: bool,
+    ) -> bool {
+        match event {
+            Some(StreamEvent::Delta(d)) => {
+                let choice = match kind {
+                    Kind::Chat => ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta {
+                            role: first.then_some("assistant"),
+                            content: Some(&d),
+                        },
+                        finish_reason: None,
+                    },
+                    Kind::Completion => ChunkChoice::Text {
+                        index: 0,
+                        text: &d,
+                        finish_reason: None,
+                    },
+                };
+                self.write(out, &[choice], None);
+                false
+            }
+            Some(StreamEvent::End {
+                finish_reason,
+                stopped,
+                message,
+                usage,
+                cost,
+            }) => {
+                let choice = match kind {
+                    Kind::Chat => ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta::default(),
+                        finish_reason: Some(&finish_reason),
+                    },
+                    Kind::Completion => ChunkChoice::Text {
+                        index: 0,
+                        text: "",
+                        finish_reason: Some(&finish_reason),
+                    },
+                };
+                let note = json!({"stopped": stopped, "message": message, "cost": cost});
+                self.write(out, &[choice], Some(("oneflow", &note)));
+                if include_usage {
+                    let u = json!({"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens, "total_tokens": usage.input_tokens + usage.output_tokens});
+                    self.write(out, &[], Some(("usage", &u)));
+                }
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                true
+            }
+            None => {
+                out.extend_from_slice(b"data: [DONE]\n\n");
+                true
+            }
+        }
+    }
+
+    /// Appends one `data:` event to `out`.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        choices: &[ChunkChoice<'_>],
+        extra: Option<(&'static str, &Value)>,
+    ) {
+        let chunk = ChunkOut {
+            id: &self.id,
+            object: self.object,
+            created: self.created,
+            model: &self.model,
+            choices,
+            extra: extra.map(|(k, v)| Extra(k, v)),
+        };
+        out.extend_from_slice(b"data: ");
+        // Writing plain structs of strings and numbers into a Vec cannot
+        // fail; were it to, the event would be cut short, not the stream.
+        let _ = serde_json::to_writer(&mut *out, &chunk);
+        out.extend_from_slice(b"\n\n");
+    }
+}
+
+/// Streams in OpenAI's server-sent events: a chunk per piece of text as it
+/// arrives, a last chunk with the finish reason (and, when the broker ended
+/// the stream, a `oneflow` field saying why), the usage chunk if asked for,
+/// then `[DONE]`.
+pub(super) async fn stream(
+    s: &AppState,
+    user: &str,
+    job: Job,
+    include_usage: bool,
+    kind: Kind,
+) -> V1Result {
+    let start = s.broker.stream(user, job).await?;
+    let id = match kind {
+        Kind::Chat => format!("chatcmpl-{}", start.request_id),
+        Kind::Completion => format!("cmpl-{}", start.request_id),
+    };
+    let object = match kind {
+        Kind::Chat => "chat.completion.chunk",
+        Kind::Completion => "text_completion",
+    };
+    let head = ChunkHead {
+        id,
+        object,
+        created: now_secs(),
+        model: start.model.clone(),
+    };
+    let mut first = true;
+    // Events already queued when the client's socket is written go out in
+    // one write: a stream is many small events, and a write each was an
+    // eighth of a stream's CPU. Nothing waits to be coalesced.
+    let body = futures_util::stream::unfold((start.events, false), move |(mut rx, done)| {
+        let head = head.clone();
+        let mut is_first = std::mem::replace(&mut first, false);
+        async move {
+            if done {
+                return None;
+            }
+            let mut out = Vec::with_capacity(512);
+            let mut event = rx.recv().await;
+            let mut taken = 0;
+            let finished = loop {
+                if head.write_event(&mut out, event, kind, is_first, include_usage) {
+                    break true;
+                }
+                is_first = false;
+                taken += 1;
+                if taken == STREAM_COALESCE {
+                    break false;
+                }
+                match rx.try_recv() {
+                    Ok(e) => event = Some(e),
+                    // Nothing more yet (or the sender is gone: the next
+                    // poll's `recv` says so).
+                    Err(_) => break false,
+                }
+            };
+            Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (rx, finished)))
+        }
+    });
+    let mut res = HttpResponse::Ok();
+    res.insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
+        .insert_header(("x-oneflow-quote", start.quote.to_string()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
+        res.insert_header(("x-oneflow-route", v));
+    }
+    Ok(res.streaming(body))
+}
