@@ -1,86 +1,51 @@
-//! The request use case and the other operations the HTTP layer calls:
-//! quote -> hold -> call -> settle or release -> record, plus users, keys,
-//! credits, budgets, history and analytics.
+//! The broker: the one handle the HTTP layer holds. It starts the runtime
+//! (store, recovery, persistence thread, wallets, provider workers) into a
+//! [`Services`], stops it, and passes every operation to its use case in
+//! `usecase/`, one file each; this file holds no use case itself. Its
+//! methods are the crate's API, listed here in one place.
 //!
-//! Everything here creates ids and timestamps; storage writes what it is
+//! Everything below creates ids and timestamps; storage writes what it is
 //! given. Handlers call one method and map the result.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-
 use oneflow::Credits;
 use oneflow::budget::BudgetConfig;
 use oneflow::config::Config;
 use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
-use oneflow::time::Millis;
+use oneflow::request::AiRequest;
+use oneflow::routing::Strategy;
 
 use crate::error::BrokerError;
-use crate::ids::{api_key, key_hash, new_id, now_ms};
+use crate::ids::now_ms;
 use crate::metrics;
-use crate::persistence::Persistence;
+use crate::persistence::{CommitFigures, Persistence};
 use crate::provider::ProviderHandle;
-use crate::store::{ApiKeyRecord, RedbStore, RequestCursor, Store, StoreError, User, WriteOp};
-use crate::views::{CreatedUser, Page, ProviderView, Role, WalletView};
-use crate::wallet::{TopUp, WalletSettings, Wallets};
-
-/// Who is calling, from their API key.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub user_id: String,
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Config,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) persist: Persistence,
-    pub(crate) wallets: Wallets,
-    pub(crate) providers: Vec<ProviderHandle>,
-    /// Authenticated keys: hash -> principal. A revocation removes its entry
-    /// after the delete commits (see `keys.rs`).
-    pub(crate) keys: DashMap<[u8; 32], Principal>,
-    /// Bumped by every revocation, so a lookup that raced one can tell.
-    pub(crate) key_epoch: std::sync::atomic::AtomicU64,
-    /// Serialises key creation and revocation (an async lock: held across
-    /// the commit), so two revocations cannot both remove the last admin key.
-    pub(crate) key_writes: tokio::sync::Mutex<()>,
-    /// Each user's default routing strategy, as stored (None: the global
-    /// one); filled on first use.
-    pub(crate) strategies: DashMap<String, Option<oneflow::routing::Strategy>>,
-}
+use crate::store::{RedbStore, Store, User, WriteOp};
+use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
+use crate::usecase::export::{self, ExportQuery};
+use crate::usecase::keys::{self, Principal};
+use crate::usecase::request::{self, Answer};
+use crate::usecase::stream::{self, StreamStart};
+use crate::usecase::{Services, budgets, history, job::RequestJob, preferences, status, users};
+use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
+use crate::views::{RequestOutcome, WalletView};
+use crate::wallet::{IdemKey, WalletSettings, Wallets};
 
 /// The broker: cheap to clone, shared by every HTTP worker.
 #[derive(Clone)]
 pub struct Broker {
-    pub(crate) inner: Arc<Inner>,
+    services: Arc<Services>,
 }
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, BrokerError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| BrokerError::Unavailable(format!("storage task failed: {e}")))?
-        .map_err(BrokerError::from)
-}
-
-pub(crate) const ADMIN_ID: &str = "admin";
 
 impl Broker {
     /// Opens the store, releases what a crash left held, starts the
     /// persistence thread, wallets and provider workers. Must run inside an
-    /// actix system. Returns the admin key if one was made now (to print
-    /// once).
+    /// actix system (the wallets and provider workers are actors on its
+    /// arbiters). Returns the admin key if one was made now (to print once).
     pub fn start(
         config: Config,
         admin_key: Option<&str>,
@@ -114,7 +79,7 @@ impl Broker {
                 recovery.holds_released, recovery.requests_interrupted
             );
         }
-        let new_admin_key = ensure_admin(&*store, admin_key, now)?;
+        let new_admin_key = users::ensure_admin(&*store, admin_key, now)?;
         let persist = Persistence::start(
             store.clone(),
             config.persistence.queue,
@@ -143,129 +108,64 @@ impl Broker {
                 ProviderHandle::start(p.clone(), adapter, config.circuit.clone())
             })
             .collect();
-        let inner = Inner {
-            config,
-            store,
-            persist,
-            wallets,
-            providers,
-            keys: DashMap::new(),
-            key_epoch: Default::default(),
-            key_writes: Default::default(),
-            strategies: DashMap::new(),
+        let services = Services::new(config, store, persist, wallets, providers);
+        let broker = Broker {
+            services: Arc::new(services),
         };
-        Ok((
-            Broker {
-                inner: Arc::new(inner),
-            },
-            new_admin_key,
-        ))
+        Ok((broker, new_admin_key))
     }
 
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.services.config
     }
 
     /// Commits what is queued and stops the persistence thread.
     pub async fn shutdown(&self) {
-        self.inner.persist.shutdown().await;
-        self.inner.wallets.stop().await;
+        self.services.persist.shutdown().await;
+        self.services.wallets.stop().await;
     }
 
-    /// Creates a user with a key and, if given, an opening balance. The
-    /// user and key are committed before the balance, and both before the
-    /// answer.
+    // Requests (`usecase/request.rs`, `usecase/stream.rs`).
+
+    /// Prices a native request without holding anything.
+    pub async fn quote(&self, user_id: &str, req: &AiRequest) -> Result<QuoteView, BrokerError> {
+        request::quote(&self.services, user_id, req).await
+    }
+
+    /// Runs a native request end to end; `true` if it is a replay.
+    pub async fn request(
+        &self,
+        user_id: &str,
+        req: AiRequest,
+        idem: Option<IdemKey>,
+    ) -> Result<(RequestOutcome, bool), BrokerError> {
+        request::native(&self.services, user_id, req, idem).await
+    }
+
+    /// Runs a job to its whole answer.
+    pub async fn run(&self, user_id: &str, job: RequestJob) -> Result<Answer, BrokerError> {
+        request::run(&self.services, user_id, job).await
+    }
+
+    /// Starts a streamed chat or completion.
+    pub async fn stream(&self, user_id: &str, job: RequestJob) -> Result<StreamStart, BrokerError> {
+        stream::start(&self.services, user_id, job).await
+    }
+
+    // Users, credits, budgets, preferences.
+
+    /// Creates a user with a key and, if given, an opening balance.
     pub async fn create_user(
         &self,
         name: String,
         email: String,
         initial_balance: Credits,
     ) -> Result<CreatedUser, BrokerError> {
-        let name = name.trim().to_string();
-        let email = email.trim().to_string();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(BrokerError::BadInput(
-                "`name` must be 1 to 200 characters".into(),
-            ));
-        }
-        if email.chars().count() > 320
-            || !email.contains('@')
-            || email.starts_with('@')
-            || email.ends_with('@')
-        {
-            return Err(BrokerError::BadInput(
-                "`email` must be an email address".into(),
-            ));
-        }
-        if initial_balance.is_negative() {
-            return Err(BrokerError::BadInput(
-                "`initial_balance` must not be negative".into(),
-            ));
-        }
-        let now = now_ms();
-        let user = User {
-            id: new_id("usr"),
-            name,
-            email,
-            role: Role::User,
-            created_at: now,
-            strategy: None,
-        };
-        let key = api_key()
-            .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
-        let record = ApiKeyRecord {
-            user_id: user.id.clone(),
-            role: Role::User,
-            prefix: key[..10].to_string(),
-            created_at: now,
-        };
-        self.inner
-            .persist
-            .write(vec![
-                WriteOp::PutUser(user.clone()),
-                WriteOp::PutKey {
-                    hash: key_hash(&key),
-                    record,
-                },
-            ])
-            .await
-            .map_err(BrokerError::Store)?;
-        let balance = if initial_balance > Credits::ZERO {
-            let top = TopUp {
-                amount: initial_balance,
-                note: Some("initial balance".into()),
-                now,
-            };
-            self.inner
-                .wallets
-                .top_up(&user.id, top)
-                .await?
-                .balance_after
-        } else {
-            Credits::ZERO
-        };
-        Ok(CreatedUser {
-            id: user.id,
-            name: user.name,
-            email: user.email,
-            role: user.role,
-            api_key: key,
-            balance,
-            created_at: now,
-        })
+        users::create(&self.services, name, email, initial_balance).await
     }
 
     pub async fn users(&self) -> Result<Vec<User>, BrokerError> {
-        let store = self.inner.store.clone();
-        blocking(move || store.users()).await
-    }
-
-    async fn require_user(&self, user_id: &str) -> Result<User, BrokerError> {
-        let store = self.inner.store.clone();
-        let id = user_id.to_string();
-        blocking(move || store.user(&id))
-            .await?
-            .ok_or(BrokerError::NotFound("user"))
+        users::list(&self.services).await
     }
 
     /// Adds credits to a user's wallet (committed before the answer).
@@ -275,28 +175,11 @@ impl Broker {
         amount: Credits,
         note: Option<String>,
     ) -> Result<LedgerEntry, BrokerError> {
-        if amount <= Credits::ZERO {
-            return Err(BrokerError::BadInput(
-                "`amount` must be greater than zero".into(),
-            ));
-        }
-        self.require_user(user_id).await?;
-        Ok(self
-            .inner
-            .wallets
-            .top_up(
-                user_id,
-                TopUp {
-                    amount,
-                    note,
-                    now: now_ms(),
-                },
-            )
-            .await?)
+        users::add_credits(&self.services, user_id, amount, note).await
     }
 
     pub async fn wallet(&self, user_id: &str) -> Result<WalletView, BrokerError> {
-        Ok(self.inner.wallets.view(user_id, now_ms()).await?)
+        budgets::wallet(&self.services, user_id).await
     }
 
     pub async fn set_budget(
@@ -304,25 +187,52 @@ impl Broker {
         user_id: &str,
         budget: BudgetConfig,
     ) -> Result<WalletView, BrokerError> {
-        budget.validate()?;
-        for p in budget.per_provider.keys() {
-            if !self.inner.providers.iter().any(|h| &h.config.name == p) {
-                return Err(BrokerError::BadInput(format!(
-                    "unknown provider `{p}` in per_provider"
-                )));
-            }
-        }
-        self.inner.wallets.set_budget(user_id, budget).await?;
-        self.wallet(user_id).await
+        budgets::set(&self.services, user_id, budget).await
     }
 
-    pub(crate) fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
-        self.inner
-            .providers
-            .iter()
-            .find(|h| h.config.name == name)
-            .ok_or(BrokerError::NotFound("provider"))
+    /// The user's default strategy (`None`: the global one).
+    pub async fn user_strategy(&self, user_id: &str) -> Result<Option<Strategy>, BrokerError> {
+        preferences::user_strategy(&self.services, user_id).await
     }
+
+    /// Sets (or with `None` clears) the user's default strategy.
+    pub async fn set_user_strategy(
+        &self,
+        user_id: &str,
+        strategy: Option<Strategy>,
+    ) -> Result<Option<Strategy>, BrokerError> {
+        preferences::set_user_strategy(&self.services, user_id, strategy).await
+    }
+
+    /// The strategy a request is routed by when neither it nor its user
+    /// names one.
+    pub fn global_strategy(&self) -> Strategy {
+        preferences::global_strategy(&self.services)
+    }
+
+    // Keys (`usecase/keys.rs`).
+
+    /// The principal behind a bearer token, if it is a known key.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
+        keys::authenticate(&self.services, token).await
+    }
+
+    /// Makes a new key for `user_id` with that user's role.
+    pub async fn create_key(&self, user_id: &str) -> Result<CreatedKey, BrokerError> {
+        keys::create(&self.services, user_id).await
+    }
+
+    /// Keys of one user, or of everyone with `None`, oldest first.
+    pub async fn list_keys(&self, user_id: Option<&str>) -> Result<Vec<KeyView>, BrokerError> {
+        keys::list(&self.services, user_id).await
+    }
+
+    /// Revokes a key: it stops working before the answer.
+    pub async fn revoke_key(&self, caller: &Principal, id: &str) -> Result<KeyView, BrokerError> {
+        keys::revoke(&self.services, caller, id).await
+    }
+
+    // History, analytics, exports.
 
     /// A user's requests, newest first.
     pub async fn requests(
@@ -331,30 +241,16 @@ impl Broker {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<RequestRecord>, BrokerError> {
-        let before = match cursor {
-            Some(c) => Some(parse_request_cursor(c)?),
-            None => None,
-        };
-        let (store, id) = (self.inner.store.clone(), user_id.to_string());
-        let items = blocking(move || store.requests_page(&id, before.as_ref(), limit)).await?;
-        let next_cursor = (items.len() == limit)
-            .then(|| items.last().map(|r| format!("{}.{}", r.created_at, r.id)))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        history::requests(&self.services, user_id, cursor, limit).await
     }
 
-    /// One request, only if it belongs to `user_id` (or the caller is admin).
+    /// One request, only if it belongs to the caller (or the caller is admin).
     pub async fn request_record(
         &self,
         who: &Principal,
         id: &str,
     ) -> Result<RequestRecord, BrokerError> {
-        let (store, rid) = (self.inner.store.clone(), id.to_string());
-        let rec = blocking(move || store.request(&rid)).await?;
-        match rec {
-            Some(r) if who.is_admin() || r.user_id == who.user_id => Ok(r),
-            _ => Err(BrokerError::NotFound("request")),
-        }
+        history::request(&self.services, who, id).await
     }
 
     /// A user's ledger entries, newest first.
@@ -364,148 +260,66 @@ impl Broker {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<LedgerEntry>, BrokerError> {
-        let before = match cursor {
-            Some(c) => Some(c.parse::<u64>().map_err(|_| {
-                BrokerError::BadInput("`cursor` is not a cursor this API gave".into())
-            })?),
-            None => None,
-        };
-        let (store, id) = (self.inner.store.clone(), user_id.to_string());
-        let items = blocking(move || store.transactions_page(&id, before, limit)).await?;
-        let next_cursor = (items.len() == limit)
-            .then(|| items.last().map(|e| e.seq.to_string()))
-            .flatten();
-        Ok(Page { items, next_cursor })
+        history::transactions(&self.services, user_id, cursor, limit).await
     }
 
+    /// Totals from the rollups, with the latest requests and transactions.
+    pub async fn analytics(
+        &self,
+        user_id: Option<&str>,
+        range: Option<Range>,
+        recent: usize,
+    ) -> Result<Analytics, BrokerError> {
+        analytics::totals(&self.services, user_id, range, recent).await
+    }
+
+    /// A dense series over `range`, of one provider or all.
+    pub async fn analytics_series(
+        &self,
+        user_id: Option<&str>,
+        provider: Option<&str>,
+        range: Range,
+    ) -> Result<Series, BrokerError> {
+        analytics::series(&self.services, user_id, provider, range).await
+    }
+
+    /// Spend over the last `window_ms` and when money and budgets run out.
+    pub async fn burn_down(
+        &self,
+        user_id: &str,
+        window_ms: oneflow::time::Millis,
+    ) -> Result<BurnDown, BrokerError> {
+        analytics::burn_down(&self.services, user_id, window_ms).await
+    }
+
+    /// Starts an export; chunks arrive on the returned channel, an `Err`
+    /// item if it broke off.
+    pub fn export(
+        &self,
+        q: ExportQuery,
+    ) -> tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>> {
+        export::start(&self.services, q)
+    }
+
+    // Status (`usecase/status.rs`).
+
     pub fn providers(&self) -> Vec<ProviderView> {
-        use std::sync::atomic::Ordering::Relaxed;
-        self.inner
-            .providers
-            .iter()
-            .map(|h| {
-                let c = &h.config;
-                let health = h.stats.health();
-                ProviderView {
-                    name: c.name.clone(),
-                    modality: c.modality,
-                    models: c.models.clone(),
-                    region: c.region,
-                    quality: c.quality,
-                    rates: c.rates.clone(),
-                    up: health.available,
-                    health,
-                    circuit: h.stats.circuit_state(),
-                    limits: c.limits.clone(),
-                    queued: h.stats.queued.load(Relaxed),
-                    in_flight: h.stats.in_flight.load(Relaxed),
-                    calls: h.stats.calls.load(Relaxed),
-                    failures: h.stats.failures.load(Relaxed),
-                    rejected: h.stats.rejected.load(Relaxed),
-                }
-            })
-            .collect()
+        status::providers(&self.services)
     }
 
     /// Wallet actors alive and writes queued, for status and metrics.
     pub fn runtime_figures(&self) -> (usize, usize) {
-        (self.inner.wallets.alive(), self.inner.persist.depth())
+        status::runtime_figures(&self.services)
     }
 
     /// Group-commit figures since start: commits, writes, mean commit time.
-    pub fn persistence_figures(&self) -> crate::persistence::CommitFigures {
-        self.inner.persist.figures()
+    pub fn persistence_figures(&self) -> CommitFigures {
+        status::persistence_figures(&self.services)
     }
 
-    /// Refreshes the gauges that mirror live state and renders the
-    /// Prometheus text for `/metrics`; `None` if the recorder is not ours.
+    /// Refreshes the live gauges and renders the Prometheus text for
+    /// `/metrics`; `None` if the recorder is not ours.
     pub fn render_metrics(&self) -> Option<String> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let providers = self
-            .inner
-            .providers
-            .iter()
-            .map(|p| metrics::ProviderGauges {
-                name: p.config.name.clone(),
-                queued: p.stats.queued.load(Relaxed),
-                circuit: p.stats.circuit_state().gauge_value(),
-            });
-        metrics::render(self.inner.wallets.alive(), providers)
+        status::render_metrics(&self.services)
     }
-
-    /// The `user` label value, if the configuration asks for one.
-    pub(crate) fn metric_user<'a>(&self, user_id: &'a str) -> Option<&'a str> {
-        self.inner.config.metrics.per_user_labels.then_some(user_id)
-    }
-}
-
-/// The start of a prompt, as history shows it.
-pub(crate) fn preview(prompt: &str) -> String {
-    prompt.chars().take(200).collect()
-}
-
-fn parse_request_cursor(c: &str) -> Result<RequestCursor, BrokerError> {
-    let bad = || BrokerError::BadInput("`cursor` is not a cursor this API gave".into());
-    let (at, id) = c.split_once('.').ok_or_else(bad)?;
-    Ok(RequestCursor {
-        created_at: at.parse().map_err(|_| bad())?,
-        id: id.to_string(),
-    })
-}
-
-/// Makes sure an admin key exists. With `given`, that key is (re)registered;
-/// otherwise, on first start, a new key is made and returned.
-fn ensure_admin(
-    store: &dyn Store,
-    given: Option<&str>,
-    now: Millis,
-) -> Result<Option<String>, BrokerError> {
-    let admin = User {
-        id: ADMIN_ID.into(),
-        name: "admin".into(),
-        email: "admin@localhost".into(),
-        role: Role::Admin,
-        created_at: now,
-        strategy: None,
-    };
-    let mut ops = Vec::new();
-    if store.user(ADMIN_ID)?.is_none() {
-        ops.push(WriteOp::PutUser(admin));
-    }
-    let mut made = None;
-    let key = match given {
-        Some(k) if k.len() < 16 => {
-            return Err(BrokerError::BadInput(
-                "ONEFLOW_ADMIN_KEY must be at least 16 characters".into(),
-            ));
-        }
-        Some(k) => Some(k.to_string()),
-        None if store.has_admin_key()? => None,
-        None => {
-            let k = api_key().ok_or_else(|| {
-                BrokerError::Unavailable("no randomness available for a key".into())
-            })?;
-            made = Some(k.clone());
-            Some(k)
-        }
-    };
-    if let Some(k) = key {
-        let hash = key_hash(&k);
-        if store.api_key(&hash)?.is_none() {
-            let prefix = k.chars().take(10).collect();
-            ops.push(WriteOp::PutKey {
-                hash,
-                record: ApiKeyRecord {
-                    user_id: ADMIN_ID.into(),
-                    role: Role::Admin,
-                    prefix,
-                    created_at: now,
-                },
-            });
-        }
-    }
-    if !ops.is_empty() {
-        store.commit(ops)?;
-    }
-    Ok(made)
 }

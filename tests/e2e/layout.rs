@@ -25,10 +25,10 @@
 //!   uses the library from outside, so it is left out.
 //!
 //! Not seen: a `super::` path out of a top-level module (equal to
-//! `crate::`; write `crate::` instead), and method calls on a type another
-//! module defines, such as the `impl Broker` blocks of `actors/src/run.rs`
-//! and its siblings, which are fine as long as `broker.rs` calls none of
-//! their methods.
+//! `crate::`; write `crate::` instead), and methods that one module adds
+//! with an `impl` block to a type another module defines. The actors
+//! crate has none left: its use cases are functions in `usecase/` over a
+//! `Services` defined there, and `broker.rs` calls them by path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -4,7 +4,7 @@
 //! One blocking task reads the store in key order inside one read
 //! transaction (a consistent snapshot; redb readers never block the writer),
 //! encodes rows into chunks of about 64 KiB and hands each chunk to a sink.
-//! [`Broker::export`] makes that sink a bounded channel, so a slow client
+//! [`start`] makes that sink a bounded channel, so a slow client
 //! slows the reader instead of growing a buffer.
 
 use bytes::Bytes;
@@ -16,7 +16,7 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, rfc3339};
 
-use crate::broker::Broker;
+use super::Services;
 use crate::store::{Store, StoreError};
 
 /// What to export.
@@ -339,19 +339,17 @@ pub fn export_blocking(
     Ok(w.rows)
 }
 
-impl Broker {
-    /// Starts an export in a blocking task; chunks arrive on the returned
-    /// channel. An `Err` item means the export broke off (the body should
-    /// end abnormally so the client sees it incomplete).
-    pub fn export(&self, q: ExportQuery) -> mpsc::Receiver<Result<Bytes, String>> {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = export_blocking(&*store, &q, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e.to_string()));
-            }
-        });
-        rx
-    }
+/// Starts an export in a blocking task; chunks arrive on the returned
+/// channel. An `Err` item means the export broke off (the body should
+/// end abnormally so the client sees it incomplete).
+pub(crate) fn start(s: &Services, q: ExportQuery) -> mpsc::Receiver<Result<Bytes, String>> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = export_blocking(&*store, &q, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(e.to_string()));
+        }
+    });
+    rx
 }

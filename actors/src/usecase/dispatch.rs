@@ -27,7 +27,7 @@ pub struct Tried<T> {
 }
 
 /// Full jitter: a uniform delay in [0, min(max, base * 2^retry)].
-pub fn backoff(cfg: &RetryConfig, retry: u32) -> Duration {
+pub(crate) fn backoff(cfg: &RetryConfig, retry: u32) -> Duration {
     let cap = cfg
         .backoff_base_ms
         .saturating_mul(1u64 << retry.min(20))
@@ -55,7 +55,7 @@ fn attempt(provider: &str, started: Instant, err: Option<&CallError>) -> Attempt
 /// first try on any candidate but the first (the hold moves to it); an
 /// error there passes the candidate over. `call` gets the provider's
 /// permit and must keep it for as long as the call runs (streams too).
-pub async fn run<T, C, F>(
+pub(crate) async fn run<T, C, F>(
     candidates: &[ProviderHandle],
     tokens: &[u32],
     cfg: &RetryConfig,

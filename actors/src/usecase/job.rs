@@ -1,0 +1,110 @@
+//! A request ready to route ([`RequestJob`]): what the upstream is asked,
+//! how to fit it to one provider, and the caller's routing wishes. The HTTP
+//! layer builds one (the `/v1` routes directly, `/api/request` through
+//! [`RequestJob::native`]) and hands it to the request or stream use case.
+
+use oneflow::config::ProviderConfig;
+use oneflow::request::{AiRequest, Plan, RequestError};
+use oneflow::routing::{Constraints, Strategy};
+
+use crate::provider::{ChatMessage, Operation};
+use crate::wallet::IdemKey;
+
+/// Fits a request to one provider: its plan (modality, bounds, quote).
+pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
+type PlanResult = Result<Plan, RequestError>;
+
+/// A request ready to route: what the upstream is asked, how to fit it to
+/// one provider, and the caller's routing wishes.
+pub struct RequestJob {
+    pub model: String,
+    pub preview: String,
+    /// The operation; chat and completion `max_tokens` are set per
+    /// provider from its plan.
+    pub op: Operation,
+    pub planner: Planner,
+    pub constraints: Constraints,
+    pub strategy: Option<Strategy>,
+    pub idem: Option<IdemKey>,
+}
+
+impl RequestJob {
+    /// A native `/api/request`.
+    pub fn native(req: AiRequest, idem: Option<IdemKey>) -> RequestJob {
+        let constraints = Constraints {
+            region: req.region,
+            providers: req.provider.iter().cloned().collect(),
+            max_price: req.max_price,
+        };
+        // The provider's modality turns this into an image, speech or clip
+        // request once a plan is chosen (`op_for`).
+        let op = Operation::Chat {
+            messages: vec![ChatMessage {
+                role: "user".into(),
+                content: req.prompt.clone(),
+            }],
+            max_tokens: 0,
+            extra: Default::default(),
+        };
+        RequestJob {
+            model: req.model.clone(),
+            preview: preview(&req.prompt),
+            op,
+            strategy: req.strategy,
+            constraints,
+            idem,
+            planner: Box::new(move |p| req.plan(p)),
+        }
+    }
+}
+
+/// The start of a prompt, as history shows it.
+pub(crate) fn preview(prompt: &str) -> String {
+    prompt.chars().take(200).collect()
+}
+
+/// The operation as sent to one provider: the plan fixes what depends on it.
+pub(crate) fn op_for(op: &Operation, plan: &Plan) -> Operation {
+    use oneflow::pricing::Modality;
+    let max = u32::try_from(plan.max_usage.output_tokens).unwrap_or(u32::MAX);
+    let prompt = op.prompt_text();
+    match (op, plan.modality) {
+        (
+            Operation::Chat {
+                messages, extra, ..
+            },
+            Modality::Text,
+        ) => Operation::Chat {
+            messages: messages.clone(),
+            max_tokens: max,
+            extra: extra.clone(),
+        },
+        (Operation::Completion { prompt, extra, .. }, _) => Operation::Completion {
+            prompt: prompt.clone(),
+            max_tokens: max,
+            extra: extra.clone(),
+        },
+        (Operation::Chat { .. }, Modality::Image) => Operation::Image {
+            prompt,
+            n: u32::try_from(plan.max_usage.images).unwrap_or(1),
+            size: plan.size.clone().unwrap_or_default(),
+            extra: Default::default(),
+        },
+        (Operation::Chat { .. }, Modality::Audio) => Operation::Speech {
+            input: prompt,
+            voice: "alloy".into(),
+            extra: Default::default(),
+        },
+        (Operation::Chat { .. }, Modality::Video) => Operation::Clip {
+            prompt,
+            seconds: u32::try_from(plan.max_usage.seconds).unwrap_or(1),
+        },
+        (Operation::Image { prompt, extra, .. }, _) => Operation::Image {
+            prompt: prompt.clone(),
+            n: u32::try_from(plan.max_usage.images).unwrap_or(1),
+            size: plan.size.clone().unwrap_or_default(),
+            extra: extra.clone(),
+        },
+        (other, _) => other.clone(),
+    }
+}

@@ -1,0 +1,163 @@
+//! Authentication and API keys: who a bearer token is, make a key for a user, list keys (never secrets),
+//! revoke a key. A key is known by its id, derived from its stored hash, so
+//! keys made before ids existed have one too and nothing new is stored.
+//!
+//! Revocation deletes the hash durably, then drops it from the broker's
+//! cache of authenticated keys. A lookup that read the store just before
+//! the delete committed could put the key back in the cache afterwards; the
+//! revocation epoch lets that lookup notice and read again.
+
+use std::sync::atomic::Ordering;
+
+use super::{ADMIN_ID, Services, blocking};
+use crate::error::BrokerError;
+use crate::ids::{api_key, key_hash, now_ms};
+use crate::store::{ApiKeyRecord, WriteOp};
+use crate::views::{CreatedKey, KeyView, Role};
+
+/// Who is calling, from their API key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The public id of the key with this hash: 64 bits of the hash, enough to
+/// tell a handful of keys apart and useless for finding the secret.
+pub(crate) fn key_id(hash: &[u8; 32]) -> String {
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("key_{hex}")
+}
+
+fn view(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
+    KeyView {
+        id: key_id(hash),
+        user_id: r.user_id,
+        role: r.role,
+        prefix: r.prefix,
+        created_at: r.created_at,
+    }
+}
+
+/// The principal behind a bearer token, if it is a known key.
+pub(crate) async fn authenticate(
+    s: &Services,
+    token: &str,
+) -> Result<Option<Principal>, BrokerError> {
+    let hash = key_hash(token);
+    if let Some(p) = s.keys.get(&hash) {
+        return Ok(Some(p.clone()));
+    }
+    lookup_key(s, hash).await
+}
+
+fn key_epoch(s: &Services) -> u64 {
+    s.key_epoch.load(Ordering::SeqCst)
+}
+
+/// Reads a key from the store and caches it, unless a revocation ran
+/// meanwhile: then the cache entry is dropped and the store read again
+/// (that read follows the revocation's commit, so it is current).
+async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, BrokerError> {
+    let epoch = key_epoch(s);
+    let store = s.store.clone();
+    let Some(rec) = blocking(move || store.api_key(&hash)).await? else {
+        return Ok(None);
+    };
+    let p = Principal {
+        user_id: rec.user_id,
+        role: rec.role,
+    };
+    s.keys.insert(hash, p.clone());
+    if key_epoch(s) == epoch {
+        return Ok(Some(p));
+    }
+    s.keys.remove(&hash);
+    let store = s.store.clone();
+    let again = blocking(move || store.api_key(&hash)).await?;
+    Ok(again.map(|r| Principal {
+        user_id: r.user_id,
+        role: r.role,
+    }))
+}
+
+/// Makes a new key for `user_id` with that user's role, committed before
+/// the answer.
+pub(crate) async fn create(s: &Services, user_id: &str) -> Result<CreatedKey, BrokerError> {
+    let store = s.store.clone();
+    let id = user_id.to_string();
+    let user = blocking(move || store.user(&id))
+        .await?
+        .ok_or(BrokerError::NotFound("user"))?;
+    let secret = api_key()
+        .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
+    let hash = key_hash(&secret);
+    let record = ApiKeyRecord {
+        user_id: user.id,
+        role: user.role,
+        prefix: secret.chars().take(10).collect(),
+        created_at: now_ms(),
+    };
+    let _serial = s.key_writes.lock().await;
+    s.persist
+        .write(vec![WriteOp::PutKey {
+            hash,
+            record: record.clone(),
+        }])
+        .await
+        .map_err(BrokerError::Store)?;
+    Ok(CreatedKey {
+        key: view(&hash, record),
+        api_key: secret,
+    })
+}
+
+/// Keys of one user, or of everyone with `None`, oldest first.
+pub(crate) async fn list(s: &Services, user_id: Option<&str>) -> Result<Vec<KeyView>, BrokerError> {
+    let store = s.store.clone();
+    let all = blocking(move || store.api_keys()).await?;
+    let mut keys: Vec<KeyView> = all
+        .into_iter()
+        .filter(|(_, r)| user_id.is_none_or(|u| r.user_id == u))
+        .map(|(h, r)| view(&h, r))
+        .collect();
+    keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(keys)
+}
+
+/// Revokes a key: durably first, then from the cache, so the key stops
+/// working before the answer. A user may revoke only their own keys (any
+/// other id is "not found"); the last admin key cannot be revoked, or
+/// nobody could manage the broker.
+pub(crate) async fn revoke(
+    s: &Services,
+    caller: &Principal,
+    id: &str,
+) -> Result<KeyView, BrokerError> {
+    let _serial = s.key_writes.lock().await;
+    let store = s.store.clone();
+    let all = blocking(move || store.api_keys()).await?;
+    let admin_keys = all.iter().filter(|(_, r)| r.role == Role::Admin).count();
+    let (hash, record) = all
+        .into_iter()
+        .find(|(h, r)| key_id(h) == id && (caller.is_admin() || r.user_id == caller.user_id))
+        .ok_or(BrokerError::NotFound("key"))?;
+    if record.role == Role::Admin && admin_keys <= 1 {
+        return Err(BrokerError::Conflict(format!(
+            "`{id}` is the last admin key; make another for `{ADMIN_ID}` before revoking it"
+        )));
+    }
+    s.persist
+        .write(vec![WriteOp::DeleteKey { hash }])
+        .await
+        .map_err(BrokerError::Store)?;
+    s.key_epoch.fetch_add(1, Ordering::SeqCst);
+    s.keys.remove(&hash);
+    Ok(view(&hash, record))
+}

@@ -1,0 +1,124 @@
+//! The use cases: what the HTTP layer can ask of the broker, one file each,
+//! as functions over one [`Services`] (the store, the persistence thread,
+//! the wallets, the provider handles, the configuration and the caches
+//! the use cases share). `broker.rs` owns the `Services`, starts and stops
+//! them, and passes each call of its public methods to a function here.
+//!
+//! | file | use case |
+//! |---|---|
+//! | `request.rs` | a request answered whole (native `/api/request` and `/v1`), and its quote |
+//! | `stream.rs` | a request answered as a stream of events |
+//! | `users.rs` | users, their credits, the admin made at start |
+//! | `keys.rs` | authentication and API keys |
+//! | `budgets.rs` | a wallet's balance and budgets |
+//! | `preferences.rs` | a user's default routing strategy |
+//! | `history.rs` | pages of requests and ledger entries |
+//! | `analytics.rs` | totals, series, burn-down |
+//! | `export.rs` | CSV / JSON / NDJSON exports |
+//! | `status.rs` | providers, runtime figures, `/metrics` |
+//!
+//! The request path's shared steps sit beside them: `job.rs` (a request
+//! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
+//! (retries and fallbacks across providers). A request reads downward from
+//! `request.rs` or `stream.rs` through `held.rs` and `dispatch.rs` into
+//! the wallet, the provider workers, persistence and the store; nothing
+//! below imports this module.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use dashmap::DashMap;
+
+use oneflow::config::Config;
+use oneflow::routing::Strategy;
+
+use crate::error::BrokerError;
+use crate::persistence::Persistence;
+use crate::provider::ProviderHandle;
+use crate::store::{Store, StoreError};
+use crate::wallet::Wallets;
+
+pub mod analytics;
+pub mod budgets;
+pub mod dispatch;
+pub mod export;
+pub mod held;
+pub mod history;
+pub mod job;
+pub mod keys;
+pub mod preferences;
+pub mod request;
+pub mod status;
+pub mod stream;
+pub mod users;
+
+/// What every use case works with: started once by `Broker::start`,
+/// shared by every HTTP worker behind an `Arc`.
+pub(crate) struct Services {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) persist: Persistence,
+    pub(crate) wallets: Wallets,
+    pub(crate) providers: Vec<ProviderHandle>,
+    /// Authenticated keys: hash -> principal. A revocation removes its entry
+    /// after the delete commits (see `keys.rs`).
+    pub(crate) keys: DashMap<[u8; 32], keys::Principal>,
+    /// Bumped by every revocation, so a lookup that raced one can tell.
+    pub(crate) key_epoch: AtomicU64,
+    /// Serialises key creation and revocation (an async lock: held across
+    /// the commit), so two revocations cannot both remove the last admin key.
+    pub(crate) key_writes: tokio::sync::Mutex<()>,
+    /// Each user's default routing strategy, as stored (None: the global
+    /// one); filled on first use.
+    pub(crate) strategies: DashMap<String, Option<Strategy>>,
+}
+
+impl Services {
+    /// The services over a started store, persistence thread, wallets and
+    /// provider handles, with empty caches.
+    pub(crate) fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        persist: Persistence,
+        wallets: Wallets,
+        providers: Vec<ProviderHandle>,
+    ) -> Services {
+        Services {
+            config,
+            store,
+            persist,
+            wallets,
+            providers,
+            keys: DashMap::new(),
+            key_epoch: AtomicU64::new(0),
+            key_writes: tokio::sync::Mutex::new(()),
+            strategies: DashMap::new(),
+        }
+    }
+
+    /// The handle of the provider with this name.
+    pub(crate) fn provider(&self, name: &str) -> Result<&ProviderHandle, BrokerError> {
+        self.providers
+            .iter()
+            .find(|h| h.config.name == name)
+            .ok_or(BrokerError::NotFound("provider"))
+    }
+
+    /// The `user` label value, if the configuration asks for one.
+    pub(crate) fn metric_user<'a>(&self, user_id: &'a str) -> Option<&'a str> {
+        self.config.metrics.per_user_labels.then_some(user_id)
+    }
+}
+
+/// Runs a store call on the blocking pool (redb reads block).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| BrokerError::Unavailable(format!("storage task failed: {e}")))?
+        .map_err(BrokerError::from)
+}
+
+/// The admin user's id.
+pub(crate) const ADMIN_ID: &str = "admin";

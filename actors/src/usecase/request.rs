@@ -1,0 +1,144 @@
+//! A request answered whole: route -> hold -> tries and fallbacks ->
+//! settle or release -> record, for the native `/api/request` and the
+//! `/v1` routes alike, and the quote that prices one without holding.
+//! Everything from the hold on runs in a detached task, so a client that
+//! goes away never leaves money held by nobody or a settle undone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use oneflow::request::AiRequest;
+
+use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
+use super::job::RequestJob;
+use super::{Services, budgets};
+use crate::error::BrokerError;
+use crate::provider::Output;
+use crate::views::{ErrorCode, QuoteView, RequestOutcome};
+use crate::wallet::{IdemKey, Settlement};
+
+/// What the web layer gets back from a whole (not streamed) request: its
+/// [`RequestOutcome`] and, beside it, the full output the outcome only
+/// summarises.
+pub struct Answer {
+    /// The stored outcome (identical on an idempotent replay).
+    pub outcome: RequestOutcome,
+    /// The full output, for the OpenAI-shaped answer; absent on replays.
+    pub output: Option<Output>,
+    pub replayed: bool,
+}
+
+/// Prices a native request without holding anything. The quote covers the
+/// fallbacks too: it is the most the request can cost.
+pub(crate) async fn quote(
+    s: &Services,
+    user_id: &str,
+    req: &AiRequest,
+) -> Result<QuoteView, BrokerError> {
+    req.validate(s.config.server.max_prompt_chars)?;
+    let mut job = RequestJob::native(req.clone(), None);
+    held::default_strategy(s, user_id, &mut job).await?;
+    let route = held::route(s, &job)?;
+    let plans = held::covered(s, &route, None);
+    let Some(best) = plans.first() else {
+        return Err(BrokerError::NotFound("provider"));
+    };
+    let quote = plans.iter().map(|p| p.quote).max().unwrap_or(best.quote);
+    let view = budgets::wallet(s, user_id).await?;
+    Ok(QuoteView {
+        model: req.model.clone(),
+        provider: best.provider.clone(),
+        modality: best.modality,
+        quote,
+        max_usage: best.max_usage,
+        available: view.available,
+        affordable: quote <= view.available,
+        route: route.explanation.clone(),
+    })
+}
+
+/// Runs a native request end to end: its outcome, and whether it is the
+/// replay of an earlier one with the same Idempotency-Key.
+pub(crate) async fn native(
+    s: &Arc<Services>,
+    user_id: &str,
+    req: AiRequest,
+    idem: Option<IdemKey>,
+) -> Result<(RequestOutcome, bool), BrokerError> {
+    req.validate(s.config.server.max_prompt_chars)?;
+    let a = run(s, user_id, RequestJob::native(req, idem)).await?;
+    Ok((a.outcome, a.replayed))
+}
+
+/// Runs a job to its whole answer.
+pub(crate) async fn run(
+    s: &Arc<Services>,
+    user_id: &str,
+    mut job: RequestJob,
+) -> Result<Answer, BrokerError> {
+    let (route, tag) = held::routed(s, user_id, &mut job).await?;
+    let this = s.clone();
+    let user_id = user_id.to_string();
+    actix_rt::spawn(async move {
+        match held::hold(&this, user_id, job, route).await? {
+            Hold::New(h) => run_held(&this, h).await,
+            Hold::Replay(outcome) => Ok(Answer {
+                outcome,
+                output: None,
+                replayed: true,
+            }),
+        }
+    })
+    .await
+    .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+    .inspect_err(|e| tag.failed(e))
+}
+
+/// Runs a held request: tries its candidates, then settles (a charge of
+/// the reported usage) or releases (every candidate failed).
+async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerError> {
+    let started = Instant::now();
+    let handles = held::handles(s, &h.plans)?;
+    let tried = held::try_candidates(s, &h, &handles, |p, call, permit| {
+        let call = p.adapter.call(call);
+        async move {
+            let r = call.await;
+            drop(permit);
+            r
+        }
+    })
+    .await;
+    let (result, served) = match tried.result {
+        Ok((r, i)) => (Ok(r), i),
+        Err(e) => (Err(e), 0),
+    };
+    let plan = &h.plans[served.min(h.plans.len().saturating_sub(1))];
+    let mut outcome = outcome_of(&h, plan, started);
+    let mut output = None;
+    let action = match result {
+        Ok(r) => match handles[served]
+            .config
+            .rates
+            .cost(&r.usage, plan.size.as_deref())
+        {
+            Ok(cost) => {
+                outcome.usage = r.usage;
+                outcome.response = Some(r.output.summary());
+                output = Some(r.output);
+                Settlement::Charge(cost)
+            }
+            Err(e) => fail(&mut outcome, ErrorCode::ProviderError, e.to_string(), None),
+        },
+        Err(e) => {
+            let code = failure_code(&e);
+            let ra = e.retry_after();
+            fail(&mut outcome, code, e.to_string(), ra)
+        }
+    };
+    let outcome = finish(s, &h, action, outcome, tried.attempts, plan, tried.upstream).await?;
+    Ok(Answer {
+        outcome,
+        output,
+        replayed: false,
+    })
+}

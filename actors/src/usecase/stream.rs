@@ -1,0 +1,263 @@
+//! A request answered as a stream (chat and completions with `stream`):
+//! routed and held like a whole answer, then the first provider that opens
+//! a stream (retries and fallbacks apply until one does) passes its chunks
+//! on as they arrive. The hold bounds the stream: when the next chunk would
+//! cost more than is held, the stream ends there. Everything from the hold
+//! on runs in detached tasks, so a client that goes away never leaves money
+//! held by nobody or a settle undone.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use oneflow::Credits;
+use oneflow::pricing::{Usage, count_words};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::Services;
+use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
+use super::job::RequestJob;
+use crate::error::BrokerError;
+use crate::provider::Chunk;
+use crate::views::ErrorCode;
+use crate::wallet::Settlement;
+
+/// What a streaming client receives.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum StreamEvent {
+    /// Text, in order.
+    Delta(String),
+    /// The stream is over; the request is settled.
+    End {
+        finish_reason: String,
+        /// Why the broker ended it, if it did (`hold_exhausted`,
+        /// `upstream_error`).
+        stopped: Option<ErrorCode>,
+        message: Option<String>,
+        usage: Usage,
+        cost: Credits,
+    },
+}
+
+/// A stream that has started: its route and quote, and its events.
+pub struct StreamStart {
+    pub request_id: String,
+    pub provider: String,
+    pub model: String,
+    pub route: String,
+    pub quote: Credits,
+    pub events: mpsc::Receiver<StreamEvent>,
+}
+
+/// Most events a stream keeps queued for a slow client; beyond it the
+/// upstream is read no faster than the client reads.
+const STREAM_BUFFER: usize = 8;
+
+/// Starts a streamed chat or completion; see the module's comment.
+pub(crate) async fn start(
+    s: &Arc<Services>,
+    user_id: &str,
+    mut job: RequestJob,
+) -> Result<StreamStart, BrokerError> {
+    let (route, tag) = held::routed(s, user_id, &mut job).await?;
+    let this = s.clone();
+    let user_id = user_id.to_string();
+    actix_rt::spawn(async move {
+        let h = match held::hold(&this, user_id, job, route).await? {
+            Hold::New(h) => h,
+            Hold::Replay(_) => {
+                return Err(BrokerError::BadInput(
+                    "streamed requests do not take an Idempotency-Key".into(),
+                ));
+            }
+        };
+        run_held(&this, h).await
+    })
+    .await
+    .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
+    .inspect_err(|e| tag.failed(e))
+}
+
+/// Runs a held stream: tries until a provider opens one, then passes its
+/// chunks on from a task of their own until it ends, is cut short, or the
+/// hold is spent, and settles.
+async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError> {
+    let started = Instant::now();
+    let handles = held::handles(s, &h.plans)?;
+    let tried = held::try_candidates(s, &h, &handles, |p, call, permit| {
+        let open = p.adapter.stream(call);
+        async move { open.await.map(|st| (st, permit)) }
+    })
+    .await;
+    let ((upstream, permit), served) = match tried.result {
+        Ok(v) => v,
+        Err(e) => {
+            let plan = &h.plans[0];
+            let mut outcome = outcome_of(&h, plan, started);
+            let ra = e.retry_after();
+            let code = failure_code(&e);
+            let action = fail(&mut outcome, code, e.to_string(), ra);
+            finish(s, &h, action, outcome, tried.attempts, plan, tried.upstream).await?;
+            return Err(BrokerError::Upstream {
+                code,
+                message: e.to_string(),
+                retry_after: ra,
+            });
+        }
+    };
+    let plan = h.plans[served].clone();
+    let opened = Instant::now();
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let start = StreamStart {
+        request_id: h.request_id.clone(),
+        provider: plan.provider.clone(),
+        model: h.job.model.clone(),
+        route: h.route.explanation.clone(),
+        quote: h.hold,
+        events: rx,
+    };
+    let this = s.clone();
+    let rates = handles[served].config.rates.clone();
+    let idle = std::time::Duration::from_millis(s.config.retry.attempt_timeout_ms);
+    actix_rt::spawn(async move {
+        use futures_util::StreamExt;
+        let mut upstream = upstream;
+        let input_bound = plan.max_usage.input_tokens;
+        let mut reported = Usage::default();
+        let mut reported_final = false;
+        let mut delivered_tokens = 0u64;
+        let mut text = String::new();
+        let mut finish_reason = "stop".to_string();
+        let mut stopped: Option<(ErrorCode, String)> = None;
+        loop {
+            let next = tokio::select! {
+                n = tokio::time::timeout(idle, upstream.next()) => n,
+                _ = tx.closed() => {
+                    stopped = Some((ErrorCode::ClientDisconnected, "the client went away".into()));
+                    break;
+                }
+            };
+            match next {
+                Err(_) => {
+                    stopped = Some((
+                        ErrorCode::UpstreamTimeout,
+                        "the upstream stopped sending".into(),
+                    ));
+                    break;
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    stopped = Some((ErrorCode::UpstreamError, e.to_string()));
+                    break;
+                }
+                Ok(Some(Ok(Chunk::Usage(u)))) => {
+                    reported.input_tokens = reported.input_tokens.max(u.input_tokens);
+                    reported.output_tokens = reported.output_tokens.max(u.output_tokens);
+                    reported_final = u.output_tokens > 0 || reported_final;
+                }
+                Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
+                Ok(Some(Ok(Chunk::Delta(d)))) => {
+                    let tokens = count_words(&d).max(1);
+                    let would = Usage {
+                        input_tokens: input_bound,
+                        output_tokens: delivered_tokens + tokens,
+                        ..Usage::default()
+                    };
+                    let over = rates.cost(&would, None).map_or(true, |c| c > h.hold);
+                    if over {
+                        finish_reason = "length".into();
+                        stopped = Some((
+                            ErrorCode::HoldExhausted,
+                            "the credit held for this request is spent".into(),
+                        ));
+                        break;
+                    }
+                    if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
+                        stopped =
+                            Some((ErrorCode::ClientDisconnected, "the client went away".into()));
+                        break;
+                    }
+                    delivered_tokens += tokens;
+                    text.push_str(&d);
+                }
+            }
+        }
+        // Closes the upstream connection now, not when this task ends.
+        drop(upstream);
+        drop(permit);
+        let complete = stopped.is_none();
+        let usage = if complete && reported_final {
+            Usage {
+                input_tokens: reported.input_tokens,
+                output_tokens: reported.output_tokens,
+                ..Usage::default()
+            }
+        } else {
+            // Cut short: what was delivered, and the prompt as the
+            // upstream counted it if it said, else as we count it.
+            let input = if reported.input_tokens > 0 {
+                reported.input_tokens
+            } else {
+                count_words(&h.job.op.prompt_text()).min(input_bound)
+            };
+            Usage {
+                input_tokens: input,
+                output_tokens: delivered_tokens.max(if complete {
+                    reported.output_tokens
+                } else {
+                    0
+                }),
+                ..Usage::default()
+            }
+        };
+        let mut outcome = outcome_of(&h, &plan, started);
+        outcome.usage = usage;
+        outcome.response = Some(text);
+        let action = match rates.cost(&usage, None) {
+            Ok(c) => Settlement::Charge(c),
+            Err(_) => Settlement::Charge(h.hold),
+        };
+        if let Some((code, msg)) = &stopped {
+            outcome.error_code = Some(*code);
+            outcome.error = Some(msg.clone());
+        }
+        let mut attempts = tried.attempts;
+        if let (Some(last), Some((code, msg))) = (attempts.last_mut(), &stopped) {
+            if matches!(code, ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout) {
+                last.ok = false;
+                last.error_code = Some(code.as_str().to_string());
+                last.error = Some(msg.clone());
+            }
+        }
+        let upstream = tried.upstream + opened.elapsed();
+        let cost = match finish(&this, &h, action, outcome, attempts, &plan, upstream).await {
+            Ok(o) => o.cost,
+            Err(e) => {
+                let _ = tx
+                    .send(StreamEvent::End {
+                        finish_reason: "error".into(),
+                        stopped: Some(ErrorCode::SettleFailed),
+                        message: Some(e.to_string()),
+                        usage,
+                        cost: Credits::ZERO,
+                    })
+                    .await;
+                return;
+            }
+        };
+        let (stopped, message) = match stopped {
+            Some((c, m)) => (Some(c), Some(m)),
+            None => (None, None),
+        };
+        let _ = tx
+            .send(StreamEvent::End {
+                finish_reason,
+                stopped,
+                message,
+                usage,
+                cost,
+            })
+            .await;
+    });
+    Ok(start)
+}
