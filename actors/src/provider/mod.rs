@@ -14,10 +14,6 @@ mod handle;
 mod stats;
 mod worker;
 
-pub use crate::adapters::{
-    Adapter, CallError, CallRequest, CallResult, ChatMessage, Chunk, ChunkStream, Operation, Output,
-};
-pub use crate::views::CircuitState;
+pub use crate::adapters::{Adapter, CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
 pub use handle::ProviderHandle;
-pub use stats::ProviderStats;
 pub use worker::Permit;

@@ -154,13 +154,4 @@ impl ProviderStats {
             }
         }
     }
-
-    /// A probe that never ran (the caller gave up first) frees its turn.
-    pub fn abandon(&self) {
-        if let Ok(mut c) = self.circuit.lock() {
-            if c.state == CircuitState::HalfOpen {
-                c.probe_in_flight = false;
-            }
-        }
-    }
 }

@@ -257,7 +257,6 @@ impl WalletActor {
         };
         let finished = Finished {
             charged,
-            shortfall,
             balance: w.balance,
             available: w.available(),
         };

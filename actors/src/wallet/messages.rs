@@ -99,7 +99,6 @@ pub struct Finish {
 #[derive(Clone, Copy, Debug)]
 pub struct Finished {
     pub charged: Credits,
-    pub shortfall: Credits,
     pub balance: Credits,
     pub available: Credits,
 }

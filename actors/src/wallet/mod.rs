@@ -15,7 +15,4 @@ mod idempotency;
 mod messages;
 
 pub use handle::{WalletSettings, Wallets};
-pub use messages::{
-    Finish, Finished, IdemKey, Prefetched, Reserve, Reserved, Retarget, SetBudget, Settlement,
-    TopUp, View, WalletError,
-};
+pub use messages::{Finish, IdemKey, Reserve, Reserved, Retarget, Settlement, TopUp, WalletError};

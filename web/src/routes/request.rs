@@ -7,9 +7,9 @@ use serde::Serialize;
 
 use oneflow::request::AiRequest;
 use oneflow_actors::BrokerError;
+use oneflow_actors::IdemKey;
 use oneflow_actors::ids::body_hash;
 use oneflow_actors::views::RequestOutcome;
-use oneflow_actors::wallet::IdemKey;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, status_of};

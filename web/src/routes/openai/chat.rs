@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use oneflow::request::Ask;
-use oneflow_actors::provider::{ChatMessage, Operation};
-use oneflow_actors::run::Job;
+use oneflow_actors::RequestJob;
+use oneflow_actors::{ChatMessage, Operation};
 
 use super::error::{OpenAiError, V1Result};
 use super::stream::{Kind, stream};
@@ -144,7 +144,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         contents: msgs.iter().map(|m| m.content.clone()).collect(),
         max_tokens,
     };
-    let job = Job {
+    let job = RequestJob {
         model: b.model.clone(),
         preview: preview(&msgs.last().map(|m| m.content.clone()).unwrap_or_default()),
         op: Operation::Chat {

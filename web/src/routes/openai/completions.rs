@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use oneflow::request::Ask;
-use oneflow_actors::provider::Operation;
-use oneflow_actors::run::Job;
+use oneflow_actors::Operation;
+use oneflow_actors::RequestJob;
 
 use super::error::V1Result;
 use super::stream::{Kind, stream};
@@ -74,7 +74,7 @@ pub async fn completions(
         prompt: prompt.clone(),
         max_tokens: b.max_tokens,
     };
-    let job = Job {
+    let job = RequestJob {
         model: b.model.clone(),
         preview: preview(&prompt),
         op: Operation::Completion {

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use oneflow::request::Ask;
-use oneflow_actors::provider::{Operation, Output};
-use oneflow_actors::run::Job;
+use oneflow_actors::RequestJob;
+use oneflow_actors::{Operation, Output};
 
 use super::error::V1Result;
 use super::{Prompt, RouteWish, body, caller, ok, pass_through, preview, route_wish, settled};
@@ -53,7 +53,7 @@ pub async fn embeddings(
     let ask = Ask::Embedding {
         inputs: inputs.clone(),
     };
-    let job = Job {
+    let job = RequestJob {
         model: b.model.clone(),
         preview: preview(&inputs.join(" ")),
         op: Operation::Embedding {

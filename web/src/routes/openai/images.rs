@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use oneflow::request::Ask;
-use oneflow_actors::provider::{Operation, Output};
-use oneflow_actors::run::Job;
+use oneflow_actors::RequestJob;
+use oneflow_actors::{Operation, Output};
 
 use super::error::V1Result;
 use super::{RouteWish, body, caller, now_secs, ok, pass_through, preview, route_wish, settled};
@@ -50,7 +50,7 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         n: b.n,
         size: b.size,
     };
-    let job = Job {
+    let job = RequestJob {
         model: model.clone(),
         preview: preview(&b.prompt),
         op: Operation::Image {

@@ -26,7 +26,7 @@ use serde_json::{Map, Value, json};
 use oneflow::Credits;
 use oneflow::routing::{Constraints, Region, Strategy};
 use oneflow_actors::BrokerError;
-use oneflow_actors::provider::Output;
+use oneflow_actors::Output;
 use oneflow_actors::views::RequestOutcome;
 
 use crate::error::ApiError;

@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use oneflow::request::Ask;
-use oneflow_actors::provider::{Operation, Output};
-use oneflow_actors::run::Job;
+use oneflow_actors::RequestJob;
+use oneflow_actors::{Operation, Output};
 
 use super::error::V1Result;
 use super::{RouteWish, body, caller, ok, pass_through, preview, route_wish, settled};
@@ -46,7 +46,7 @@ pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let ask = Ask::Speech {
         input: b.input.clone(),
     };
-    let job = Job {
+    let job = RequestJob {
         model: b.model.clone(),
         preview: preview(&b.input),
         op: Operation::Speech {

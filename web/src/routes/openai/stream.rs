@@ -6,7 +6,7 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use oneflow_actors::run::{Job, StreamEvent};
+use oneflow_actors::{RequestJob, StreamEvent};
 
 use super::error::V1Result;
 use super::now_secs;
@@ -174,7 +174,7 @@ impl ChunkHead {
 pub(super) async fn stream(
     s: &AppState,
     user: &str,
-    job: Job,
+    job: RequestJob,
     include_usage: bool,
     kind: Kind,
 ) -> V1Result {
