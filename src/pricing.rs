@@ -55,7 +55,7 @@ pub struct Usage {
 }
 
 /// Prices of one provider. Every line is optional in config (zero).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateCard {
     /// Flat price of every request (a "clip" for audio and video).

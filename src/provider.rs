@@ -78,7 +78,7 @@ fn default_quality() -> u32 {
 }
 
 /// Rate limit, concurrency cap and queue bound of one provider.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProviderLimits {
     /// Sustained requests per second; 0 means unlimited.

@@ -15,7 +15,10 @@ use crate::request::{AiRequest, Plan, RequestError};
 pub use crate::choice::{Region, Strategy, Weights};
 
 /// Live figures of one provider, read from its worker.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+// `ProviderHealth` in the OpenAPI document, where `Health` is the answer of
+// `GET /health`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ProviderHealth)]
 pub struct Health {
     /// Smoothed latency of recent calls, in milliseconds.
     pub latency_ms: f64,

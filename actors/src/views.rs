@@ -4,10 +4,16 @@
 //! the money figures and keeps it for idempotent replays) and the store to
 //! the HTTP handlers, which read its fields, never a JSON value by key.
 //!
+//! Each view derives `utoipa::ToSchema`, so the OpenAPI document describes
+//! exactly what is serialised (serde's renames and skips included). A
+//! `Millis` field says `#[schema(value_type = i64)]`: the alias is a plain
+//! integer on the wire, not a schema of its own.
+//!
 //! This module is a leaf: it names nothing else in the crate (only the
 //! `oneflow` core crate), so every layer, the store included, may use it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use oneflow::Credits;
 use oneflow::budget::BudgetConfig;
@@ -25,19 +31,26 @@ use oneflow::time::{Millis, Window};
 /// Stored for idempotent replays as JSON: a field may be added (with
 /// `#[serde(default)]`), none renamed or removed, or records written
 /// before would no longer read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(description = "The answer to a native request (the same on an idempotent replay).")]
 pub struct RequestOutcome {
     pub request_id: String,
     pub status: RequestStatus,
+    /// The output (text, or a summary of images, audio or video).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
     pub model: String,
     pub provider: String,
     pub usage: Usage,
+    /// What was held.
     pub quote: Credits,
+    /// What was charged (0 on failure).
     pub cost: Credits,
+    /// Balance after the charge.
     pub balance: Credits,
+    /// Balance minus open holds, after the charge.
     pub available: Credits,
+    /// Why this provider.
     pub route: String,
     /// Why it failed (`provider_*`), or, on a stream that was charged for
     /// what it delivered, why it was cut short.
@@ -48,6 +61,8 @@ pub struct RequestOutcome {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
     pub latency_ms: u64,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
@@ -55,7 +70,10 @@ pub struct RequestOutcome {
 /// outcome's `error_code`, a stream end's `stopped`, and the request
 /// counter's `code` label. The HTTP status of each lives with the broker's
 /// errors (`BrokerError::status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[schema(
+    description = "Why a request failed at its providers (`provider_*`), or why a stream ended early."
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Every provider tried was over its limits.
@@ -115,22 +133,27 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// A quote, before anything is held.
-#[derive(Clone, Debug, Serialize)]
+// Named `Quote` in the OpenAPI document, as it was before it was derived.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[schema(as = Quote)]
 pub struct QuoteView {
     pub model: String,
+    /// The provider routing would try first.
     pub provider: String,
     pub modality: Modality,
+    /// What would be held: the most any candidate provider can charge.
     pub quote: Credits,
     pub max_usage: Usage,
     pub available: Credits,
     /// Whether the balance covers the quote right now (budgets are checked
     /// when the request is made).
     pub affordable: bool,
+    /// The routing explanation.
     pub route: String,
 }
 
-/// Spend in one window, for budgets and status.
-#[derive(Clone, Debug, Serialize)]
+/// Spend in one window, for budgets and status; open holds count as spent.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WindowView {
     pub window: Window,
     pub limit: Option<Credits>,
@@ -138,11 +161,13 @@ pub struct WindowView {
     pub held: Credits,
     /// `limit - spent - held`, when there is a limit.
     pub remaining: Option<Credits>,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub resets_at: Millis,
 }
 
 /// A wallet's figures at one moment.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct WalletView {
     pub balance: Credits,
     pub available: Credits,
@@ -153,7 +178,7 @@ pub struct WalletView {
 }
 
 /// Who may do what.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Admin,
@@ -161,20 +186,23 @@ pub enum Role {
 }
 
 /// A new user and their key, shown once.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct CreatedUser {
     pub id: String,
     pub name: String,
     pub email: String,
     pub role: Role,
+    /// Shown only here; store it.
     pub api_key: String,
     pub balance: Credits,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
 /// A key as listings show it: who it belongs to and how to tell it apart,
 /// never the secret or its hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct KeyView {
     /// What `DELETE /api/keys/{id}` takes.
     pub id: String,
@@ -182,19 +210,22 @@ pub struct KeyView {
     pub role: Role,
     /// The first characters of the secret, as its owner saw them.
     pub prefix: String,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
 /// A new key: the only time its secret is shown.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct CreatedKey {
     #[serde(flatten)]
     pub key: KeyView,
+    /// The secret: shown this once, stored only as a hash.
     pub api_key: String,
 }
 
 /// One page of a newest-first listing.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last one.
@@ -203,7 +234,7 @@ pub struct Page<T> {
 }
 
 /// Where a provider's circuit stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CircuitState {
     /// Calls flow.
@@ -234,7 +265,7 @@ impl CircuitState {
 }
 
 /// A provider as the API shows it: config (no secrets) and live figures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ProviderView {
     pub name: String,
     pub modality: Modality,
@@ -243,6 +274,7 @@ pub struct ProviderView {
     pub quality: u32,
     pub rates: RateCard,
     pub up: bool,
+    /// Smoothed latency and success rate.
     pub health: Health,
     pub circuit: CircuitState,
     pub limits: ProviderLimits,

@@ -6,7 +6,19 @@ use crate::time::{MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, Millis};
 
 /// The width of a rollup row. Each finished request adds to one row of
 /// each width, so any range can be answered at any of them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Bucket {
     Minute,

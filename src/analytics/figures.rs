@@ -56,13 +56,14 @@ impl Figures {
 
 /// Totals and per-provider figures. The flat `total_*` fields are kept for
 /// clients of the first version of `GET /api/analytics`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub total_requests: u64,
     pub total_successes: u64,
     pub total_cost: Credits,
     pub success_rate: f64,
     pub totals: Figures,
+    /// Figures by provider name.
     pub providers: BTreeMap<String, Figures>,
 }
 

@@ -45,12 +45,14 @@ pub enum StoreError {
 pub use crate::views::Role;
 
 /// An account. Money lives in its wallet, not here.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub id: String,
     pub name: String,
     pub email: String,
     pub role: Role,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Millis,
     /// The user's default routing strategy; `None` follows the global one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

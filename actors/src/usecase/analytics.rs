@@ -20,15 +20,18 @@ use crate::ids::now_ms;
 pub const MAX_POINTS: i64 = 10_000;
 
 /// Analytics of one user, or of all users.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Analytics {
+    /// Absent for an admin's all-users view.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// The range the figures cover, widened to whole buckets; absent for
     /// all time.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
     pub from: Option<Millis>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
     pub to: Option<Millis>,
     #[serde(flatten)]
     pub summary: Summary,
@@ -37,23 +40,26 @@ pub struct Analytics {
 }
 
 /// A time series for charts.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Series {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     pub bucket: Bucket,
+    #[schema(value_type = i64)]
     pub from: Millis,
+    #[schema(value_type = i64)]
     pub to: Millis,
     pub points: Vec<Point>,
 }
 
 /// One budget (or the balance) and when it runs out at the current rate.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Projection {
     /// `daily`, `weekly` or `monthly`.
     pub window: Window,
+    /// Set for a per-provider budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     pub limit: Credits,
@@ -61,29 +67,35 @@ pub struct Projection {
     /// overall budgets, as the wallet counts them).
     pub spent: Credits,
     pub remaining: Credits,
+    #[schema(value_type = i64)]
     pub resets_at: Millis,
     /// Spend over the rate window that counts against this budget.
     pub rate_per_hour: Credits,
     /// When `remaining` is used up at the current rate; null if the rate is
     /// zero.
+    #[schema(value_type = Option<i64>)]
     pub runs_out_at: Option<Millis>,
     /// Whether that happens before the window resets.
     pub runs_out_before_reset: bool,
 }
 
 /// Spend rate over a recent window and when money or budgets run out.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct BurnDown {
     pub user_id: String,
+    #[schema(value_type = i64)]
     pub now: Millis,
     /// The rate window: `[window_start, window_end)`, whole minutes.
+    #[schema(value_type = i64)]
     pub window_start: Millis,
+    #[schema(value_type = i64)]
     pub window_end: Millis,
     pub window_spent: Credits,
     pub rate_per_hour: Credits,
     pub balance: Credits,
     pub available: Credits,
     /// When `available` is used up at the current rate; null if zero.
+    #[schema(value_type = Option<i64>)]
     pub balance_runs_out_at: Option<Millis>,
     pub budgets: Vec<Projection>,
 }

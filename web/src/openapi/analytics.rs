@@ -4,6 +4,7 @@
 
 #![allow(dead_code, reason = "doc-only: read by #[utoipa::path], never called")]
 
+use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 
 use super::schema::*;
@@ -14,7 +15,7 @@ use crate::routes::history::PageQuery;
 #[utoipa::path(get, path = "/api/history/requests", tag = "history",
     params(PageQuery),
     responses(
-        (status = 200, description = "One page of requests", body = RequestPage),
+        (status = 200, description = "One page of requests", body = Page<RequestRecord>),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
@@ -33,7 +34,7 @@ pub fn history_request() {}
 #[utoipa::path(get, path = "/api/history/transactions", tag = "history",
     params(PageQuery),
     responses(
-        (status = 200, description = "One page of ledger entries", body = TransactionPage),
+        (status = 200, description = "One page of ledger entries", body = Page<LedgerEntry>),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),

@@ -11,7 +11,7 @@ use super::schema::*;
 #[utoipa::path(post, path = "/api/quote", tag = "requests",
     request_body = AiRequest,
     responses(
-        (status = 200, description = "The most the request can cost, and whether the balance covers it; nothing is held", body = Quote),
+        (status = 200, description = "The most the request can cost, and whether the balance covers it; nothing is held", body = QuoteView),
         (status = 400, description = "Invalid request (unknown model, field that does not apply, out of bounds)", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
