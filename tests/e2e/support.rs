@@ -107,6 +107,11 @@ impl Api {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(60))
+            // The server closes a connection idle for 5 s (actix's
+            // keep-alive); a client that reuses one just then gets "error
+            // sending request" on a loaded machine. Dropping idle
+            // connections well before that leaves no such race.
+            .pool_idle_timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap();
         Api {
