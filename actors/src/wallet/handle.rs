@@ -115,16 +115,9 @@ impl Wallets {
         i.map
             .entry(user_id.to_string())
             .or_insert_with(|| {
-                // On the caller's own arbiter (an HTTP worker's thread)
-                // when there is one: the hold and the settle then reach the
-                // actor without waking another thread, and the commit's
-                // answer wakes one thread, not two. Callers outside any
-                // arbiter use the pool.
-                let arbiter = Arbiter::try_current().unwrap_or_else(|| {
-                    let mut h = std::collections::hash_map::DefaultHasher::new();
-                    user_id.hash(&mut h);
-                    i.arbiters[(h.finish() as usize) % i.arbiters.len()].clone()
-                });
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                user_id.hash(&mut h);
+                let arbiter = &i.arbiters[(h.finish() as usize) % i.arbiters.len()];
                 let actor = WalletActor {
                     user_id: user_id.to_string(),
                     wallet: None,
@@ -143,7 +136,7 @@ impl Wallets {
                     created_at: Instant::now(),
                     last_eviction: None,
                 };
-                WalletActor::start_in_arbiter(&arbiter, move |_| actor)
+                WalletActor::start_in_arbiter(arbiter, move |_| actor)
             })
             .clone()
     }
