@@ -51,8 +51,7 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
 }
 
-/// Wallet actors: when idle ones stop, and the arbiters that host those
-/// started outside any arbiter (an HTTP worker hosts the ones it starts).
+/// Wallet actors: how many arbiters share them and when idle ones stop.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WalletConfig {
