@@ -387,6 +387,6 @@ impl Store for RedbStore {
 }
 
 /// A time as a key: times before the epoch sort first.
-fn key_time(at: Millis) -> u64 {
+pub(super) fn key_time(at: Millis) -> u64 {
     u64::try_from(at).unwrap_or(0)
 }

@@ -22,7 +22,7 @@ use oneflow::analytics::{Bucket, Point, Rollup, SeriesBuilder};
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
-use super::redb::{META, REQUESTS};
+use super::redb::{META, REQUESTS, key_time};
 use super::{RedbStore, StoreError};
 
 type RollupTable = TableDefinition<'static, (&'static str, u64, &'static str), &'static [u8]>;
@@ -43,10 +43,6 @@ fn table(b: Bucket) -> RollupTable {
         Bucket::Hour => HOURS,
         Bucket::Day => DAYS,
     }
-}
-
-fn key_time(at: Millis) -> u64 {
-    u64::try_from(at).unwrap_or(0)
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
