@@ -104,7 +104,7 @@ fn bench_request_path(c: &mut Criterion) {
     wallet.check().unwrap();
 }
 
-/// Hold + settle alone: the wallet actor's share of a request.
+/// Hold + settle alone: the wallet's share of a request.
 fn bench_hold_settle(c: &mut Criterion) {
     let mut wallet = rich_wallet();
     let quote = Credits::from_credits(4);

@@ -5,7 +5,7 @@
 //! C concurrent keep-alive clients for a fixed time and reports requests/s,
 //! p50, p99 and errors. `GET /health` is measured the same way in the same
 //! run as a baseline: it is the cost of HTTP alone, so the ratio shows what
-//! auth, wallet actors, routing and the group-committed settle add.
+//! auth, wallets, routing and the group-committed settle add.
 //!
 //! A second pair of phases measures a real adapter: a mock OpenAI upstream
 //! (`tests/e2e/upstream/`, a real HTTP server speaking OpenAI's protocol)
@@ -472,7 +472,7 @@ async fn bench(s: &Settings, base: &str, upstream: &str) -> Result<(), String> {
     });
     let base: Arc<str> = Arc::from(base);
 
-    // Several users, so requests spread over many wallet actors as real
+    // Several users, so requests spread over many wallets as real
     // traffic does, instead of queueing on one mailbox.
     let mut keys = Vec::with_capacity(s.users);
     for i in 0..s.users {

@@ -1,5 +1,5 @@
 //! Memory with many wallets: the resident set of a broker after 100,000
-//! users' wallets have each been touched once (every wallet actor alive, as
+//! users' wallets have each been touched once (every wallet in memory, as
 //! they are until `wallets.idle_stop_secs` passes).
 //!
 //! The users are written straight into a real redb file first (one batch
@@ -83,7 +83,7 @@ fn main() {
         let (alive, _) = broker.runtime_figures();
         let after = status_kib("VmRSS:");
         let peak = status_kib("VmHWM:");
-        println!("wallets touched:   {touched} of {n} in {took:.2?} ({alive} wallet actors alive)");
+        println!("wallets touched:   {touched} of {n} in {took:.2?} ({alive} wallets in memory)");
         println!("RSS before:        {:.1} MiB", before as f64 / 1024.0);
         println!("RSS after:         {:.1} MiB", after as f64 / 1024.0);
         println!("peak RSS:          {:.1} MiB", peak as f64 / 1024.0);

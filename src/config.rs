@@ -51,15 +51,21 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
 }
 
-/// Wallet actors: how many arbiters share them and when idle ones stop.
+/// Wallets in memory: when idle ones leave and how much one user may have
+/// in flight.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WalletConfig {
-    pub arbiters: usize,
+    /// No longer used (wallets were actors spread over this many threads;
+    /// they now run on the caller's thread). Accepted, and ignored with a
+    /// warning, so that older files still load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arbiters: Option<usize>,
     pub idle_stop_secs: u64,
-    /// Callers one wallet actor may have waiting at once (settles of held
-    /// requests aside); past it, 503 with Retry-After.
-    pub mailbox: usize,
+    /// Requests one user may have holding money at once; past it, 503 with
+    /// Retry-After. Read from `mailbox` too, its name in older files.
+    #[serde(alias = "mailbox")]
+    pub max_in_flight: usize,
     /// Completed idempotency keys a live wallet remembers in memory (older
     /// ones are read from the store).
     pub idempotency_memory: usize,
@@ -169,9 +175,9 @@ impl Default for ServerConfig {
 impl Default for WalletConfig {
     fn default() -> Self {
         WalletConfig {
-            arbiters: 2,
+            arbiters: None,
             idle_stop_secs: 300,
-            mailbox: 1024,
+            max_in_flight: 1024,
             idempotency_memory: 10_000,
         }
     }
@@ -238,11 +244,8 @@ impl Config {
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
         }
-        if self.wallets.arbiters == 0 || self.wallets.arbiters > 256 {
-            return Err(bad("wallets.arbiters", "must be between 1 and 256"));
-        }
-        if self.wallets.mailbox == 0 {
-            return Err(bad("wallets.mailbox", "must be at least 1"));
+        if self.wallets.max_in_flight == 0 {
+            return Err(bad("wallets.max_in_flight", "must be at least 1"));
         }
         if self.persistence.queue < 2 || self.persistence.max_batch == 0 {
             return Err(bad(

@@ -44,8 +44,7 @@ pub struct Broker {
 impl Broker {
     /// Opens the store, releases what a crash left held, starts the
     /// persistence thread, wallets and provider workers. Must run inside an
-    /// actix system (the wallets and provider workers are actors on its
-    /// arbiters). Returns the admin key if one was made now (to print once).
+    /// actix system (the provider workers are actors on its arbiters). Returns the admin key if one was made now (to print once).
     pub fn start(
         config: Config,
         admin_key: Option<&str>,
@@ -90,15 +89,12 @@ impl Broker {
         })?;
         let settings = WalletSettings {
             idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
-            mailbox: config.wallets.mailbox,
+            max_in_flight: config.wallets.max_in_flight,
             idempotency_memory: config.wallets.idempotency_memory,
         };
-        let wallets = Wallets::start(
-            store.clone(),
-            persist.clone(),
-            config.wallets.arbiters,
-            settings,
-        );
+        let wallets = Wallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
+            BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
+        })?;
         let client = crate::adapters::http_client().map_err(BrokerError::Unavailable)?;
         let providers = config
             .providers
@@ -307,7 +303,7 @@ impl Broker {
         status::providers(&self.services)
     }
 
-    /// Wallet actors alive and writes queued, for status and metrics.
+    /// Wallets in memory and writes queued, for status and metrics.
     pub fn runtime_figures(&self) -> (usize, usize) {
         status::runtime_figures(&self.services)
     }

@@ -1,4 +1,4 @@
-//! OneFlow's runtime: wallet actors, provider workers, the persistence
+//! OneFlow's runtime: wallets, provider workers, the persistence
 //! thread over the store, and the use cases. Callers hold a [`Broker`] and
 //! call its methods; `broker.rs` lists them all and passes each to its use
 //! case in `usecase/` (one file each, over one `Services`). A request reads
@@ -12,11 +12,11 @@
 //! return, or in anything the web crate uses. One thing is still actix:
 //!
 //! - **The runtime.** [`Broker::start`] must run inside an actix `System`
-//!   (the wallets and provider workers are actors on its arbiters), and
+//!   (the provider workers are actors on its arbiters), and
 //!   request tasks are spawned with `actix_rt::spawn`, so the broker's
 //!   futures run on an actix runtime. actix-web's server is one.
 //!
-//! The actors themselves (`wallet`, `provider`) are private modules:
+//! The wallets and the provider actors (`wallet`, `provider`) are private modules:
 //! callers see [`IdemKey`] and the call types ([`Operation`],
 //! [`ChatMessage`], [`Output`]) re-exported here.
 

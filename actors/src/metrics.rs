@@ -7,7 +7,7 @@
 //! The recorder is process-global (the `metrics` facade has one slot), so
 //! [`install`] sets it up once per process however many brokers start; a
 //! background thread runs its upkeep. Counters and histograms are recorded
-//! as things happen. Gauges that mirror live state (wallet actors, queue
+//! as things happen. Gauges that mirror live state (wallets in memory, queue
 //! depth, circuit state) are set from the figures the broker passes to
 //! [`render`] when `/metrics` is scraped, so they are exact at the moment of
 //! the scrape.
@@ -60,8 +60,8 @@ pub const TOKENS: &str = "oneflow_tokens_total";
 pub const CREDITS_CHARGED: &str = "oneflow_credits_charged_micro_total";
 /// Holds reserved and not yet settled or released.
 pub const HOLDS_OPEN: &str = "oneflow_holds_open";
-/// Wallet actors alive (one per recently active user).
-pub const WALLET_ACTORS: &str = "oneflow_wallet_actors";
+/// Wallets in memory (one per recently active user).
+pub const WALLETS_ALIVE: &str = "oneflow_wallets_alive";
 /// Calls waiting for a provider's rate limit or concurrency cap, by
 /// `provider`.
 pub const QUEUE_DEPTH: &str = "oneflow_provider_queue_depth";
@@ -84,7 +84,7 @@ pub const ALL: &[&str] = &[
     TOKENS,
     CREDITS_CHARGED,
     HOLDS_OPEN,
-    WALLET_ACTORS,
+    WALLETS_ALIVE,
     QUEUE_DEPTH,
     RATE_LIMITED,
     CIRCUIT_STATE,
@@ -197,7 +197,10 @@ fn describe() {
         HOLDS_OPEN,
         "Credit holds reserved and not yet settled or released."
     );
-    describe_gauge!(WALLET_ACTORS, "Wallet actors alive.");
+    describe_gauge!(
+        WALLETS_ALIVE,
+        "Wallets in memory (one per recently active user)."
+    );
     describe_gauge!(QUEUE_DEPTH, "Calls waiting for a provider slot.");
     describe_counter!(
         RATE_LIMITED,
@@ -225,15 +228,15 @@ pub struct ProviderGauges {
     pub circuit: f64,
 }
 
-/// Sets the gauges that mirror live state (`wallet_actors` alive, each
+/// Sets the gauges that mirror live state (`wallets_alive`, each
 /// provider's queue and circuit) and renders the Prometheus text; `None`
 /// if the recorder is not ours.
 pub fn render(
-    wallet_actors: usize,
+    wallets_alive: usize,
     providers: impl IntoIterator<Item = ProviderGauges>,
 ) -> Option<String> {
     let handle = install()?;
-    gauge!(WALLET_ACTORS).set(wallet_actors as f64);
+    gauge!(WALLETS_ALIVE).set(wallets_alive as f64);
     for p in providers {
         let name = p.name;
         gauge!(QUEUE_DEPTH, PROVIDER => name.clone()).set(p.queued as f64);

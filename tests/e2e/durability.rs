@@ -73,9 +73,6 @@ fn config(text_latency_ms: u64) -> String {
 workers = 2
 shutdown_timeout_secs = 1
 
-[wallets]
-arbiters = 2
-
 [retry]
 attempts_per_provider = 2
 backoff_base_ms = 1

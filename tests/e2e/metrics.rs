@@ -336,7 +336,7 @@ async fn metrics_follow_traffic_and_match_the_ledger() {
     // Gauges: nothing held now, the wallets are alive, queues empty, the
     // failing provider's circuit open and the others closed.
     assert_eq!(after.get(m::HOLDS_OPEN, &[]), 0.0);
-    assert!(after.get(m::WALLET_ACTORS, &[]) >= 2.0);
+    assert!(after.get(m::WALLETS_ALIVE, &[]) >= 2.0);
     assert_eq!(after.get(m::QUEUE_DEPTH, &[("provider", "gpt")]), 0.0);
     assert_eq!(after.get(m::CIRCUIT_STATE, &[("provider", "flaky")]), 2.0);
     assert_eq!(after.get(m::CIRCUIT_STATE, &[("provider", "gpt")]), 0.0);

@@ -309,9 +309,6 @@ const CONFIG: &str = r#"
 workers = 2
 shutdown_timeout_secs = 1
 
-[wallets]
-arbiters = 2
-
 [[providers]]
 name = "gpt"
 kind = "simulated"

@@ -44,7 +44,6 @@ pub fn config(dir: &Path) -> Config {
     c.server.bind = "127.0.0.1:0".into();
     c.server.data_dir = dir.display().to_string();
     c.server.workers = 2;
-    c.wallets.arbiters = 2;
     for p in &mut c.providers {
         p.simulated.latency_ms = 0;
     }

@@ -60,6 +60,11 @@ fn serve(file: Option<PathBuf>, overrides: Overrides) -> std::process::ExitCode 
             return std::process::ExitCode::from(2);
         }
     };
+    if config.wallets.arbiters.is_some() {
+        eprintln!(
+            "oneflow: warning: wallets.arbiters is no longer used (wallets run on the caller's thread); remove it"
+        );
+    }
     let admin_key = std::env::var("ONEFLOW_ADMIN_KEY")
         .ok()
         .filter(|k| !k.is_empty());

@@ -66,9 +66,14 @@ mod tests {
         std::fs::write(&p, "[server]\nbnd = \"x\"\n").unwrap();
         let err = load(Some(&p), &Overrides::default()).unwrap_err();
         assert!(err.contains("bnd"), "{err}");
-        std::fs::write(&p, "[wallets]\narbiters = 0\n").unwrap();
+        std::fs::write(&p, "[wallets]\nmax_in_flight = 0\n").unwrap();
         let err = load(Some(&p), &Overrides::default()).unwrap_err();
-        assert!(err.contains("wallets.arbiters"), "{err}");
+        assert!(err.contains("wallets.max_in_flight"), "{err}");
+        // Older files still load: the retired key is accepted, the old name
+        // of the bound is read.
+        std::fs::write(&p, "[wallets]\narbiters = 2\nmailbox = 5\n").unwrap();
+        let c = load(Some(&p), &Overrides::default()).unwrap();
+        assert_eq!((c.wallets.arbiters, c.wallets.max_in_flight), (Some(2), 5));
         let flags = Overrides {
             bind: Some("127.0.0.1:9".into()),
             data_dir: None,

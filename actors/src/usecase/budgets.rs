@@ -1,5 +1,5 @@
 //! A user's wallet as the API shows it (balance, holds, budget windows) and
-//! setting its budgets. The wallet actor applies and enforces them; this is
+//! setting its budgets. The wallet applies and enforces them; this is
 //! only the asking.
 
 use oneflow::budget::BudgetConfig;

@@ -37,7 +37,7 @@ pub(crate) fn providers(s: &Services) -> Vec<ProviderView> {
         .collect()
 }
 
-/// Wallet actors alive and writes queued.
+/// Wallets in memory and writes queued.
 pub(crate) fn runtime_figures(s: &Services) -> (usize, usize) {
     (s.wallets.alive(), s.persist.depth())
 }

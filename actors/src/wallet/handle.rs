@@ -1,12 +1,17 @@
-//! [`Wallets`]: finds or starts a user's wallet actor and talks to it.
+//! [`Wallets`]: finds or loads a user's wallet cell and runs each
+//! operation's synchronous step under its lock, on the caller's thread.
+//!
+//! A step is a few microseconds of arithmetic and a send to the persistence
+//! queue; the lock is never held across an await. A caller that must wait
+//! for a commit lets the lock go, awaits it, and takes the lock again for
+//! what follows the commit (idempotency waiters, the pending count).
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use dashmap::DashMap;
 
 use oneflow::budget::BudgetConfig;
@@ -14,179 +19,224 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::time::Millis;
 
 use crate::persistence::Persistence;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::views::WalletView;
 
-use super::actor::WalletActor;
+use super::cell::{Commit, WalletCell};
 use super::messages::*;
 
-/// Settings of the wallet actors.
+/// Settings of the wallets.
 #[derive(Clone, Debug)]
 pub struct WalletSettings {
+    /// A wallet unused this long, with nothing in flight, leaves memory.
     pub idle_stop: Duration,
-    pub mailbox: usize,
+    /// Requests one user may have holding money at once.
+    pub max_in_flight: usize,
     pub idempotency_memory: usize,
 }
 
+type Shared = Arc<Mutex<WalletCell>>;
+
 struct Inner {
-    map: Arc<DashMap<String, Addr<WalletActor>>>,
-    /// Callers waiting on each user's actor (all but finishes).
-    inflight: DashMap<String, Arc<AtomicUsize>>,
-    arbiters: Vec<ArbiterHandle>,
-    /// The arbiter threads, joined on shutdown so every actor (and its
-    /// handle on the database) is gone when `stop` returns.
-    threads: std::sync::Mutex<Vec<Arbiter>>,
+    map: DashMap<String, Shared>,
     store: Arc<dyn Store>,
     persist: Persistence,
     settings: WalletSettings,
+    /// Stops the idle sweeper; taken by `stop`.
+    sweeper: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    /// Wallets dropped for idleness since the start.
+    dropped: AtomicU64,
 }
 
-/// One caller counted against a user's bound until dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl Inner {
+    /// Drops idle cells. A cell someone holds locked is skipped, and a
+    /// dropped cell is marked retired under its lock, so a caller that
+    /// found it just before cannot change it unseen.
+    fn sweep(&self) {
+        let idle = self.settings.idle_stop;
+        self.map.retain(|_, cell| match cell.try_lock() {
+            Ok(mut c) if c.idle(idle) => {
+                c.retired = true;
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            _ => true,
+        });
     }
 }
 
-/// Finds or starts the wallet actor of a user and talks to it.
+/// Finds or loads the wallet of a user and changes it. Cheap to clone.
 #[derive(Clone)]
 pub struct Wallets {
     inner: Arc<Inner>,
 }
 
+fn lock(cell: &Shared) -> Result<MutexGuard<'_, WalletCell>, WalletError> {
+    cell.lock()
+        .map_err(|_| WalletError::Unavailable("the wallet's state was lost to a panic".into()))
+}
+
+/// A commit being waited for. If the waiting future is dropped, the
+/// commit still happens; this puts the cell's books straight (the pending
+/// count, an idempotency key nobody will finish).
+struct Waiting {
+    cell: Shared,
+    key: Option<String>,
+    armed: bool,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Ok(mut c) = self.cell.lock() {
+                c.committed();
+                c.abandon(self.key.as_deref());
+            }
+        }
+    }
+}
+
+/// Waits for `rx`'s commit, then runs `then` under the cell's lock.
+async fn after_commit<R>(
+    cell: Shared,
+    rx: Commit,
+    key: Option<String>,
+    then: impl FnOnce(&mut WalletCell) -> R,
+) -> Result<R, WalletError> {
+    let mut waiting = Waiting {
+        cell,
+        key,
+        armed: true,
+    };
+    let res = match rx.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(WalletError::Store(e)),
+        Err(_) => Err(WalletError::Store(Arc::new(StoreError::Closed))),
+    };
+    waiting.armed = false;
+    let mut c = lock(&waiting.cell)?;
+    c.committed();
+    if let Err(e) = res {
+        c.abandon(waiting.key.as_deref());
+        return Err(e);
+    }
+    Ok(then(&mut c))
+}
+
 impl Wallets {
-    /// Must run inside an actix system. Starts `arbiters` threads that the
-    /// wallet actors are spread over.
+    /// Starts the thread that drops idle wallets.
     pub fn start(
         store: Arc<dyn Store>,
         persist: Persistence,
-        arbiters: usize,
         settings: WalletSettings,
-    ) -> Wallets {
-        let threads: Vec<Arbiter> = (0..arbiters.max(1)).map(|_| Arbiter::new()).collect();
-        let arbiters = threads.iter().map(|a| a.handle()).collect();
-        let threads = std::sync::Mutex::new(threads);
-        Wallets {
-            inner: Arc::new(Inner {
-                map: Arc::new(DashMap::new()),
-                inflight: DashMap::new(),
-                arbiters,
-                threads,
-                store,
-                persist,
-                settings,
-            }),
+    ) -> std::io::Result<Wallets> {
+        let every = (settings.idle_stop / 4).max(Duration::from_millis(250));
+        let inner = Arc::new(Inner {
+            map: DashMap::new(),
+            store,
+            persist,
+            settings,
+            sweeper: Mutex::new(None),
+            dropped: AtomicU64::new(0),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&inner);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("oneflow-wallet-sweep".into())
+            .spawn(move || {
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    match weak.upgrade() {
+                        Some(inner) => inner.sweep(),
+                        None => break,
+                    }
+                }
+            })?;
+        if let Ok(mut s) = inner.sweeper.lock() {
+            *s = Some((tx, thread));
         }
+        Ok(Wallets { inner })
     }
 
-    /// Stops every wallet actor and waits for their threads.
+    /// Stops the sweeper and lets go of every wallet in memory (their
+    /// changes are committed or still in the persistence queue, which the
+    /// broker drains after this).
     pub async fn stop(&self) {
-        self.inner.map.clear();
-        let threads = self
-            .inner
-            .threads
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
-        for a in &threads {
-            a.stop();
+        let sweeper = self.inner.sweeper.lock().ok().and_then(|mut s| s.take());
+        if let Some((tx, thread)) = sweeper {
+            drop(tx);
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
-        let _ = tokio::task::spawn_blocking(move || {
-            for a in threads {
-                a.join().ok();
-            }
-        })
-        .await;
+        self.inner.map.clear();
     }
 
-    /// Wallet actors alive now.
+    /// Wallets in memory now.
     pub fn alive(&self) -> usize {
         self.inner.map.len()
     }
 
-    fn addr(&self, user_id: &str) -> Addr<WalletActor> {
-        if let Some(a) = self.inner.map.get(user_id) {
-            return a.clone();
+    /// Wallets dropped for idleness since the start.
+    #[cfg(test)]
+    fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    fn cell(&self, user_id: &str) -> Shared {
+        if let Some(c) = self.inner.map.get(user_id) {
+            return c.clone();
         }
-        let i = &self.inner;
-        // The entry lock makes the start atomic: never two actors per user.
-        i.map
+        // The entry lock makes the insert atomic: never two cells per user.
+        // The store is read later, under the cell's own lock.
+        let memory = self.inner.settings.idempotency_memory;
+        self.inner
+            .map
             .entry(user_id.to_string())
-            .or_insert_with(|| {
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                user_id.hash(&mut h);
-                let arbiter = &i.arbiters[(h.finish() as usize) % i.arbiters.len()];
-                let actor = WalletActor {
-                    user_id: user_id.to_string(),
-                    wallet: None,
-                    store: i.store.clone(),
-                    persist: i.persist.clone(),
-                    registry: i.map.clone(),
-                    slots: HashMap::new(),
-                    idem: HashMap::new(),
-                    idem_done: VecDeque::new(),
-                    idem_memory: i.settings.idempotency_memory,
-                    pending: 0,
-                    last_used: Instant::now(),
-                    idle_stop: i.settings.idle_stop,
-                    mailbox: i.settings.mailbox,
-                    load_error: None,
-                    created_at: Instant::now(),
-                    last_eviction: None,
-                };
-                WalletActor::start_in_arbiter(arbiter, move |_| actor)
-            })
+            .or_insert_with(|| Arc::new(Mutex::new(WalletCell::new(user_id, memory))))
             .clone()
     }
 
-    /// Sends `msg` to the user's actor, starting a fresh one if the last
-    /// one stopped between lookup and delivery.
-    pub async fn ask<M>(&self, user_id: &str, msg: M) -> Result<M::Result, WalletError>
-    where
-        M: Message + Send + Clone + 'static,
-        M::Result: Send,
-        WalletActor: Handler<M>,
-    {
+    /// Runs `f` on the user's live cell, under its lock.
+    fn with<R>(
+        &self,
+        user_id: &str,
+        f: impl FnOnce(&mut WalletCell, &Inner) -> R,
+    ) -> Result<(Shared, R), WalletError> {
+        self.with_found(|| self.cell(user_id), f)
+    }
+
+    /// [`Wallets::with`], the cell found by `find` (tests hand it a stale
+    /// one first).
+    fn with_found<R>(
+        &self,
+        mut find: impl FnMut() -> Shared,
+        f: impl FnOnce(&mut WalletCell, &Inner) -> R,
+    ) -> Result<(Shared, R), WalletError> {
+        let mut f = Some(f);
+        // A retired cell has left the map, so the next lookup makes a new
+        // one; a second retirement in a row would need the sweeper to find
+        // a cell idle that was made a moment ago.
         for _ in 0..3 {
-            let addr = self.addr(user_id);
-            match addr.send(msg.clone()).await {
-                Ok(r) => return Ok(r),
-                Err(MailboxError::Closed) => {
-                    self.inner.map.remove_if(user_id, |_, a| *a == addr);
-                }
-                Err(MailboxError::Timeout) => return Err(WalletError::Busy),
+            let cell = find();
+            let mut c = lock(&cell)?;
+            if c.retired {
+                continue;
             }
+            c.ensure_loaded(&*self.inner.store);
+            let r = match f.take() {
+                Some(f) => f(&mut c, &self.inner),
+                None => break,
+            };
+            drop(c);
+            return Ok((cell, r));
         }
         Err(WalletError::Unavailable(
-            "wallet actor keeps stopping".into(),
+            "the wallet keeps leaving memory".into(),
         ))
     }
 
-    /// Counts a caller against the user's bound (`wallets.mailbox`), or
-    /// answers `Busy` past it. actix mailboxes only make senders wait, so
-    /// the bound with an overload answer is kept here.
-    fn admit(&self, user_id: &str) -> Result<InFlight, WalletError> {
-        let counter = self
-            .inner
-            .inflight
-            .entry(user_id.to_string())
-            .or_default()
-            .clone();
-        let n = counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let guard = InFlight(counter);
-        if n > self.inner.settings.mailbox {
-            return Err(WalletError::Busy);
-        }
-        Ok(guard)
-    }
-
     /// Reserves money for a request. A new idempotency key is first read
-    /// from the store on the blocking pool (after the overload check), so
-    /// the wallet's thread need not block on it.
+    /// from the store on the blocking pool, so no lock is held across the
+    /// read.
     pub async fn reserve(&self, user_id: &str, mut m: Reserve) -> Result<Reserved, WalletError> {
-        let _in_flight = self.admit(user_id)?;
         if let Some(k) = m.idem.as_mut().filter(|k| k.prefetched.is_none()) {
             let (store, user, key) = (self.inner.store.clone(), user_id.to_string(), k.key.clone());
             let read_at = Instant::now();
@@ -196,30 +246,167 @@ impl Wallets {
                 .map_err(|e| WalletError::Store(Arc::new(e)))?;
             k.prefetched = Some(Prefetched { record, read_at });
         }
-        self.ask(user_id, m).await?
+        let max = self.inner.settings.max_in_flight;
+        let (_, r) = self.with(user_id, |c, i| c.reserve(&*i.store, &i.persist, &m, max))?;
+        r
     }
 
     /// Never refused for load: its queue slot was reserved with its hold.
     pub async fn finish(&self, user_id: &str, m: Finish) -> Result<Finished, WalletError> {
-        self.ask(user_id, m).await?
+        let key = m.idem.as_ref().map(|(k, _, _)| k.clone());
+        let provider = m.record.provider.clone();
+        let (cell, step) = self.with(user_id, |c, i| match c.finish(&i.persist, m) {
+            Ok((finished, slot, ops, idem)) => Ok((finished, c.send(slot, ops), idem)),
+            Err(e) => {
+                c.abandon(key.as_deref());
+                Err(e)
+            }
+        })?;
+        let (finished, rx, idem) = step?;
+        crate::metrics::hold_closed();
+        after_commit(cell, rx, key, |c| c.finished(idem)).await?;
+        crate::metrics::charged(&provider, finished.charged);
+        Ok(finished)
     }
 
     pub async fn top_up(&self, user_id: &str, m: TopUp) -> Result<LedgerEntry, WalletError> {
-        let _in_flight = self.admit(user_id)?;
-        self.ask(user_id, m).await?
+        let (cell, step) = self.with(user_id, |c, i| c.top_up(&i.persist, &m))?;
+        let (entry, rx) = step?;
+        after_commit(cell, rx, None, |_| ()).await?;
+        Ok(entry)
     }
 
     pub async fn set_budget(&self, user_id: &str, b: BudgetConfig) -> Result<(), WalletError> {
-        let _in_flight = self.admit(user_id)?;
-        self.ask(user_id, SetBudget(b)).await?
+        let (cell, step) = self.with(user_id, |c, i| c.set_budget(&i.persist, b))?;
+        after_commit(cell, step?, None, |_| ()).await
     }
 
     pub async fn retarget(&self, user_id: &str, m: Retarget) -> Result<(), WalletError> {
-        self.ask(user_id, m).await?
+        self.with(user_id, |c, _| c.retarget(&m))?.1
     }
 
     pub async fn view(&self, user_id: &str, now: Millis) -> Result<WalletView, WalletError> {
-        let _in_flight = self.admit(user_id)?;
-        self.ask(user_id, View { now }).await?
+        self.with(user_id, |c, _| c.view(now))?.1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RedbStore, Role, User, WriteOp};
+    use oneflow::Credits;
+
+    fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Persistence, Wallets) {
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("t.redb")).unwrap());
+        let persist = Persistence::start(store.clone(), 1024, 4096).unwrap();
+        let user = User {
+            id: "u".into(),
+            name: "u".into(),
+            email: "u@example.com".into(),
+            role: Role::User,
+            created_at: 0,
+            strategy: None,
+        };
+        block_on(persist.write(vec![WriteOp::PutUser(user)])).unwrap();
+        let settings = WalletSettings {
+            idle_stop: Duration::ZERO,
+            max_in_flight: 16,
+            idempotency_memory: 16,
+        };
+        let wallets = Wallets::start(store.clone(), persist.clone(), settings).unwrap();
+        (store, persist, wallets)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn one(now: Millis) -> TopUp {
+        TopUp {
+            amount: Credits::from_credits(1),
+            note: None,
+            now,
+        }
+    }
+
+    /// A caller that found a cell just before the sweeper dropped it must
+    /// not change it: its change would be lost to the fresh cell the next
+    /// caller loads from the store. It moves to the fresh cell instead.
+    #[test]
+    fn a_caller_holding_a_dropped_wallet_moves_to_a_fresh_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, persist, wallets) = setup(dir.path());
+        block_on(wallets.top_up("u", one(1_000))).unwrap();
+        let stale = wallets.cell("u");
+        wallets.inner.sweep();
+        assert!(stale.lock().unwrap().retired, "an idle wallet is dropped");
+        let mut first = Some(stale.clone());
+        let (used, step) = wallets
+            .with_found(
+                || first.take().unwrap_or_else(|| wallets.cell("u")),
+                |c, i| c.top_up(&i.persist, &one(1_001)),
+            )
+            .unwrap();
+        assert!(!Arc::ptr_eq(&used, &stale), "the dropped cell was used");
+        let (_, rx) = step.unwrap();
+        block_on(after_commit(used, rx, None, |_| ())).unwrap();
+        let balance = |c: &Shared| c.lock().unwrap().wallet.as_ref().unwrap().balance;
+        assert_eq!(balance(&stale), Credits::from_credits(1));
+        let stored = store.wallet("u").unwrap().unwrap();
+        assert_eq!(stored.balance, Credits::from_credits(2));
+        block_on(async {
+            persist.shutdown().await;
+            wallets.stop().await;
+        });
+    }
+
+    /// Top-ups from several threads while the sweeper drops every idle
+    /// wallet as fast as it can: a caller that finds its cell retired gets
+    /// a fresh one loaded from the store, so no change is lost or applied
+    /// to a cell nobody will read again.
+    #[test]
+    fn wallets_dropped_while_in_use_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, persist, wallets) = setup(dir.path());
+        let (threads, each): (i64, i64) = (4, 60);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let w = wallets.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    rt.block_on(async {
+                        for i in 0..each {
+                            w.top_up("u", one(1_000 + i)).await.unwrap();
+                            // Gaps in which the wallet is idle and may go.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    })
+                })
+            })
+            .collect();
+        for t in workers {
+            t.join().unwrap();
+        }
+        // The sweeper runs every 250 ms, and the threads took longer.
+        assert!(
+            wallets.dropped() > 0,
+            "the sweeper never dropped the wallet"
+        );
+        let total = Credits::from_credits(threads * each);
+        let stored = store.wallet("u").unwrap().unwrap();
+        assert_eq!(stored.balance, total);
+        let view = block_on(wallets.view("u", 2_000)).unwrap();
+        assert_eq!(view.balance, total);
+        block_on(async {
+            persist.shutdown().await;
+            wallets.stop().await;
+        });
     }
 }

@@ -9,7 +9,9 @@ use tokio::sync::oneshot;
 
 use crate::views::RequestOutcome;
 
-use super::actor::WalletActor;
+use crate::store::Store;
+
+use super::cell::WalletCell;
 use super::messages::{IdemKey, Reserved, WalletError};
 
 pub(super) enum IdemState {
@@ -23,10 +25,14 @@ pub(super) enum IdemState {
     },
 }
 
-impl WalletActor {
+impl WalletCell {
     /// Looks the key up in memory, then in the store. `Ok(None)`: new key,
     /// now marked pending.
-    pub(super) fn claim(&mut self, k: &IdemKey) -> Result<Option<Reserved>, WalletError> {
+    pub(super) fn claim(
+        &mut self,
+        store: &dyn Store,
+        k: &IdemKey,
+    ) -> Result<Option<Reserved>, WalletError> {
         match self.idem.get_mut(&k.key) {
             Some(IdemState::Pending { body_hash, waiters }) => {
                 if *body_hash != k.body_hash {
@@ -44,17 +50,16 @@ impl WalletActor {
             }
             None => {}
         }
-        // A read made before this message was sent is still current if this
-        // actor already existed then and has evicted nothing since: any later
+        // A read made before this call took the lock is still current if this
+        // cell already existed then and has evicted nothing since: any later
         // finish of the key happened here and is in memory. Otherwise read
-        // now (rare: a fresh actor or an eviction in between).
+        // now (rare: a fresh cell or an eviction in between).
         let fresh = k.prefetched.as_ref().filter(|p| {
             self.created_at <= p.read_at && self.last_eviction.is_none_or(|e| e < p.read_at)
         });
         let stored = match fresh {
             Some(p) => p.record.clone(),
-            None => self
-                .store
+            None => store
                 .idempotency(&self.user_id, &k.key)
                 .map_err(|e| WalletError::Store(Arc::new(e)))?,
         };

@@ -1,20 +1,18 @@
-//! The messages a wallet actor takes, and what it answers.
+//! What a wallet is asked to do, and what it answers.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use oneflow::Credits;
-use oneflow::budget::BudgetConfig;
-use oneflow::ledger::{LedgerEntry, Refusal};
+use oneflow::ledger::Refusal;
 use oneflow::pricing::Modality;
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
 use crate::store::{IdempotencyRecord, StoreError};
-use crate::views::{RequestOutcome, WalletView};
+use crate::views::RequestOutcome;
 
 /// An idempotency key and the hash of the body it came with.
 #[derive(Clone, Debug)]
@@ -22,7 +20,7 @@ pub struct IdemKey {
     pub key: String,
     pub body_hash: [u8; 32],
     /// The stored record, read before the message was sent so the wallet's
-    /// thread need not block on the store (see `WalletActor::claim`).
+    /// lock need not be held across a store read (see `WalletCell::claim`).
     pub prefetched: Option<Prefetched>,
 }
 
@@ -44,8 +42,7 @@ pub struct Prefetched {
 }
 
 /// Reserve money for a request (and claim its idempotency key).
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<Reserved, WalletError>")]
+#[derive(Clone, Debug)]
 pub struct Reserve {
     pub request_id: String,
     pub provider: String,
@@ -82,8 +79,7 @@ pub enum Settlement {
 
 /// Close a hold and store the request, its ledger entries and rollups in
 /// one commit; answered after the commit.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<Finished, WalletError>")]
+#[derive(Clone, Debug)]
 pub struct Finish {
     pub hold_id: u64,
     pub settlement: Settlement,
@@ -104,34 +100,20 @@ pub struct Finished {
 }
 
 /// Add credits; answered after the commit.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<LedgerEntry, WalletError>")]
+#[derive(Clone, Debug)]
 pub struct TopUp {
     pub amount: Credits,
     pub note: Option<String>,
     pub now: Millis,
 }
 
-/// Replace the budget; answered after the commit.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<(), WalletError>")]
-pub struct SetBudget(pub BudgetConfig);
-
 /// Move an open hold to a fallback provider, checking that provider's own
 /// budget. In memory only: a crash releases every open hold anyway, and the
 /// settle that follows stores the wallet with the spend where it belongs.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<(), WalletError>")]
+#[derive(Clone, Debug)]
 pub struct Retarget {
     pub hold_id: u64,
     pub provider: String,
-    pub now: Millis,
-}
-
-/// Read the wallet's figures.
-#[derive(Clone, Debug, Message)]
-#[rtype(result = "Result<WalletView, WalletError>")]
-pub struct View {
     pub now: Millis,
 }
 

@@ -1,15 +1,17 @@
-//! One `WalletActor` per user owns that user's balance, holds, budgets and
-//! in-flight idempotency keys. Every money change for the user passes
-//! through its mailbox one at a time, and the arithmetic runs synchronously
-//! inside the handler, so no interleaving can overspend.
+//! Each user's money in memory: balance, holds, budgets and in-flight
+//! idempotency keys, in one cell per user behind its own lock. Every money
+//! change for the user runs its arithmetic under that lock, one at a time,
+//! and sends its writes to the persistence queue before letting go, so no
+//! interleaving can overspend and the user's writes reach the store in the
+//! order they were made.
 //!
-//! Callers use [`Wallets`] (`handle.rs`), which starts actors on first use
-//! (spread over several arbiters), restarts them if they stopped, and keeps
-//! actix types out of the web crate. The messages are in `messages.rs`, the
-//! actor and its handlers in `actor.rs`, its idempotency keys in
-//! `idempotency.rs`.
+//! Callers use [`Wallets`] (`handle.rs`), which loads a cell on first use,
+//! drops idle ones, and waits for commits outside the lock. The cell and
+//! the synchronous step of each operation are in `cell.rs`, its
+//! idempotency keys in `idempotency.rs`, the requests and answers in
+//! `messages.rs`.
 
-mod actor;
+mod cell;
 mod handle;
 mod idempotency;
 mod messages;

@@ -1,11 +1,11 @@
-//! The wallet actor: its state, its start and idle stop, and its handlers.
+//! One user's wallet in memory: its state, its load from the store, and the
+//! synchronous step of each operation. A cell is only touched under its
+//! lock (see `handle.rs`), so the steps below run one at a time per user.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
-use dashmap::DashMap;
 use tokio::sync::oneshot;
 
 use oneflow::Credits;
@@ -19,14 +19,19 @@ use crate::views::{RequestOutcome, WalletView, WindowView};
 use super::idempotency::IdemState;
 use super::messages::*;
 
+/// The commit a caller waits for after the lock is let go.
+pub(super) type Commit = oneshot::Receiver<Result<(), Arc<StoreError>>>;
+
 /// The owner of one user's money.
-pub struct WalletActor {
+pub(super) struct WalletCell {
     pub(super) user_id: String,
-    /// `None` until loaded, or if the user does not exist.
+    /// Read from the store on first use, under the lock.
+    pub(super) loaded: bool,
+    /// `None` if the user does not exist.
     pub(super) wallet: Option<Wallet>,
-    pub(super) store: Arc<dyn Store>,
-    pub(super) persist: Persistence,
-    pub(super) registry: Arc<DashMap<String, Addr<WalletActor>>>,
+    /// Set when the cell leaves the registry: a caller that finds its cell
+    /// retired looks it up again and gets a fresh one loaded from the store.
+    pub(super) retired: bool,
     /// The queue slot each open hold reserved for its finish.
     pub(super) slots: HashMap<u64, Slot>,
     pub(super) idem: HashMap<String, IdemState>,
@@ -36,48 +41,61 @@ pub struct WalletActor {
     /// Writes sent and not yet committed.
     pub(super) pending: usize,
     pub(super) last_used: Instant,
-    pub(super) idle_stop: Duration,
-    pub(super) mailbox: usize,
     pub(super) load_error: Option<String>,
-    /// When this actor was made, and when it last forgot a finished key:
+    /// When this cell was made, and when it last forgot a finished key:
     /// together they say whether a prefetched store read is still current.
     pub(super) created_at: Instant,
     pub(super) last_eviction: Option<Instant>,
 }
 
-impl Actor for WalletActor {
-    type Context = Context<Self>;
+impl WalletCell {
+    pub(super) fn new(user_id: &str, idem_memory: usize) -> WalletCell {
+        let now = Instant::now();
+        WalletCell {
+            user_id: user_id.to_string(),
+            loaded: false,
+            wallet: None,
+            retired: false,
+            slots: HashMap::new(),
+            idem: HashMap::new(),
+            idem_done: VecDeque::new(),
+            idem_memory,
+            pending: 0,
+            last_used: now,
+            load_error: None,
+            created_at: now,
+            last_eviction: None,
+        }
+    }
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox);
-        // A point read on this arbiter's thread: fast, and it keeps the
-        // actor's first message from running before its state is known.
-        match self.load() {
+    /// Reads the wallet on first use: a point read or three, once per cell.
+    pub(super) fn ensure_loaded(&mut self, store: &dyn Store) {
+        if self.loaded {
+            return;
+        }
+        self.loaded = true;
+        match self.load(store) {
             Ok(w) => self.wallet = w,
             Err(e) => self.load_error = Some(e.to_string()),
         }
-        let every = (self.idle_stop / 4).max(Duration::from_millis(250));
-        ctx.run_interval(every, |act, ctx| act.stop_if_idle(ctx));
     }
-}
 
-impl WalletActor {
-    pub(super) fn load(&self) -> Result<Option<Wallet>, StoreError> {
-        if self.store.user(&self.user_id)?.is_none() {
+    fn load(&self, store: &dyn Store) -> Result<Option<Wallet>, StoreError> {
+        if store.user(&self.user_id)?.is_none() {
             return Ok(None);
         }
-        Ok(Some(self.store.wallet(&self.user_id)?.unwrap_or_else(
-            || {
-                let mut w = Wallet::new(self.user_id.clone());
-                if let Ok(b) = self.store.budget(&self.user_id) {
-                    w.budget = b;
-                }
-                w
-            },
-        )))
+        Ok(Some(store.wallet(&self.user_id)?.unwrap_or_else(|| {
+            let mut w = Wallet::new(self.user_id.clone());
+            if let Ok(b) = store.budget(&self.user_id) {
+                w.budget = b;
+            }
+            w
+        })))
     }
 
-    pub(super) fn stop_if_idle(&mut self, ctx: &mut Context<Self>) {
+    /// Nothing in flight and unused for `idle`: safe to drop, because
+    /// everything it changed is committed.
+    pub(super) fn idle(&self, idle: Duration) -> bool {
         let busy = self.pending > 0
             || !self.slots.is_empty()
             || self.wallet.as_ref().is_some_and(|w| !w.holds.is_empty())
@@ -85,17 +103,7 @@ impl WalletActor {
                 .idem
                 .values()
                 .any(|s| matches!(s, IdemState::Pending { .. }));
-        if !busy && self.last_used.elapsed() >= self.idle_stop {
-            self.leave(ctx);
-        }
-    }
-
-    /// Leaves the registry and stops; the next use starts a fresh actor from
-    /// the store.
-    pub(super) fn leave(&mut self, ctx: &mut Context<Self>) {
-        let me = ctx.address();
-        self.registry.remove_if(&self.user_id, |_, a| *a == me);
-        ctx.stop();
+        !busy && self.last_used.elapsed() >= idle
     }
 
     pub(super) fn wallet(&mut self) -> Result<&mut Wallet, WalletError> {
@@ -106,7 +114,7 @@ impl WalletActor {
         self.wallet.as_mut().ok_or(WalletError::UnknownUser)
     }
 
-    pub(super) fn snapshot_op(&self) -> Option<WriteOp> {
+    fn snapshot_op(&self) -> Option<WriteOp> {
         let w = self.wallet.as_ref()?;
         serde_json::to_vec(w).ok().map(|bytes| WriteOp::PutWallet {
             user_id: self.user_id.clone(),
@@ -114,15 +122,11 @@ impl WalletActor {
         })
     }
 
-    /// Sends `ops` (plus a wallet snapshot) and returns a future that
-    /// resolves after their commit. A failed commit stops the process (see
-    /// the persistence thread), so memory is never left ahead of the file;
-    /// an error here means the broker is shutting down.
-    pub(super) fn commit(
-        &mut self,
-        slot: Slot,
-        mut ops: Vec<WriteOp>,
-    ) -> impl ActorFuture<Self, Output = Result<(), WalletError>> + use<> {
+    /// Sends `ops` (plus a wallet snapshot) through `slot` and counts them
+    /// pending. Sent under the lock, so one user's writes reach the queue in
+    /// the order they were made. The caller awaits the receiver after
+    /// letting the lock go, then calls [`WalletCell::committed`].
+    pub(super) fn send(&mut self, slot: Slot, mut ops: Vec<WriteOp>) -> Commit {
         ops.extend(self.snapshot_op());
         let (done, rx) = oneshot::channel();
         slot.send(Job {
@@ -130,45 +134,49 @@ impl WalletActor {
             done: Some(done),
         });
         self.pending += 1;
-        async move {
-            match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(WalletError::Store(e)),
-                Err(_) => Err(WalletError::Store(Arc::new(StoreError::Closed))),
-            }
-        }
-        .into_actor(self)
-        .map(|res, act, _| {
-            act.pending -= 1;
-            res
-        })
+        rx
     }
-}
 
-impl Handler<Reserve> for WalletActor {
-    type Result = Result<Reserved, WalletError>;
+    /// A commit sent by [`WalletCell::send`] ended (or the writer is gone).
+    pub(super) fn committed(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+    }
 
-    fn handle(&mut self, m: Reserve, _: &mut Context<Self>) -> Self::Result {
+    /// Holds `m.amount`, claiming the idempotency key first. `max_open`
+    /// bounds the holds one user may have open at once.
+    pub(super) fn reserve(
+        &mut self,
+        store: &dyn Store,
+        persist: &Persistence,
+        m: &Reserve,
+        max_open: usize,
+    ) -> Result<Reserved, WalletError> {
         self.wallet()?;
         if let Some(k) = &m.idem {
-            if let Some(r) = self.claim(k)? {
+            if let Some(r) = self.claim(store, k)? {
                 return Ok(r);
             }
         }
-        let result = self.reserve(&m);
+        let result = self.hold(persist, m, max_open);
         if let (Err(_), Some(k)) = (&result, &m.idem) {
             self.unclaim(&k.key);
         }
         result
     }
-}
 
-impl WalletActor {
-    pub(super) fn reserve(&mut self, m: &Reserve) -> Result<Reserved, WalletError> {
+    fn hold(
+        &mut self,
+        persist: &Persistence,
+        m: &Reserve,
+        max_open: usize,
+    ) -> Result<Reserved, WalletError> {
+        if self.slots.len() >= max_open {
+            return Err(WalletError::Busy);
+        }
         // Two queue slots: one for the hold now, one kept for the finish, so
         // a request that got its hold can always be settled.
-        let now_slot = self.persist.reserve().map_err(|_| WalletError::Busy)?;
-        let later_slot = self.persist.reserve().map_err(|_| WalletError::Busy)?;
+        let now_slot = persist.reserve().map_err(|_| WalletError::Busy)?;
+        let later_slot = persist.reserve().map_err(|_| WalletError::Busy)?;
         let w = self.wallet()?;
         let (hold, entry) = w.hold(&m.request_id, &m.provider, m.amount, m.now)?;
         let hold_id = hold.id;
@@ -192,47 +200,15 @@ impl WalletActor {
     }
 }
 
-impl Handler<Finish> for WalletActor {
-    type Result = ResponseActFuture<Self, Result<Finished, WalletError>>;
-
-    fn handle(&mut self, m: Finish, _: &mut Context<Self>) -> Self::Result {
-        let key = m.idem.as_ref().map(|(k, _, _)| k.clone());
-        let provider = m.record.provider.clone();
-        match self.finish(m) {
-            Ok((finished, slot, ops, idem)) => {
-                crate::metrics::hold_closed();
-                Box::pin(self.commit(slot, ops).map(move |res, act, _| {
-                    if let Err(e) = res {
-                        act.abandon(key.as_deref());
-                        return Err(e);
-                    }
-                    crate::metrics::charged(&provider, finished.charged);
-                    if let Some((key, body_hash, result, keep)) = idem {
-                        if keep {
-                            act.remember(key, body_hash, result);
-                        } else {
-                            act.forget(&key, result);
-                        }
-                    }
-                    Ok(finished)
-                }))
-            }
-            Err(e) => {
-                self.abandon(key.as_deref());
-                Box::pin(actix::fut::ready(Err(e)))
-            }
-        }
-    }
-}
-
 /// An idempotency key, its body hash, the answer, and whether to keep it.
-type IdemResult = (String, [u8; 32], RequestOutcome, bool);
+pub(super) type IdemResult = (String, [u8; 32], RequestOutcome, bool);
 
-impl WalletActor {
+impl WalletCell {
     /// The synchronous part of a finish: every fallible step before the
     /// wallet changes, then the change and the writes that record it.
     pub(super) fn finish(
         &mut self,
+        persist: &Persistence,
         m: Finish,
     ) -> Result<(Finished, Slot, Vec<WriteOp>, Option<IdemResult>), WalletError> {
         let w = self.wallet.as_ref().ok_or(WalletError::UnknownUser)?;
@@ -241,7 +217,7 @@ impl WalletActor {
         }
         let slot = match self.slots.remove(&m.hold_id) {
             Some(s) => s,
-            None => self.persist.reserve().map_err(|_| WalletError::Busy)?,
+            None => persist.reserve().map_err(|_| WalletError::Busy)?,
         };
         let w = self.wallet()?;
         let (entries, charged, shortfall) = match &m.settlement {
@@ -292,84 +268,67 @@ impl WalletActor {
         }
         Ok((finished, slot, ops, idem))
     }
-}
 
-impl Handler<TopUp> for WalletActor {
-    type Result = ResponseActFuture<Self, Result<LedgerEntry, WalletError>>;
-
-    fn handle(&mut self, m: TopUp, _: &mut Context<Self>) -> Self::Result {
-        let step = (|| {
-            let slot = self.persist.reserve().map_err(|_| WalletError::Busy)?;
-            let entry = self.wallet()?.top_up(m.amount, m.note.as_deref(), m.now)?;
-            Ok((slot, entry))
-        })();
-        match step {
-            Ok((slot, entry)) => {
-                let ops = vec![WriteOp::AppendEntry(entry.clone())];
-                Box::pin(
-                    self.commit(slot, ops)
-                        .map(move |res, _, _| res.map(|()| entry)),
-                )
+    /// After a finish's commit: the key's waiters get the answer, and a
+    /// success is remembered for the key.
+    pub(super) fn finished(&mut self, idem: Option<IdemResult>) {
+        if let Some((key, body_hash, result, keep)) = idem {
+            if keep {
+                self.remember(key, body_hash, result);
+            } else {
+                self.forget(&key, result);
             }
-            Err(e) => Box::pin(actix::fut::ready(Err(e))),
         }
     }
-}
 
-impl Handler<SetBudget> for WalletActor {
-    type Result = ResponseActFuture<Self, Result<(), WalletError>>;
-
-    fn handle(&mut self, m: SetBudget, _: &mut Context<Self>) -> Self::Result {
-        let step = (|| {
-            let slot = self.persist.reserve().map_err(|_| WalletError::Busy)?;
-            self.wallet()?.budget = m.0.clone();
-            Ok(slot)
-        })();
-        match step {
-            Ok(slot) => {
-                let ops = vec![WriteOp::PutBudget {
-                    user_id: self.user_id.clone(),
-                    budget: m.0,
-                }];
-                Box::pin(self.commit(slot, ops))
-            }
-            Err(e) => Box::pin(actix::fut::ready(Err(e))),
-        }
+    pub(super) fn top_up(
+        &mut self,
+        persist: &Persistence,
+        m: &TopUp,
+    ) -> Result<(LedgerEntry, Commit), WalletError> {
+        let slot = persist.reserve().map_err(|_| WalletError::Busy)?;
+        let entry = self.wallet()?.top_up(m.amount, m.note.as_deref(), m.now)?;
+        let rx = self.send(slot, vec![WriteOp::AppendEntry(entry.clone())]);
+        Ok((entry, rx))
     }
-}
 
-impl Handler<Retarget> for WalletActor {
-    type Result = Result<(), WalletError>;
+    pub(super) fn set_budget(
+        &mut self,
+        persist: &Persistence,
+        b: oneflow::budget::BudgetConfig,
+    ) -> Result<Commit, WalletError> {
+        let slot = persist.reserve().map_err(|_| WalletError::Busy)?;
+        self.wallet()?.budget = b.clone();
+        let ops = vec![WriteOp::PutBudget {
+            user_id: self.user_id.clone(),
+            budget: b,
+        }];
+        Ok(self.send(slot, ops))
+    }
 
-    fn handle(&mut self, m: Retarget, _: &mut Context<Self>) -> Self::Result {
+    pub(super) fn retarget(&mut self, m: &Retarget) -> Result<(), WalletError> {
         self.wallet()?
             .retarget(m.hold_id, &m.provider, m.now)
             .map_err(WalletError::Refused)
     }
-}
 
-impl Handler<View> for WalletActor {
-    type Result = Result<WalletView, WalletError>;
-
-    fn handle(&mut self, m: View, _: &mut Context<Self>) -> Self::Result {
+    pub(super) fn view(&mut self, now: oneflow::time::Millis) -> Result<WalletView, WalletError> {
         let w = self.wallet()?;
         // The wallet's clock, as holds use it, so the view agrees with them.
-        let m = View {
-            now: m.now.max(w.clock),
-        };
+        let now = now.max(w.clock);
         let held = w.held();
         let windows = Window::ALL
             .iter()
             .map(|&window| {
                 let limit = w.budget.overall().get(window);
-                let spent = w.spend.spent(window, m.now, None);
+                let spent = w.spend.spent(window, now, None);
                 WindowView {
                     window,
                     limit,
                     spent,
                     held,
                     remaining: limit.map(|l| (l - spent - held).max(Credits::ZERO)),
-                    resets_at: window.end(m.now),
+                    resets_at: window.end(now),
                 }
             })
             .collect();
