@@ -155,7 +155,7 @@ fn config_toml(data_dir: &Path, upstream: &str) -> String {
     }
     s.push_str(&format!(
         "\n[[providers]]\nname = \"mock-openai\"\nkind = \"openai\"\nmodality = \"text\"\n\
-         models = [\"mock-chat\"]\nbase_url = \"{upstream}/v1\"\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\
+         models = [\"mock-chat\"]\nbase_url = \"{upstream}/v1\"\nallow_private = true\napi_key_env = \"{UPSTREAM_KEY_ENV}\"\n\
          [providers.rates]\nper_input_token = 0.001\nper_output_token = 0.002\n"
     ));
     s

@@ -356,13 +356,14 @@ impl Config {
                 ));
             }
             if p.kind != ProviderKind::Simulated {
-                let u = &p.base_url;
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                if p.base_url.is_empty() {
                     return Err(bad(
                         key("base_url"),
                         format!("a {} provider needs an http(s) base_url", p.kind.name()),
                     ));
                 }
+                crate::provider::check_base_url(&p.base_url, p.allow_private)
+                    .map_err(|why| bad(key("base_url"), why))?;
                 if p.api_key_env.is_empty() && p.kind != ProviderKind::Openai {
                     return Err(bad(
                         key("api_key_env"),

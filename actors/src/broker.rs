@@ -95,12 +95,14 @@ impl Broker {
         let wallets = Wallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
             BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
         })?;
-        let client = crate::adapters::http_client().map_err(BrokerError::Unavailable)?;
+        let public = crate::adapters::http_client(false).map_err(BrokerError::Unavailable)?;
+        let private = crate::adapters::http_client(true).map_err(BrokerError::Unavailable)?;
         let providers = config
             .providers
             .iter()
             .map(|p| {
-                let adapter = crate::adapters::build(p, &client);
+                let client = if p.allow_private { &private } else { &public };
+                let adapter = crate::adapters::build(p, client);
                 ProviderHandle::start(p.clone(), adapter, config.circuit.clone())
             })
             .collect();

@@ -15,6 +15,7 @@ mod concurrency;
 mod dashboard;
 mod durability;
 mod fuzz;
+mod hostile;
 mod idempotency;
 mod keys;
 mod layout;

@@ -43,6 +43,8 @@ pub fn provider(
         _ => up.base_url(),
     };
     p.api_key_env = KEY_ENV.into();
+    // The mocks listen on loopback.
+    p.allow_private = true;
     p.rates = Default::default();
     match modality {
         Modality::Text => {

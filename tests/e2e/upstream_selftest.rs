@@ -633,6 +633,7 @@ fn provider(kind: ProviderKind, base_url: String) -> ProviderConfig {
     p.name = "mock".into();
     p.kind = kind;
     p.base_url = base_url;
+    p.allow_private = true;
     p
 }
 
@@ -677,7 +678,7 @@ async fn collect(adapter: &dyn Adapter, req: CallRequest) -> (String, Usage, Vec
 
 #[tokio::test]
 async fn the_broker_adapters_read_the_mocks() {
-    let http = oneflow_actors::adapters::http_client().unwrap();
+    let http = oneflow_actors::adapters::http_client(true).unwrap();
     let key = Some(MOCK_API_KEY.to_string());
 
     let up = MockUpstream::start(Kind::OpenAi);
@@ -824,7 +825,7 @@ async fn until_error(adapter: &dyn Adapter, req: CallRequest) -> (String, Option
 
 #[tokio::test]
 async fn broken_streams_reach_the_adapters_as_errors_after_their_words() {
-    let http = oneflow_actors::adapters::http_client().unwrap();
+    let http = oneflow_actors::adapters::http_client(true).unwrap();
     let key = Some(MOCK_API_KEY.to_string());
     let up = MockUpstream::start(Kind::OpenAi);
     let cfg = provider(ProviderKind::Openai, format!("{}/v1", up.base_url()));

@@ -285,13 +285,45 @@ pub trait Adapter: Send + Sync + 'static {
 }
 
 /// The HTTP client adapters share: connection pooling, a connect timeout;
-/// per-call timeouts are the dispatcher's.
-pub fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+/// per-call timeouts are the dispatcher's. Redirects are never followed:
+/// an upstream's 3xx is its answer (an error), not a place to send the
+/// request and its key next. Unless `allow_private`, a host name that
+/// resolves to a loopback, link-local or metadata address is not connected
+/// to (checked at every resolution, so a DNS answer that changes later is
+/// caught too; addresses written out in `base_url` are checked at config
+/// load).
+pub fn http_client(allow_private: bool) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
-        .build()
+        .redirect(reqwest::redirect::Policy::none());
+    if !allow_private {
+        b = b.dns_resolver(std::sync::Arc::new(PublicOnly));
+    }
+    b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+/// Resolves host names to their public addresses only.
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let public: Vec<std::net::SocketAddr> = all
+                .filter(|a| !oneflow::provider::is_private_upstream(a.ip()))
+                .collect();
+            if public.is_empty() {
+                let why = format!(
+                    "{host} resolves only to loopback, link-local or metadata addresses (allow_private is off)"
+                );
+                return Err(why.into());
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Reads the API key from the environment variable the config names. The

@@ -157,6 +157,9 @@ pub enum Behavior {
     /// then a clean end of the HTTP body, with no usage and no `[DONE]`.
     /// Anything else: a 500 in the provider's shape.
     StreamError { after: usize },
+    /// A `307 Temporary Redirect` to this URL, as a hostile or compromised
+    /// upstream might send to steer the broker (and its key) elsewhere.
+    Redirect(String),
 }
 
 /// One request as the mock received it.
@@ -581,6 +584,10 @@ async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
             if let Some(s) = retry_after {
                 r = r.with_header("retry-after", s.to_string());
             }
+            return conn.reply(&r).await;
+        }
+        Behavior::Redirect(to) => {
+            let r = error_reply(kind, 307, "moved").with_header("location", to);
             return conn.reply(&r).await;
         }
         Behavior::Slow(d) => {

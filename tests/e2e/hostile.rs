@@ -1,0 +1,123 @@
+//! Upstreams the operator does not control, and configurations that point
+//! the broker where it should not go: no request (nor its key) follows an
+//! upstream's redirect, and no provider reaches this host or a metadata
+//! address unless it says `allow_private`.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use oneflow::Credits;
+use oneflow::config::ProviderKind;
+use oneflow::ledger::EntryKind;
+use oneflow::pricing::Modality;
+
+use crate::providers::provider;
+use crate::support::{TestServer, assert_ledger_balances};
+use crate::upstream::{Behavior, Kind, MockUpstream};
+
+async fn chat(s: &TestServer, key: &str) -> (StatusCode, Value) {
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(key)
+        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap())
+}
+
+/// Every hold the user opened was released, nothing was charged, and the
+/// balance is where it started.
+async fn nothing_charged(s: &TestServer, key: &str, balance: Credits) {
+    let ledger = s.ledger(key).await;
+    let count = |k: EntryKind| ledger.iter().filter(|e| e.kind == k).count();
+    assert!(count(EntryKind::Hold) >= 1);
+    assert_eq!(count(EntryKind::Hold), count(EntryKind::Release));
+    assert_eq!(count(EntryKind::Charge), 0);
+    assert_eq!(s.balance(key).await, balance);
+    assert_ledger_balances(&ledger, balance);
+}
+
+/// A provider answering 307 towards another local server: the broker does
+/// not follow it, so that server receives nothing (not the request, not
+/// the key); the client gets a 502 and the hold is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstream_redirect_is_never_followed() {
+    let elsewhere = MockUpstream::start(Kind::OpenAi);
+    let up = MockUpstream::start(Kind::OpenAi);
+    let target = format!("{}/v1/chat/completions", elsewhere.base_url());
+    up.set_default(Behavior::Redirect(target));
+    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let s = TestServer::start_with(move |c| {
+        c.providers = vec![p];
+        c.retry.attempts_per_provider = 1;
+    });
+    let (_, key) = s.user("redirected", "100").await;
+    let (st, v) = chat(&s, &key).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("307"),
+        "{v}"
+    );
+    assert!(up.request_count() >= 1, "the provider was asked");
+    assert_eq!(elsewhere.request_count(), 0, "the redirect was followed");
+    nothing_charged(&s, &key, Credits::from_credits(100)).await;
+    s.stop().await;
+}
+
+/// A provider whose host name resolves to loopback is not connected to
+/// without `allow_private`: the mock behind it is never reached. With it,
+/// the same provider answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_name_resolving_to_loopback_needs_allow_private() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let mut p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    p.base_url = format!("http://localhost:{}/v1", up.addr().port());
+    p.allow_private = false;
+    let strict = p.clone();
+    let s = TestServer::start_with(move |c| {
+        c.providers = vec![strict];
+        c.retry.attempts_per_provider = 1;
+    });
+    let (_, key) = s.user("strict", "100").await;
+    let (st, v) = chat(&s, &key).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(up.request_count(), 0, "a loopback upstream was reached");
+    nothing_charged(&s, &key, Credits::from_credits(100)).await;
+    s.stop().await;
+
+    p.allow_private = true;
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("allowed", "100").await;
+    let (st, v) = chat(&s, &key).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(up.request_count(), 1);
+    s.stop().await;
+}
+
+/// Addresses written out in `base_url` are checked when the configuration
+/// loads, and the server refuses to start with a clear reason.
+#[test]
+fn a_private_or_credentialed_base_url_is_refused_at_load() {
+    let refused = [
+        ("http://127.0.0.1:9/v1", "allow_private"),
+        ("http://169.254.169.254/latest", "metadata"),
+        ("http://[::1]:9/v1", "allow_private"),
+        ("http://user:secret@api.example.com/v1", "credentials"),
+        ("ftp://api.example.com/v1", "http or https"),
+    ];
+    for (url, why) in refused {
+        let mut c = oneflow::config::Config::default();
+        let mut p = c.providers[0].clone();
+        p.kind = ProviderKind::Openai;
+        p.base_url = url.into();
+        c.providers = vec![p];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("base_url") && err.contains(why),
+            "{url}: {err}"
+        );
+    }
+}
