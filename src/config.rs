@@ -177,7 +177,7 @@ impl Default for WalletConfig {
         WalletConfig {
             arbiters: None,
             idle_stop_secs: 300,
-            max_in_flight: 1024,
+            max_in_flight: 64,
             idempotency_memory: 10_000,
         }
     }

@@ -30,6 +30,8 @@ pub enum BrokerError {
     IdempotencyMismatch,
     #[error("the broker is busy; retry shortly")]
     Busy,
+    #[error(transparent)]
+    TooManyInFlight(WalletError),
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl From<WalletError> for BrokerError {
             WalletError::Refused(r) => BrokerError::Refused(r),
             WalletError::IdempotencyMismatch => BrokerError::IdempotencyMismatch,
             WalletError::Busy => BrokerError::Busy,
+            e @ WalletError::TooManyInFlight => BrokerError::TooManyInFlight(e),
             WalletError::UnknownUser => BrokerError::NotFound("user"),
             WalletError::Store(s) => BrokerError::Store(s),
             WalletError::Unavailable(s) => BrokerError::Unavailable(s),
@@ -121,6 +124,8 @@ impl BrokerError {
             },
             BrokerError::IdempotencyMismatch => refused("idempotency_key_reused", 422),
             BrokerError::Busy => refused("overloaded", 503),
+            // The caller's own load, not the broker's: 429, like a rate limit.
+            BrokerError::TooManyInFlight(_) => refused("too_many_in_flight", 429),
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Conflict(_) => refused("conflict", 409),
             BrokerError::Store(_) => fault("internal", 500),
@@ -158,9 +163,9 @@ impl BrokerError {
     /// Seconds to wait before retrying, where retrying helps.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            BrokerError::Invalid(RequestError::NoProviderAvailable(_)) | BrokerError::Busy => {
-                Some(1)
-            }
+            BrokerError::Invalid(RequestError::NoProviderAvailable(_))
+            | BrokerError::Busy
+            | BrokerError::TooManyInFlight(_) => Some(1),
             BrokerError::Upstream { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -266,6 +271,10 @@ mod tests {
             (BrokerError::Refused(Refusal::UnknownHold(1)), 500),
             (BrokerError::IdempotencyMismatch, 422),
             (BrokerError::Busy, 503),
+            (
+                BrokerError::TooManyInFlight(WalletError::TooManyInFlight),
+                429,
+            ),
             (BrokerError::NotFound("user"), 404),
             (BrokerError::Conflict("x".into()), 409),
             (BrokerError::Store(Arc::new(StoreError::Closed)), 500),
@@ -277,7 +286,9 @@ mod tests {
                 e.retry_after().is_some(),
                 matches!(
                     e,
-                    BrokerError::Busy | BrokerError::Invalid(RequestError::NoProviderAvailable(_))
+                    BrokerError::Busy
+                        | BrokerError::TooManyInFlight(_)
+                        | BrokerError::Invalid(RequestError::NoProviderAvailable(_))
                 ),
                 "{e:?}"
             );

@@ -183,10 +183,10 @@ async fn a_client_that_hangs_up_is_still_settled() {
 }
 
 /// One user may have a bounded number of requests holding money at once;
-/// past it the answer is 503 `overloaded` with Retry-After, and nothing is
-/// charged for it.
+/// past it the answer is 429 `too_many_in_flight` with Retry-After, and
+/// nothing is charged for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_crowded_wallet_answers_503() {
+async fn a_user_over_max_in_flight_answers_429() {
     // Each request holds for the simulated provider's 200 ms, so the
     // concurrent ones find the user's one slot taken.
     let s = TestServer::start_with(|c| {
@@ -210,10 +210,10 @@ async fn a_crowded_wallet_answers_503() {
         let r = r.unwrap();
         match r.status() {
             StatusCode::OK => ok += 1,
-            StatusCode::SERVICE_UNAVAILABLE => {
+            StatusCode::TOO_MANY_REQUESTS => {
                 assert!(r.headers().contains_key("retry-after"));
                 let v: serde_json::Value = r.json().await.unwrap();
-                assert_eq!(v["error"]["code"], "overloaded");
+                assert_eq!(v["error"]["code"], "too_many_in_flight");
                 busy += 1;
             }
             other => panic!("unexpected {other}"),

@@ -171,7 +171,7 @@ impl WalletCell {
         max_open: usize,
     ) -> Result<Reserved, WalletError> {
         if self.slots.len() >= max_open {
-            return Err(WalletError::Busy);
+            return Err(WalletError::TooManyInFlight);
         }
         // Two queue slots: one for the hold now, one kept for the finish, so
         // a request that got its hold can always be settled.

@@ -126,6 +126,9 @@ pub enum WalletError {
     IdempotencyMismatch,
     #[error("the broker is overloaded; retry shortly")]
     Busy,
+    /// The user already has `wallets.max_in_flight` requests holding money.
+    #[error("too many of your requests are in flight at once; retry when one has finished")]
+    TooManyInFlight,
     #[error("no such user")]
     UnknownUser,
     #[error("{0}")]

@@ -33,7 +33,7 @@ pub fn quote() {}
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 402, description = "Not enough credits (`insufficient_credits`) or a budget would be exceeded (`budget_exceeded`)", body = ErrorBody),
         (status = 422, description = "The Idempotency-Key was used with another body", body = ErrorBody),
-        (status = 429, description = "The provider is overloaded; see Retry-After", body = FailedRequest),
+        (status = 429, description = "The provider is overloaded (`provider_overloaded`, with the request attached), or the user already has `wallets.max_in_flight` requests in flight (`too_many_in_flight`); see Retry-After", body = FailedRequest),
         (status = 502, description = "Every provider tried failed; the hold was released", body = FailedRequest),
         (status = 503, description = "Broker busy or providers unavailable; see Retry-After", body = ErrorBody),
     ))]

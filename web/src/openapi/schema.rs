@@ -52,7 +52,8 @@ pub struct ErrorDetail {
     /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`,
     /// `invalid_request`, `unknown_model`, `payload_too_large`,
     /// `insufficient_credits`, `budget_exceeded`,
-    /// `idempotency_key_reused`, `overloaded`, `no_provider_available`,
+    /// `idempotency_key_reused`, `too_many_in_flight`, `overloaded`,
+    /// `no_provider_available`,
     /// `conflict`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
     /// `provider_timeout`, `internal`.

@@ -29,7 +29,7 @@ use crate::routes::openai::speech::SpeechBody;
         (status = 400, description = "Invalid request", body = OpenAiErrorBody),
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
         (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
-        (status = 429, description = "Provider overloaded; see Retry-After", body = OpenAiErrorBody),
+        (status = 429, description = "Provider overloaded, or too many of the user's requests in flight; see Retry-After", body = OpenAiErrorBody),
         (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
         (status = 503, description = "Busy or unavailable; see Retry-After", body = OpenAiErrorBody),
     ))]
