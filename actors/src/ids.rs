@@ -51,6 +51,17 @@ pub fn api_key() -> Option<String> {
     ))
 }
 
+/// What is stored and shown of a key so its owner can tell keys apart: our
+/// `of_` marker and 4 characters of the secret, never more (an admin key
+/// an operator chose may be short).
+pub fn key_prefix(key: &str) -> String {
+    let (marker, secret) = match key.strip_prefix("of_") {
+        Some(rest) => ("of_", rest),
+        None => ("", key),
+    };
+    format!("{marker}{}", secret.chars().take(4).collect::<String>())
+}
+
 /// What is stored of a key: its SHA-256. Keys have 256 random bits, so a
 /// plain hash (no salt, no slow KDF) is enough to make the table useless to a
 /// thief.
@@ -67,6 +78,14 @@ pub fn body_hash(body: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_prefix_shows_at_most_four_characters_of_the_secret() {
+        let k = api_key().unwrap();
+        assert_eq!(key_prefix(&k), &k[..7]);
+        assert_eq!(key_prefix("operator-chosen-admin-key"), "oper");
+        assert_eq!(key_prefix("abc"), "abc");
+    }
 
     #[test]
     fn request_ids_made_later_sort_after_earlier_ones() {

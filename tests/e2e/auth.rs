@@ -123,3 +123,57 @@ async fn users_see_only_their_own_and_admins_only_admin_endpoints() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+/// Least exposure: the configuration maps the deployment and the broker's
+/// runtime figures tell one user about the others, so a user gets neither;
+/// an admin gets both. Every answer says its type is not to be sniffed.
+#[tokio::test]
+async fn a_user_sees_neither_the_config_nor_the_brokers_own_figures() {
+    let s = TestServer::start();
+    let (_, key) = s.user("curious", "5").await;
+    let (st, v) = s.get(&key, "/api/config").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (st, v) = s.get(ADMIN_KEY, "/api/config").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(v["server"]["data_dir"].is_string(), "{v}");
+
+    let system = [
+        "uptime_secs",
+        "wallets_alive",
+        "writes_queued",
+        "persistence",
+    ];
+    let (st, v) = s.get(&key, "/api/status").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(v["balance"].is_number(), "{v}");
+    for f in system {
+        assert!(v.get(f).is_none(), "a user sees {f}: {v}");
+    }
+    let (_, v) = s.get(ADMIN_KEY, "/api/status").await;
+    for f in system {
+        assert!(v.get(f).is_some(), "an admin misses {f}: {v}");
+    }
+
+    for (path, k) in [
+        ("/api/status", Some(key.as_str())),
+        ("/api/config", Some(key.as_str())),
+        ("/health", None),
+    ] {
+        let mut r = s.http.get(format!("{}{path}", s.url));
+        if let Some(k) = k {
+            r = r.bearer_auth(k);
+        }
+        let res = r.send().await.unwrap();
+        assert_eq!(
+            res.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    s.stop().await;
+}

@@ -198,9 +198,12 @@
     $("available").textContent = fmt(s.available);
     $("held").textContent = fmt(s.held);
     const p = s.persistence || {};
+    // The broker's own figures come to admins only.
     $("system").textContent =
-      `v${s.version} · up ${s.uptime_secs}s · providers ${s.providers_up.length}/${s.providers_total}` +
-      ` · wallets ${s.wallets_alive} · queued writes ${s.writes_queued}` +
+      `v${s.version} · providers ${s.providers_up.length}/${s.providers_total}` +
+      (s.uptime_secs !== undefined
+        ? ` · up ${s.uptime_secs}s · wallets ${s.wallets_alive} · queued writes ${s.writes_queued}`
+        : "") +
       (p.commits !== undefined ? ` · commits ${p.commits}` : "");
     $("balance").dataset.micros = s.balance.toString();
   }

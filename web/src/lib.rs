@@ -36,6 +36,11 @@ pub fn create_app(
     >,
 > {
     App::new()
+        // No answer of ours is to be read as anything but its stated type
+        // (a JSON error echoing input must never be sniffed as HTML).
+        .wrap(
+            actix_web::middleware::DefaultHeaders::new().add(("X-Content-Type-Options", "nosniff")),
+        )
         .app_data(state)
         .app_data(
             web::JsonConfig::default()

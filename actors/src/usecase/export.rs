@@ -63,7 +63,19 @@ struct BucketRow<'a> {
     figures: Figures,
 }
 
+/// One CSV cell. Text that a spreadsheet would run as a formula (it
+/// begins with `=`, `+`, `-`, `@`, a tab or a carriage return, and is not
+/// a number) gets a leading `'`: prompts and notes are users' text, and an
+/// export is opened by someone else.
 fn csv_field(out: &mut Vec<u8>, v: &str) {
+    let formula = v.starts_with(['=', '+', '-', '@', '\t', '\r']) && v.parse::<f64>().is_err();
+    let neutral;
+    let v = if formula {
+        neutral = format!("'{v}");
+        neutral.as_str()
+    } else {
+        v
+    };
     if v.contains([',', '"', '\n', '\r']) {
         out.push(b'"');
         out.extend_from_slice(v.replace('"', "\"\"").as_bytes());
@@ -352,4 +364,31 @@ pub(crate) fn start(s: &Services, q: ExportQuery) -> mpsc::Receiver<Result<Bytes
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(v: &str) -> String {
+        let mut out = Vec::new();
+        csv_field(&mut out, v);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        assert_eq!(
+            cell("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(cell("+1+cmd"), "'+1+cmd");
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("-2+3"), "'-2+3");
+        assert_eq!(cell("\tx"), "'\tx");
+        // Numbers stay numbers; ordinary text is untouched.
+        assert_eq!(cell("-1.5"), "-1.5");
+        assert_eq!(cell("+3"), "+3");
+        assert_eq!(cell("hello, world"), "\"hello, world\"");
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::{ADMIN_ID, Services, blocking};
 use crate::error::BrokerError;
-use crate::ids::{api_key, key_hash, now_ms};
+use crate::ids::{api_key, key_hash, key_prefix, now_ms};
 use crate::store::{ApiKeyRecord, WriteOp};
 use crate::views::{CreatedKey, KeyView, Role};
 
@@ -101,7 +101,7 @@ pub(crate) async fn create(s: &Services, user_id: &str) -> Result<CreatedKey, Br
     let record = ApiKeyRecord {
         user_id: user.id,
         role: user.role,
-        prefix: secret.chars().take(10).collect(),
+        prefix: key_prefix(&secret),
         created_at: now_ms(),
     };
     let _serial = s.key_writes.lock().await;

@@ -7,7 +7,7 @@ use oneflow::time::Millis;
 
 use super::{ADMIN_ID, Services, blocking};
 use crate::error::BrokerError;
-use crate::ids::{api_key, key_hash, new_id, now_ms};
+use crate::ids::{api_key, key_hash, key_prefix, new_id, now_ms};
 use crate::store::{ApiKeyRecord, Store, User, WriteOp};
 use crate::views::{CreatedUser, Role};
 use crate::wallet::TopUp;
@@ -55,7 +55,7 @@ pub(crate) async fn create(
     let record = ApiKeyRecord {
         user_id: user.id.clone(),
         role: Role::User,
-        prefix: key[..10].to_string(),
+        prefix: key_prefix(&key),
         created_at: now,
     };
     s.persist
@@ -165,7 +165,7 @@ pub(crate) fn ensure_admin(
     if let Some(k) = key {
         let hash = key_hash(&k);
         if store.api_key(&hash)?.is_none() {
-            let prefix = k.chars().take(10).collect();
+            let prefix = key_prefix(&k);
             ops.push(WriteOp::PutKey {
                 hash,
                 record: ApiKeyRecord {

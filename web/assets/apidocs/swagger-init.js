@@ -8,7 +8,8 @@
     deepLinking: true,
     // The default asks an online validator for a badge: never leave the host.
     validatorUrl: null,
-    persistAuthorization: true,
+    // A key typed here stays in this page's memory, never in localStorage.
+    persistAuthorization: false,
     tryItOutEnabled: false,
   });
 })();

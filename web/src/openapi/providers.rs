@@ -15,7 +15,7 @@ pub fn health() {}
 #[utoipa::path(get, path = "/api/status", tag = "status",
     params(ForUser),
     responses(
-        (status = 200, description = "The caller's wallet, providers up, and runtime figures", body = Status),
+        (status = 200, description = "The caller's wallet and providers up; for admins, the broker's runtime figures too", body = Status),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
@@ -30,8 +30,9 @@ pub fn providers() {}
 
 #[utoipa::path(get, path = "/api/config", tag = "providers",
     responses(
-        (status = 200, description = "The configuration in force (it holds no secrets)", body = serde_json::Value),
+        (status = 200, description = "The configuration in force (it holds no secrets); admins only", body = serde_json::Value),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
     ))]
 pub fn config() {}
 

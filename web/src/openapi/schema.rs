@@ -104,12 +104,13 @@ pub struct Status {
     pub providers_up: Vec<String>,
     pub providers_total: u64,
     pub version: String,
-    pub uptime_secs: u64,
-    pub wallets_alive: u64,
-    pub writes_queued: u64,
+    /// Admins only, like the three below: figures of the whole broker.
+    pub uptime_secs: Option<u64>,
+    pub wallets_alive: Option<u64>,
+    pub writes_queued: Option<u64>,
     /// Group-commit figures since start.
-    #[schema(value_type = Object)]
-    pub persistence: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
+    pub persistence: Option<serde_json::Value>,
 }
 
 // `json!` around the new ledger entry, in routes/credits.rs.

@@ -1,10 +1,12 @@
-//! `GET /api/providers` and `GET /api/config`. Config holds no secrets:
-//! providers name the environment variable their key is in, never the key.
+//! `GET /api/providers` and `GET /api/config`. Config holds no secrets
+//! (providers name the environment variable their key is in, never the
+//! key), but it maps the deployment (data directory, upstream addresses,
+//! limits): admins only.
 
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
-use crate::auth::Caller;
+use crate::auth::{AdminCaller, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -14,6 +16,6 @@ pub async fn providers(s: web::Data<AppState>, _c: Caller) -> Result<HttpRespons
 }
 
 #[get("/api/config")]
-pub async fn config(s: web::Data<AppState>, _c: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn config(s: web::Data<AppState>, _c: AdminCaller) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.config()))
 }

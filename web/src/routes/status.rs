@@ -27,9 +27,7 @@ pub async fn status(
         .filter(|p| p.up)
         .map(|p| p.name.clone())
         .collect();
-    let (wallets_alive, writes_queued) = s.broker.runtime_figures();
-    let persistence = s.broker.persistence_figures();
-    Ok(HttpResponse::Ok().json(json!({
+    let mut body = json!({
         "user_id": user_id,
         "role": c.0.role,
         "balance": wallet.balance,
@@ -39,9 +37,20 @@ pub async fn status(
         "providers_up": up,
         "providers_total": providers.len(),
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": s.started_at.elapsed().as_secs(),
-        "wallets_alive": wallets_alive,
-        "writes_queued": writes_queued,
-        "persistence": persistence,
-    })))
+    });
+    // How busy the whole broker is tells one user about the others: only
+    // admins see it.
+    if c.0.is_admin() {
+        let (wallets_alive, writes_queued) = s.broker.runtime_figures();
+        let system = json!({
+            "uptime_secs": s.started_at.elapsed().as_secs(),
+            "wallets_alive": wallets_alive,
+            "writes_queued": writes_queued,
+            "persistence": s.broker.persistence_figures(),
+        });
+        if let (Some(b), Some(sys)) = (body.as_object_mut(), system.as_object()) {
+            b.extend(sys.clone());
+        }
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
