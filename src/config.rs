@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub client_request_timeout_secs: u64,
     /// Seconds in-flight requests get to finish on a graceful stop.
     pub shutdown_timeout_secs: u64,
+    /// Wrong keys one client address may send in a minute; past it, 429
+    /// with Retry-After and no key lookup.
+    pub auth_failures_per_minute: u32,
 }
 
 /// Wallets in memory: when idle ones leave and how much one user may have
@@ -168,6 +171,7 @@ impl Default for ServerConfig {
             max_prompt_chars: 200_000,
             client_request_timeout_secs: 5,
             shutdown_timeout_secs: 30,
+            auth_failures_per_minute: 20,
         }
     }
 }
@@ -243,6 +247,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.auth_failures_per_minute == 0 {
+            return Err(bad("server.auth_failures_per_minute", "must be at least 1"));
         }
         if self.wallets.max_in_flight == 0 {
             return Err(bad("wallets.max_in_flight", "must be at least 1"));

@@ -177,3 +177,80 @@ async fn a_user_sees_neither_the_config_nor_the_brokers_own_figures() {
     }
     s.stop().await;
 }
+
+/// Guessing keys: after 20 wrong keys in a minute from one address, that
+/// address gets 429 with Retry-After (and its keys are no longer looked
+/// up), while a client at another address still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_from_one_address_are_throttled_and_others_are_not() {
+    let s = TestServer::start();
+    let (_, key) = s.user("honest", "5").await;
+    let guesser = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 1]))
+        .build()
+        .unwrap();
+    let mut codes = Vec::new();
+    for i in 0..300 {
+        let res = guesser
+            .get(format!("{}/api/status", s.url))
+            .bearer_auth(format!("of_{i:064x}"))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        if status == 429 {
+            let wait: u64 = res.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "{wait}");
+            let v: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "too_many_auth_failures");
+        }
+        codes.push(status);
+    }
+    assert!(codes[..20].iter().all(|&c| c == 401), "{:?}", &codes[..20]);
+    assert!(
+        codes[20..].iter().all(|&c| c == 429),
+        "{:?}",
+        &codes[20..40]
+    );
+    // Even the right key waits out the window from that address...
+    let res = guesser
+        .get(format!("{}/api/status", s.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...but another address is not held up by it.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let res = other
+        .get(format!("{}/api/status", s.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // And the document says so for every operation that takes a key.
+    let doc: serde_json::Value = other
+        .get(format!("{}/api/openapi.json", s.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, m) in [("/api/status", "get"), ("/v1/chat/completions", "post")] {
+        let why = doc["paths"][path][m]["responses"]["429"]["description"].as_str();
+        assert!(
+            why.is_some_and(|d| d.contains("too_many_auth_failures")),
+            "{path}"
+        );
+    }
+    s.stop().await;
+}

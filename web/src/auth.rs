@@ -28,17 +28,37 @@ fn token(req: &HttpRequest) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
+/// Whether `key` could be a key at all: ours are `of_` and 64 hex digits,
+/// an operator's admin key is whatever they chose, but nothing shorter
+/// than 8 or longer than 256 visible ASCII characters is looked up.
+fn plausible(key: &str) -> bool {
+    (8..=256).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
 pub(crate) async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("no app state".into()))?
         .clone();
     let key = token(&req).ok_or(ApiError::Unauthorized)?;
-    state
-        .broker
-        .authenticate(&key)
-        .await?
-        .ok_or(ApiError::Unauthorized)
+    let ip = req.peer_addr().map(|a| a.ip());
+    if let Some(ip) = ip {
+        state
+            .auth_throttle
+            .check(ip)
+            .map_err(ApiError::AuthThrottled)?;
+    }
+    let found = if plausible(&key) {
+        state.broker.authenticate(&key).await?
+    } else {
+        None
+    };
+    found.ok_or_else(|| {
+        if let Some(ip) = ip {
+            state.auth_throttle.failed(ip);
+        }
+        ApiError::Unauthorized
+    })
 }
 
 impl FromRequest for Caller {

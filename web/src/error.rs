@@ -16,6 +16,9 @@ use oneflow_actors::BrokerError;
 pub enum ApiError {
     #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
     Unauthorized,
+    /// Too many wrong keys from this address; the seconds to wait.
+    #[error("too many failed authentications from this address; retry later")]
+    AuthThrottled(u64),
     #[error("this endpoint is for administrators")]
     Forbidden,
     #[error("{0} not found")]
@@ -47,6 +50,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized => "unauthorized",
+            ApiError::AuthThrottled(_) => "too_many_auth_failures",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest(_) => "invalid_request",
@@ -61,6 +65,7 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Broker(e) => e.retry_after(),
+            ApiError::AuthThrottled(secs) => Some(*secs),
             _ => None,
         }
     }
@@ -70,6 +75,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -107,6 +108,7 @@ pub fn start(config: Config, admin_key: Option<&str>) -> Result<Started, String>
     let state = web::Data::new(AppState {
         broker: broker.clone(),
         started_at: Instant::now(),
+        auth_throttle: throttle::AuthThrottle::new(config.server.auth_failures_per_minute),
     });
     let max_body = config.server.max_body_bytes;
     let mut http = HttpServer::new(move || create_app(state.clone(), max_body))

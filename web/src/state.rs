@@ -6,4 +6,5 @@ use oneflow_actors::Broker;
 pub struct AppState {
     pub broker: Broker,
     pub started_at: std::time::Instant,
+    pub auth_throttle: crate::throttle::AuthThrottle,
 }

@@ -121,7 +121,7 @@ pub mod v1_schema;
         docs::docs_asset,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AuthThrottled),
     security(("bearer" = [])),
     tags(
         (name = "status", description = "Liveness and the caller's standing."),
@@ -149,6 +149,44 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+    }
+}
+
+/// Every operation that can answer 401 can also answer 429
+/// `too_many_auth_failures` (see `throttle.rs`): added here, in the 401's
+/// own body shape, rather than repeated on each operation.
+struct AuthThrottled;
+
+impl Modify for AuthThrottled {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        const WHY: &str = "too many failed authentications from this address \
+                           (`too_many_auth_failures`); see Retry-After";
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let r = &mut op.responses.responses;
+                let Some(RefOr::T(unauthorized)) = r.get("401").cloned() else {
+                    continue;
+                };
+                match r.get_mut("429") {
+                    Some(RefOr::T(existing)) => {
+                        existing.description = format!("{}; or {WHY}", existing.description);
+                    }
+                    _ => {
+                        let mut throttled = unauthorized;
+                        throttled.description = format!("Too many requests: {WHY}");
+                        r.insert("429".into(), RefOr::T(throttled));
+                    }
+                }
+            }
+        }
     }
 }
 
