@@ -353,6 +353,12 @@ impl Config {
                     "must be between 1 and request.max_seconds",
                 ));
             }
+            if p.limits.max_response_bytes < 1024 {
+                return Err(bad(
+                    key("limits.max_response_bytes"),
+                    "must be at least 1024",
+                ));
+            }
             if q.max_images == 0 {
                 return Err(bad(key("request.max_images"), "must be at least 1"));
             }

@@ -150,6 +150,9 @@ pub struct ProviderLimits {
     /// Tokens (prompt bound plus `max_tokens`) admitted per minute; 0 means
     /// unlimited.
     pub tokens_per_minute: u32,
+    /// Most bytes read of one whole answer, and of one streamed event; more
+    /// is an upstream fault (502 `upstream_too_large`), not memory to spend.
+    pub max_response_bytes: u64,
 }
 
 impl Default for ProviderLimits {
@@ -161,6 +164,7 @@ impl Default for ProviderLimits {
             max_concurrency: 256,
             queue: 4096,
             tokens_per_minute: 0,
+            max_response_bytes: 16 << 20,
         }
     }
 }

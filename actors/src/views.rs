@@ -91,6 +91,9 @@ pub enum ErrorCode {
     UpstreamTimeout,
     /// A stream's upstream failed midway.
     UpstreamError,
+    /// The upstream sent an answer (or one streamed event) larger than its
+    /// `limits.max_response_bytes`.
+    UpstreamTooLarge,
     /// A stream used up the credit held for it.
     HoldExhausted,
     /// A stream's settle failed (on a stream's end event only).
@@ -98,7 +101,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 9] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::ProviderOverloaded,
         ErrorCode::ProviderUnavailable,
         ErrorCode::ProviderTimeout,
@@ -106,6 +109,7 @@ impl ErrorCode {
         ErrorCode::ClientDisconnected,
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamError,
+        ErrorCode::UpstreamTooLarge,
         ErrorCode::HoldExhausted,
         ErrorCode::SettleFailed,
     ];
@@ -120,6 +124,7 @@ impl ErrorCode {
             ErrorCode::ClientDisconnected => "client_disconnected",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamError => "upstream_error",
+            ErrorCode::UpstreamTooLarge => "upstream_too_large",
             ErrorCode::HoldExhausted => "hold_exhausted",
             ErrorCode::SettleFailed => "settle_failed",
         }

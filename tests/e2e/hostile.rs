@@ -121,3 +121,59 @@ fn a_private_or_credentialed_base_url_is_refused_at_load() {
         );
     }
 }
+
+/// The process's peak resident memory, in KiB (the broker and the mock
+/// both live in this test's process).
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A 512 MiB answer, and a stream whose first event never ends: the broker
+/// reads no more than `limits.max_response_bytes` of either (16 MiB by
+/// default), answers `upstream_too_large`, keeps no hold open, and the
+/// process grows by far less than the flood.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_huge_upstream_answer_or_event_is_refused_without_being_held() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    up.set_default(Behavior::Huge(512 << 20));
+    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let s = TestServer::start_with(move |c| {
+        c.providers = vec![p];
+        c.retry.attempts_per_provider = 1;
+    });
+    let (_, key) = s.user("flooded", "100").await;
+    let before = peak_rss_kib();
+
+    let (st, v) = chat(&s, &key).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_too_large", "{v}");
+
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "chat", "stream": true,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
+        .await
+        .expect("the stream never ended")
+        .unwrap();
+    assert!(
+        status == StatusCode::BAD_GATEWAY || status == StatusCode::OK,
+        "{status}"
+    );
+    assert!(body.contains("upstream_too_large"), "{status}: {body}");
+
+    let grown_mib = (peak_rss_kib() - before) / 1024;
+    assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB");
+    let (_, v) = s.get(&key, "/api/status").await;
+    assert_eq!(v["held"], json!(0), "{v}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

@@ -10,7 +10,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, sse, transport_error, url,
+    malformed, sse, url,
 };
 
 const VERSION: &str = "2023-06-01";
@@ -20,6 +20,8 @@ pub struct Anthropic {
     base: String,
     client: reqwest::Client,
     key: Option<String>,
+    /// `limits.max_response_bytes`: the most read of one answer or event.
+    max_body: u64,
 }
 
 impl Anthropic {
@@ -29,6 +31,7 @@ impl Anthropic {
             base: cfg.base_url.clone(),
             client,
             key,
+            max_body: cfg.limits.max_response_bytes,
         }
     }
 
@@ -120,10 +123,11 @@ impl Adapter for Anthropic {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
         let key = self.key.clone();
+        let max_body = self.max_body;
         let built = body(&req.model, &req.op, false).map(|b| self.post(&b));
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
-            let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+            let bytes = super::read_body(&name, res, max_body).await?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
             let blocks = v
@@ -164,10 +168,11 @@ impl Adapter for Anthropic {
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
         let name = self.name.clone();
         let key = self.key.clone();
+        let max_body = self.max_body;
         let built = body(&req.model, &req.op, true).map(|b| self.post(&b));
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
-            let events = sse::events(res.bytes_stream().boxed());
+            let events = sse::events(res.bytes_stream().boxed(), max_body);
             Ok(chunks(name, events))
         })
     }
@@ -177,13 +182,13 @@ impl Adapter for Anthropic {
 /// text, `message_delta` the stop reason and output tokens so far.
 fn chunks(
     name: String,
-    events: futures_util::stream::BoxStream<'static, Result<sse::Event, String>>,
+    events: futures_util::stream::BoxStream<'static, Result<sse::Event, sse::Fault>>,
 ) -> ChunkStream {
     let mut input_tokens = 0u64;
     events
         .flat_map(move |ev| {
             let out: Vec<Result<Chunk, CallError>> = match ev {
-                Err(e) => vec![Err(CallError::upstream(&name, e))],
+                Err(e) => vec![Err(super::stream_fault(&name, e))],
                 Ok(ev) => match serde_json::from_str::<Value>(&ev.data) {
                     Err(_) => vec![Err(malformed(&name, "stream event is not JSON"))],
                     Ok(v) => {

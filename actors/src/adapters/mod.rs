@@ -195,6 +195,10 @@ pub enum CallError {
     /// The call asked for something this kind of provider cannot do.
     #[error("provider {provider} cannot {what}")]
     Unsupported { provider: String, what: String },
+    /// The answer (or one streamed event) was larger than
+    /// `limits.max_response_bytes`; what came was dropped unread.
+    #[error("provider {provider} sent more than {limit} bytes in one answer or event")]
+    TooLarge { provider: String, limit: u64 },
 }
 
 impl CallError {
@@ -213,7 +217,9 @@ impl CallError {
         match self {
             CallError::Upstream { transient, .. } => *transient,
             CallError::Timeout { .. } | CallError::Overloaded { .. } => true,
-            CallError::Unavailable(_) | CallError::Unsupported { .. } => false,
+            CallError::Unavailable(_)
+            | CallError::Unsupported { .. }
+            | CallError::TooLarge { .. } => false,
         }
     }
 
@@ -222,7 +228,9 @@ impl CallError {
     pub fn is_provider_fault(&self) -> bool {
         match self {
             CallError::Upstream { status, .. } => !matches!(status, Some(400 | 404 | 413 | 422)),
-            CallError::Timeout { .. } | CallError::Unavailable(_) => true,
+            CallError::Timeout { .. } | CallError::Unavailable(_) | CallError::TooLarge { .. } => {
+                true
+            }
             CallError::Overloaded { .. } | CallError::Unsupported { .. } => false,
         }
     }
@@ -252,6 +260,7 @@ impl CallError {
             CallError::Upstream { .. } => "provider_error",
             CallError::Timeout { .. } => "upstream_timeout",
             CallError::Unavailable(_) => "provider_unavailable",
+            CallError::TooLarge { .. } => "upstream_too_large",
             CallError::Unsupported { .. } => "unsupported",
         }
     }
@@ -392,7 +401,10 @@ pub(crate) async fn error_from_response(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = res.bytes().await.unwrap_or_default();
+    // Only the message is wanted: an error body past this is cut, not read.
+    let body = read_body(provider, res, ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
@@ -410,6 +422,49 @@ pub(crate) async fn error_from_response(
         retry_after,
         // 529 is Anthropic's "overloaded"; it falls under >= 500.
         transient: status == 408 || status == 409 || status == 429 || status >= 500,
+    }
+}
+
+/// The most read of an upstream's error answer.
+const ERROR_BODY_BYTES: u64 = 64 << 10;
+
+/// Reads a whole answer, at most `limit` bytes of it: a larger one (by its
+/// Content-Length, or once that many bytes have come) is
+/// [`CallError::TooLarge`] and the rest is never read.
+pub(crate) async fn read_body(
+    provider: &str,
+    mut res: reqwest::Response,
+    limit: u64,
+) -> Result<Bytes, CallError> {
+    let too_large = || CallError::TooLarge {
+        provider: provider.to_string(),
+        limit,
+    };
+    if res.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = res
+        .chunk()
+        .await
+        .map_err(|e| transport_error(provider, &e))?
+    {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A fault of an upstream's event stream as a [`CallError`].
+pub(crate) fn stream_fault(provider: &str, e: sse::Fault) -> CallError {
+    match e {
+        sse::Fault::TooLarge(limit) => CallError::TooLarge {
+            provider: provider.to_string(),
+            limit,
+        },
+        sse::Fault::Broken(m) => CallError::upstream(provider, m),
     }
 }
 

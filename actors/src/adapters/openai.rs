@@ -12,7 +12,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, sse, transport_error, url,
+    malformed, sse, url,
 };
 
 pub struct OpenAi {
@@ -20,6 +20,8 @@ pub struct OpenAi {
     base: String,
     client: reqwest::Client,
     key: Option<String>,
+    /// `limits.max_response_bytes`: the most read of one answer or event.
+    max_body: u64,
 }
 
 impl OpenAi {
@@ -29,6 +31,7 @@ impl OpenAi {
             base: cfg.base_url.clone(),
             client,
             key,
+            max_body: cfg.limits.max_response_bytes,
         }
     }
 
@@ -229,6 +232,7 @@ impl Adapter for OpenAi {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
         let key = self.key.clone();
+        let max_body = self.max_body;
         let built = body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b));
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
@@ -239,7 +243,7 @@ impl Adapter for OpenAi {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("audio/mpeg")
                     .to_string();
-                let bytes: Bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+                let bytes: Bytes = super::read_body(&name, res, max_body).await?;
                 // OpenAI bills speech by input character.
                 let usage = Usage {
                     input_tokens: input.chars().count() as u64,
@@ -254,7 +258,7 @@ impl Adapter for OpenAi {
                     model: req.model.clone(),
                 });
             }
-            let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+            let bytes = super::read_body(&name, res, max_body).await?;
             if let Some(r) = parse_text(&req, &bytes) {
                 return r;
             }
@@ -267,6 +271,7 @@ impl Adapter for OpenAi {
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
         let name = self.name.clone();
         let key = self.key.clone();
+        let max_body = self.max_body;
         let built = match &req.op {
             Operation::Chat { .. } | Operation::Completion { .. } => {
                 body(&req.model, &req.op, true).map(|(path, b)| self.post(path, &b))
@@ -275,7 +280,7 @@ impl Adapter for OpenAi {
         };
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
-            let events = sse::events(res.bytes_stream().boxed());
+            let events = sse::events(res.bytes_stream().boxed(), max_body);
             Ok(chunks(name, events))
         })
     }
@@ -285,12 +290,12 @@ impl Adapter for OpenAi {
 /// completion) objects, then `data: [DONE]`.
 fn chunks(
     name: String,
-    events: futures_util::stream::BoxStream<'static, Result<sse::Event, String>>,
+    events: futures_util::stream::BoxStream<'static, Result<sse::Event, sse::Fault>>,
 ) -> ChunkStream {
     events
         .flat_map(move |ev| {
             let out: Vec<Result<Chunk, CallError>> = match ev {
-                Err(e) => vec![Err(CallError::upstream(&name, e))],
+                Err(e) => vec![Err(super::stream_fault(&name, e))],
                 Ok(ev) if ev.data.trim() == "[DONE]" => Vec::new(),
                 Ok(ev) => match serde_json::from_str::<EventIn<'_>>(&ev.data) {
                     Ok(e) if e.error.is_none() => e.chunks(),

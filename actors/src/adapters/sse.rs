@@ -13,21 +13,45 @@ pub struct Event {
 
 /// Feeds on bytes as they arrive; yields each event once its blank line
 /// has come. Lines may end in `\n`, `\r\n` or `\r`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
     line: Vec<u8>,
     last_cr: bool,
     event: Option<String>,
     data: Option<String>,
+    /// Most bytes of one line, and of one event's data.
+    max: usize,
 }
 
-/// An event larger than this is an upstream fault, not memory to spend.
-pub const MAX_LINE: usize = 4 << 20;
+/// Why an event stream cannot be read on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// A line or an event's data grew past the limit (in bytes).
+    #[error("an event larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Broken(String),
+}
 
 impl Parser {
-    /// Parses `bytes`, appending finished events to `out`. Errors on a line
-    /// longer than [`MAX_LINE`].
-    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), String> {
+    /// A parser that refuses any line or event's data over `max` bytes.
+    pub fn new(max: u64) -> Parser {
+        Parser {
+            line: Vec::new(),
+            last_cr: false,
+            event: None,
+            data: None,
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn too_large(&self) -> Fault {
+        Fault::TooLarge(self.max as u64)
+    }
+
+    /// Parses `bytes`, appending finished events to `out`. Errors on a line,
+    /// or an event's data, longer than the parser's bound.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<Event>) -> Result<(), Fault> {
         for &b in bytes {
             if self.last_cr {
                 self.last_cr = false;
@@ -40,10 +64,13 @@ impl Parser {
                     self.last_cr = b == b'\r';
                     let line = std::mem::take(&mut self.line);
                     self.line_done(&line, out);
+                    if self.data.as_ref().is_some_and(|d| d.len() > self.max) {
+                        return Err(self.too_large());
+                    }
                 }
                 _ => {
-                    if self.line.len() >= MAX_LINE {
-                        return Err("an event line is too long".into());
+                    if self.line.len() >= self.max {
+                        return Err(self.too_large());
                     }
                     self.line.push(b);
                 }
@@ -85,11 +112,13 @@ impl Parser {
     }
 }
 
-/// Turns a response body into a stream of events (or transport errors).
+/// Turns a response body into a stream of events (or faults), no line or
+/// event over `max` bytes.
 pub fn events(
     body: BoxStream<'static, Result<Bytes, reqwest::Error>>,
-) -> BoxStream<'static, Result<Event, String>> {
-    let state = (body, Parser::default(), std::collections::VecDeque::new());
+    max: u64,
+) -> BoxStream<'static, Result<Event, Fault>> {
+    let state = (body, Parser::new(max), std::collections::VecDeque::new());
     futures_util::stream::unfold(state, |(mut body, mut parser, mut ready)| async move {
         loop {
             if let Some(e) = ready.pop_front() {
@@ -109,7 +138,7 @@ pub fn events(
                     } else {
                         "connection broke mid-stream".to_string()
                     };
-                    return Some((Err(msg), (body, parser, ready)));
+                    return Some((Err(Fault::Broken(msg)), (body, parser, ready)));
                 }
                 None => return None,
             }
@@ -123,7 +152,7 @@ mod tests {
     use super::*;
 
     fn parse_in_pieces(input: &str, piece: usize) -> Vec<Event> {
-        let mut p = Parser::default();
+        let mut p = Parser::new(1 << 20);
         let mut out = Vec::new();
         for c in input.as_bytes().chunks(piece) {
             p.push(c, &mut out).unwrap();
@@ -155,6 +184,21 @@ mod tests {
                 "split every {piece} bytes"
             );
         }
+    }
+
+    #[test]
+    fn a_long_line_or_an_event_of_many_lines_is_refused_at_the_bound() {
+        let mut out = Vec::new();
+        let long = "data: ".to_string() + &"x".repeat(100);
+        assert_eq!(
+            Parser::new(64).push(long.as_bytes(), &mut out),
+            Err(Fault::TooLarge(64))
+        );
+        // Many short data lines that never end the event.
+        let mut p = Parser::new(64);
+        let many = "data: 0123456789\n".repeat(10);
+        assert_eq!(p.push(many.as_bytes(), &mut out), Err(Fault::TooLarge(64)));
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -7,15 +7,15 @@ use serde_json::{Value, json};
 use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
-use super::{
-    Adapter, CallError, CallRequest, CallResult, Operation, Output, malformed, transport_error, url,
-};
+use super::{Adapter, CallError, CallRequest, CallResult, Operation, Output, malformed, url};
 
 pub struct Stability {
     name: String,
     base: String,
     client: reqwest::Client,
     key: Option<String>,
+    /// `limits.max_response_bytes`: the most read of one answer or event.
+    max_body: u64,
 }
 
 impl Stability {
@@ -25,6 +25,7 @@ impl Stability {
             base: cfg.base_url.clone(),
             client,
             key,
+            max_body: cfg.limits.max_response_bytes,
         }
     }
 }
@@ -39,6 +40,7 @@ impl Adapter for Stability {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
         let name = self.name.clone();
         let key = self.key.clone();
+        let max_body = self.max_body;
         let built = match &req.op {
             Operation::Image {
                 prompt, n, size, ..
@@ -67,7 +69,7 @@ impl Adapter for Stability {
         };
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
-            let bytes = res.bytes().await.map_err(|e| transport_error(&name, &e))?;
+            let bytes = super::read_body(&name, res, max_body).await?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
             let artifacts = v

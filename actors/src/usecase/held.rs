@@ -337,6 +337,7 @@ pub(crate) fn failure_code(e: &CallError) -> ErrorCode {
         CallError::Overloaded { .. } => ErrorCode::ProviderOverloaded,
         CallError::Unavailable(_) => ErrorCode::ProviderUnavailable,
         CallError::Timeout { .. } => ErrorCode::ProviderTimeout,
+        CallError::TooLarge { .. } => ErrorCode::UpstreamTooLarge,
         _ => ErrorCode::ProviderError,
     }
 }

@@ -18,7 +18,7 @@ use super::Services;
 use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
 use super::job::RequestJob;
 use crate::error::BrokerError;
-use crate::provider::Chunk;
+use crate::provider::{CallError, Chunk};
 use crate::views::ErrorCode;
 use crate::wallet::Settlement;
 
@@ -147,7 +147,11 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
-                    stopped = Some((ErrorCode::UpstreamError, e.to_string()));
+                    let code = match e {
+                        CallError::TooLarge { .. } => ErrorCode::UpstreamTooLarge,
+                        _ => ErrorCode::UpstreamError,
+                    };
+                    stopped = Some((code, e.to_string()));
                     break;
                 }
                 Ok(Some(Ok(Chunk::Usage(u)))) => {
@@ -223,7 +227,10 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
         }
         let mut attempts = tried.attempts;
         if let (Some(last), Some((code, msg))) = (attempts.last_mut(), &stopped) {
-            if matches!(code, ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout) {
+            if matches!(
+                code,
+                ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout | ErrorCode::UpstreamTooLarge
+            ) {
                 last.ok = false;
                 last.error_code = Some(code.as_str().to_string());
                 last.error = Some(msg.clone());

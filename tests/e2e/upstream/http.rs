@@ -360,6 +360,24 @@ impl Conn {
         self.send(head.as_bytes()).await
     }
 
+    /// Starts a chunked 200 response of `content_type`, for a body written
+    /// with [`Conn::chunk`].
+    pub async fn start_chunked(&mut self, content_type: &str) -> Outcome {
+        let head = Self::head(200, content_type, &[], None);
+        self.send(head.as_bytes()).await
+    }
+
+    /// Sends `bytes` as one HTTP chunk.
+    pub async fn chunk(&mut self, bytes: &[u8]) -> Outcome {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut out = format!("{:x}\r\n", bytes.len()).into_bytes();
+        out.extend_from_slice(bytes);
+        out.extend_from_slice(b"\r\n");
+        self.send(&out).await
+    }
+
     /// Sends one SSE frame as one HTTP chunk.
     pub async fn frame(&mut self, frame: &str) -> Outcome {
         if frame.is_empty() {

@@ -160,6 +160,10 @@ pub enum Behavior {
     /// A `307 Temporary Redirect` to this URL, as a hostile or compromised
     /// upstream might send to steer the broker (and its key) elsewhere.
     Redirect(String),
+    /// A 200 of this many bytes, written as they go (never held): a plain
+    /// answer of JSON whitespace with no length given, or for a stream one
+    /// `data:` line that never ends. Stops when the client goes away.
+    Huge(u64),
 }
 
 /// One request as the mock received it.
@@ -590,6 +594,10 @@ async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
             let r = error_reply(kind, 307, "moved").with_header("location", to);
             return conn.reply(&r).await;
         }
+        Behavior::Huge(n) => {
+            let stream = matches!(work, Work::Text { stream: true, .. });
+            return huge(conn, n, stream).await;
+        }
         Behavior::Slow(d) => {
             conn.pause(d).await?;
             Plan::Words {
@@ -618,6 +626,28 @@ async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
             stream: true,
         } => streamed_text(conn, format.as_ref(), prompt_tokens, max_tokens, plan).await,
     }
+}
+
+/// [`Behavior::Huge`]: `n` bytes, 64 KiB a chunk.
+async fn huge(conn: &mut Conn, n: u64, stream: bool) -> Outcome {
+    const PIECE: usize = 64 << 10;
+    let (fill, start): (u8, &[u8]) = if stream {
+        conn.start_chunked("text/event-stream").await?;
+        (b'x', b"data: ")
+    } else {
+        conn.start_chunked("application/json").await?;
+        (b' ', b"")
+    };
+    conn.chunk(start).await?;
+    let piece = vec![fill; PIECE];
+    let mut sent = 0u64;
+    while sent < n {
+        let len = PIECE.min((n - sent) as usize);
+        conn.chunk(&piece[..len]).await?;
+        sent += len as u64;
+    }
+    conn.chunk(if stream { b"\n\n" } else { b"{}" }).await?;
+    conn.end_events().await
 }
 
 /// The number of words and the finish reason of a normal answer.

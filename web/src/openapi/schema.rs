@@ -56,7 +56,7 @@ pub struct ErrorDetail {
     /// `no_provider_available`,
     /// `conflict`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
-    /// `provider_timeout`, `internal`.
+    /// `provider_timeout`, `upstream_too_large`, `internal`.
     pub code: String,
     /// For people.
     pub message: String,
