@@ -67,6 +67,7 @@ fn request(i: u64, n: u64) -> RequestRecord {
         created_at: at,
         latency_ms: 5 + (i * 37) % 4_000,
         attempts: Vec::new(),
+        usage_anomaly: false,
     }
 }
 

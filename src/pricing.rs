@@ -100,6 +100,40 @@ impl RateCard {
     }
 }
 
+/// Usage an upstream reported, held to the bound its quote assumed: a
+/// figure above its bound (an upstream reporting 2^64-1 tokens, say) is
+/// cut to the bound, and a text answer that came with no input or no output
+/// tokens (usage missing, or a negative figure the adapter could not read)
+/// is charged its bound, so a delivered answer is never free unless its
+/// price is. Returns the usage to charge and whether any figure was out of
+/// line (the request is then flagged `usage_anomaly`).
+pub fn checked_usage(reported: Usage, bound: &Usage, answered_text: bool) -> (Usage, bool) {
+    let mut anomaly = false;
+    let mut fit = |got: u64, most: u64, missing: bool| {
+        if got > most || (missing && most > 0) {
+            anomaly = true;
+            most
+        } else {
+            got
+        }
+    };
+    let usage = Usage {
+        input_tokens: fit(
+            reported.input_tokens,
+            bound.input_tokens,
+            answered_text && reported.input_tokens == 0,
+        ),
+        output_tokens: fit(
+            reported.output_tokens,
+            bound.output_tokens,
+            answered_text && reported.output_tokens == 0,
+        ),
+        images: fit(reported.images, bound.images, false),
+        seconds: fit(reported.seconds, bound.seconds, false),
+    };
+    (usage, anomaly)
+}
+
 /// Tokens as the simulated providers count them: whitespace-separated words.
 pub fn count_words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
@@ -120,6 +154,47 @@ mod tests {
                 .into_iter()
                 .collect(),
             per_second: Credits(11),
+        }
+    }
+
+    #[test]
+    fn reported_usage_is_held_to_the_quote_bound_and_flagged_when_out_of_line() {
+        let bound = Usage {
+            input_tokens: 100,
+            output_tokens: 50,
+            ..Usage::default()
+        };
+        let ok = Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            ..Usage::default()
+        };
+        assert_eq!(checked_usage(ok, &bound, true), (ok, false));
+        let huge = Usage {
+            input_tokens: u64::MAX,
+            output_tokens: u64::MAX,
+            ..Usage::default()
+        };
+        assert_eq!(checked_usage(huge, &bound, true), (bound, true));
+        // No usage at all for a text answer: charged the bound, flagged.
+        assert_eq!(checked_usage(Usage::default(), &bound, true), (bound, true));
+        // A non-text answer with no token lines is fine as it is.
+        assert_eq!(
+            checked_usage(Usage::default(), &bound, false),
+            (Usage::default(), false)
+        );
+        // Whatever is reported, the charge stays within the quote.
+        let card = card();
+        let quote = card.cost(&bound, None).unwrap();
+        for input in [0, 1, 100, 101, u64::MAX] {
+            let r = Usage {
+                input_tokens: input,
+                output_tokens: input / 2,
+                ..Usage::default()
+            };
+            let (u, _) = checked_usage(r, &bound, true);
+            let cost = card.cost(&u, None).unwrap();
+            assert!(cost > Credits::ZERO && cost <= quote, "{input}: {cost:?}");
         }
     }
 

@@ -47,6 +47,10 @@ pub struct RequestRecord {
     /// absent when there was none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// The upstream's usage was missing or above the quote's bound and was
+    /// held to that bound (`pricing::checked_usage`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_anomaly: bool,
 }
 
 /// One try of one provider for a request. A failed try is never charged.

@@ -221,6 +221,7 @@ mod tests {
             retry_after_secs: Some(3),
             latency_ms: 1,
             created_at: 1,
+            usage_anomaly: false,
         }
     }
 

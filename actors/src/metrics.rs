@@ -67,6 +67,9 @@ pub const WALLETS_ALIVE: &str = "oneflow_wallets_alive";
 pub const QUEUE_DEPTH: &str = "oneflow_provider_queue_depth";
 /// Calls a provider's full queue turned away (answered 429), by `provider`.
 pub const RATE_LIMITED: &str = "oneflow_provider_rate_limited_total";
+/// Answers whose reported usage was out of line with their quote (missing,
+/// or above its bound) and was held to it; by `provider`.
+pub const USAGE_ANOMALIES: &str = "oneflow_usage_anomalies_total";
 /// A provider's circuit: 0 closed, 1 half-open, 2 open; by `provider`.
 pub const CIRCUIT_STATE: &str = "oneflow_provider_circuit_state";
 /// Writes carried by one commit of the persistence thread.
@@ -87,6 +90,7 @@ pub const ALL: &[&str] = &[
     WALLETS_ALIVE,
     QUEUE_DEPTH,
     RATE_LIMITED,
+    USAGE_ANOMALIES,
     CIRCUIT_STATE,
     BATCH_SIZE,
     COMMIT_DURATION,
@@ -206,6 +210,10 @@ fn describe() {
         RATE_LIMITED,
         "Calls refused because a provider's queue was full."
     );
+    describe_counter!(
+        USAGE_ANOMALIES,
+        "Answers whose reported usage was missing or above its quote's bound, and was held to it."
+    );
     describe_gauge!(
         CIRCUIT_STATE,
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
@@ -244,6 +252,7 @@ pub fn render(
         // Counters that may not have moved yet still show, at zero, so
         // `rate()` and the dashboard see every provider from the start.
         counter!(RATE_LIMITED, PROVIDER => name.clone()).increment(0);
+        counter!(USAGE_ANOMALIES, PROVIDER => name.clone()).increment(0);
         counter!(CREDITS_CHARGED, PROVIDER => name).increment(0);
     }
     gauge!(HOLDS_OPEN).increment(0.0);
@@ -385,6 +394,11 @@ pub fn charged(provider: &str, amount: Credits) {
     if let Ok(micro) = u64::try_from(amount.0) {
         counter!(CREDITS_CHARGED, PROVIDER => provider.to_string()).increment(micro);
     }
+}
+
+/// `provider` reported usage out of line with the quote.
+pub fn usage_anomaly(provider: &str) {
+    counter!(USAGE_ANOMALIES, PROVIDER => provider.to_string()).increment(1);
 }
 
 /// A provider's full queue turned a call away.

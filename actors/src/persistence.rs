@@ -289,12 +289,20 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
         let p = Persistence::start(store.clone(), 1024, 4096).unwrap();
         let n = 400u64;
-        let writes = (1..=n).map(|seq| {
-            let p = p.clone();
-            async move { p.write(vec![entry("u", seq)]).await }
-        });
-        for r in futures_util::future::join_all(writes).await {
-            r.unwrap();
+        // One user's entries reach the queue in their order, as a wallet
+        // sends them (under its lock); all are in flight at once.
+        let waits: Vec<_> = (1..=n)
+            .map(|seq| {
+                let (done, rx) = oneshot::channel();
+                p.reserve().unwrap().send(Job {
+                    ops: vec![entry("u", seq)],
+                    done: Some(done),
+                });
+                rx
+            })
+            .collect();
+        for rx in waits {
+            rx.await.unwrap().unwrap();
         }
         let commits = p.stats.commits.load(Ordering::Relaxed);
         assert_eq!(p.stats.writes.load(Ordering::Relaxed), n);

@@ -64,6 +64,10 @@ pub struct RequestOutcome {
     /// Milliseconds since the Unix epoch.
     #[schema(value_type = i64)]
     pub created_at: Millis,
+    /// The upstream's usage was missing or above what the quote allowed,
+    /// and was held to the quote's bound (see `oneflow::pricing::checked_usage`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub usage_anomaly: bool,
 }
 
 /// Why a request failed at its providers or a stream ended early: the

@@ -34,6 +34,7 @@ fn rec(ok: bool, cost: i64, ms: u64, tokens: u64) -> RequestRecord {
         created_at: 0,
         latency_ms: ms,
         attempts: Vec::new(),
+        usage_anomaly: false,
     }
 }
 

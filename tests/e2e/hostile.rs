@@ -177,3 +177,76 @@ async fn a_huge_upstream_answer_or_event_is_refused_without_being_held() {
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+/// An upstream reporting usage of 2^64-1 tokens, or of -5: the answer is
+/// still charged (more than 0, at most its quote), and the record and the
+/// metrics say the usage was out of line. Whole and streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn absurd_usage_is_held_to_the_quote_and_flagged() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("absurd", "1000").await;
+    let max = u64::MAX;
+    let reports = [
+        json!({"prompt_tokens": max, "completion_tokens": max, "total_tokens": max}),
+        json!({"prompt_tokens": -5, "completion_tokens": -5, "total_tokens": -10}),
+    ];
+    for usage in reports {
+        for stream in [false, true] {
+            up.push(Behavior::Usage(usage.clone()));
+            let res = s
+                .http
+                .post(format!("{}/v1/chat/completions", s.url))
+                .bearer_auth(&key)
+                .json(&json!({"model": "chat", "stream": stream, "max_tokens": 20,
+                    "stream_options": {"include_usage": true},
+                    "messages": [{"role": "user", "content": "two words"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{usage} stream={stream}");
+            let id = res.headers()["x-oneflow-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            let _ = res.bytes().await.unwrap();
+            let record = record_when_settled(&s, &key, &id).await;
+            let quote = crate::support::credits(&record["quote"]);
+            let cost = crate::support::credits(&record["cost"]);
+            assert!(
+                cost > Credits::ZERO && cost <= quote,
+                "{usage} stream={stream}: {cost:?} of {quote:?}"
+            );
+            assert_eq!(record["usage_anomaly"], true, "{record}");
+        }
+    }
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("oneflow_usage_anomalies_total{provider=\"chat\"}"))
+        .unwrap_or_else(|| panic!("no anomaly counter in {metrics}"));
+    assert!(line.ends_with(" 4"), "{line}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+/// The stored record of a request, once its (detached) settle committed.
+async fn record_when_settled(s: &TestServer, key: &str, id: &str) -> Value {
+    for _ in 0..100 {
+        let (st, v) = s.get(key, &format!("/api/history/requests/{id}")).await;
+        if st == StatusCode::OK {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("request {id} was never recorded");
+}

@@ -100,6 +100,7 @@ impl OpenHold {
             created_at: h.at,
             latency_ms: 0,
             attempts: Vec::new(),
+            usage_anomaly: false,
         }
     }
 }

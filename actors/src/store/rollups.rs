@@ -218,6 +218,7 @@ mod tests {
             created_at: 1_764_000_000_000 + i as i64 * 997_000,
             latency_ms: i * 13 % 3000,
             attempts: Vec::new(),
+            usage_anomaly: false,
         }
     }
 

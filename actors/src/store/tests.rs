@@ -48,6 +48,7 @@ fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
         created_at: at,
         latency_ms: 7,
         attempts: Vec::new(),
+        usage_anomaly: false,
     }))
 }
 

@@ -272,6 +272,7 @@ pub(crate) async fn finish(
         created_at: h.created_at,
         latency_ms: outcome.latency_ms,
         attempts,
+        usage_anomaly: outcome.usage_anomaly,
     };
     let idem = h
         .job
@@ -285,6 +286,9 @@ pub(crate) async fn finish(
         idem,
         now: now_ms(),
     };
+    if outcome.usage_anomaly {
+        metrics::usage_anomaly(&plan.provider);
+    }
     let finished = s.wallets.finish(&h.user_id, finish).await?;
     let user = s.metric_user(&h.user_id);
     metrics::request_done(&outcome, plan.modality, h.started.elapsed(), upstream, user);
@@ -314,6 +318,7 @@ pub(crate) fn outcome_of(h: &Held, plan: &Plan, started: Instant) -> RequestOutc
         retry_after_secs: None,
         latency_ms: started.elapsed().as_millis() as u64,
         created_at: h.created_at,
+        usage_anomaly: false,
     }
 }
 

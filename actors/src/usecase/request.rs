@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use oneflow::pricing::checked_usage;
 use oneflow::request::AiRequest;
 
 use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
@@ -116,19 +117,24 @@ async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerError> {
     let mut outcome = outcome_of(&h, plan, started);
     let mut output = None;
     let action = match result {
-        Ok(r) => match handles[served]
-            .config
-            .rates
-            .cost(&r.usage, plan.size.as_deref())
-        {
-            Ok(cost) => {
-                outcome.usage = r.usage;
-                outcome.response = Some(r.output.summary());
-                output = Some(r.output);
-                Settlement::Charge(cost)
+        Ok(r) => {
+            let text = matches!(&r.output, Output::Text { text, .. } if !text.is_empty());
+            let (usage, anomaly) = checked_usage(r.usage, &plan.max_usage, text);
+            outcome.usage_anomaly = anomaly;
+            match handles[served]
+                .config
+                .rates
+                .cost(&usage, plan.size.as_deref())
+            {
+                Ok(cost) => {
+                    outcome.usage = usage;
+                    outcome.response = Some(r.output.summary());
+                    output = Some(r.output);
+                    Settlement::Charge(cost)
+                }
+                Err(e) => fail(&mut outcome, ErrorCode::ProviderError, e.to_string(), None),
             }
-            Err(e) => fail(&mut outcome, ErrorCode::ProviderError, e.to_string(), None),
-        },
+        }
         Err(e) => {
             let code = failure_code(&e);
             let ra = e.retry_after();

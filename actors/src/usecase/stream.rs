@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use oneflow::Credits;
-use oneflow::pricing::{Usage, count_words};
+use oneflow::pricing::{Usage, checked_usage, count_words};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -214,8 +214,13 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                 ..Usage::default()
             }
         };
+        let (usage, out_of_line) = checked_usage(usage, &plan.max_usage, !text.is_empty());
+        // A stream that ended normally without readable usage (the broker
+        // always asks for it) is charged by the estimate above, and flagged.
+        let anomaly = out_of_line || (complete && !reported_final);
         let mut outcome = outcome_of(&h, &plan, started);
         outcome.usage = usage;
+        outcome.usage_anomaly = anomaly;
         outcome.response = Some(text);
         let action = match rates.cost(&usage, None) {
             Ok(c) => Settlement::Charge(c),

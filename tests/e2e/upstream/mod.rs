@@ -164,6 +164,10 @@ pub enum Behavior {
     /// answer of JSON whitespace with no length given, or for a stream one
     /// `data:` line that never ends. Stops when the client goes away.
     Huge(u64),
+    /// OpenAI text: the normal answer, but its `usage` object (plain, or
+    /// the stream's usage chunk) replaced by this one, e.g. negative or
+    /// 2^64-1 token counts, as a broken or hostile upstream might report.
+    Usage(Value),
 }
 
 /// One request as the mock received it.
@@ -577,8 +581,31 @@ enum Plan {
     StreamError { after: usize },
 }
 
-async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
+async fn run(conn: &mut Conn, kind: Kind, mut work: Work, b: Behavior) -> Outcome {
     let plan = match b {
+        Behavior::Usage(usage) => {
+            work = match work {
+                Work::Text {
+                    format,
+                    prompt_tokens,
+                    max_tokens,
+                    stream,
+                } => Work::Text {
+                    format: Box::new(ReportedUsage {
+                        inner: format,
+                        usage,
+                    }),
+                    prompt_tokens,
+                    max_tokens,
+                    stream,
+                },
+                other => other,
+            };
+            Plan::Words {
+                n: None,
+                delay: Duration::ZERO,
+            }
+        }
         Behavior::Ok => Plan::Words {
             n: None,
             delay: Duration::ZERO,
@@ -625,6 +652,49 @@ async fn run(conn: &mut Conn, kind: Kind, work: Work, b: Behavior) -> Outcome {
             max_tokens,
             stream: true,
         } => streamed_text(conn, format.as_ref(), prompt_tokens, max_tokens, plan).await,
+    }
+}
+
+/// [`Behavior::Usage`]: a format whose `usage` objects are replaced.
+struct ReportedUsage {
+    inner: Box<dyn TextFormat>,
+    usage: Value,
+}
+
+impl TextFormat for ReportedUsage {
+    fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value {
+        let mut v = self.inner.plain(text, finish, tokens);
+        v["usage"] = self.usage.clone();
+        v
+    }
+    fn open(&self, prompt_tokens: u64) -> Vec<String> {
+        self.inner.open(prompt_tokens)
+    }
+    fn piece(&self, text: &str) -> String {
+        self.inner.piece(text)
+    }
+    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
+        let swap = |frame: String| {
+            let json = frame.strip_prefix("data: ").map(str::trim);
+            match json.and_then(|j| serde_json::from_str::<Value>(j).ok()) {
+                Some(mut v) if v.get("usage").is_some_and(|u| !u.is_null()) => {
+                    v["usage"] = self.usage.clone();
+                    data(&v)
+                }
+                _ => frame,
+            }
+        };
+        self.inner
+            .close(finish, tokens)
+            .into_iter()
+            .map(swap)
+            .collect()
+    }
+    fn error_frame(&self) -> String {
+        self.inner.error_frame()
+    }
+    fn headers(&self) -> Vec<(String, String)> {
+        self.inner.headers()
     }
 }
 
