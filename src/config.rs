@@ -52,6 +52,10 @@ pub struct ServerConfig {
     /// Wrong keys one client address may send in a minute; past it, 429
     /// with Retry-After and no key lookup.
     pub auth_failures_per_minute: u32,
+    /// Seconds a stream waits for its client to take the next chunk; then
+    /// it ends (`client_stalled`), its upstream call and provider slot are
+    /// let go, and what was delivered is settled.
+    pub client_stall_secs: u64,
 }
 
 /// Wallets in memory: when idle ones leave and how much one user may have
@@ -172,6 +176,7 @@ impl Default for ServerConfig {
             client_request_timeout_secs: 5,
             shutdown_timeout_secs: 30,
             auth_failures_per_minute: 20,
+            client_stall_secs: 30,
         }
     }
 }
@@ -247,6 +252,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.client_stall_secs == 0 {
+            return Err(bad("server.client_stall_secs", "must be at least 1"));
         }
         if self.server.auth_failures_per_minute == 0 {
             return Err(bad("server.auth_failures_per_minute", "must be at least 1"));

@@ -91,6 +91,9 @@ pub enum ErrorCode {
     ProviderError,
     /// A stream's client went away; it is charged for what was delivered.
     ClientDisconnected,
+    /// A stream's client took no data for `server.client_stall_secs`; the
+    /// stream was ended and charged for what was delivered.
+    ClientStalled,
     /// A stream's upstream stopped sending.
     UpstreamTimeout,
     /// A stream's upstream failed midway.
@@ -105,12 +108,13 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::ProviderOverloaded,
         ErrorCode::ProviderUnavailable,
         ErrorCode::ProviderTimeout,
         ErrorCode::ProviderError,
         ErrorCode::ClientDisconnected,
+        ErrorCode::ClientStalled,
         ErrorCode::UpstreamTimeout,
         ErrorCode::UpstreamError,
         ErrorCode::UpstreamTooLarge,
@@ -126,6 +130,7 @@ impl ErrorCode {
             ErrorCode::ProviderTimeout => "provider_timeout",
             ErrorCode::ProviderError => "provider_error",
             ErrorCode::ClientDisconnected => "client_disconnected",
+            ErrorCode::ClientStalled => "client_stalled",
             ErrorCode::UpstreamTimeout => "upstream_timeout",
             ErrorCode::UpstreamError => "upstream_error",
             ErrorCode::UpstreamTooLarge => "upstream_too_large",

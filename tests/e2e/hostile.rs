@@ -250,3 +250,82 @@ async fn record_when_settled(s: &TestServer, key: &str, id: &str) -> Value {
     }
     panic!("request {id} was never recorded");
 }
+
+/// Opens a streamed chat request on a socket with a tiny receive buffer and
+/// never reads from it: a client that stopped taking data.
+async fn stalled_stream(s: &TestServer, key: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    let body = json!({"model": "chat", "stream": true, "max_tokens": 1_000_000,
+        "messages": [{"role": "user", "content": "go on"}]})
+    .to_string();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body.as_bytes()).await.unwrap();
+    conn
+}
+
+/// Two streams whose clients never read, on a provider that takes two
+/// calls at once: after `server.client_stall_secs` both are ended
+/// (`client_stalled`), their slots freed and their holds settled, so a
+/// third user's request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_whose_clients_stop_reading_give_back_their_slots() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let mut p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    p.limits.max_concurrency = 2;
+    p.request.max_tokens = 1_000_000;
+    let s = TestServer::start_with(move |c| {
+        c.providers = vec![p];
+        c.server.client_stall_secs = 1;
+    });
+    let (_, a) = s.user("stalled-a", "100000").await;
+    let (_, b) = s.user("stalled-b", "100000").await;
+    let (_, c) = s.user("waiting", "100").await;
+    // Words as fast as the mock can write them, for as long as it is read.
+    up.push(Behavior::Endless {
+        delay: std::time::Duration::ZERO,
+    });
+    up.push(Behavior::Endless {
+        delay: std::time::Duration::ZERO,
+    });
+    let held_a = stalled_stream(&s, &a).await;
+    let held_b = stalled_stream(&s, &b).await;
+    // Both are at the upstream, holding its two slots, before the third.
+    assert!(
+        up.wait_for_requests(2, std::time::Duration::from_secs(10))
+            .await
+    );
+    // A bounded guard against a hang, not a measure of speed.
+    let (st, v) = tokio::time::timeout(std::time::Duration::from_secs(60), chat(&s, &c))
+        .await
+        .expect("the third request never got a slot");
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for key in [&a, &b] {
+        let mut settled = None;
+        for _ in 0..200 {
+            let (_, h) = s.get(key, "/api/history/requests").await;
+            let first = h["items"][0].clone();
+            if first.is_object() {
+                settled = Some(first);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let r = settled.expect("the stalled stream was never settled");
+        assert_eq!(r["error"], "the client took no data for 1s", "{r}");
+        let (_, st) = s.get(key, "/api/status").await;
+        assert_eq!(st["held"], json!(0), "{st}");
+        assert_ledger_balances(&s.ledger(key).await, s.balance(key).await);
+    }
+    // Closed now, so the graceful stop need not wait for their writes.
+    drop((held_a, held_b));
+    s.stop().await;
+}

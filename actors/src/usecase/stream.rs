@@ -119,6 +119,9 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
     let this = s.clone();
     let rates = handles[served].config.rates.clone();
     let idle = std::time::Duration::from_millis(s.config.retry.attempt_timeout_ms);
+    // A client that stops reading must not keep the provider's slot and the
+    // hold: each send waits this long at most.
+    let stall = std::time::Duration::from_secs(s.config.server.client_stall_secs);
     actix_rt::spawn(async move {
         use futures_util::StreamExt;
         let mut upstream = upstream;
@@ -176,10 +179,21 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                         ));
                         break;
                     }
-                    if tx.send(StreamEvent::Delta(d.clone())).await.is_err() {
-                        stopped =
-                            Some((ErrorCode::ClientDisconnected, "the client went away".into()));
-                        break;
+                    match tokio::time::timeout(stall, tx.send(StreamEvent::Delta(d.clone()))).await
+                    {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => {
+                            stopped = Some((
+                                ErrorCode::ClientDisconnected,
+                                "the client went away".into(),
+                            ));
+                            break;
+                        }
+                        Err(_) => {
+                            let why = format!("the client took no data for {}s", stall.as_secs());
+                            stopped = Some((ErrorCode::ClientStalled, why));
+                            break;
+                        }
                     }
                     delivered_tokens += tokens;
                     text.push_str(&d);
@@ -245,15 +259,14 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
         let cost = match finish(&this, &h, action, outcome, attempts, &plan, upstream).await {
             Ok(o) => o.cost,
             Err(e) => {
-                let _ = tx
-                    .send(StreamEvent::End {
-                        finish_reason: "error".into(),
-                        stopped: Some(ErrorCode::SettleFailed),
-                        message: Some(e.to_string()),
-                        usage,
-                        cost: Credits::ZERO,
-                    })
-                    .await;
+                let end = StreamEvent::End {
+                    finish_reason: "error".into(),
+                    stopped: Some(ErrorCode::SettleFailed),
+                    message: Some(e.to_string()),
+                    usage,
+                    cost: Credits::ZERO,
+                };
+                let _ = tokio::time::timeout(stall, tx.send(end)).await;
                 return;
             }
         };
@@ -261,15 +274,15 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             Some((c, m)) => (Some(c), Some(m)),
             None => (None, None),
         };
-        let _ = tx
-            .send(StreamEvent::End {
-                finish_reason,
-                stopped,
-                message,
-                usage,
-                cost,
-            })
-            .await;
+        let end = StreamEvent::End {
+            finish_reason,
+            stopped,
+            message,
+            usage,
+            cost,
+        };
+        // Settled already: a client that never takes the end only loses it.
+        let _ = tokio::time::timeout(stall, tx.send(end)).await;
     });
     Ok(start)
 }
