@@ -47,6 +47,12 @@ pub struct BudgetConfig {
     pub monthly: Option<Credits>,
     /// Caps on what may be spent at one provider, by provider name.
     pub per_provider: BTreeMap<String, BudgetLimits>,
+    /// Set by an administrator: the user may tighten these caps, never
+    /// loosen or remove them. Written by the server from who set the
+    /// budget; ignored on input.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(read_only)]
+    pub set_by_admin: bool,
 }
 
 /// Why a budget is not acceptable.
@@ -63,6 +69,42 @@ impl BudgetConfig {
             weekly: self.weekly,
             monthly: self.monthly,
         }
+    }
+
+    /// The first cap of `self` that `new` removes or raises, by name
+    /// (`daily`, `per_provider.image.weekly`, ...), if any.
+    pub fn loosened_by(&self, new: &BudgetConfig) -> Option<String> {
+        fn looser(old: Option<Credits>, new: Option<Credits>) -> bool {
+            match (old, new) {
+                (Some(_), None) => true,
+                (Some(o), Some(n)) => n > o,
+                (None, _) => false,
+            }
+        }
+        let windows = |l: &BudgetLimits| {
+            [
+                ("daily", l.daily),
+                ("weekly", l.weekly),
+                ("monthly", l.monthly),
+            ]
+        };
+        let pairs = windows(&self.overall())
+            .into_iter()
+            .zip(windows(&new.overall()));
+        for ((name, o), (_, n)) in pairs {
+            if looser(o, n) {
+                return Some(name.to_string());
+            }
+        }
+        for (p, old) in &self.per_provider {
+            let new = new.per_provider.get(p).cloned().unwrap_or_default();
+            for ((name, o), (_, n)) in windows(old).into_iter().zip(windows(&new)) {
+                if looser(o, n) {
+                    return Some(format!("per_provider.{p}.{name}"));
+                }
+            }
+        }
+        None
     }
 
     pub fn validate(&self) -> Result<(), BudgetError> {

@@ -180,12 +180,15 @@ impl Broker {
         budgets::wallet(&self.services, user_id).await
     }
 
+    /// Replaces a user's budget; `by_admin` marks it as an admin's caps,
+    /// which the user may then only tighten.
     pub async fn set_budget(
         &self,
         user_id: &str,
         budget: BudgetConfig,
+        by_admin: bool,
     ) -> Result<WalletView, BrokerError> {
-        budgets::set(&self.services, user_id, budget).await
+        budgets::set(&self.services, user_id, budget, by_admin).await
     }
 
     /// The user's default strategy (`None`: the global one).

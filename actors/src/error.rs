@@ -34,6 +34,9 @@ pub enum BrokerError {
     TooManyInFlight(WalletError),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The caller may not do this (an admin's decision stands).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -127,6 +130,7 @@ impl BrokerError {
             // The caller's own load, not the broker's: 429, like a rate limit.
             BrokerError::TooManyInFlight(_) => refused("too_many_in_flight", 429),
             BrokerError::NotFound(_) => refused("not_found", 404),
+            BrokerError::Forbidden(_) => refused("forbidden", 403),
             BrokerError::Conflict(_) => refused("conflict", 409),
             BrokerError::Store(_) => fault("internal", 500),
             BrokerError::Unavailable(_) => fault("unavailable", 503),
@@ -277,6 +281,7 @@ mod tests {
                 429,
             ),
             (BrokerError::NotFound("user"), 404),
+            (BrokerError::Forbidden("x".into()), 403),
             (BrokerError::Conflict("x".into()), 409),
             (BrokerError::Store(Arc::new(StoreError::Closed)), 500),
             (BrokerError::Unavailable("x".into()), 503),

@@ -329,3 +329,52 @@ async fn streams_whose_clients_stop_reading_give_back_their_slots() {
     drop((held_a, held_b));
     s.stop().await;
 }
+
+/// A budget an admin set for a user: the user may lower its caps, never
+/// raise or remove them, and cannot unmark it by saying so in the body.
+#[tokio::test]
+async fn a_user_cannot_loosen_a_budget_an_admin_set() {
+    use crate::support::ADMIN_KEY;
+    let s = TestServer::start();
+    let (id, key) = s.user("capped", "100").await;
+    let put = |k: &str, path: String, body: Value| {
+        let req = s
+            .http
+            .put(format!("{}{path}", s.url))
+            .bearer_auth(k)
+            .json(&body);
+        async move {
+            let res = req.send().await.unwrap();
+            let st = res.status();
+            (st, res.json::<Value>().await.unwrap())
+        }
+    };
+    let admin_path = format!("/api/budget?user_id={id}");
+    let cap = json!({"daily": 10, "per_provider": {"gpt": {"weekly": 30}}});
+    let (st, v) = put(ADMIN_KEY, admin_path.clone(), cap).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["budget"]["set_by_admin"], true, "{v}");
+
+    for looser in [
+        json!({"daily": 20, "per_provider": {"gpt": {"weekly": 30}}}),
+        json!({"per_provider": {"gpt": {"weekly": 30}}}),
+        json!({"daily": 10}),
+        json!({"daily": 10, "per_provider": {"gpt": {"weekly": 31}}, "set_by_admin": false}),
+    ] {
+        let (st, v) = put(&key, "/api/budget".into(), looser.clone()).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{looser}: {v}");
+        assert_eq!(v["error"]["code"], "forbidden");
+    }
+    // Tighter is fine, and stays the admin's.
+    let tighter = json!({"daily": 5, "weekly": 20, "per_provider": {"gpt": {"weekly": 30}},
+        "set_by_admin": false});
+    let (st, v) = put(&key, "/api/budget".into(), tighter).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["budget"]["set_by_admin"], true, "{v}");
+    let (_, v) = s.get(&key, "/api/budget").await;
+    assert_eq!(v["budget"]["daily"], json!(5), "{v}");
+    // The admin may loosen it again.
+    let (st, _) = put(ADMIN_KEY, admin_path, json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}

@@ -15,13 +15,28 @@ pub(crate) async fn wallet(s: &Services, user_id: &str) -> Result<WalletView, Br
 }
 
 /// Replaces the user's budgets (after checking them and the providers they
-/// name) and answers the wallet as it is then.
+/// name) and answers the wallet as it is then. A budget an admin set may
+/// be tightened by its user, not loosened; what an admin sets is marked.
 pub(crate) async fn set(
     s: &Services,
     user_id: &str,
-    budget: BudgetConfig,
+    mut budget: BudgetConfig,
+    by_admin: bool,
 ) -> Result<WalletView, BrokerError> {
     budget.validate()?;
+    if !by_admin {
+        let current = wallet(s, user_id).await?.budget;
+        if current.set_by_admin {
+            if let Some(cap) = current.loosened_by(&budget) {
+                return Err(BrokerError::Forbidden(format!(
+                    "an administrator set this budget: `{cap}` may be lowered, not raised or removed"
+                )));
+            }
+        }
+        budget.set_by_admin = current.set_by_admin;
+    } else {
+        budget.set_by_admin = true;
+    }
     for p in budget.per_provider.keys() {
         if s.provider(p).is_err() {
             return Err(BrokerError::BadInput(format!(

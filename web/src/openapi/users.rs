@@ -84,9 +84,10 @@ pub fn get_budget() {}
     params(ForUser),
     request_body(content = BudgetConfig, description = "The whole budget: limits left out are removed"),
     responses(
-        (status = 200, description = "The budget now in force", body = BudgetView),
+        (status = 200, description = "The budget now in force (an admin's is marked `set_by_admin`)", body = BudgetView),
         (status = 400, description = "Negative limit or unknown provider", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        (status = 403, description = "A user raising or removing a cap an admin set", body = ErrorBody),
+        (status = 404, description = "`user_id` given by a non-admin, or no such user", body = ErrorBody),
     ))]
 pub fn put_budget() {}

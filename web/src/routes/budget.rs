@@ -31,6 +31,9 @@ pub async fn put_budget(
     body: web::Json<BudgetConfig>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;
-    let w = s.broker.set_budget(&user_id, body.into_inner()).await?;
+    let w = s
+        .broker
+        .set_budget(&user_id, body.into_inner(), c.0.is_admin())
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"user_id": user_id, "budget": w.budget, "windows": w.windows, "available": w.available})))
 }
