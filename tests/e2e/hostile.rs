@@ -378,3 +378,38 @@ async fn a_user_cannot_loosen_a_budget_an_admin_set() {
     assert_eq!(st, StatusCode::OK);
     s.stop().await;
 }
+
+/// An image `quality` the rate card does not price (it would cost the
+/// provider more than the quote) is refused before anything is held;
+/// `standard` is served.
+#[tokio::test]
+async fn an_unpriced_image_quality_is_refused() {
+    let s = TestServer::start();
+    let (_, key) = s.user("painter", "100").await;
+    let ask = |quality: &str| {
+        s.http
+            .post(format!("{}/v1/images/generations", s.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "image", "prompt": "a lighthouse", "quality": quality}))
+            .send()
+    };
+    for q in ["hd", "high", "auto"] {
+        let res = ask(q).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{q}");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("quality"),
+            "{v}"
+        );
+    }
+    assert!(
+        s.ledger(&key)
+            .await
+            .iter()
+            .all(|e| e.kind == EntryKind::TopUp)
+    );
+    let res = ask("standard").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    s.stop().await;
+}

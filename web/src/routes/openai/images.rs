@@ -13,8 +13,9 @@ use super::{RouteWish, body, caller, now_secs, ok, pass_through, preview, route_
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// OpenAI's image request. `response_format`, `quality`, `style` and
-/// `user` pass through to the provider; other fields are ignored.
+/// OpenAI's image request. `response_format`, `style` and `user` pass
+/// through to the provider, and `quality` when it is `standard`; other
+/// fields are ignored.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[schema(
     as = ImageRequest,
@@ -45,6 +46,19 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let model = b
         .model
         .ok_or_else(|| ApiError::BadRequest("`model` is required".into()))?;
+    // A rate card prices an image by its size; a quality above standard
+    // costs the provider more than that price, so it is refused rather than
+    // passed on unpriced. (`style` does not change OpenAI's price.)
+    if let Some(q) = b
+        .extra
+        .get("quality")
+        .filter(|q| q.as_str() != Some("standard"))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "`quality` {q} is not priced by this broker; leave it out or send \"standard\""
+        ))
+        .into());
+    }
     let (strategy, constraints) = route_wish(&req, b.oneflow)?;
     let ask = Ask::Image {
         n: b.n,
