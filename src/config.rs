@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// it ends (`client_stalled`), its upstream call and provider slot are
     /// let go, and what was delivered is settled.
     pub client_stall_secs: u64,
+    /// Exports running at once, over all users; past it, 429.
+    pub max_exports: usize,
+    /// Exports one caller may run at once; past it, 429.
+    pub max_exports_per_user: usize,
 }
 
 /// Wallets in memory: when idle ones leave and how much one user may have
@@ -177,6 +181,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             auth_failures_per_minute: 20,
             client_stall_secs: 30,
+            max_exports: 16,
+            max_exports_per_user: 2,
         }
     }
 }
@@ -252,6 +258,12 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_exports == 0 || self.server.max_exports_per_user == 0 {
+            return Err(bad(
+                "server.max_exports",
+                "exports need at least 1 slot, overall and per user",
+            ));
         }
         if self.server.client_stall_secs == 0 {
             return Err(bad("server.client_stall_secs", "must be at least 1"));

@@ -293,13 +293,15 @@ impl Broker {
         analytics::burn_down(&self.services, user_id, window_ms).await
     }
 
-    /// Starts an export; chunks arrive on the returned channel, an `Err`
-    /// item if it broke off.
+    /// Starts an export for `caller`; chunks arrive on the returned
+    /// channel, an `Err` item if it broke off. Refused past the running
+    /// exports' bounds.
     pub fn export(
         &self,
+        caller: &str,
         q: ExportQuery,
-    ) -> tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>> {
-        export::start(&self.services, q)
+    ) -> Result<tokio::sync::mpsc::Receiver<Result<bytes::Bytes, String>>, BrokerError> {
+        export::start(&self.services, caller, q)
     }
 
     // Status (`usecase/status.rs`).

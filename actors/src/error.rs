@@ -32,6 +32,8 @@ pub enum BrokerError {
     Busy,
     #[error(transparent)]
     TooManyInFlight(WalletError),
+    #[error("too many exports are running; retry when one has finished")]
+    TooManyExports,
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The caller may not do this (an admin's decision stands).
@@ -129,6 +131,7 @@ impl BrokerError {
             BrokerError::Busy => refused("overloaded", 503),
             // The caller's own load, not the broker's: 429, like a rate limit.
             BrokerError::TooManyInFlight(_) => refused("too_many_in_flight", 429),
+            BrokerError::TooManyExports => refused("too_many_exports", 429),
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Forbidden(_) => refused("forbidden", 403),
             BrokerError::Conflict(_) => refused("conflict", 409),
@@ -169,7 +172,8 @@ impl BrokerError {
         match self {
             BrokerError::Invalid(RequestError::NoProviderAvailable(_))
             | BrokerError::Busy
-            | BrokerError::TooManyInFlight(_) => Some(1),
+            | BrokerError::TooManyInFlight(_)
+            | BrokerError::TooManyExports => Some(1),
             BrokerError::Upstream { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -280,6 +284,7 @@ mod tests {
                 BrokerError::TooManyInFlight(WalletError::TooManyInFlight),
                 429,
             ),
+            (BrokerError::TooManyExports, 429),
             (BrokerError::NotFound("user"), 404),
             (BrokerError::Forbidden("x".into()), 403),
             (BrokerError::Conflict("x".into()), 409),
@@ -294,6 +299,7 @@ mod tests {
                     e,
                     BrokerError::Busy
                         | BrokerError::TooManyInFlight(_)
+                        | BrokerError::TooManyExports
                         | BrokerError::Invalid(RequestError::NoProviderAvailable(_))
                 ),
                 "{e:?}"

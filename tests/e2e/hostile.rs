@@ -413,3 +413,101 @@ async fn an_unpriced_image_quality_is_refused() {
     assert_eq!(res.status(), StatusCode::OK);
     s.stop().await;
 }
+
+/// Writes `n` request records of `user` straight into the server's redb
+/// file while it is stopped: a long history, cheaply.
+fn long_history(dir: &std::path::Path, user: &str, n: u64) {
+    use oneflow::records::{RequestRecord, RequestStatus};
+    use oneflow_actors::store::{RedbStore, Store, WriteOp};
+    let store = RedbStore::open(&dir.join("oneflow.redb")).unwrap();
+    let ops = (0..n)
+        .map(|i| {
+            WriteOp::PutRequest(Box::new(RequestRecord {
+                id: format!("req_{i:028x}"),
+                user_id: user.into(),
+                model: "audio".into(),
+                modality: Modality::Audio,
+                provider: "audio".into(),
+                status: RequestStatus::Succeeded,
+                prompt_preview: "a long history, to make a long export ".repeat(4),
+                response: Some("x".repeat(200)),
+                usage: Default::default(),
+                quote: Credits::ZERO,
+                cost: Credits::ZERO,
+                shortfall: Credits::ZERO,
+                error: None,
+                route: "bulk".into(),
+                created_at: 1_000 + i as i64,
+                latency_ms: 1,
+                attempts: Vec::new(),
+                usage_anomaly: false,
+            }))
+        })
+        .collect();
+    store.commit(ops).unwrap();
+}
+
+/// Opens an export on a socket with a tiny receive buffer and never reads.
+async fn unread_export(s: &TestServer, key: &str) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    let head = format!(
+        "GET /api/export/requests HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Only the status line, to know it started.
+    let mut first = [0u8; 12];
+    conn.read_exact(&mut first).await.unwrap();
+    (conn, String::from_utf8_lossy(&first).to_string())
+}
+
+/// Exports each hold a thread and a read transaction while they run, so
+/// they are bounded: past `server.max_exports_per_user` a caller's next one
+/// is 429 `too_many_exports`; one whose client never reads ends after
+/// `server.client_stall_secs` and gives its slot back, and the server
+/// answers everything else meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unread_exports_are_bounded_and_let_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(tmp.path(), |_| {});
+    let (id, key) = s.user("exporter", "10").await;
+    s.stop().await;
+    long_history(tmp.path(), &id, 40_000);
+    let s = TestServer::start_in(tmp.path(), |c| {
+        c.server.max_exports_per_user = 2;
+        c.server.client_stall_secs = 1;
+    });
+    let (a, first) = unread_export(&s, &key).await;
+    assert_eq!(first, "HTTP/1.1 200");
+    let (b, first) = unread_export(&s, &key).await;
+    assert_eq!(first, "HTTP/1.1 200");
+    let (st, v) = s.get(&key, "/api/export/requests").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_exports");
+    let (st, _) = s.get(&key, "/api/status").await;
+    assert_eq!(st, StatusCode::OK);
+    // The stalled two end and give their slots back (bounded wait).
+    let mut served = false;
+    for _ in 0..100 {
+        let res = s
+            .http
+            .get(format!("{}/api/export/requests?format=ndjson", s.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::OK {
+            let body = res.text().await.unwrap();
+            assert_eq!(body.lines().count(), 40_000);
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "the unread exports never gave their slots back");
+    drop((a, b));
+    s.stop().await;
+}

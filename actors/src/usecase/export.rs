@@ -17,6 +17,7 @@ use oneflow::records::RequestRecord;
 use oneflow::time::{Millis, rfc3339};
 
 use super::Services;
+use crate::error::BrokerError;
 use crate::store::{Store, StoreError};
 
 /// What to export.
@@ -351,19 +352,80 @@ pub fn export_blocking(
     Ok(w.rows)
 }
 
+/// Exports running now, overall and by caller: each holds a blocking-pool
+/// thread and a read transaction while it runs, so both are bounded.
+#[derive(Default)]
+pub(crate) struct Running {
+    by_caller: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One running export, counted until dropped.
+struct Slot {
+    running: std::sync::Arc<Services>,
+    caller: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.running.exports.by_caller.lock() {
+            if let Some(n) = m.get_mut(&self.caller) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.caller);
+                }
+            }
+        }
+    }
+}
+
+fn take_slot(s: &std::sync::Arc<Services>, caller: &str) -> Result<Slot, BrokerError> {
+    let server = &s.config.server;
+    let mut m = s
+        .exports
+        .by_caller
+        .lock()
+        .map_err(|_| BrokerError::Unavailable("export slots lost to a panic".into()))?;
+    let total: usize = m.values().sum();
+    let mine = m.get(caller).copied().unwrap_or(0);
+    if total >= server.max_exports || mine >= server.max_exports_per_user {
+        return Err(BrokerError::TooManyExports);
+    }
+    *m.entry(caller.to_string()).or_default() += 1;
+    Ok(Slot {
+        running: s.clone(),
+        caller: caller.to_string(),
+    })
+}
+
 /// Starts an export in a blocking task; chunks arrive on the returned
 /// channel. An `Err` item means the export broke off (the body should
-/// end abnormally so the client sees it incomplete).
-pub(crate) fn start(s: &Services, q: ExportQuery) -> mpsc::Receiver<Result<Bytes, String>> {
+/// end abnormally so the client sees it incomplete). Refused with
+/// [`BrokerError::TooManyExports`] past `server.max_exports` running, or
+/// `server.max_exports_per_user` for this caller. A client that takes no
+/// chunk for `server.client_stall_secs` ends its export, so no thread
+/// waits on a client for longer.
+pub(crate) fn start(
+    s: &std::sync::Arc<Services>,
+    caller: &str,
+    q: ExportQuery,
+) -> Result<mpsc::Receiver<Result<Bytes, String>>, BrokerError> {
+    let slot = take_slot(s, caller)?;
     let (tx, rx) = mpsc::channel(QUEUE);
     let store = s.store.clone();
+    let stall = std::time::Duration::from_secs(s.config.server.client_stall_secs);
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let result = export_blocking(&*store, &q, |chunk| tx.blocking_send(Ok(chunk)).is_ok());
+        let _slot = slot;
+        let send = |item| {
+            rt.block_on(tokio::time::timeout(stall, tx.send(item)))
+                .is_ok_and(|sent| sent.is_ok())
+        };
+        let result = export_blocking(&*store, &q, |chunk| send(Ok(chunk)));
         if let Err(e) = result {
-            let _ = tx.blocking_send(Err(e.to_string()));
+            let _ = send(Err(e.to_string()));
         }
     });
-    rx
+    Ok(rx)
 }
 
 #[cfg(test)]

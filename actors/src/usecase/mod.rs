@@ -71,6 +71,8 @@ pub(crate) struct Services {
     /// Each user's default routing strategy, as stored (None: the global
     /// one); filled on first use.
     pub(crate) strategies: DashMap<String, Option<Strategy>>,
+    /// Exports running now, by caller (`export.rs`).
+    pub(crate) exports: export::Running,
 }
 
 impl Services {
@@ -93,6 +95,7 @@ impl Services {
             key_epoch: AtomicU64::new(0),
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),
+            exports: export::Running::default(),
         }
     }
 

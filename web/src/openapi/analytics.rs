@@ -82,5 +82,6 @@ pub fn burn_down() {}
         (status = 400, description = "Unknown kind or format, bad range", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
+        (status = 429, description = "`server.max_exports` exports are running, or `server.max_exports_per_user` of the caller's (`too_many_exports`); see Retry-After", body = ErrorBody),
     ))]
 pub fn export() {}

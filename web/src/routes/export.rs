@@ -81,13 +81,14 @@ pub async fn export(
         ExportKind::Transactions => "transactions",
         ExportKind::Analytics(_) => "analytics",
     };
-    let rx = s.broker.export(ExportQuery {
+    let query = ExportQuery {
         kind,
         format,
         user_id,
         from,
         to,
-    });
+    };
+    let rx = s.broker.export(&c.0.user_id, query)?;
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         Some((
