@@ -511,3 +511,40 @@ async fn unread_exports_are_bounded_and_let_go() {
     drop((a, b));
     s.stop().await;
 }
+
+/// An upstream that keeps a stream alive with usage events and never sends
+/// text: the stream still ends at the idle timeout (`upstream_timeout`),
+/// and its hold is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_of_nothing_but_usage_events_ends_at_the_idle_timeout() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    up.set_default(Behavior::UsageForever {
+        delay: std::time::Duration::from_millis(50),
+    });
+    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let s = TestServer::start_with(move |c| {
+        c.providers = vec![p];
+        c.retry.attempt_timeout_ms = 500;
+    });
+    let (_, key) = s.user("kept-alive", "100").await;
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "chat", "stream": true,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // A bounded guard against a hang, not a measure of speed.
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
+        .await
+        .expect("the stream never ended")
+        .unwrap();
+    assert!(body.contains("upstream_timeout"), "{body}");
+    let (_, v) = s.get(&key, "/api/status").await;
+    assert_eq!(v["held"], json!(0), "{v}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

@@ -132,9 +132,13 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
         let mut text = String::new();
         let mut finish_reason = "stop".to_string();
         let mut stopped: Option<(ErrorCode, String)> = None;
+        // Only text moves the deadline on: an upstream that sends nothing
+        // but usage or finish events (keep-alives never surface) still ends
+        // at the idle timeout.
+        let mut deadline = tokio::time::Instant::now() + idle;
         loop {
             let next = tokio::select! {
-                n = tokio::time::timeout(idle, upstream.next()) => n,
+                n = tokio::time::timeout_at(deadline, upstream.next()) => n,
                 _ = tx.closed() => {
                     stopped = Some((ErrorCode::ClientDisconnected, "the client went away".into()));
                     break;
@@ -164,6 +168,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                 }
                 Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
                 Ok(Some(Ok(Chunk::Delta(d)))) => {
+                    deadline = tokio::time::Instant::now() + idle;
                     let tokens = count_words(&d).max(1);
                     let would = Usage {
                         input_tokens: input_bound,

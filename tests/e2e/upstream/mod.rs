@@ -168,6 +168,10 @@ pub enum Behavior {
     /// the stream's usage chunk) replaced by this one, e.g. negative or
     /// 2^64-1 token counts, as a broken or hostile upstream might report.
     Usage(Value),
+    /// Streams (OpenAI): the opening events, then only usage events (no
+    /// text), `delay` apart, until the client goes away. Anything else: the
+    /// normal answer.
+    UsageForever { delay: Duration },
 }
 
 /// One request as the mock received it.
@@ -575,6 +579,7 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
 /// How many words, how fast, and how a text answer ends.
 enum Plan {
     Words { n: Option<usize>, delay: Duration },
+    UsageForever { delay: Duration },
     Cut { after: usize },
     Endless { delay: Duration },
     Malformed,
@@ -637,6 +642,7 @@ async fn run(conn: &mut Conn, kind: Kind, mut work: Work, b: Behavior) -> Outcom
         Behavior::Endless { delay } => Plan::Endless { delay },
         Behavior::Malformed => Plan::Malformed,
         Behavior::StreamError { after } => Plan::StreamError { after },
+        Behavior::UsageForever { delay } => Plan::UsageForever { delay },
     };
     match work {
         Work::Reply(r) => other(conn, kind, r, plan).await,
@@ -747,6 +753,7 @@ async fn other(conn: &mut Conn, kind: Kind, r: Reply, plan: Plan) -> Outcome {
             conn.pause(scale(delay, n.unwrap_or(0))).await?;
             conn.reply(&r).await
         }
+        Plan::UsageForever { .. } => conn.reply(&r).await,
         Plan::Cut { .. } => conn.reply_cut(&r).await,
         Plan::Endless { .. } => conn.hang().await,
         Plan::Malformed => conn.reply(&garbage_json()).await,
@@ -779,7 +786,7 @@ async fn plain_text(
         r
     };
     match plan {
-        Plan::Words { n: None, delay } => {
+        Plan::Words { n: None, delay } | Plan::UsageForever { delay } => {
             let (n, finish) = normal_length(max_tokens);
             conn.pause(scale(delay, n)).await?;
             conn.reply(&body(n, finish)).await
@@ -824,6 +831,13 @@ async fn streamed_text(
             }
             return conn.cut().await;
         }
+        Plan::UsageForever { delay } => loop {
+            let usage = serde_json::json!({"object": "chat.completion.chunk", "choices": [],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0,
+                    "total_tokens": prompt_tokens}});
+            conn.frame(&data(&usage)).await?;
+            conn.pause(delay).await?;
+        },
         Plan::Endless { delay } => {
             let mut i = 0;
             loop {
