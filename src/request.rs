@@ -101,6 +101,20 @@ pub fn input_token_bound(kind: ProviderKind, text: &str) -> u64 {
     }
 }
 
+/// Tokens `text` likely counts as at a provider of `kind`, for when the
+/// upstream does not say (a stream cut before its usage came). Simulated
+/// providers count words. For real tokenizers, about four characters a
+/// token is the usual figure for English and code; words undercount text
+/// without spaces (one 20,000-character word is thousands of tokens, not
+/// one), so the estimate is the larger of the two.
+pub fn token_estimate(kind: ProviderKind, text: &str) -> u64 {
+    let words = count_words(text);
+    match kind {
+        ProviderKind::Simulated => words,
+        _ => words.max((text.chars().count() as u64).div_ceil(4)),
+    }
+}
+
 /// A request fitted to one provider: the largest usage it may produce, the
 /// image size it is priced at, and the quote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -344,6 +358,15 @@ mod tests {
             max_price: None,
             strategy: None,
         }
+    }
+
+    #[test]
+    fn a_token_estimate_never_counts_a_long_word_as_one() {
+        let spaceless = "x".repeat(20_000);
+        assert_eq!(token_estimate(ProviderKind::Openai, &spaceless), 5_000);
+        assert_eq!(token_estimate(ProviderKind::Openai, "a b c d e"), 5);
+        // The simulated providers count words, as their quotes do.
+        assert_eq!(token_estimate(ProviderKind::Simulated, &spaceless), 1);
     }
 
     #[test]

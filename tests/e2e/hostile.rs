@@ -548,3 +548,44 @@ async fn a_stream_of_nothing_but_usage_events_ends_at_the_idle_timeout() {
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+/// A 20,000-character prompt without spaces, streamed, the client gone
+/// after the first chunk (before the upstream's usage came): the prompt is
+/// charged as a tokenizer would count it (about four characters a token),
+/// not as one word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_stream_charges_a_spaceless_prompt_by_its_length() {
+    use futures_util::StreamExt;
+    let up = MockUpstream::start(Kind::OpenAi);
+    up.set_default(Behavior::StreamChunks {
+        n: 50,
+        delay: std::time::Duration::from_millis(50),
+    });
+    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("terse", "1000").await;
+    let prompt = "x".repeat(20_000);
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "chat", "stream": true,
+            "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = res.headers()["x-oneflow-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut body = res.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(body);
+    let record = record_when_settled(&s, &key, &id).await;
+    let input = record["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(input >= 1_000, "charged as {input} tokens: {record}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use oneflow::Credits;
 use oneflow::pricing::{Usage, checked_usage, count_words};
+use oneflow::request::token_estimate;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -118,6 +119,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
     };
     let this = s.clone();
     let rates = handles[served].config.rates.clone();
+    let kind = handles[served].config.kind;
     let idle = std::time::Duration::from_millis(s.config.retry.attempt_timeout_ms);
     // A client that stops reading must not keep the provider's slot and the
     // hold: each send waits this long at most.
@@ -169,6 +171,8 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                 Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
                 Ok(Some(Ok(Chunk::Delta(d)))) => {
                     deadline = tokio::time::Instant::now() + idle;
+                    // Words, as the hold's bound counts them: the check must
+                    // not cut a stream short by overcounting.
                     let tokens = count_words(&d).max(1);
                     let would = Usage {
                         input_tokens: input_bound,
@@ -221,7 +225,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             let input = if reported.input_tokens > 0 {
                 reported.input_tokens
             } else {
-                count_words(&h.job.op.prompt_text()).min(input_bound)
+                token_estimate(kind, &h.job.op.prompt_text()).min(input_bound)
             };
             Usage {
                 input_tokens: input,
