@@ -40,6 +40,46 @@ async fn nothing_charged(s: &TestServer, key: &str, balance: Credits) {
     assert_ledger_balances(&ledger, balance);
 }
 
+/// A streamed chat request, read to its end (a bounded guard against a
+/// hang, not a measure of speed).
+async fn streamed_chat(s: &TestServer, key: &str) -> (StatusCode, String) {
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(key)
+        .json(&json!({"model": "chat", "stream": true,
+            "messages": [{"role": "user", "content": "hello"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
+        .await
+        .expect("the stream never ended")
+        .unwrap();
+    (status, body)
+}
+
+/// No hold of the user's is open and the ledger balances.
+async fn no_hold_left(s: &TestServer, key: &str) {
+    let (_, v) = s.get(key, "/api/status").await;
+    assert_eq!(v["held"], json!(0), "{v}");
+    assert_ledger_balances(&s.ledger(key).await, s.balance(key).await);
+}
+
+/// Sends `request` (a whole HTTP/1.1 request) on a socket with a tiny
+/// receive buffer, and gives the socket back for the caller never to read:
+/// a client that stopped taking data.
+async fn unread(s: &TestServer, request: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut conn = socket.connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    conn
+}
+
 /// A provider answering 307 towards another local server: the broker does
 /// not follow it, so that server receives nothing (not the request, not
 /// the key); the client gets a 502 and the hold is released.
@@ -150,20 +190,7 @@ async fn a_huge_upstream_answer_or_event_is_refused_without_being_held() {
     assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
     assert_eq!(v["error"]["code"], "upstream_too_large", "{v}");
 
-    let res = s
-        .http
-        .post(format!("{}/v1/chat/completions", s.url))
-        .bearer_auth(&key)
-        .json(&json!({"model": "chat", "stream": true,
-            "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
-        .await
-        .expect("the stream never ended")
-        .unwrap();
+    let (status, body) = streamed_chat(&s, &key).await;
     assert!(
         status == StatusCode::BAD_GATEWAY || status == StatusCode::OK,
         "{status}"
@@ -172,9 +199,7 @@ async fn a_huge_upstream_answer_or_event_is_refused_without_being_held() {
 
     let grown_mib = (peak_rss_kib() - before) / 1024;
     assert!(grown_mib < 64, "peak RSS grew by {grown_mib} MiB");
-    let (_, v) = s.get(&key, "/api/status").await;
-    assert_eq!(v["held"], json!(0), "{v}");
-    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    no_hold_left(&s, &key).await;
     s.stop().await;
 }
 
@@ -254,22 +279,15 @@ async fn record_when_settled(s: &TestServer, key: &str, id: &str) -> Value {
 /// Opens a streamed chat request on a socket with a tiny receive buffer and
 /// never reads from it: a client that stopped taking data.
 async fn stalled_stream(s: &TestServer, key: &str) -> tokio::net::TcpStream {
-    use tokio::io::AsyncWriteExt;
-    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut conn = socket.connect(addr).await.unwrap();
     let body = json!({"model": "chat", "stream": true, "max_tokens": 1_000_000,
         "messages": [{"role": "user", "content": "go on"}]})
     .to_string();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(body.as_bytes()).await.unwrap();
-    conn
+    unread(s, &request).await
 }
 
 /// Two streams whose clients never read, on a provider that takes two
@@ -321,9 +339,7 @@ async fn streams_whose_clients_stop_reading_give_back_their_slots() {
         }
         let r = settled.expect("the stalled stream was never settled");
         assert_eq!(r["error"], "the client took no data for 1s", "{r}");
-        let (_, st) = s.get(key, "/api/status").await;
-        assert_eq!(st["held"], json!(0), "{st}");
-        assert_ledger_balances(&s.ledger(key).await, s.balance(key).await);
+        no_hold_left(&s, key).await;
     }
     // Closed now, so the graceful stop need not wait for their writes.
     drop((held_a, held_b));
@@ -449,15 +465,11 @@ fn long_history(dir: &std::path::Path, user: &str, n: u64) {
 
 /// Opens an export on a socket with a tiny receive buffer and never reads.
 async fn unread_export(s: &TestServer, key: &str) -> (tokio::net::TcpStream, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr: std::net::SocketAddr = s.url.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    let mut conn = socket.connect(addr).await.unwrap();
-    let head = format!(
-        "GET /api/export/requests HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\n\r\n"
+    use tokio::io::AsyncReadExt;
+    let request = format!(
+        "GET /api/export/requests HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\r\n"
     );
-    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut conn = unread(s, &request).await;
     // Only the status line, to know it started.
     let mut first = [0u8; 12];
     conn.read_exact(&mut first).await.unwrap();
@@ -527,25 +539,10 @@ async fn a_stream_of_nothing_but_usage_events_ends_at_the_idle_timeout() {
         c.retry.attempt_timeout_ms = 500;
     });
     let (_, key) = s.user("kept-alive", "100").await;
-    let res = s
-        .http
-        .post(format!("{}/v1/chat/completions", s.url))
-        .bearer_auth(&key)
-        .json(&json!({"model": "chat", "stream": true,
-            "messages": [{"role": "user", "content": "hello"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    // A bounded guard against a hang, not a measure of speed.
-    let body = tokio::time::timeout(std::time::Duration::from_secs(30), res.text())
-        .await
-        .expect("the stream never ended")
-        .unwrap();
+    let (status, body) = streamed_chat(&s, &key).await;
+    assert_eq!(status, StatusCode::OK);
     assert!(body.contains("upstream_timeout"), "{body}");
-    let (_, v) = s.get(&key, "/api/status").await;
-    assert_eq!(v["held"], json!(0), "{v}");
-    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    no_hold_left(&s, &key).await;
     s.stop().await;
 }
 

@@ -22,6 +22,9 @@ const WINDOW: Duration = Duration::from_secs(60);
 pub struct AuthThrottle {
     per_minute: u32,
     seen: DashMap<IpAddr, (Instant, u32)>,
+    /// When the full map was last swept: at most once a second, so a flood
+    /// from many addresses does not buy a walk of the whole map each.
+    swept: std::sync::Mutex<Option<Instant>>,
 }
 
 impl AuthThrottle {
@@ -29,6 +32,7 @@ impl AuthThrottle {
         AuthThrottle {
             per_minute,
             seen: DashMap::new(),
+            swept: std::sync::Mutex::new(None),
         }
     }
 
@@ -49,7 +53,16 @@ impl AuthThrottle {
     /// Counts one failed authentication from `ip`.
     pub fn failed(&self, ip: IpAddr) {
         if self.seen.len() >= MAX_TRACKED && !self.seen.contains_key(&ip) {
-            self.seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
+            let due = self.swept.lock().is_ok_and(|mut last| {
+                let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            });
+            if due {
+                self.seen.retain(|_, (start, _)| start.elapsed() < WINDOW);
+            }
             if self.seen.len() >= MAX_TRACKED {
                 return;
             }

@@ -352,22 +352,20 @@ pub fn export_blocking(
     Ok(w.rows)
 }
 
-/// Exports running now, overall and by caller: each holds a blocking-pool
-/// thread and a read transaction while it runs, so both are bounded.
-#[derive(Default)]
-pub(crate) struct Running {
-    by_caller: std::sync::Mutex<std::collections::HashMap<String, usize>>,
-}
+/// Exports running now, by caller: each holds a blocking-pool thread and a
+/// read transaction while it runs, so their number is bounded.
+pub(crate) type Running =
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
 
 /// One running export, counted until dropped.
 struct Slot {
-    running: std::sync::Arc<Services>,
+    running: Running,
     caller: String,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.running.exports.by_caller.lock() {
+        if let Ok(mut m) = self.running.lock() {
             if let Some(n) = m.get_mut(&self.caller) {
                 *n -= 1;
                 if *n == 0 {
@@ -378,11 +376,10 @@ impl Drop for Slot {
     }
 }
 
-fn take_slot(s: &std::sync::Arc<Services>, caller: &str) -> Result<Slot, BrokerError> {
+fn take_slot(s: &Services, caller: &str) -> Result<Slot, BrokerError> {
     let server = &s.config.server;
     let mut m = s
         .exports
-        .by_caller
         .lock()
         .map_err(|_| BrokerError::Unavailable("export slots lost to a panic".into()))?;
     let total: usize = m.values().sum();
@@ -392,7 +389,7 @@ fn take_slot(s: &std::sync::Arc<Services>, caller: &str) -> Result<Slot, BrokerE
     }
     *m.entry(caller.to_string()).or_default() += 1;
     Ok(Slot {
-        running: s.clone(),
+        running: s.exports.clone(),
         caller: caller.to_string(),
     })
 }
@@ -405,7 +402,7 @@ fn take_slot(s: &std::sync::Arc<Services>, caller: &str) -> Result<Slot, BrokerE
 /// chunk for `server.client_stall_secs` ends its export, so no thread
 /// waits on a client for longer.
 pub(crate) fn start(
-    s: &std::sync::Arc<Services>,
+    s: &Services,
     caller: &str,
     q: ExportQuery,
 ) -> Result<mpsc::Receiver<Result<Bytes, String>>, BrokerError> {

@@ -95,7 +95,7 @@ impl Services {
             key_epoch: AtomicU64::new(0),
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),
-            exports: export::Running::default(),
+            exports: Default::default(),
         }
     }
 
