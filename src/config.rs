@@ -22,6 +22,7 @@ pub use crate::provider::{
 pub struct Config {
     pub server: ServerConfig,
     pub wallets: WalletConfig,
+    pub idempotency: IdempotencyConfig,
     pub persistence: PersistenceConfig,
     pub routing: RoutingConfig,
     pub retry: RetryConfig,
@@ -80,6 +81,40 @@ pub struct WalletConfig {
     /// Completed idempotency keys a live wallet remembers in memory (older
     /// ones are read from the store).
     pub idempotency_memory: usize,
+}
+
+/// How long and how much is kept for `Idempotency-Key` replays.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencyConfig {
+    /// Hours a key's first answer is kept; after that the record is
+    /// purged and the key runs as new. Fractions are allowed.
+    pub retention_hours: f64,
+    /// Largest full answer (a request's output, encoded) kept for
+    /// replays. A larger one keeps only its outcome: its `/v1` replays
+    /// answer 409 `idempotency_answer_not_kept`, its native ones the
+    /// outcome as always.
+    pub max_answer_bytes: usize,
+    /// Answer bytes one wallet keeps in memory for fast replays; past it
+    /// the oldest are read from the store instead.
+    pub memory_bytes: usize,
+}
+
+impl IdempotencyConfig {
+    /// The retention in milliseconds.
+    pub fn retention_ms(&self) -> i64 {
+        (self.retention_hours * 3_600_000.0) as i64
+    }
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            retention_hours: 24.0,
+            max_answer_bytes: 1 << 20,
+            memory_bytes: 1 << 20,
+        }
+    }
 }
 
 /// The persistence queue and its group commits.
@@ -222,6 +257,7 @@ impl Default for Config {
         Config {
             server: ServerConfig::default(),
             wallets: WalletConfig::default(),
+            idempotency: IdempotencyConfig::default(),
             persistence: PersistenceConfig::default(),
             routing: RoutingConfig::default(),
             retry: RetryConfig::default(),
@@ -273,6 +309,17 @@ impl Config {
         }
         if self.wallets.max_in_flight == 0 {
             return Err(bad("wallets.max_in_flight", "must be at least 1"));
+        }
+        let i = &self.idempotency;
+        // At least a second, at most ten years: a retention the clock
+        // arithmetic can hold.
+        if !(i.retention_hours.is_finite()
+            && (1.0 / 3600.0..=87_600.0).contains(&i.retention_hours))
+        {
+            return Err(bad(
+                "idempotency.retention_hours",
+                "must be between 1/3600 (one second) and 87600",
+            ));
         }
         if self.persistence.queue < 2 || self.persistence.max_batch == 0 {
             return Err(bad(

@@ -33,7 +33,7 @@ use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{Services, budgets, history, job::RequestJob, preferences, status, users};
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
 use crate::views::{RequestOutcome, WalletView};
-use crate::wallet::{IdemKey, WalletSettings, Wallets};
+use crate::wallet::{IdemKey, IdemLimits, ToppedUp, WalletSettings, Wallets};
 
 /// The broker: cheap to clone, shared by every HTTP worker.
 #[derive(Clone)]
@@ -90,7 +90,11 @@ impl Broker {
         let settings = WalletSettings {
             idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
             max_in_flight: config.wallets.max_in_flight,
-            idempotency_memory: config.wallets.idempotency_memory,
+            idempotency: IdemLimits {
+                memory: config.wallets.idempotency_memory,
+                memory_bytes: config.idempotency.memory_bytes,
+                retention_ms: config.idempotency.retention_ms(),
+            },
         };
         let wallets = Wallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
             BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
@@ -166,14 +170,16 @@ impl Broker {
         users::list(&self.services).await
     }
 
-    /// Adds credits to a user's wallet (committed before the answer).
+    /// Adds credits to a user's wallet (committed before the answer), once
+    /// per Idempotency-Key.
     pub async fn add_credits(
         &self,
         user_id: &str,
         amount: Credits,
         note: Option<String>,
-    ) -> Result<LedgerEntry, BrokerError> {
-        users::add_credits(&self.services, user_id, amount, note).await
+        idem: Option<IdemKey>,
+    ) -> Result<ToppedUp, BrokerError> {
+        users::add_credits(&self.services, user_id, amount, note, idem).await
     }
 
     pub async fn wallet(&self, user_id: &str) -> Result<WalletView, BrokerError> {

@@ -41,6 +41,12 @@ pub enum BrokerError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// An idempotent replay whose first answer was too large to keep
+    /// (`idempotency.max_answer_bytes`): it ran and was charged once.
+    #[error(
+        "request {0} already ran with this Idempotency-Key and was charged once; its answer was too large to keep for replays (see its record in the history)"
+    )]
+    AnswerNotKept(String),
     #[error("{0}")]
     Store(Arc<StoreError>),
     #[error("{0}")]
@@ -135,6 +141,7 @@ impl BrokerError {
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Forbidden(_) => refused("forbidden", 403),
             BrokerError::Conflict(_) => refused("conflict", 409),
+            BrokerError::AnswerNotKept(_) => refused("idempotency_answer_not_kept", 409),
             BrokerError::Store(_) => fault("internal", 500),
             BrokerError::Unavailable(_) => fault("unavailable", 503),
             BrokerError::Upstream { code, .. } => fault(
@@ -288,6 +295,7 @@ mod tests {
             (BrokerError::NotFound("user"), 404),
             (BrokerError::Forbidden("x".into()), 403),
             (BrokerError::Conflict("x".into()), 409),
+            (BrokerError::AnswerNotKept("req_1".into()), 409),
             (BrokerError::Store(Arc::new(StoreError::Closed)), 500),
             (BrokerError::Unavailable("x".into()), 503),
         ];

@@ -43,4 +43,4 @@ pub use usecase::job::{Planner, RequestJob};
 pub use usecase::keys::Principal;
 pub use usecase::request::Answer;
 pub use usecase::stream::{StreamEvent, StreamStart};
-pub use wallet::IdemKey;
+pub use wallet::{IdemKey, ToppedUp};

@@ -70,6 +70,7 @@ pub const RATE_LIMITED: &str = "oneflow_provider_rate_limited_total";
 /// Answers whose reported usage was out of line with their quote (missing,
 /// or above its bound) and was held to it; by `provider`.
 pub const USAGE_ANOMALIES: &str = "oneflow_usage_anomalies_total";
+pub const IDEMPOTENCY_PURGED: &str = "oneflow_idempotency_purged_total";
 /// A provider's circuit: 0 closed, 1 half-open, 2 open; by `provider`.
 pub const CIRCUIT_STATE: &str = "oneflow_provider_circuit_state";
 /// Writes carried by one commit of the persistence thread.
@@ -91,6 +92,7 @@ pub const ALL: &[&str] = &[
     QUEUE_DEPTH,
     RATE_LIMITED,
     USAGE_ANOMALIES,
+    IDEMPOTENCY_PURGED,
     CIRCUIT_STATE,
     BATCH_SIZE,
     COMMIT_DURATION,
@@ -214,6 +216,10 @@ fn describe() {
         USAGE_ANOMALIES,
         "Answers whose reported usage was missing or above its quote's bound, and was held to it."
     );
+    describe_counter!(
+        IDEMPOTENCY_PURGED,
+        "Idempotency records deleted because their retention ended."
+    );
     describe_gauge!(
         CIRCUIT_STATE,
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
@@ -256,6 +262,7 @@ pub fn render(
         counter!(CREDITS_CHARGED, PROVIDER => name).increment(0);
     }
     gauge!(HOLDS_OPEN).increment(0.0);
+    counter!(IDEMPOTENCY_PURGED).increment(0);
     Some(handle.render())
 }
 
@@ -399,6 +406,11 @@ pub fn charged(provider: &str, amount: Credits) {
 /// `provider` reported usage out of line with the quote.
 pub fn usage_anomaly(provider: &str) {
     counter!(USAGE_ANOMALIES, PROVIDER => provider.to_string()).increment(1);
+}
+
+/// `n` expired idempotency records were deleted.
+pub fn idempotency_purged(n: usize) {
+    counter!(IDEMPOTENCY_PURGED).increment(n as u64);
 }
 
 /// A provider's full queue turned a call away.

@@ -223,6 +223,49 @@ impl Api {
     }
 }
 
+/// A raw answer: status, headers and the body's exact bytes.
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Raw {
+    pub fn replayed(&self) -> bool {
+        self.headers.get("idempotent-replayed").is_some()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+impl Api {
+    /// `POST path` with an optional `Idempotency-Key`, the answer as sent.
+    pub async fn post_raw(&self, key: &str, path: &str, idem: Option<&str>, body: &Value) -> Raw {
+        let mut rb = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .json(body);
+        if let Some(k) = idem {
+            rb = rb.header("Idempotency-Key", k);
+        }
+        let res = rb.send().await.unwrap();
+        Raw {
+            status: res.status(),
+            headers: res.headers().clone(),
+            body: res.bytes().await.unwrap(),
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if self.thread.is_some() {

@@ -190,6 +190,7 @@ mod tests {
             BrokerError::Busy,
             BrokerError::NotFound("user"),
             BrokerError::Conflict("x".into()),
+            BrokerError::AnswerNotKept("req_1".into()),
             BrokerError::Store(Arc::new(StoreError::Closed)),
             BrokerError::Unavailable("x".into()),
             BrokerError::Upstream {

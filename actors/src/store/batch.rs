@@ -2,13 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::WriteTransaction;
+use redb::{ReadableTable, WriteTransaction};
 
 use oneflow::ledger::LedgerEntry;
 
+use super::IdempotencyRecord;
 use super::redb::{
-    API_KEYS, BUDGETS, HOLDS, IDEMPOTENCY, PROVIDERS, REQUEST_INDEX, REQUESTS, TRANSACTIONS, USERS,
-    WALLETS, enc,
+    API_KEYS, BUDGETS, HOLDS, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, PROVIDERS, REQUEST_INDEX, REQUESTS,
+    TRANSACTIONS, USERS, WALLETS, dec, enc, key_time,
 };
 use super::{StoreError, WriteOp, rollups};
 
@@ -57,6 +58,7 @@ pub(super) fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(),
     let mut requests = txn.open_table(REQUESTS)?;
     let mut index = txn.open_table(REQUEST_INDEX)?;
     let mut idempotency = txn.open_table(IDEMPOTENCY)?;
+    let mut idem_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
     let mut rollup_deltas = rollups::Deltas::default();
     // Each user's entries of this batch, in the order written: one row each.
     let mut entries: Vec<Vec<LedgerEntry>> = Vec::new();
@@ -112,7 +114,36 @@ pub(super) fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(),
                 key,
                 record,
             } => {
-                idempotency.insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+                let at = key_time(record.answered_at());
+                let old = idempotency
+                    .insert((user_id.as_str(), key.as_str()), enc(&record)?.as_slice())?;
+                // A key used again after its record expired replaces it: its
+                // old age row goes with it.
+                if let Some(old) = old {
+                    let old: IdempotencyRecord = dec(old.value())?;
+                    idem_by_time.remove((
+                        key_time(old.answered_at()),
+                        user_id.as_str(),
+                        key.as_str(),
+                    ))?;
+                }
+                idem_by_time.insert((at, user_id.as_str(), key.as_str()), ())?;
+            }
+            WriteOp::PurgeIdempotency { before, limit } => {
+                let mut expired = Vec::new();
+                for row in idem_by_time
+                    .range(..(key_time(before), "", ""))?
+                    .take(limit)
+                {
+                    let (k, _) = row?;
+                    let (at, user, key) = k.value();
+                    expired.push((at, user.to_string(), key.to_string()));
+                }
+                for (at, user, key) in &expired {
+                    idem_by_time.remove((*at, user.as_str(), key.as_str()))?;
+                    idempotency.remove((user.as_str(), key.as_str()))?;
+                }
+                crate::metrics::idempotency_purged(expired.len());
             }
         }
     }

@@ -105,11 +105,50 @@ impl OpenHold {
     }
 }
 
-/// The stored result of an idempotent request.
+/// The stored first answer under an `Idempotency-Key`: what a repeat with
+/// the same body gets again.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     pub body_hash: [u8; 32],
-    pub result: RequestOutcome,
+    /// A request's outcome; absent for a top-up, whose answer is all in
+    /// `answer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<RequestOutcome>,
+    /// The rest of the first answer, encoded by the layer that made it (a
+    /// request's full output, a top-up's ledger entry). A request's output
+    /// larger than `idempotency.max_answer_bytes` is not kept: its replays
+    /// have the outcome only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// When the first answer was given; the retention runs from here.
+    /// Records written before this field take their outcome's time.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub at: Millis,
+}
+
+fn is_zero(v: &Millis) -> bool {
+    *v == 0
+}
+
+impl IdempotencyRecord {
+    /// When the retention of this record started.
+    pub fn answered_at(&self) -> Millis {
+        match (self.at, &self.result) {
+            (0, Some(r)) => r.created_at,
+            (at, _) => at,
+        }
+    }
+
+    /// Bytes this record keeps beyond its fixed fields (the memory bound
+    /// counts these).
+    pub fn weight(&self) -> usize {
+        self.answer.as_ref().map_or(0, String::len)
+            + self
+                .result
+                .as_ref()
+                .and_then(|r| r.response.as_ref())
+                .map_or(0, String::len)
+    }
 }
 
 /// One change to the database; a batch of them commits atomically.
@@ -150,7 +189,13 @@ pub enum WriteOp {
     PutIdempotency {
         user_id: String,
         key: String,
-        record: IdempotencyRecord,
+        record: Box<IdempotencyRecord>,
+    },
+    /// Deletes up to `limit` idempotency records answered before `before`
+    /// (the retention's end), oldest first.
+    PurgeIdempotency {
+        before: Millis,
+        limit: usize,
     },
 }
 

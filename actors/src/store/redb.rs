@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -49,6 +49,10 @@ pub(super) const HOLDS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::n
 /// (user, key): the finished result of an idempotent request.
 pub(super) const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("idempotency");
+/// (answered at, user, key): the idempotency records by age, so the purge
+/// of expired ones reads only what it deletes.
+pub(super) const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
+    TableDefinition::new("idempotency_by_time");
 
 /// Any redb failure is a backend failure to the layers above.
 macro_rules! backend_err {
@@ -147,6 +151,10 @@ impl RedbStore {
             txn.open_table(TRANSACTIONS)?;
             txn.open_table(HOLDS)?;
             txn.open_table(IDEMPOTENCY)?;
+        }
+        let indexed = index_idempotency(&txn)?;
+        if indexed > 0 {
+            eprintln!("oneflow: indexed {indexed} idempotency records by age");
         }
         let rolled = rollups::ensure_rollups(&txn)?;
         txn.commit()?;
@@ -387,6 +395,25 @@ impl Store for RedbStore {
 }
 
 /// A time as a key: times before the epoch sort first.
+/// Files written before the age index have records it lacks: index them
+/// all (once; afterwards every write keeps the two tables in step).
+fn index_idempotency(txn: &redb::WriteTransaction) -> Result<u64, StoreError> {
+    let records = txn.open_table(IDEMPOTENCY)?;
+    let mut by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
+    if records.len()? == by_time.len()? {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for row in records.iter()? {
+        let (k, v) = row?;
+        let (user, key) = k.value();
+        let rec: IdempotencyRecord = dec(v.value())?;
+        by_time.insert((key_time(rec.answered_at()), user, key), ())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 pub(super) fn key_time(at: Millis) -> u64 {
     u64::try_from(at).unwrap_or(0)
 }

@@ -257,7 +257,11 @@ fn an_idempotency_record_in_the_earlier_json_still_reads() {
     txn.commit().unwrap();
     let rec = s.idempotency("u", "k").unwrap().expect("stored");
     assert_eq!(rec.body_hash, std::array::from_fn(|i| i as u8));
-    let o: &RequestOutcome = &rec.result;
+    let o: &RequestOutcome = rec.result.as_ref().expect("a request's record");
+    assert_eq!(
+        (rec.answer.as_deref(), rec.answered_at()),
+        (None, 1_700_000_000_000)
+    );
     assert_eq!(o.request_id, "req_1");
     assert_eq!(o.status, RequestStatus::Succeeded);
     assert_eq!(o.response.as_deref(), Some("hi"));

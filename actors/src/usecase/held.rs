@@ -12,6 +12,7 @@
 //!    record to persistence, answering after its commit.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
@@ -30,7 +31,8 @@ use super::{Services, preferences};
 use crate::error::BrokerError;
 use crate::ids::{new_request_id, now_ms};
 use crate::metrics;
-use crate::provider::{CallError, CallRequest, Permit, ProviderHandle};
+use crate::provider::{CallError, CallRequest, Output, Permit, ProviderHandle};
+use crate::store::IdempotencyRecord;
 use crate::views::{ErrorCode, RequestOutcome};
 use crate::wallet::{Finish, Reserve, Reserved, Retarget, Settlement, WalletError};
 
@@ -57,9 +59,9 @@ pub(crate) struct Held {
 pub(crate) enum Hold {
     /// Money is held; the request is to be run.
     New(Held),
-    /// The Idempotency-Key was seen before: that request's stored outcome
+    /// The Idempotency-Key was seen before: that request's stored answer
     /// (after waiting for it if it was still running). Nothing was held.
-    Replay(RequestOutcome),
+    Replay(Arc<IdempotencyRecord>),
 }
 
 /// Ranks the providers for a job (pure routing on live figures).
@@ -159,7 +161,7 @@ pub(crate) async fn hold(
     };
     let hold_id = match reserved {
         Reserved::Held { hold_id } => hold_id,
-        Reserved::Replay(v) => return Ok(Hold::Replay(*v)),
+        Reserved::Replay(v) => return Ok(Hold::Replay(v)),
         Reserved::Wait(rx) => {
             let v = rx.await.map_err(|_| {
                 BrokerError::Unavailable("the original request did not finish".into())
@@ -240,17 +242,37 @@ where
     .await
 }
 
-/// Closes the hold and stores the record (and the idempotent result) in
+/// What a finished request leaves: its outcome, the calls it made, and
+/// its full output encoded for replays (see [`replay_answer`]).
+pub(crate) struct Ending {
+    pub outcome: RequestOutcome,
+    pub attempts: Vec<Attempt>,
+    pub answer: Option<String>,
+}
+
+/// The full output kept for the key's replays, if the request has a key
+/// and the output fits in `idempotency.max_answer_bytes`.
+pub(crate) fn replay_answer(s: &Services, h: &Held, output: Option<&Output>) -> Option<String> {
+    h.job.idem.as_ref()?;
+    let text = serde_json::to_string(output?).ok()?;
+    (text.len() <= s.config.idempotency.max_answer_bytes).then_some(text)
+}
+
+/// Closes the hold and stores the record (and the idempotent answer) in
 /// one commit; fills in the charged cost and balances.
 pub(crate) async fn finish(
     s: &Services,
     h: &Held,
     action: Settlement,
-    mut outcome: RequestOutcome,
-    attempts: Vec<Attempt>,
+    end: Ending,
     plan: &Plan,
     upstream: Duration,
 ) -> Result<RequestOutcome, BrokerError> {
+    let Ending {
+        mut outcome,
+        attempts,
+        answer,
+    } = end;
     let record = RequestRecord {
         id: h.request_id.clone(),
         user_id: h.user_id.clone(),
@@ -274,11 +296,15 @@ pub(crate) async fn finish(
         attempts,
         usage_anomaly: outcome.usage_anomaly,
     };
-    let idem = h
-        .job
-        .idem
-        .as_ref()
-        .map(|k| (k.key.clone(), k.body_hash, outcome.clone()));
+    let idem = h.job.idem.as_ref().map(|k| {
+        let record = IdempotencyRecord {
+            body_hash: k.body_hash,
+            result: Some(outcome.clone()),
+            answer,
+            at: 0,
+        };
+        (k.key.clone(), record)
+    });
     let finish = Finish {
         hold_id: h.hold_id,
         settlement: action,

@@ -10,11 +10,12 @@ use std::time::Instant;
 use oneflow::pricing::checked_usage;
 use oneflow::request::AiRequest;
 
-use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
+use super::held::{self, Ending, Held, Hold, fail, failure_code, finish, outcome_of};
 use super::job::RequestJob;
 use super::{Services, budgets};
 use crate::error::BrokerError;
 use crate::provider::Output;
+use crate::store::IdempotencyRecord;
 use crate::views::{ErrorCode, QuoteView, RequestOutcome};
 use crate::wallet::{IdemKey, Settlement};
 
@@ -24,7 +25,8 @@ use crate::wallet::{IdemKey, Settlement};
 pub struct Answer {
     /// The stored outcome (identical on an idempotent replay).
     pub outcome: RequestOutcome,
-    /// The full output, for the OpenAI-shaped answer; absent on replays.
+    /// The full output, for the OpenAI-shaped answer; on a replay, absent
+    /// if it was larger than `idempotency.max_answer_bytes`.
     pub output: Option<Output>,
     pub replayed: bool,
 }
@@ -83,16 +85,29 @@ pub(crate) async fn run(
     actix_rt::spawn(async move {
         match held::hold(&this, user_id, job, route).await? {
             Hold::New(h) => run_held(&this, h).await,
-            Hold::Replay(outcome) => Ok(Answer {
-                outcome,
-                output: None,
-                replayed: true,
-            }),
+            Hold::Replay(record) => replayed(&record),
         }
     })
     .await
     .map_err(|e| BrokerError::Unavailable(format!("request task failed: {e}")))?
     .inspect_err(|e| tag.failed(e))
+}
+
+/// The answer kept for a key: its outcome, and its full output if it was
+/// small enough to keep.
+fn replayed(record: &IdempotencyRecord) -> Result<Answer, BrokerError> {
+    let outcome = record.result.clone().ok_or_else(|| {
+        BrokerError::Conflict("this Idempotency-Key was used for a top-up, not a request".into())
+    })?;
+    let output = record
+        .answer
+        .as_deref()
+        .and_then(|a| serde_json::from_str(a).ok());
+    Ok(Answer {
+        outcome,
+        output,
+        replayed: true,
+    })
 }
 
 /// Runs a held request: tries its candidates, then settles (a charge of
@@ -141,7 +156,12 @@ async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerError> {
             fail(&mut outcome, code, e.to_string(), ra)
         }
     };
-    let outcome = finish(s, &h, action, outcome, tried.attempts, plan, tried.upstream).await?;
+    let end = Ending {
+        answer: held::replay_answer(s, &h, output.as_ref()),
+        outcome,
+        attempts: tried.attempts,
+    };
+    let outcome = finish(s, &h, action, end, plan, tried.upstream).await?;
     Ok(Answer {
         outcome,
         output,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::Services;
-use super::held::{self, Held, Hold, fail, failure_code, finish, outcome_of};
+use super::held::{self, Ending, Held, Hold, fail, failure_code, finish, outcome_of};
 use super::job::RequestJob;
 use crate::error::BrokerError;
 use crate::provider::{CallError, Chunk};
@@ -60,6 +60,14 @@ pub(crate) async fn start(
     user_id: &str,
     mut job: RequestJob,
 ) -> Result<StreamStart, BrokerError> {
+    // A stream's first answer is its chunks as they came; a replay could
+    // not give those bytes again, so a key is refused before anything is
+    // held rather than honoured in part.
+    if job.idem.is_some() {
+        return Err(BrokerError::BadInput(
+            "streamed requests do not take an Idempotency-Key: send the key without `stream`, or stream without the key".into(),
+        ));
+    }
     let (route, tag) = held::routed(s, user_id, &mut job).await?;
     let this = s.clone();
     let user_id = user_id.to_string();
@@ -67,8 +75,8 @@ pub(crate) async fn start(
         let h = match held::hold(&this, user_id, job, route).await? {
             Hold::New(h) => h,
             Hold::Replay(_) => {
-                return Err(BrokerError::BadInput(
-                    "streamed requests do not take an Idempotency-Key".into(),
+                return Err(BrokerError::Unavailable(
+                    "a stream met an idempotent replay it never asked for".into(),
                 ));
             }
         };
@@ -98,7 +106,12 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             let ra = e.retry_after();
             let code = failure_code(&e);
             let action = fail(&mut outcome, code, e.to_string(), ra);
-            finish(s, &h, action, outcome, tried.attempts, plan, tried.upstream).await?;
+            let end = Ending {
+                outcome,
+                attempts: tried.attempts,
+                answer: None,
+            };
+            finish(s, &h, action, end, plan, tried.upstream).await?;
             return Err(BrokerError::Upstream {
                 code,
                 message: e.to_string(),
@@ -265,7 +278,12 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             }
         }
         let upstream = tried.upstream + opened.elapsed();
-        let cost = match finish(&this, &h, action, outcome, attempts, &plan, upstream).await {
+        let end = Ending {
+            outcome,
+            attempts,
+            answer: None,
+        };
+        let cost = match finish(&this, &h, action, end, &plan, upstream).await {
             Ok(o) => o.cost,
             Err(e) => {
                 let end = StreamEvent::End {

@@ -2,7 +2,6 @@
 //! adding credits, and the admin user every start makes sure of.
 
 use oneflow::Credits;
-use oneflow::ledger::LedgerEntry;
 use oneflow::time::Millis;
 
 use super::{ADMIN_ID, Services, blocking};
@@ -10,7 +9,7 @@ use crate::error::BrokerError;
 use crate::ids::{api_key, key_hash, key_prefix, new_id, now_ms};
 use crate::store::{ApiKeyRecord, Store, User, WriteOp};
 use crate::views::{CreatedUser, Role};
-use crate::wallet::TopUp;
+use crate::wallet::{IdemKey, TopUp, ToppedUp};
 
 /// Creates a user with a key and, if given, an opening balance. The user
 /// and key are committed before the balance, and both before the answer.
@@ -73,8 +72,9 @@ pub(crate) async fn create(
             amount: initial_balance,
             note: Some("initial balance".into()),
             now,
+            idem: None,
         };
-        s.wallets.top_up(&user.id, top).await?.balance_after
+        s.wallets.top_up(&user.id, top).await?.entry.balance_after
     } else {
         Credits::ZERO
     };
@@ -104,13 +104,16 @@ pub(crate) async fn require(s: &Services, user_id: &str) -> Result<User, BrokerE
         .ok_or(BrokerError::NotFound("user"))
 }
 
-/// Adds credits to a user's wallet (committed before the answer).
+/// Adds credits to a user's wallet (committed before the answer), once
+/// per Idempotency-Key. A top-up's key is kept with the wallet it credits,
+/// apart from that user's own request keys.
 pub(crate) async fn add_credits(
     s: &Services,
     user_id: &str,
     amount: Credits,
     note: Option<String>,
-) -> Result<LedgerEntry, BrokerError> {
+    idem: Option<IdemKey>,
+) -> Result<ToppedUp, BrokerError> {
     if amount <= Credits::ZERO {
         return Err(BrokerError::BadInput(
             "`amount` must be greater than zero".into(),
@@ -121,6 +124,7 @@ pub(crate) async fn add_credits(
         amount,
         note,
         now: now_ms(),
+        idem: idem.map(|k| IdemKey::new(format!("credits-add:{}", k.key), k.body_hash)),
     };
     Ok(s.wallets.top_up(user_id, top).await?)
 }

@@ -14,9 +14,9 @@ use oneflow::time::Window;
 
 use crate::persistence::{Job, Persistence, Slot};
 use crate::store::{IdempotencyRecord, OpenHold, Store, StoreError, WriteOp};
-use crate::views::{RequestOutcome, WalletView, WindowView};
+use crate::views::{WalletView, WindowView};
 
-use super::idempotency::IdemState;
+use super::idempotency::{IdemLimits, IdemState};
 use super::messages::*;
 
 /// The commit a caller waits for after the lock is let go.
@@ -37,7 +37,9 @@ pub(super) struct WalletCell {
     pub(super) idem: HashMap<String, IdemState>,
     /// Finished keys in completion order, to bound `idem`.
     pub(super) idem_done: VecDeque<String>,
-    pub(super) idem_memory: usize,
+    /// The answers' bytes `idem` keeps (see `IdempotencyRecord::weight`).
+    pub(super) idem_bytes: usize,
+    pub(super) idem_limits: IdemLimits,
     /// Writes sent and not yet committed.
     pub(super) pending: usize,
     pub(super) last_used: Instant,
@@ -49,7 +51,7 @@ pub(super) struct WalletCell {
 }
 
 impl WalletCell {
-    pub(super) fn new(user_id: &str, idem_memory: usize) -> WalletCell {
+    pub(super) fn new(user_id: &str, idem_limits: IdemLimits) -> WalletCell {
         let now = Instant::now();
         WalletCell {
             user_id: user_id.to_string(),
@@ -59,7 +61,8 @@ impl WalletCell {
             slots: HashMap::new(),
             idem: HashMap::new(),
             idem_done: VecDeque::new(),
-            idem_memory,
+            idem_bytes: 0,
+            idem_limits,
             pending: 0,
             last_used: now,
             load_error: None,
@@ -153,7 +156,7 @@ impl WalletCell {
     ) -> Result<Reserved, WalletError> {
         self.wallet()?;
         if let Some(k) = &m.idem {
-            if let Some(r) = self.claim(store, k)? {
+            if let Some(r) = self.claim(store, k, m.now)? {
                 return Ok(r);
             }
         }
@@ -200,8 +203,16 @@ impl WalletCell {
     }
 }
 
-/// An idempotency key, its body hash, the answer, and whether to keep it.
-pub(super) type IdemResult = (String, [u8; 32], RequestOutcome, bool);
+/// An idempotency key, its answer, and whether to keep it.
+pub(super) type IdemResult = (String, Arc<IdempotencyRecord>, bool);
+
+/// What the synchronous step of a top-up gave.
+pub(super) enum TopUpStep {
+    /// Credited: the entry, its commit, and the key to remember after it.
+    Credited(LedgerEntry, Commit, Option<IdemResult>),
+    Replay(Arc<IdempotencyRecord>),
+    Wait(oneshot::Receiver<Arc<IdempotencyRecord>>),
+}
 
 impl WalletCell {
     /// The synchronous part of a finish: every fallible step before the
@@ -249,21 +260,20 @@ impl WalletCell {
         // wallet knows. A failure charged nothing and may be worth retrying,
         // so its key is freed once those waiting on it have the answer.
         let keep = matches!(m.settlement, Settlement::Charge(_));
-        let idem = m.idem.map(|(key, body_hash, mut result)| {
-            result.cost = charged;
-            result.balance = finished.balance;
-            result.available = finished.available;
-            (key, body_hash, result, keep)
+        let idem = m.idem.map(|(key, mut record)| {
+            if let Some(r) = record.result.as_mut() {
+                r.cost = charged;
+                r.balance = finished.balance;
+                r.available = finished.available;
+            }
+            record.at = m.now;
+            (key, Arc::new(record), keep)
         });
-        if let Some((key, body_hash, result, true)) = &idem {
-            let record = IdempotencyRecord {
-                body_hash: *body_hash,
-                result: result.clone(),
-            };
+        if let Some((key, record, true)) = &idem {
             ops.push(WriteOp::PutIdempotency {
                 user_id: self.user_id.clone(),
                 key: key.clone(),
-                record,
+                record: Box::new(IdempotencyRecord::clone(record)),
             });
         }
         Ok((finished, slot, ops, idem))
@@ -272,24 +282,65 @@ impl WalletCell {
     /// After a finish's commit: the key's waiters get the answer, and a
     /// success is remembered for the key.
     pub(super) fn finished(&mut self, idem: Option<IdemResult>) {
-        if let Some((key, body_hash, result, keep)) = idem {
+        if let Some((key, record, keep)) = idem {
             if keep {
-                self.remember(key, body_hash, result);
+                self.remember(key, record);
             } else {
-                self.forget(&key, result);
+                self.forget(&key, record);
             }
         }
     }
 
+    /// Credits the wallet, or, for a key already used, gives its first
+    /// answer (or a wait for it). A new key's record is written in the
+    /// same commit as the credit.
     pub(super) fn top_up(
         &mut self,
+        store: &dyn Store,
         persist: &Persistence,
         m: &TopUp,
-    ) -> Result<(LedgerEntry, Commit), WalletError> {
+    ) -> Result<TopUpStep, WalletError> {
+        self.wallet()?;
+        if let Some(k) = &m.idem {
+            match self.claim(store, k, m.now)? {
+                Some(Reserved::Replay(r)) => return Ok(TopUpStep::Replay(r)),
+                Some(Reserved::Wait(rx)) => return Ok(TopUpStep::Wait(rx)),
+                Some(Reserved::Held { .. }) | None => {}
+            }
+        }
+        let result = self.credit(persist, m);
+        if let (Err(_), Some(k)) = (&result, &m.idem) {
+            self.unclaim(&k.key);
+        }
+        result
+    }
+
+    fn credit(&mut self, persist: &Persistence, m: &TopUp) -> Result<TopUpStep, WalletError> {
         let slot = persist.reserve().map_err(|_| WalletError::Busy)?;
+        let answer = |e: &LedgerEntry| {
+            serde_json::to_string(e).map_err(|e| WalletError::Unavailable(e.to_string()))
+        };
         let entry = self.wallet()?.top_up(m.amount, m.note.as_deref(), m.now)?;
-        let rx = self.send(slot, vec![WriteOp::AppendEntry(entry.clone())]);
-        Ok((entry, rx))
+        let mut ops = vec![WriteOp::AppendEntry(entry.clone())];
+        let idem = match &m.idem {
+            Some(k) => {
+                let record = Arc::new(IdempotencyRecord {
+                    body_hash: k.body_hash,
+                    result: None,
+                    answer: Some(answer(&entry)?),
+                    at: m.now,
+                });
+                ops.push(WriteOp::PutIdempotency {
+                    user_id: self.user_id.clone(),
+                    key: k.key.clone(),
+                    record: Box::new(IdempotencyRecord::clone(&record)),
+                });
+                Some((k.key.clone(), record, true))
+            }
+            None => None,
+        };
+        let rx = self.send(slot, ops);
+        Ok(TopUpStep::Credited(entry, rx, idem))
     }
 
     pub(super) fn set_budget(

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 
 use oneflow::budget::BudgetConfig;
-use oneflow::ledger::LedgerEntry;
 use oneflow::time::Millis;
 
-use crate::persistence::Persistence;
-use crate::store::{Store, StoreError};
+use crate::persistence::{Job, Persistence};
+use crate::store::{Store, StoreError, WriteOp};
 use crate::views::WalletView;
 
-use super::cell::{Commit, WalletCell};
+use super::cell::{Commit, TopUpStep, WalletCell};
+use super::idempotency::IdemLimits;
 use super::messages::*;
 
 /// Settings of the wallets.
@@ -32,7 +32,7 @@ pub struct WalletSettings {
     pub idle_stop: Duration,
     /// Requests one user may have holding money at once.
     pub max_in_flight: usize,
-    pub idempotency_memory: usize,
+    pub idempotency: IdemLimits,
 }
 
 type Shared = Arc<Mutex<WalletCell>>;
@@ -48,6 +48,10 @@ struct Inner {
     dropped: AtomicU64,
 }
 
+/// Most expired idempotency records one purge deletes (one commit's worth;
+/// the next sweep takes the rest).
+const PURGE_BATCH: usize = 10_000;
+
 impl Inner {
     /// Drops idle cells. A cell someone holds locked is skipped, and a
     /// dropped cell is marked retired under its lock, so a caller that
@@ -62,6 +66,24 @@ impl Inner {
             }
             _ => true,
         });
+    }
+
+    /// Deletes idempotency records whose retention has ended. Skipped when
+    /// the persistence queue is full: requests come first.
+    fn purge(&self, now: Millis) {
+        let before = now.saturating_sub(self.settings.idempotency.retention_ms);
+        if let Ok(slot) = self.persist.reserve() {
+            // A waiter (whom nobody asks) makes it commit now, not with the
+            // next request's commit.
+            let (done, _) = tokio::sync::oneshot::channel();
+            slot.send(Job {
+                ops: vec![WriteOp::PurgeIdempotency {
+                    before,
+                    limit: PURGE_BATCH,
+                }],
+                done: Some(done),
+            });
+        }
     }
 }
 
@@ -130,7 +152,13 @@ impl Wallets {
         persist: Persistence,
         settings: WalletSettings,
     ) -> std::io::Result<Wallets> {
-        let every = (settings.idle_stop / 4).max(Duration::from_millis(250));
+        // The purge runs a few times per retention, at least every ten
+        // minutes.
+        let retention = Duration::from_millis(settings.idempotency.retention_ms.max(0) as u64);
+        let purge_every = (retention / 4).min(Duration::from_secs(600));
+        let every = (settings.idle_stop / 4)
+            .min(purge_every)
+            .max(Duration::from_millis(250));
         let inner = Arc::new(Inner {
             map: DashMap::new(),
             store,
@@ -144,10 +172,13 @@ impl Wallets {
         let thread = std::thread::Builder::new()
             .name("oneflow-wallet-sweep".into())
             .spawn(move || {
+                let mut purged = Instant::now();
                 while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
-                    match weak.upgrade() {
-                        Some(inner) => inner.sweep(),
-                        None => break,
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.sweep();
+                    if purged.elapsed() >= purge_every {
+                        purged = Instant::now();
+                        inner.purge(crate::ids::now_ms());
                     }
                 }
             })?;
@@ -186,11 +217,11 @@ impl Wallets {
         }
         // The entry lock makes the insert atomic: never two cells per user.
         // The store is read later, under the cell's own lock.
-        let memory = self.inner.settings.idempotency_memory;
+        let limits = self.inner.settings.idempotency;
         self.inner
             .map
             .entry(user_id.to_string())
-            .or_insert_with(|| Arc::new(Mutex::new(WalletCell::new(user_id, memory))))
+            .or_insert_with(|| Arc::new(Mutex::new(WalletCell::new(user_id, limits))))
             .clone()
     }
 
@@ -237,23 +268,30 @@ impl Wallets {
     /// from the store on the blocking pool, so no lock is held across the
     /// read.
     pub async fn reserve(&self, user_id: &str, mut m: Reserve) -> Result<Reserved, WalletError> {
-        if let Some(k) = m.idem.as_mut().filter(|k| k.prefetched.is_none()) {
-            let (store, user, key) = (self.inner.store.clone(), user_id.to_string(), k.key.clone());
-            let read_at = Instant::now();
-            let record = tokio::task::spawn_blocking(move || store.idempotency(&user, &key))
-                .await
-                .map_err(|e| WalletError::Unavailable(format!("storage task failed: {e}")))?
-                .map_err(|e| WalletError::Store(Arc::new(e)))?;
-            k.prefetched = Some(Prefetched { record, read_at });
-        }
+        self.prefetch(user_id, m.idem.as_mut()).await?;
         let max = self.inner.settings.max_in_flight;
         let (_, r) = self.with(user_id, |c, i| c.reserve(&*i.store, &i.persist, &m, max))?;
         r
     }
 
+    /// Reads a key's stored record on the blocking pool, before the lock.
+    async fn prefetch(&self, user_id: &str, k: Option<&mut IdemKey>) -> Result<(), WalletError> {
+        let Some(k) = k.filter(|k| k.prefetched.is_none()) else {
+            return Ok(());
+        };
+        let (store, user, key) = (self.inner.store.clone(), user_id.to_string(), k.key.clone());
+        let read_at = Instant::now();
+        let record = tokio::task::spawn_blocking(move || store.idempotency(&user, &key))
+            .await
+            .map_err(|e| WalletError::Unavailable(format!("storage task failed: {e}")))?
+            .map_err(|e| WalletError::Store(Arc::new(e)))?;
+        k.prefetched = Some(Prefetched { record, read_at });
+        Ok(())
+    }
+
     /// Never refused for load: its queue slot was reserved with its hold.
     pub async fn finish(&self, user_id: &str, m: Finish) -> Result<Finished, WalletError> {
-        let key = m.idem.as_ref().map(|(k, _, _)| k.clone());
+        let key = m.idem.as_ref().map(|(k, _)| k.clone());
         let provider = m.record.provider.clone();
         let (cell, step) = self.with(user_id, |c, i| match c.finish(&i.persist, m) {
             Ok((finished, slot, ops, idem)) => Ok((finished, c.send(slot, ops), idem)),
@@ -269,11 +307,34 @@ impl Wallets {
         Ok(finished)
     }
 
-    pub async fn top_up(&self, user_id: &str, m: TopUp) -> Result<LedgerEntry, WalletError> {
-        let (cell, step) = self.with(user_id, |c, i| c.top_up(&i.persist, &m))?;
-        let (entry, rx) = step?;
-        after_commit(cell, rx, None, |_| ()).await?;
-        Ok(entry)
+    /// Credits a wallet once per Idempotency-Key: a repeat (also one made
+    /// while the first is committing) gets the first entry back.
+    pub async fn top_up(&self, user_id: &str, mut m: TopUp) -> Result<ToppedUp, WalletError> {
+        self.prefetch(user_id, m.idem.as_mut()).await?;
+        let (cell, step) = self.with(user_id, |c, i| c.top_up(&*i.store, &i.persist, &m))?;
+        let record = match step? {
+            TopUpStep::Credited(entry, rx, idem) => {
+                let key = idem.as_ref().map(|(k, _, _)| k.clone());
+                after_commit(cell, rx, key, |c| c.finished(idem)).await?;
+                return Ok(ToppedUp {
+                    entry,
+                    replayed: false,
+                });
+            }
+            TopUpStep::Replay(r) => r,
+            TopUpStep::Wait(rx) => rx.await.map_err(|_| {
+                WalletError::Unavailable("the first top-up with this key did not finish".into())
+            })?,
+        };
+        let entry = record
+            .answer
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .ok_or(WalletError::IdempotencyMismatch)?;
+        Ok(ToppedUp {
+            entry,
+            replayed: true,
+        })
     }
 
     pub async fn set_budget(&self, user_id: &str, b: BudgetConfig) -> Result<(), WalletError> {
@@ -311,7 +372,11 @@ mod tests {
         let settings = WalletSettings {
             idle_stop: Duration::ZERO,
             max_in_flight: 16,
-            idempotency_memory: 16,
+            idempotency: IdemLimits {
+                memory: 16,
+                memory_bytes: 1 << 20,
+                retention_ms: Millis::MAX / 2,
+            },
         };
         let wallets = Wallets::start(store.clone(), persist.clone(), settings).unwrap();
         (store, persist, wallets)
@@ -330,6 +395,7 @@ mod tests {
             amount: Credits::from_credits(1),
             note: None,
             now,
+            idem: None,
         }
     }
 
@@ -348,11 +414,13 @@ mod tests {
         let (used, step) = wallets
             .with_found(
                 || first.take().unwrap_or_else(|| wallets.cell("u")),
-                |c, i| c.top_up(&i.persist, &one(1_001)),
+                |c, i| c.top_up(&*i.store, &i.persist, &one(1_001)),
             )
             .unwrap();
         assert!(!Arc::ptr_eq(&used, &stale), "the dropped cell was used");
-        let (_, rx) = step.unwrap();
+        let Ok(TopUpStep::Credited(_, rx, _)) = step else {
+            panic!("a top-up without a key credits");
+        };
         block_on(after_commit(used, rx, None, |_| ())).unwrap();
         let balance = |c: &Shared| c.lock().unwrap().wallet.as_ref().unwrap().balance;
         assert_eq!(balance(&stale), Credits::from_credits(1));

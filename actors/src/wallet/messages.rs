@@ -6,13 +6,12 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use oneflow::Credits;
-use oneflow::ledger::Refusal;
+use oneflow::ledger::{LedgerEntry, Refusal};
 use oneflow::pricing::Modality;
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
 use crate::store::{IdempotencyRecord, StoreError};
-use crate::views::RequestOutcome;
 
 /// An idempotency key and the hash of the body it came with.
 #[derive(Clone, Debug)]
@@ -60,15 +59,15 @@ pub struct Reserve {
 pub enum Reserved {
     /// Money is held; the request may go to the provider.
     Held { hold_id: u64 },
-    /// The key already finished: here is its outcome.
-    Replay(Box<RequestOutcome>),
-    /// The key is in flight in another request: wait for its outcome.
-    Wait(oneshot::Receiver<RequestOutcome>),
+    /// The key already finished: here is its first answer.
+    Replay(Arc<IdempotencyRecord>),
+    /// The key is in flight in another request: wait for its answer.
+    Wait(oneshot::Receiver<Arc<IdempotencyRecord>>),
 }
 
 /// What becomes of a held request's money: charged (a settle) or given
 /// back (a release). Not the request's outcome, which is a
-/// [`RequestOutcome`].
+/// `RequestOutcome`.
 #[derive(Clone, Debug)]
 pub enum Settlement {
     /// Charge the real cost (capped at the hold), free the rest.
@@ -84,9 +83,10 @@ pub struct Finish {
     pub hold_id: u64,
     pub settlement: Settlement,
     pub record: Box<RequestRecord>,
-    /// The key and the outcome to remember for it; the wallet sets the
-    /// outcome's `cost`, `balance` and `available` before storing it.
-    pub idem: Option<(String, [u8; 32], RequestOutcome)>,
+    /// The key and the answer to remember for it; the wallet sets the
+    /// outcome's `cost`, `balance` and `available` and the record's time
+    /// before storing it.
+    pub idem: Option<(String, IdempotencyRecord)>,
     pub now: Millis,
 }
 
@@ -105,6 +105,16 @@ pub struct TopUp {
     pub amount: Credits,
     pub note: Option<String>,
     pub now: Millis,
+    /// A retried top-up with the same key and body credits once.
+    pub idem: Option<IdemKey>,
+}
+
+/// A top-up's ledger entry, and whether it is the replay of an earlier
+/// top-up with the same Idempotency-Key.
+#[derive(Clone, Debug)]
+pub struct ToppedUp {
+    pub entry: LedgerEntry,
+    pub replayed: bool,
 }
 
 /// Move an open hold to a fallback provider, checking that provider's own

@@ -17,4 +17,7 @@ mod idempotency;
 mod messages;
 
 pub use handle::{WalletSettings, Wallets};
-pub use messages::{Finish, IdemKey, Reserve, Reserved, Retarget, Settlement, TopUp, WalletError};
+pub use idempotency::IdemLimits;
+pub use messages::{
+    Finish, IdemKey, Reserve, Reserved, Retarget, Settlement, TopUp, ToppedUp, WalletError,
+};

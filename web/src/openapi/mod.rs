@@ -121,7 +121,7 @@ pub mod v1_schema;
         docs::docs_asset,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
-    modifiers(&BearerAuth, &AuthThrottled),
+    modifiers(&BearerAuth, &AuthThrottled, &Idempotent),
     security(("bearer" = [])),
     tags(
         (name = "status", description = "Liveness and the caller's standing."),
@@ -185,6 +185,83 @@ impl Modify for AuthThrottled {
                         r.insert("429".into(), RefOr::T(throttled));
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The POSTs that take an `Idempotency-Key` besides `/api/request` (which
+/// documents it itself), and whether each keeps whole answers (the `/v1`
+/// ones: a replay whose answer was too large to keep is 409).
+const IDEMPOTENT: &[(&str, bool)] = &[
+    ("/v1/chat/completions", true),
+    ("/v1/completions", true),
+    ("/v1/embeddings", true),
+    ("/v1/images/generations", true),
+    ("/v1/audio/speech", true),
+    ("/api/credits/add", false),
+];
+
+/// Adds the `Idempotency-Key` header and what it can answer to each of
+/// [`IDEMPOTENT`], in the operation's own error shape (that of its 400).
+struct Idempotent;
+
+impl Modify for Idempotent {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{Header, RefOr, Required};
+        for (path, keeps_answers) in IDEMPOTENT {
+            let Some(op) = openapi
+                .paths
+                .paths
+                .get_mut(*path)
+                .and_then(|i| i.post.as_mut())
+            else {
+                continue;
+            };
+            let header = ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "1 to 255 visible ASCII characters. A repeat with the same key and body \
+                     (compared as parsed JSON) within `idempotency.retention_hours` gets the \
+                     first answer again, byte for byte, and is never charged or credited \
+                     twice; a repeat while the first is running waits for it. Not taken \
+                     with `stream: true` (400).",
+                ))
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255)),
+                ))
+                .build();
+            op.parameters.get_or_insert_with(Vec::new).push(header);
+            let r = &mut op.responses.responses;
+            if let Some(RefOr::T(ok)) = r.get_mut("200") {
+                ok.headers.insert(
+                    "idempotent-replayed".into(),
+                    Header::new(
+                        utoipa::openapi::ObjectBuilder::new()
+                            .schema_type(utoipa::openapi::schema::Type::String),
+                    ),
+                );
+            }
+            let Some(RefOr::T(bad)) = r.get("400").cloned() else {
+                continue;
+            };
+            let mut reused = bad.clone();
+            reused.description =
+                "The Idempotency-Key was used with another body (`idempotency_key_reused`)".into();
+            r.insert("422".into(), RefOr::T(reused));
+            if *keeps_answers {
+                let mut not_kept = bad;
+                not_kept.description = "A repeat of a request whose answer was larger than \
+                    `idempotency.max_answer_bytes` (`idempotency_answer_not_kept`): it ran and \
+                    was charged once; its record is in the history"
+                    .into();
+                r.insert("409".into(), RefOr::T(not_kept));
             }
         }
     }

@@ -1,17 +1,18 @@
 //! `POST /api/credits/add` (admin).
 
-use actix_web::{HttpResponse, post, web};
-use serde::Deserialize;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use oneflow::Credits;
 
+use super::idempotency_key;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Top-up of a user's wallet (admin).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"user_id": "usr_0123", "amount": 25, "note": "invoice 7"}))]
 pub struct AddCredits {
@@ -26,11 +27,21 @@ pub struct AddCredits {
 pub async fn add(
     s: web::Data<AppState>,
     _admin: AdminCaller,
+    req: HttpRequest,
     body: web::Json<AddCredits>,
 ) -> Result<HttpResponse, ApiError> {
+    let idem = idempotency_key(&req, &*body)?;
     let b = body.into_inner();
-    let entry = s.broker.add_credits(&b.user_id, b.amount, b.note).await?;
-    Ok(HttpResponse::Ok().json(json!({
+    let done = s
+        .broker
+        .add_credits(&b.user_id, b.amount, b.note, idem)
+        .await?;
+    let entry = done.entry;
+    let mut res = HttpResponse::Ok();
+    if done.replayed {
+        res.insert_header(("idempotent-replayed", "true"));
+    }
+    Ok(res.json(json!({
         "user_id": b.user_id,
         "added": b.amount,
         "balance": entry.balance_after,

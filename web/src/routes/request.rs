@@ -7,10 +7,9 @@ use serde::Serialize;
 
 use oneflow::request::AiRequest;
 use oneflow_actors::BrokerError;
-use oneflow_actors::IdemKey;
-use oneflow_actors::ids::body_hash;
 use oneflow_actors::views::RequestOutcome;
 
+use super::idempotency_key;
 use crate::auth::Caller;
 use crate::error::{ApiError, status_of};
 use crate::state::AppState;
@@ -22,26 +21,6 @@ pub async fn quote(
     body: web::Json<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.quote(&c.0.user_id, &body).await?))
-}
-
-/// The `Idempotency-Key` header, checked.
-fn idempotency_key(req: &HttpRequest, body: &AiRequest) -> Result<Option<IdemKey>, ApiError> {
-    let Some(v) = req.headers().get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = v
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
-        .trim();
-    if key.is_empty() || key.len() > 255 {
-        return Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1 to 255 characters".into(),
-        ));
-    }
-    // The parsed body, re-serialised: the same request spelled with other
-    // whitespace or key order is still the same request.
-    let canonical = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(Some(IdemKey::new(key.to_string(), body_hash(&canonical))))
 }
 
 #[post("/api/request")]

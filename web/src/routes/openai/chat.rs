@@ -11,7 +11,7 @@ use oneflow_actors::{ChatMessage, Operation};
 use super::error::{OpenAiError, V1Result};
 use super::stream::{Kind, stream};
 use super::{
-    PASS_THROUGH, RouteWish, StreamOptions, body, caller, now_secs, ok, pass_through, preview,
+    PASS_THROUGH, RouteWish, StreamOptions, body, caller, created, ok, pass_through, preview,
     refuse_unsupported, route_wish, settled, text_of, usage_json,
 };
 use crate::error::ApiError;
@@ -135,7 +135,7 @@ fn messages(body: &[InMessage], max_chars: usize) -> Result<Vec<ChatMessage>, Op
 #[post("/v1/chat/completions")]
 pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
     let user = caller(&req).await?;
-    let b: ChatBody = body(&s, &req, payload).await?;
+    let (b, idem): (ChatBody, _) = body(&s, &req, payload).await?;
     refuse_unsupported(&b.extra, b.n)?;
     let msgs = messages(&b.messages, s.broker.config().server.max_prompt_chars)?;
     let (strategy, constraints) = route_wish(&req, b.oneflow)?;
@@ -155,19 +155,20 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         planner: Box::new(move |p| ask.plan(p)),
         constraints,
         strategy,
-        idem: None,
+        idem,
     };
     if b.stream.unwrap_or(false) {
         let usage = b.stream_options.is_some_and(|o| o.include_usage);
         return stream(&s, &user, job, usage, Kind::Chat).await;
     }
     let a = s.broker.run(&user, job).await?;
-    settled(&a.outcome)?;
+    settled(&a)?;
+    let mut res = ok(&a);
     let (text, finish) = text_of(a.output);
-    Ok(ok(&a.outcome).json(json!({
+    Ok(res.json(json!({
         "id": format!("chatcmpl-{}", a.outcome.request_id),
         "object": "chat.completion",
-        "created": now_secs(),
+        "created": created(&a.outcome),
         "model": a.outcome.model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": null}],
         "usage": usage_json(&a.outcome),

@@ -11,7 +11,7 @@ use oneflow_actors::RequestJob;
 use super::error::V1Result;
 use super::stream::{Kind, stream};
 use super::{
-    PASS_THROUGH, Prompt, RouteWish, StreamOptions, body, caller, now_secs, ok, pass_through,
+    PASS_THROUGH, Prompt, RouteWish, StreamOptions, body, caller, created, ok, pass_through,
     preview, refuse_unsupported, route_wish, settled, text_of, usage_json,
 };
 use crate::error::ApiError;
@@ -54,7 +54,7 @@ pub async fn completions(
     payload: web::Payload,
 ) -> V1Result {
     let user = caller(&req).await?;
-    let b: CompletionBody = body(&s, &req, payload).await?;
+    let (b, idem): (CompletionBody, _) = body(&s, &req, payload).await?;
     refuse_unsupported(&b.extra, b.n)?;
     let prompt = match b.prompt {
         Prompt::One(p) => p,
@@ -85,19 +85,20 @@ pub async fn completions(
         planner: Box::new(move |p| ask.plan(p)),
         constraints,
         strategy,
-        idem: None,
+        idem,
     };
     if b.stream.unwrap_or(false) {
         let usage = b.stream_options.is_some_and(|o| o.include_usage);
         return stream(&s, &user, job, usage, Kind::Completion).await;
     }
     let a = s.broker.run(&user, job).await?;
-    settled(&a.outcome)?;
+    settled(&a)?;
+    let mut res = ok(&a);
     let (text, finish) = text_of(a.output);
-    Ok(ok(&a.outcome).json(json!({
+    Ok(res.json(json!({
         "id": format!("cmpl-{}", a.outcome.request_id),
         "object": "text_completion",
-        "created": now_secs(),
+        "created": created(&a.outcome),
         "model": a.outcome.model,
         "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
         "usage": usage_json(&a.outcome),

@@ -37,7 +37,7 @@ pub async fn embeddings(
     payload: web::Payload,
 ) -> V1Result {
     let user = caller(&req).await?;
-    let b: EmbeddingBody = body(&s, &req, payload).await?;
+    let (b, idem): (EmbeddingBody, _) = body(&s, &req, payload).await?;
     let inputs = match b.input {
         Prompt::One(p) => vec![p],
         Prompt::Many(v) => v,
@@ -63,16 +63,17 @@ pub async fn embeddings(
         planner: Box::new(move |p| ask.plan(p)),
         constraints,
         strategy,
-        idem: None,
+        idem,
     };
     let a = s.broker.run(&user, job).await?;
-    settled(&a.outcome)?;
+    settled(&a)?;
+    let mut res = ok(&a);
     let data = match a.output {
         Some(Output::Embeddings(d)) => d,
         _ => Vec::new(),
     };
     let tokens = a.outcome.usage.input_tokens;
-    Ok(ok(&a.outcome).json(json!({
+    Ok(res.json(json!({
         "object": "list",
         "data": data,
         "model": a.outcome.model,

@@ -9,7 +9,7 @@ use oneflow_actors::RequestJob;
 use oneflow_actors::{Operation, Output};
 
 use super::error::V1Result;
-use super::{RouteWish, body, caller, now_secs, ok, pass_through, preview, route_wish, settled};
+use super::{RouteWish, body, caller, created, ok, pass_through, preview, route_wish, settled};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -39,7 +39,7 @@ pub(crate) struct ImageBody {
 #[post("/v1/images/generations")]
 pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
     let user = caller(&req).await?;
-    let b: ImageBody = body(&s, &req, payload).await?;
+    let (b, idem): (ImageBody, _) = body(&s, &req, payload).await?;
     if b.prompt.trim().is_empty() {
         return Err(ApiError::BadRequest("`prompt` must not be empty".into()).into());
     }
@@ -76,13 +76,14 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         planner: Box::new(move |p| ask.plan(p)),
         constraints,
         strategy,
-        idem: None,
+        idem,
     };
     let a = s.broker.run(&user, job).await?;
-    settled(&a.outcome)?;
+    settled(&a)?;
+    let mut res = ok(&a);
     let data = match a.output {
         Some(Output::Images(d)) => d,
         _ => Vec::new(),
     };
-    Ok(ok(&a.outcome).json(json!({"created": now_secs(), "data": data})))
+    Ok(res.json(json!({"created": created(&a.outcome), "data": data})))
 }

@@ -26,8 +26,8 @@ use serde_json::{Map, Value, json};
 use oneflow::Credits;
 use oneflow::routing::{Constraints, Region, Strategy};
 use oneflow_actors::BrokerError;
-use oneflow_actors::Output;
 use oneflow_actors::views::RequestOutcome;
+use oneflow_actors::{Answer, IdemKey, Output};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -38,12 +38,13 @@ async fn caller(req: &HttpRequest) -> Result<String, OpenAiError> {
     Ok(crate::auth::authenticate(req.clone()).await?.user_id)
 }
 
-/// Reads the body (bounded) and parses it, with errors in OpenAI's shape.
+/// Reads the body (bounded) and parses it, with errors in OpenAI's shape;
+/// with the `Idempotency-Key` header, also the key and the body's hash.
 async fn body<T: serde::de::DeserializeOwned>(
     s: &AppState,
     req: &HttpRequest,
     mut payload: web::Payload,
-) -> Result<T, OpenAiError> {
+) -> Result<(T, Option<IdemKey>), OpenAiError> {
     let limit = s.broker.config().server.max_body_bytes;
     let ct = req
         .headers()
@@ -65,8 +66,13 @@ async fn body<T: serde::de::DeserializeOwned>(
         }
         buf.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+    let bad = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
+    if req.headers().contains_key("idempotency-key") {
+        let value: Value = serde_json::from_slice(&buf).map_err(bad)?;
+        let idem = crate::routes::idempotency_key(req, &value)?;
+        return Ok((serde_json::from_value(value).map_err(bad)?, idem));
+    }
+    Ok((serde_json::from_slice(&buf).map_err(bad)?, None))
 }
 
 /// Routing wishes: the `oneflow` body field, or `x-oneflow-*` headers.
@@ -161,6 +167,12 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// A whole answer's `created`: when the request began, so that an
+/// idempotent replay renders the same bytes.
+fn created(o: &RequestOutcome) -> u64 {
+    u64::try_from(o.created_at / 1000).unwrap_or(0)
+}
+
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 struct StreamOptions {
     #[serde(default)]
@@ -210,8 +222,10 @@ fn text_of(out: Option<Output>) -> (String, String) {
 }
 
 /// A failed outcome becomes an error (with the status and code of the
-/// broker's error for it); a good one is passed on.
-fn settled(outcome: &RequestOutcome) -> Result<(), OpenAiError> {
+/// broker's error for it), and so does a replay whose answer was too large
+/// to keep; a good one is passed on.
+fn settled(a: &Answer) -> Result<(), OpenAiError> {
+    let outcome = &a.outcome;
     match BrokerError::from_outcome(outcome) {
         Some(BrokerError::Upstream {
             code,
@@ -224,13 +238,21 @@ fn settled(outcome: &RequestOutcome) -> Result<(), OpenAiError> {
         }
         .into()),
         Some(e) => Err(e.into()),
+        None if a.replayed && a.output.is_none() => {
+            Err(BrokerError::AnswerNotKept(outcome.request_id.clone()).into())
+        }
         None => Ok(()),
     }
 }
 
-/// The answer's headers: the request, its route and its cost.
-fn ok(o: &RequestOutcome) -> actix_web::HttpResponseBuilder {
+/// The answer's headers: the request, its route and its cost, and whether
+/// it is an idempotent replay.
+fn ok(a: &Answer) -> actix_web::HttpResponseBuilder {
+    let o = &a.outcome;
     let mut r = HttpResponse::Ok();
+    if a.replayed {
+        r.insert_header(("idempotent-replayed", "true"));
+    }
     r.insert_header(("x-oneflow-request-id", o.request_id.clone()));
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&o.route) {
         r.insert_header(("x-oneflow-route", v));

@@ -38,7 +38,7 @@ pub(crate) struct SpeechBody {
 #[post("/v1/audio/speech")]
 pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
     let user = caller(&req).await?;
-    let b: SpeechBody = body(&s, &req, payload).await?;
+    let (b, idem): (SpeechBody, _) = body(&s, &req, payload).await?;
     if b.input.trim().is_empty() || b.input.chars().count() > 4096 {
         return Err(ApiError::BadRequest("`input` must be 1 to 4096 characters".into()).into());
     }
@@ -57,18 +57,17 @@ pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         planner: Box::new(move |p| ask.plan(p)),
         constraints,
         strategy,
-        idem: None,
+        idem,
     };
     let a = s.broker.run(&user, job).await?;
-    settled(&a.outcome)?;
+    settled(&a)?;
+    let mut res = ok(&a);
     match a.output {
         Some(Output::Audio {
             bytes,
             content_type,
-        }) => Ok(ok(&a.outcome)
-            .insert_header((CONTENT_TYPE, content_type))
-            .body(bytes)),
-        Some(other) => Ok(ok(&a.outcome).json(json!({"output": other.summary()}))),
-        None => Ok(ok(&a.outcome).finish()),
+        }) => Ok(res.insert_header((CONTENT_TYPE, content_type)).body(bytes)),
+        Some(other) => Ok(res.json(json!({"output": other.summary()}))),
+        None => Ok(res.finish()),
     }
 }
