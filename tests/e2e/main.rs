@@ -28,6 +28,7 @@ mod process;
 mod providers;
 mod restart;
 mod sdk;
+mod storage_faults;
 #[allow(dead_code)]
 mod upstream;
 mod upstream_selftest;

@@ -33,6 +33,14 @@ impl Proc {
 
     /// The same, with extra environment variables.
     pub fn spawn_with(dir: &Path, env: &[(&str, &str)]) -> Proc {
+        Proc::try_spawn_with(dir, env).unwrap_or_else(|(why, stderr)| {
+            panic!("oneflow did not start ({why}); stderr:\n{stderr}")
+        })
+    }
+
+    /// The same, or, if the process ends before it listens, why and its
+    /// stderr (a process made to fail during its start).
+    pub fn try_spawn_with(dir: &Path, env: &[(&str, &str)]) -> Result<Proc, (String, String)> {
         let config = dir.join("oneflow.toml");
         let data: PathBuf = dir.join("data");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oneflow"));
@@ -82,9 +90,16 @@ impl Proc {
         let mut p = p;
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => p.url = url,
-            Err(e) => panic!("oneflow did not start ({e}); stderr:\n{}", p.stderr_text()),
+            Err(e) => {
+                // Reap it (killed first if it hung), and let the stderr
+                // reader catch up.
+                let _ = p.child.kill();
+                let _ = p.child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                return Err((e.to_string(), p.stderr_text()));
+            }
         }
-        p
+        Ok(p)
     }
 
     pub fn stderr_text(&self) -> String {

@@ -304,7 +304,7 @@ async fn a_graceful_restart_keeps_users_keys_money_history_analytics_and_budgets
 
 /// The four default providers at their default prices, without latency, and
 /// `slow`: a text provider that takes a minute to answer.
-const CONFIG: &str = r#"
+pub(crate) const CONFIG: &str = r#"
 [server]
 workers = 2
 shutdown_timeout_secs = 1

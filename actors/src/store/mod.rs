@@ -21,6 +21,10 @@ use oneflow::time::Millis;
 use crate::views::RequestOutcome;
 
 mod batch;
+#[cfg(any(test, feature = "failpoints"))]
+pub mod faulty;
+#[cfg(test)]
+mod model_tests;
 mod redb;
 pub mod rollups;
 #[cfg(test)]

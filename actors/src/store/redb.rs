@@ -105,7 +105,49 @@ impl RedbStore {
     }
 
     /// The same, with a read cache of `cache_bytes`.
+    ///
+    /// A new file is made under a temporary name and renamed into place
+    /// once its first commit (the tables and the schema version) is
+    /// durable: a process that dies while making it leaves no half-made
+    /// file that the next start would refuse as "not a redb database".
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        if !path.exists() {
+            let making = path.with_extension("redb.making");
+            match std::fs::remove_file(&making) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Backend(format!("{}: {e}", making.display())));
+                }
+                _ => {}
+            }
+            drop(Self::open_file(&making, cache_bytes)?);
+            let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", path.display()));
+            std::fs::rename(&making, path).map_err(io)?;
+            // The rename itself must survive a crash.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io)?;
+            }
+        }
+        Self::open_file(path, cache_bytes)
+    }
+
+    fn open_file(path: &Path, cache_bytes: usize) -> Result<RedbStore, StoreError> {
+        #[cfg(feature = "failpoints")]
+        if let Some((mode, at)) = std::env::var("ONEFLOW_FAILPOINT_STORAGE")
+            .ok()
+            .and_then(|s| super::faulty::parse_plan(&s))
+        {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let backend = super::faulty::FaultyFile::new(file, mode, at)?;
+            return Self::open_on(backend, cache_bytes);
+        }
         // A previous process (or, in tests, a previous server in this one)
         // may still be letting go of the file: wait a little for it.
         let mut tries = 0;
@@ -118,6 +160,20 @@ impl RedbStore {
                 other => break other?,
             }
         };
+        let store = RedbStore { db: Arc::new(db) };
+        store.init()?;
+        Ok(store)
+    }
+
+    /// A store on a test backend (see `faulty.rs`).
+    #[cfg(any(test, feature = "failpoints"))]
+    pub fn open_on(
+        backend: impl redb::StorageBackend,
+        cache_bytes: usize,
+    ) -> Result<RedbStore, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create_with_backend(backend)?;
         let store = RedbStore { db: Arc::new(db) };
         store.init()?;
         Ok(store)
