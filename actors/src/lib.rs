@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod persistence;
 mod provider;
 pub mod store;
+pub mod tokens;
 mod usecase;
 pub mod views;
 mod wallet;

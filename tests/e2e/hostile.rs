@@ -586,3 +586,56 @@ async fn a_cut_stream_charges_a_spaceless_prompt_by_its_length() {
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+/// A stream to an OpenAI model cut before the upstream's usage came: the
+/// prompt as sent and the text delivered are charged as that model's own
+/// tokenizer (o200k for gpt-4o-mini) counts them, not by words or length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_stream_to_an_openai_model_is_counted_by_its_tokenizer() {
+    use futures_util::StreamExt;
+    let up = MockUpstream::start(Kind::OpenAi);
+    up.set_default(Behavior::StreamChunks {
+        n: 50,
+        delay: std::time::Duration::from_millis(50),
+    });
+    let p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["gpt-4o-mini"],
+    );
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("counted", "1000").await;
+    let prompt = "Hello, world! ".repeat(100);
+    let res = s
+        .http
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = res.headers()["x-oneflow-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut body = res.bytes_stream();
+    assert!(!body.next().await.unwrap().unwrap().is_empty());
+    drop(body);
+    let record = record_when_settled(&s, &key, &id).await;
+    let o200k = tiktoken_rs::o200k_base_singleton();
+    let want_in = o200k.encode_ordinary(&prompt).len() as u64;
+    let delivered = record["response"].as_str().unwrap_or_default();
+    assert!(!delivered.is_empty(), "{record}");
+    let want_out = o200k.encode_ordinary(delivered).len() as u64;
+    assert_eq!(record["usage"]["input_tokens"], want_in, "{record}");
+    assert_eq!(record["usage"]["output_tokens"], want_out, "{record}");
+    // Neither words nor a quarter of the length would give this count.
+    assert_ne!(want_in, 200);
+    assert_ne!(want_in, (prompt.len() as u64).div_ceil(4));
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

@@ -376,7 +376,7 @@ pub(crate) fn failure_code(e: &CallError) -> ErrorCode {
 /// The model name to send upstream: the one the client named if the
 /// provider lists it, else the provider's first listed model (a client may
 /// name the provider itself).
-fn upstream_model(asked: &str, handles: &[ProviderHandle], plan: &Plan) -> String {
+pub(crate) fn upstream_model(asked: &str, handles: &[ProviderHandle], plan: &Plan) -> String {
     let Some(h) = handles.iter().find(|h| h.config.name == plan.provider) else {
         return asked.to_string();
     };

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use oneflow::Credits;
+use oneflow::config::ProviderKind;
 use oneflow::pricing::{Usage, checked_usage, count_words};
-use oneflow::request::token_estimate;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -20,6 +20,7 @@ use super::held::{self, Ending, Held, Hold, fail, failure_code, finish, outcome_
 use super::job::RequestJob;
 use crate::error::BrokerError;
 use crate::provider::{CallError, Chunk};
+use crate::tokens;
 use crate::views::ErrorCode;
 use crate::wallet::Settlement;
 
@@ -133,6 +134,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
     let this = s.clone();
     let rates = handles[served].config.rates.clone();
     let kind = handles[served].config.kind;
+    let model = held::upstream_model(&h.job.model, &handles, &plan);
     let idle = std::time::Duration::from_millis(s.config.retry.attempt_timeout_ms);
     // A client that stops reading must not keep the provider's slot and the
     // hold: each send waits this long at most.
@@ -144,6 +146,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
         let mut reported = Usage::default();
         let mut reported_final = false;
         let mut delivered_tokens = 0u64;
+        let mut deltas = 0u64;
         let mut text = String::new();
         let mut finish_reason = "stop".to_string();
         let mut stopped: Option<(ErrorCode, String)> = None;
@@ -218,6 +221,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                         }
                     }
                     delivered_tokens += tokens;
+                    deltas += 1;
                     text.push_str(&d);
                 }
             }
@@ -233,20 +237,31 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                 ..Usage::default()
             }
         } else {
-            // Cut short: what was delivered, and the prompt as the
-            // upstream counted it if it said, else as we count it.
-            let input = if reported.input_tokens > 0 {
-                reported.input_tokens
-            } else {
-                token_estimate(kind, &h.job.op.prompt_text()).min(input_bound)
+            // Cut short: the prompt as the upstream counted it if it said,
+            // and what was delivered, each as the provider's tokenizer
+            // counts it (`tokens.rs`; the simulated ones count words). A
+            // delta is at least one token.
+            let (prompt, said) = (h.job.op.prompt_text(), reported.input_tokens);
+            let delivered = text.clone();
+            let counted = tokio::task::spawn_blocking(move || {
+                let input = if said > 0 {
+                    said
+                } else {
+                    tokens::count(kind, &model, &prompt).min(input_bound)
+                };
+                (input, tokens::count(kind, &model, &delivered))
+            })
+            .await;
+            let (input, output) = match counted {
+                Ok((i, o)) if kind == ProviderKind::Simulated => (i, o.max(delivered_tokens)),
+                Ok((i, o)) => (i, o.max(deltas)),
+                // The count's task died (it cannot, short of a panic):
+                // charge the bounds the hold covers rather than nothing.
+                Err(_) => (input_bound, plan.max_usage.output_tokens),
             };
             Usage {
                 input_tokens: input,
-                output_tokens: delivered_tokens.max(if complete {
-                    reported.output_tokens
-                } else {
-                    0
-                }),
+                output_tokens: output.max(if complete { reported.output_tokens } else { 0 }),
                 ..Usage::default()
             }
         };
