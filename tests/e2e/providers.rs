@@ -700,9 +700,12 @@ async fn slow_and_reset_upstreams_count_as_failed_attempts() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    assert_eq!(usage.unwrap()["completion_tokens"], 3);
+    // What arrived, counted as no public tokenizer fits this model: the
+    // larger of its words and a quarter of its characters.
+    let out = ((text.chars().count() as u64).div_ceil(4) as i64).max(3);
+    assert_eq!(usage.unwrap()["completion_tokens"], out);
     let cost = credits(&note["cost"]);
-    assert_eq!(cost, Credits(2 * IN_RATE + 3 * OUT_RATE * 2));
+    assert_eq!(cost, Credits(2 * IN_RATE + out * OUT_RATE * 2));
     assert_eq!(charges(&s, &key).await.last(), Some(&cost));
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
