@@ -246,15 +246,7 @@ async fn absurd_usage_is_held_to_the_quote_and_flagged() {
             assert_eq!(record["usage_anomaly"], true, "{record}");
         }
     }
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics_text().await;
     let line = metrics
         .lines()
         .find(|l| l.starts_with("oneflow_usage_anomalies_total{provider=\"chat\"}"))
@@ -546,73 +538,24 @@ async fn a_stream_of_nothing_but_usage_events_ends_at_the_idle_timeout() {
     s.stop().await;
 }
 
-/// A 20,000-character prompt without spaces, streamed, the client gone
-/// after the first chunk (before the upstream's usage came): the prompt is
-/// charged as a tokenizer would count it (about four characters a token),
-/// not as one word.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cut_stream_charges_a_spaceless_prompt_by_its_length() {
+/// A slow streamed chat to `model` (an OpenAI upstream sending 50 words,
+/// 50 ms apart, usage only at the end) whose client leaves after the first
+/// chunk; the request's record once settled, and the server.
+async fn cut_after_first_chunk(model: &str, prompt: &str) -> (TestServer, String, Value) {
     use futures_util::StreamExt;
     let up = MockUpstream::start(Kind::OpenAi);
     up.set_default(Behavior::StreamChunks {
         n: 50,
         delay: std::time::Duration::from_millis(50),
     });
-    let p = provider("chat", ProviderKind::Openai, Modality::Text, &up, &["chat"]);
+    let p = provider("oai", ProviderKind::Openai, Modality::Text, &up, &[model]);
     let s = TestServer::start_with(move |c| c.providers = vec![p]);
-    let (_, key) = s.user("terse", "1000").await;
-    let prompt = "x".repeat(20_000);
+    let (_, key) = s.user("cut", "1000").await;
     let res = s
         .http
         .post(format!("{}/v1/chat/completions", s.url))
         .bearer_auth(&key)
-        .json(&json!({"model": "chat", "stream": true,
-            "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let id = res.headers()["x-oneflow-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let mut body = res.bytes_stream();
-    let first = body.next().await.unwrap().unwrap();
-    assert!(!first.is_empty());
-    drop(body);
-    let record = record_when_settled(&s, &key, &id).await;
-    let input = record["usage"]["input_tokens"].as_u64().unwrap();
-    assert!(input >= 1_000, "charged as {input} tokens: {record}");
-    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
-    s.stop().await;
-}
-
-/// A stream to an OpenAI model cut before the upstream's usage came: the
-/// prompt as sent and the text delivered are charged as that model's own
-/// tokenizer (o200k for gpt-4o-mini) counts them, not by words or length.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cut_stream_to_an_openai_model_is_counted_by_its_tokenizer() {
-    use futures_util::StreamExt;
-    let up = MockUpstream::start(Kind::OpenAi);
-    up.set_default(Behavior::StreamChunks {
-        n: 50,
-        delay: std::time::Duration::from_millis(50),
-    });
-    let p = provider(
-        "oai",
-        ProviderKind::Openai,
-        Modality::Text,
-        &up,
-        &["gpt-4o-mini"],
-    );
-    let s = TestServer::start_with(move |c| c.providers = vec![p]);
-    let (_, key) = s.user("counted", "1000").await;
-    let prompt = "Hello, world! ".repeat(100);
-    let res = s
-        .http
-        .post(format!("{}/v1/chat/completions", s.url))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-4o-mini", "stream": true,
+        .json(&json!({"model": model, "stream": true,
             "messages": [{"role": "user", "content": prompt}]}))
         .send()
         .await
@@ -626,6 +569,31 @@ async fn a_cut_stream_to_an_openai_model_is_counted_by_its_tokenizer() {
     assert!(!body.next().await.unwrap().unwrap().is_empty());
     drop(body);
     let record = record_when_settled(&s, &key, &id).await;
+    // The upstream's mock leaves with the test; the server and key stay.
+    drop(up);
+    (s, key, record)
+}
+
+/// A 20,000-character prompt without spaces, streamed, the client gone
+/// after the first chunk (before the upstream's usage came): the prompt is
+/// charged as a tokenizer would count it (about four characters a token),
+/// not as one word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_stream_charges_a_spaceless_prompt_by_its_length() {
+    let (s, key, record) = cut_after_first_chunk("chat", &"x".repeat(20_000)).await;
+    let input = record["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(input >= 1_000, "charged as {input} tokens: {record}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+/// A stream to an OpenAI model cut before the upstream's usage came: the
+/// prompt as sent and the text delivered are charged as that model's own
+/// tokenizer (o200k for gpt-4o-mini) counts them, not by words or length.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_stream_to_an_openai_model_is_counted_by_its_tokenizer() {
+    let prompt = "Hello, world! ".repeat(100);
+    let (s, key, record) = cut_after_first_chunk("gpt-4o-mini", &prompt).await;
     let o200k = tiktoken_rs::o200k_base_singleton();
     let want_in = o200k.encode_ordinary(&prompt).len() as u64;
     let delivered = record["response"].as_str().unwrap_or_default();

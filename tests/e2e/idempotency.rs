@@ -325,16 +325,9 @@ async fn an_expired_record_is_purged_and_its_key_runs_again() {
     assert_eq!((st, replayed), (StatusCode::OK, false), "{first}");
     let mut purged = 0.0;
     for _ in 0..100 {
-        let text = s
-            .http
-            .get(format!("{}/metrics", s.url))
-            .send()
+        purged = s
+            .metrics_text()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        purged = text
             .lines()
             .find_map(|l| l.strip_prefix("oneflow_idempotency_purged_total "))
             .and_then(|v| v.trim().parse::<f64>().ok())

@@ -247,6 +247,12 @@ impl Raw {
 }
 
 impl Api {
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let res = self.http.get(format!("{}/metrics", self.url)).send().await;
+        res.unwrap().text().await.unwrap()
+    }
+
     /// `POST path` with an optional `Idempotency-Key`, the answer as sent.
     pub async fn post_raw(&self, key: &str, path: &str, idem: Option<&str>, body: &Value) -> Raw {
         let mut rb = self
