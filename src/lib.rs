@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod budget;
+pub mod chat;
 pub mod choice;
 pub mod config;
 pub mod ledger;
