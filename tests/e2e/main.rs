@@ -27,6 +27,7 @@ mod openapi;
 mod process;
 mod providers;
 mod restart;
+mod schemathesis;
 mod sdk;
 #[allow(dead_code)]
 mod upstream;
