@@ -50,6 +50,7 @@ pub struct ErrorBody {
 #[derive(ToSchema)]
 pub struct ErrorDetail {
     /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`,
     /// `invalid_request`, `unknown_model`, `payload_too_large`,
     /// `insufficient_credits`, `budget_exceeded`,
     /// `idempotency_key_reused`, `idempotency_answer_not_kept`,
