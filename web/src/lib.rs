@@ -123,10 +123,12 @@ pub struct Started {
 /// Must run inside an actix system.
 pub fn start(config: Config, admin_key: Option<&str>) -> Result<Started, String> {
     let (broker, new_key) = Broker::start(config.clone(), admin_key).map_err(|e| e.to_string())?;
+    let openapi = openapi::document(&config).map_err(|e| format!("OpenAPI document: {e}"))?;
     let state = web::Data::new(AppState {
         broker: broker.clone(),
         started_at: Instant::now(),
         auth_throttle: throttle::AuthThrottle::new(config.server.auth_failures_per_minute),
+        openapi,
     });
     let max_body = config.server.max_body_bytes;
     let mut http = HttpServer::new(move || create_app(state.clone(), max_body))

@@ -319,6 +319,13 @@ impl Modify for Idempotent {
             let mut reused = bad.clone();
             reused.description =
                 "The Idempotency-Key was used with another body (`idempotency_key_reused`)".into();
+            if *keeps_answers {
+                // The /v1 ones are AI requests, which route by region too.
+                reused.description.push_str(
+                    "; or no provider of the model is in the region asked \
+                     (`no_provider_in_region`)",
+                );
+            }
             r.insert("422".into(), RefOr::T(reused));
             if *keeps_answers {
                 let mut not_kept = bad;
@@ -332,12 +339,55 @@ impl Modify for Idempotent {
     }
 }
 
-/// The document as JSON, built once on first use.
-static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .map_err(|e| e.to_string())
-});
+/// The document as this server serves it: [`ApiDoc`] with what only the
+/// configuration knows written in, so that the schema refuses what the
+/// server refuses. A model is one of the configured providers' names or
+/// model names, of the modality the operation serves; a provider is one of
+/// the configured names. Built once, at start.
+pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
+    use oneflow::pricing::Modality;
+    use serde_json::{Value, json};
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).map_err(|e| e.to_string())?;
+    let models = |modality: Option<Modality>| -> Value {
+        let mut names: Vec<&str> = config
+            .providers
+            .iter()
+            .filter(|p| modality.is_none_or(|m| p.modality == m))
+            .flat_map(|p| {
+                std::iter::once(p.name.as_str()).chain(p.models.iter().map(String::as_str))
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        json!(names)
+    };
+    let mut providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    providers.sort_unstable();
+    let providers = json!(providers);
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, modality) in [
+        ("AiRequest", None),
+        ("ChatCompletionRequest", Some(Modality::Text)),
+        ("CompletionRequest", Some(Modality::Text)),
+        ("EmbeddingRequest", Some(Modality::Text)),
+        ("ImageRequest", Some(Modality::Image)),
+        ("SpeechRequest", Some(Modality::Audio)),
+    ] {
+        let props = &mut schemas[schema]["properties"];
+        if props.is_null() {
+            return Err(format!("schema {schema} has no properties"));
+        }
+        props["model"]["enum"] = models(modality);
+    }
+    schemas["AiRequest"]["properties"]["provider"]["enum"] = {
+        // The field is optional and may be null.
+        let mut v = providers.as_array().cloned().unwrap_or_default();
+        v.push(Value::Null);
+        Value::Array(v)
+    };
+    schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers;
+    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+}
 
 /// Registers the document, the two pages and their assets.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -348,13 +398,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/api/openapi.json")]
-pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
-    match &*DOCUMENT {
-        Ok(json) => Ok(HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .body(json.clone())),
-        Err(e) => Err(ApiError::Internal(format!("OpenAPI document: {e}"))),
-    }
+pub async fn openapi_json(s: web::Data<crate::state::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(s.openapi.clone())
 }
 
 /// Routes served outside the document (see `NOT_API` in
