@@ -409,16 +409,19 @@ pub async fn openapi_json(s: web::Data<crate::state::AppState>) -> HttpResponse 
 const UNDOCUMENTED_ROUTES: &[(&str, &str)] =
     &[("/", "GET"), ("/assets/{file}", "GET"), ("/metrics", "GET")];
 
+/// A path's segments (`None` for a parameter) and its methods.
+type Route = (Vec<Option<String>>, Vec<&'static str>);
+
 /// Each route's path split in segments (`None` for a `{parameter}`) and
 /// the methods it answers, from the document itself, so that a route gets
 /// its 405 as soon as it is documented.
-static ROUTES: LazyLock<Vec<(Vec<Option<String>>, Vec<&'static str>)>> = LazyLock::new(|| {
+static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
     let segments = |path: &str| -> Vec<Option<String>> {
         path.split('/')
             .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
             .collect()
     };
-    let mut routes: Vec<(Vec<Option<String>>, Vec<&'static str>)> = ApiDoc::openapi()
+    let mut routes: Vec<Route> = ApiDoc::openapi()
         .paths
         .paths
         .iter()
