@@ -13,7 +13,8 @@
 #     API docs' browser tests), prometheus (promtool lints /metrics),
 #     bsdutils (`script`, the CLI shell's terminal test);
 #   - a Python virtualenv with the SDKs pinned in scripts/test-requirements.txt
-#     (the official openai SDK runs against /v1), in
+#     (the official openai SDK runs against /v1; schemathesis checks the
+#     server against its OpenAPI document), in
 #     ${XDG_CACHE_HOME:-~/.cache}/oneflow/test-venv, where the tests look
 #     for it (ONEFLOW_PYTHON overrides).
 # A later prerequisite (another SDK, a server's client, a check that a

@@ -251,6 +251,14 @@ impl utoipa::PartialSchema for Credits {
         use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
         ObjectBuilder::new()
             .schema_type(SchemaType::from_iter([Type::Number, Type::String]))
+            // What `Credits::parse` takes: at most 1e12 either way, and a
+            // string only in decimal notation (keywords apply to their own
+            // type: the bounds to numbers, the pattern to strings).
+            .minimum(Some(-1e12))
+            .maximum(Some(1e12))
+            .pattern(Some(
+                r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$",
+            ))
             .description(Some(
                 "Credits as a decimal number with at most 6 places (1 credit = 1,000,000 \
                  micro-credits); a string holding such a number is accepted too.",

@@ -27,6 +27,7 @@ mod openapi;
 mod process;
 mod providers;
 mod restart;
+mod schemathesis;
 mod sdk;
 mod storage_faults;
 #[allow(dead_code)]

@@ -166,11 +166,20 @@ fn registered_routes(dir: &Path, out: &mut BTreeSet<(String, String)>) {
     }
 }
 
-/// The server's answer for a path no route matches.
+/// The server's answer for a request no route takes: 404 for a path no
+/// route serves, 405 for a path served with other methods.
 fn is_fallback(status: StatusCode, body: &str) -> bool {
-    status == StatusCode::NOT_FOUND
-        && serde_json::from_str::<Value>(body).ok()
-            == Some(json!({"error": {"code": "not_found", "message": "route not found"}}))
+    let code = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_string));
+    match status {
+        StatusCode::NOT_FOUND => {
+            serde_json::from_str::<Value>(body).ok()
+                == Some(json!({"error": {"code": "not_found", "message": "route not found"}}))
+        }
+        StatusCode::METHOD_NOT_ALLOWED => code.as_deref() == Some("method_not_allowed"),
+        _ => false,
+    }
 }
 
 async fn probe(s: &TestServer, method: &str, path: &str) -> (StatusCode, String) {
@@ -316,6 +325,11 @@ fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
 fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Value> {
     let s =
         doc["paths"][path][method]["requestBody"]["content"]["application/json"].get("schema")?;
+    // An optional body (`POST /api/keys`) is `oneOf: [null, the body]`.
+    let s = s["oneOf"]
+        .as_array()
+        .and_then(|o| o.iter().find(|v| v.get("$ref").is_some()))
+        .unwrap_or(s);
     Some(resolve(doc, s))
 }
 

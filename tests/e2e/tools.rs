@@ -162,4 +162,10 @@ fn the_readme_test_command_sets_up_what_the_tests_need() {
             .any(|l| l.starts_with("openai==")),
         "the openai SDK is pinned"
     );
+    assert!(
+        repo_file("scripts/test-requirements.txt")
+            .lines()
+            .any(|l| l.starts_with("schemathesis==")),
+        "schemathesis is pinned"
+    );
 }

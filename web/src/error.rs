@@ -23,6 +23,10 @@ pub enum ApiError {
     Forbidden,
     #[error("{0} not found")]
     NotFound(String),
+    /// A route that exists, asked with a method it does not answer; the
+    /// methods it does (for the `Allow` header).
+    #[error("this route answers {0} only")]
+    MethodNotAllowed(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("request body is larger than {0} bytes")]
@@ -53,6 +57,7 @@ impl ApiError {
             ApiError::AuthThrottled(_) => "too_many_auth_failures",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -78,6 +83,7 @@ impl ResponseError for ApiError {
             ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

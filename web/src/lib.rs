@@ -84,11 +84,29 @@ pub fn create_app(
         .configure(openapi::configure)
         .service(routes::dashboard::index)
         .service(routes::dashboard::asset)
-        .default_service(web::to(|| async {
-            Ok::<HttpResponse, ApiError>(HttpResponse::from_error(ApiError::NotFound(
-                "route".into(),
-            )))
-        }))
+        .default_service(web::to(fallback))
+}
+
+/// No route took the request: 405 with `Allow` when the path is served
+/// with other methods, else 404; under `/v1` in OpenAI's error shape.
+async fn fallback(req: actix_web::HttpRequest) -> HttpResponse {
+    let path = req.path();
+    let allow = openapi::allowed_methods(path);
+    let error = match &allow {
+        Some(methods) => ApiError::MethodNotAllowed(methods.clone()),
+        None => ApiError::NotFound("route".into()),
+    };
+    let mut res = if path == "/v1" || path.starts_with("/v1/") {
+        HttpResponse::from_error(routes::openai::OpenAiError(error))
+    } else {
+        HttpResponse::from_error(error)
+    };
+    if let Some(methods) = allow
+        && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&methods)
+    {
+        res.headers_mut().insert(actix_web::http::header::ALLOW, v);
+    }
+    res
 }
 
 /// A started server: await `server` to run it, then call
@@ -105,10 +123,12 @@ pub struct Started {
 /// Must run inside an actix system.
 pub fn start(config: Config, admin_key: Option<&str>) -> Result<Started, String> {
     let (broker, new_key) = Broker::start(config.clone(), admin_key).map_err(|e| e.to_string())?;
+    let openapi = openapi::document(&config).map_err(|e| format!("OpenAPI document: {e}"))?;
     let state = web::Data::new(AppState {
         broker: broker.clone(),
         started_at: Instant::now(),
         auth_throttle: throttle::AuthThrottle::new(config.server.auth_failures_per_minute),
+        openapi,
     });
     let max_body = config.server.max_body_bytes;
     let mut http = HttpServer::new(move || create_app(state.clone(), max_body))

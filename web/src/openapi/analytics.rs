@@ -10,15 +10,61 @@ use oneflow::records::RequestRecord;
 use super::schema::*;
 use crate::routes::analytics::{BurnDownQuery, RangeQuery};
 use crate::routes::export::ExportParams;
-use crate::routes::history::PageQuery;
+
+// The server reads `PageQuery` for both listings and `RangeQuery` for both
+// analytics answers; each operation's own parameters are written out here
+// because what they take differs: the cursors have different shapes, and
+// `provider` is refused by the totals (they split by provider already).
+
+/// Paging of the requests listing.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RequestPage {
+    /// 1 to 1000; default 50.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page (`<created_at>.<id>`).
+    #[param(pattern = r"^[0-9]{1,18}\.")]
+    pub cursor: Option<String>,
+    /// Admins only: whose data (default: the caller's).
+    pub user_id: Option<String>,
+}
+
+/// Paging of the ledger listing.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TransactionPage {
+    /// 1 to 1000; default 50.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page (a sequence number).
+    #[param(pattern = "^[0-9]{1,19}$")]
+    pub cursor: Option<String>,
+    /// Admins only: whose data (default: the caller's).
+    pub user_id: Option<String>,
+}
+
+/// `/api/analytics`' range: `RangeQuery` without `provider`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TotalsQuery {
+    /// Admins only: one user's figures.
+    pub user_id: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
+    pub from: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
+    pub to: Option<String>,
+    /// `minute`, `hour` or `day`.
+    #[param(pattern = "^(minute|hour|day)$")]
+    pub bucket: Option<String>,
+}
 
 #[utoipa::path(get, path = "/api/history/requests", tag = "history",
-    params(PageQuery),
+    params(RequestPage),
     responses(
         (status = 200, description = "One page of requests", body = Page<RequestRecord>),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn history_requests() {}
 
@@ -32,22 +78,20 @@ pub fn history_requests() {}
 pub fn history_request() {}
 
 #[utoipa::path(get, path = "/api/history/transactions", tag = "history",
-    params(PageQuery),
+    params(TransactionPage),
     responses(
         (status = 200, description = "One page of ledger entries", body = Page<LedgerEntry>),
         (status = 400, description = "Bad `limit` or `cursor`", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn history_transactions() {}
 
 #[utoipa::path(get, path = "/api/analytics", tag = "analytics",
-    params(RangeQuery),
+    params(TotalsQuery),
     responses(
         (status = 200, description = "Totals and per-provider figures (count, successes, success rate, cost, tokens, latency p50/p95/p99) from the rollups over the range; all time without `from`/`to`. An admin without `user_id` gets every user's totals.", body = Analytics),
         (status = 400, description = "Bad range or bucket", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn analytics() {}
 
@@ -57,7 +101,6 @@ pub fn analytics() {}
         (status = 200, description = "One point per bucket over the range (default: the last 24 hours by hour), from the rollups only", body = Series),
         (status = 400, description = "Bad range or bucket, or more than 10,000 points", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn analytics_series() {}
 
@@ -67,12 +110,11 @@ pub fn analytics_series() {}
         (status = 200, description = "Spend rate over the recent window, and when the balance and each budget run out at that rate (null when the rate is zero)", body = BurnDown),
         (status = 400, description = "Bad window", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn burn_down() {}
 
 #[utoipa::path(get, path = "/api/export/{kind}", tag = "analytics",
-    params(("kind" = String, Path, description = "`requests`, `transactions` or `analytics`"), ExportParams),
+    params(("kind" = String, Path, description = "`requests`, `transactions` or `analytics`", pattern = "^(requests|transactions|analytics)$"), ExportParams),
     responses(
         (status = 200, description = "Streamed, any size: CSV with a header row, one JSON array, or one JSON object a line", content(
             (Vec<serde_json::Value> = "application/json"),
@@ -81,7 +123,6 @@ pub fn burn_down() {}
         )),
         (status = 400, description = "Unknown kind or format, bad range", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
         (status = 429, description = "`server.max_exports` exports are running, or `server.max_exports_per_user` of the caller's (`too_many_exports`); see Retry-After", body = ErrorBody),
     ))]
 pub fn export() {}

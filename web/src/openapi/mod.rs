@@ -121,7 +121,7 @@ pub mod v1_schema;
         docs::docs_asset,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
-    modifiers(&BearerAuth, &AuthThrottled, &Idempotent),
+    modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent),
     security(("bearer" = [])),
     tags(
         (name = "status", description = "Liveness and the caller's standing."),
@@ -184,6 +184,71 @@ impl Modify for AuthThrottled {
                         throttled.description = format!("Too many requests: {WHY}");
                         r.insert("429".into(), RefOr::T(throttled));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// The answers every operation of a kind can give, whatever its handler:
+/// added here, in the operation's own error shape (that of its 401), rather
+/// than repeated on each. Only operations that take a key have a 401, and
+/// only those are changed; the public ones take no body and no query.
+/// - query parameters: 400 for an unknown one or a value of the wrong type
+///   (every query type denies unknown fields);
+/// - a `user_id` query parameter: 404 when it names no user, or anyone but
+///   the caller for a non-admin (who learns nothing of other users);
+/// - a request body: 400 for a body that is not the documented JSON, and
+///   413 past `server.max_body_bytes`.
+struct CommonErrors;
+
+impl Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::path::ParameterIn;
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let query = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+                let for_user = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Query) && p.name == "user_id");
+                let body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                let Some(RefOr::T(shape)) = r.get("401").cloned() else {
+                    continue;
+                };
+                let mut add = |status: &str, description: &str| {
+                    if !r.contains_key(status) {
+                        let mut answer = shape.clone();
+                        answer.description = description.into();
+                        r.insert(status.into(), RefOr::T(answer));
+                    }
+                };
+                if query {
+                    add(
+                        "400",
+                        "Invalid query string: an unknown parameter, or a value of the wrong type",
+                    );
+                }
+                if for_user {
+                    add(
+                        "404",
+                        "`user_id` names no user (or, from a non-admin, another user)",
+                    );
+                }
+                if body {
+                    add("400", "Invalid body: not the documented JSON");
+                    add("413", "Body larger than `server.max_body_bytes`");
                 }
             }
         }
@@ -254,6 +319,13 @@ impl Modify for Idempotent {
             let mut reused = bad.clone();
             reused.description =
                 "The Idempotency-Key was used with another body (`idempotency_key_reused`)".into();
+            if *keeps_answers {
+                // The /v1 ones are AI requests, which route by region too.
+                reused.description.push_str(
+                    "; or no provider of the model is in the region asked \
+                     (`no_provider_in_region`)",
+                );
+            }
             r.insert("422".into(), RefOr::T(reused));
             if *keeps_answers {
                 let mut not_kept = bad;
@@ -267,12 +339,55 @@ impl Modify for Idempotent {
     }
 }
 
-/// The document as JSON, built once on first use.
-static DOCUMENT: LazyLock<Result<String, String>> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .map_err(|e| e.to_string())
-});
+/// The document as this server serves it: [`ApiDoc`] with what only the
+/// configuration knows written in, so that the schema refuses what the
+/// server refuses. A model is one of the configured providers' names or
+/// model names, of the modality the operation serves; a provider is one of
+/// the configured names. Built once, at start.
+pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
+    use oneflow::pricing::Modality;
+    use serde_json::{Value, json};
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).map_err(|e| e.to_string())?;
+    let models = |modality: Option<Modality>| -> Value {
+        let mut names: Vec<&str> = config
+            .providers
+            .iter()
+            .filter(|p| modality.is_none_or(|m| p.modality == m))
+            .flat_map(|p| {
+                std::iter::once(p.name.as_str()).chain(p.models.iter().map(String::as_str))
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        json!(names)
+    };
+    let mut providers: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+    providers.sort_unstable();
+    let providers = json!(providers);
+    let schemas = &mut doc["components"]["schemas"];
+    for (schema, modality) in [
+        ("AiRequest", None),
+        ("ChatCompletionRequest", Some(Modality::Text)),
+        ("CompletionRequest", Some(Modality::Text)),
+        ("EmbeddingRequest", Some(Modality::Text)),
+        ("ImageRequest", Some(Modality::Image)),
+        ("SpeechRequest", Some(Modality::Audio)),
+    ] {
+        let props = &mut schemas[schema]["properties"];
+        if props.is_null() {
+            return Err(format!("schema {schema} has no properties"));
+        }
+        props["model"]["enum"] = models(modality);
+    }
+    schemas["AiRequest"]["properties"]["provider"]["enum"] = {
+        // The field is optional and may be null.
+        let mut v = providers.as_array().cloned().unwrap_or_default();
+        v.push(Value::Null);
+        Value::Array(v)
+    };
+    schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers;
+    serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+}
 
 /// Registers the document, the two pages and their assets.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -283,13 +398,72 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 #[get("/api/openapi.json")]
-pub async fn openapi_json() -> Result<HttpResponse, ApiError> {
-    match &*DOCUMENT {
-        Ok(json) => Ok(HttpResponse::Ok()
-            .insert_header((CONTENT_TYPE, "application/json"))
-            .body(json.clone())),
-        Err(e) => Err(ApiError::Internal(format!("OpenAPI document: {e}"))),
+pub async fn openapi_json(s: web::Data<crate::state::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "application/json"))
+        .body(s.openapi.clone())
+}
+
+/// Routes served outside the document (see `NOT_API` in
+/// `tests/e2e/openapi.rs`), for [`allowed_methods`].
+const UNDOCUMENTED_ROUTES: &[(&str, &str)] =
+    &[("/", "GET"), ("/assets/{file}", "GET"), ("/metrics", "GET")];
+
+/// A path's segments (`None` for a parameter) and its methods.
+type Route = (Vec<Option<String>>, Vec<&'static str>);
+
+/// Each route's path split in segments (`None` for a `{parameter}`) and
+/// the methods it answers, from the document itself, so that a route gets
+/// its 405 as soon as it is documented.
+static ROUTES: LazyLock<Vec<Route>> = LazyLock::new(|| {
+    let segments = |path: &str| -> Vec<Option<String>> {
+        path.split('/')
+            .map(|s| (!s.starts_with('{')).then(|| s.to_string()))
+            .collect()
+    };
+    let mut routes: Vec<Route> = ApiDoc::openapi()
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("PUT", item.put.is_some()),
+                ("POST", item.post.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+            ];
+            let methods = methods.iter().filter(|m| m.1).map(|m| m.0).collect();
+            (segments(path), methods)
+        })
+        .collect();
+    for (path, method) in UNDOCUMENTED_ROUTES {
+        routes.push((segments(path), vec![*method]));
     }
+    routes
+});
+
+/// The `Allow` header for a path some route serves (with another method
+/// than the one asked), or `None` for a path no route serves.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let asked: Vec<&str> = path.split('/').collect();
+    let mut methods: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(segs, _)| {
+            segs.len() == asked.len()
+                && segs.iter().zip(&asked).all(|(s, a)| match s {
+                    Some(lit) => lit == a,
+                    None => !a.is_empty(),
+                })
+        })
+        .flat_map(|(_, m)| m.iter().copied())
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
 }
 
 /// What the docs pages may load: only this server. Styles may be inline

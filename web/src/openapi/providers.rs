@@ -17,7 +17,6 @@ pub fn health() {}
     responses(
         (status = 200, description = "The caller's wallet and providers up; for admins, the broker's runtime figures too", body = Status),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn status() {}
 
@@ -41,7 +40,6 @@ pub fn config() {}
     responses(
         (status = 200, description = "The caller's default routing strategy and the one in effect", body = RoutingView),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn get_routing() {}
 
@@ -52,6 +50,5 @@ pub fn get_routing() {}
         (status = 200, description = "Stored (committed before this answer)", body = RoutingView),
         (status = 400, description = "Unknown strategy", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn put_routing() {}

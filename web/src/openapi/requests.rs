@@ -15,6 +15,7 @@ use super::schema::*;
         (status = 400, description = "Invalid request (unknown model, field that does not apply, out of bounds)", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "No provider of the model is in the region asked (`no_provider_in_region`)", body = ErrorBody),
     ))]
 pub fn quote() {}
 
@@ -32,7 +33,7 @@ pub fn quote() {}
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 402, description = "Not enough credits (`insufficient_credits`) or a budget would be exceeded (`budget_exceeded`)", body = ErrorBody),
-        (status = 422, description = "The Idempotency-Key was used with another body", body = ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used with another body, or no provider of the model is in the region asked (`no_provider_in_region`)", body = ErrorBody),
         (status = 429, description = "The provider is overloaded (`provider_overloaded`, with the request attached), or the user already has `wallets.max_in_flight` requests in flight (`too_many_in_flight`); see Retry-After", body = FailedRequest),
         (status = 502, description = "Every provider tried failed; the hold was released", body = FailedRequest),
         (status = 503, description = "Broker busy or providers unavailable; see Retry-After", body = ErrorBody),

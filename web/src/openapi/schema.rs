@@ -50,12 +50,13 @@ pub struct ErrorBody {
 #[derive(ToSchema)]
 pub struct ErrorDetail {
     /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`,
+    /// `method_not_allowed`,
     /// `invalid_request`, `unknown_model`, `payload_too_large`,
     /// `insufficient_credits`, `budget_exceeded`,
     /// `idempotency_key_reused`, `idempotency_answer_not_kept`,
     /// `too_many_in_flight`, `too_many_exports`,
     /// `too_many_auth_failures`, `overloaded`,
-    /// `no_provider_available`,
+    /// `no_provider_available`, `no_provider_in_region`,
     /// `conflict`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
     /// `provider_timeout`, `upstream_too_large`, `internal`.

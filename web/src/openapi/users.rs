@@ -31,12 +31,11 @@ pub fn create_user() {}
 pub fn list_users() {}
 
 #[utoipa::path(post, path = "/api/keys", tag = "users",
-    request_body(content = NewKey, description = "Optional: an admin names the user; a user makes a key for themself"),
+    request_body(content = Option<NewKey>, description = "Optional: an admin names the user; a user makes a key for themself"),
     responses(
         (status = 201, description = "Created; `api_key` is shown this once", body = CreatedKey),
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub fn create_key() {}
@@ -46,7 +45,6 @@ pub fn create_key() {}
     responses(
         (status = 200, description = "The caller's keys (an admin without `user_id`: every key); never a secret", body = KeyList),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn list_keys() {}
 
@@ -76,7 +74,6 @@ pub fn add_credits() {}
     responses(
         (status = 200, description = "The budget and each window's spending", body = BudgetView),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
-        (status = 403, description = "`user_id` given by a non-admin", body = ErrorBody),
     ))]
 pub fn get_budget() {}
 

@@ -37,16 +37,22 @@ pub struct OpenAiErrorDetail {
 #[into_params(parameter_in = Header)]
 pub struct RouteHeaders {
     /// `cost`, `latency`, `quality` or `balanced`.
-    #[param(rename = "x-oneflow-strategy")]
+    #[param(
+        rename = "x-oneflow-strategy",
+        pattern = r"^\s*(cost|latency|quality|balanced)\s*$"
+    )]
     pub strategy: Option<String>,
     /// `US`, `EU` or `RU`.
-    #[param(rename = "x-oneflow-region")]
+    #[param(rename = "x-oneflow-region", pattern = r"^\s*(US|EU|RU)\s*$")]
     pub region: Option<String>,
     /// Comma-separated provider names allowed to serve.
     #[param(rename = "x-oneflow-providers")]
     pub providers: Option<String>,
     /// Only providers whose quote is at most this many credits.
-    #[param(rename = "x-oneflow-max-price")]
+    #[param(
+        rename = "x-oneflow-max-price",
+        pattern = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$"
+    )]
     pub max_price: Option<String>,
 }
 

@@ -30,6 +30,7 @@ pub struct RangeQuery {
     /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
     pub to: Option<String>,
     /// `minute`, `hour` or `day`.
+    #[param(pattern = "^(minute|hour|day)$")]
     pub bucket: Option<String>,
     /// Series only: one provider.
     pub provider: Option<String>,

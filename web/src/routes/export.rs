@@ -21,6 +21,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `csv` (default), `json` (one array) or `ndjson` (one object a line).
+    #[param(pattern = "^(csv|json|ndjson)$")]
     pub format: Option<String>,
     /// Admins only; without it an admin exports every user's rows.
     pub user_id: Option<String>,
@@ -28,7 +29,9 @@ pub struct ExportParams {
     pub from: Option<String>,
     /// Milliseconds since the epoch or RFC 3339.
     pub to: Option<String>,
-    /// Width of analytics rows: `minute`, `hour` (default) or `day`.
+    /// Width of analytics rows: `minute`, `hour` (default) or `day`; the
+    /// analytics export only.
+    #[param(pattern = "^(minute|hour|day)$")]
     pub bucket: Option<String>,
 }
 

@@ -31,8 +31,10 @@ pub async fn create(
     let body: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
         NewKey::default()
     } else {
-        serde_json::from_slice(&body)
+        // `null` is the absent body spelled out, as the schema allows.
+        serde_json::from_slice::<Option<NewKey>>(&body)
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     let user_id = c.subject(body.user_id.as_deref())?;
     Ok(HttpResponse::Created().json(s.broker.create_key(&user_id).await?))

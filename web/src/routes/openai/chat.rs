@@ -32,8 +32,10 @@ enum Content {
 struct Part {
     /// `text`.
     #[serde(rename = "type")]
+    #[schema(pattern = "^text$")]
     kind: String,
     #[serde(default)]
+    #[schema(required = true, value_type = String)]
     text: Option<String>,
 }
 
@@ -41,6 +43,7 @@ struct Part {
 #[schema(as = ChatMessage)]
 struct InMessage {
     /// `system`, `developer`, `user` or `assistant`.
+    #[schema(pattern = "^(system|developer|user|assistant)$")]
     role: String,
     #[serde(default)]
     content: Option<Content>,
@@ -58,6 +61,7 @@ struct InMessage {
 )]
 pub(crate) struct ChatBody {
     model: String,
+    #[schema(min_items = 1)]
     messages: Vec<InMessage>,
     #[serde(default)]
     max_tokens: Option<u32>,

@@ -30,6 +30,7 @@ use crate::state::AppState;
 pub(crate) struct CompletionBody {
     model: String,
     /// A string, or an array of one string.
+    #[schema(schema_with = super::completion_prompt)]
     prompt: Prompt,
     #[serde(default)]
     max_tokens: Option<u32>,

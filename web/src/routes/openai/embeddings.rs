@@ -23,6 +23,7 @@ use crate::state::AppState;
 pub(crate) struct EmbeddingBody {
     model: String,
     /// A string or an array of 1 to 2048 strings.
+    #[schema(schema_with = super::embedding_input)]
     input: Prompt,
     #[serde(default)]
     oneflow: Option<RouteWish>,

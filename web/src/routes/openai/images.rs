@@ -25,6 +25,8 @@ pub(crate) struct ImageBody {
     // Required: read as optional only to say so in OpenAI's error shape.
     #[schema(value_type = String, required = true)]
     model: Option<String>,
+    /// Not blank.
+    #[schema(pattern = r"\S")]
     prompt: String,
     #[serde(default)]
     n: Option<u32>,

@@ -269,3 +269,41 @@ fn usage_json(o: &RequestOutcome) -> Value {
 fn preview(text: &str) -> String {
     text.chars().take(200).collect()
 }
+
+/// A text with something besides white space: what the handlers take as
+/// a prompt (a blank one is refused).
+fn not_blank() -> utoipa::openapi::ObjectBuilder {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"\S"))
+}
+
+/// `/v1/completions`' `prompt`: one text, or an array holding exactly one
+/// (a batch of prompts is refused).
+fn completion_prompt() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+    OneOfBuilder::new()
+        .item(not_blank())
+        .item(
+            ArrayBuilder::new()
+                .items(not_blank())
+                .min_items(Some(1))
+                .max_items(Some(1)),
+        )
+        .into()
+}
+
+/// `/v1/embeddings`' `input`: one text, or an array of 1 to 2048.
+fn embedding_input() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .min_items(Some(1))
+                .max_items(Some(2048)),
+        )
+        .into()
+}
