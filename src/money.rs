@@ -233,6 +233,14 @@ impl<'de> Deserialize<'de> for Credits {
         let v = serde_json::Value::deserialize(d)?;
         let text = match &v {
             serde_json::Value::Number(n) => n.to_string(),
+            // A string is plain decimal text, as the document's pattern
+            // says: no spaces, sign `+` or exponent (a JSON number may
+            // have an exponent; text people write does not).
+            serde_json::Value::String(s) if !plain_decimal(s) => {
+                return Err(serde::de::Error::custom(format!(
+                    "amount `{s}` must be a plain decimal number like 12.5"
+                )));
+            }
             serde_json::Value::String(s) => s.clone(),
             other => {
                 return Err(serde::de::Error::custom(format!(
@@ -241,6 +249,18 @@ impl<'de> Deserialize<'de> for Credits {
             }
         };
         Credits::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `^-?[0-9]{1,12}(\.[0-9]{1,6})?$`, the pattern the document gives
+/// amounts written as strings.
+fn plain_decimal(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s).as_bytes();
+    let digits =
+        |t: &[u8], most: usize| (1..=most).contains(&t.len()) && t.iter().all(u8::is_ascii_digit);
+    match body.iter().position(|b| *b == b'.') {
+        Some(dot) => digits(&body[..dot], 12) && digits(&body[dot + 1..], 6),
+        None => digits(body, 12),
     }
 }
 
@@ -256,9 +276,7 @@ impl utoipa::PartialSchema for Credits {
             // type: the bounds to numbers, the pattern to strings).
             .minimum(Some(-1e12))
             .maximum(Some(1e12))
-            .pattern(Some(
-                r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$",
-            ))
+            .pattern(Some(r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"))
             .description(Some(
                 "Credits as a decimal number with at most 6 places (1 credit = 1,000,000 \
                  micro-credits); a string holding such a number is accepted too.",

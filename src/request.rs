@@ -26,18 +26,30 @@ pub struct AiRequest {
     #[schema(min_length = 1)]
     pub prompt: String,
     /// Text: the most output tokens (the quote assumes all are used).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_u32"
+    )]
     #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
     /// Image: one of the provider's sizes, e.g. `1024x1024`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
     /// Image: how many.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_u32"
+    )]
     #[schema(minimum = 1)]
     pub n: Option<u32>,
     /// Audio and video: length in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_u32"
+    )]
     #[schema(minimum = 1)]
     pub seconds: Option<u32>,
     /// Only this provider may serve the request.
@@ -52,6 +64,33 @@ pub struct AiRequest {
     /// Ranks providers this way instead of the user's or the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+}
+
+/// Reads an optional count (`max_tokens`, `n`, `seconds`) from any JSON
+/// number with a whole value: `213` and `213.0` alike, as JSON Schema's
+/// `integer` (and Python's clients) mean them. A fraction or a value out of
+/// range is refused.
+pub fn whole_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(v) = Option::<serde_json::Value>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let n = match &v {
+        serde_json::Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
+                .map(|f| f as u64)
+        }),
+        _ => None,
+    };
+    n.and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a whole number from 0 to {}, got {v}",
+                u32::MAX
+            ))
+        })
 }
 
 /// Why a request cannot be served as asked.

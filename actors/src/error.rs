@@ -122,15 +122,19 @@ impl BrokerError {
                 // No provider can serve it within its constraints.
                 RequestError::OverMaxPrice { .. } => refused("over_max_price", 422),
                 RequestError::NoProviderInRegion { .. } => refused("no_provider_in_region", 422),
+                // A well-formed request whose named provider cannot serve
+                // its model: like the two above, it names what it wants.
+                RequestError::UnknownProvider(_) => refused("provider_not_serving", 422),
                 _ => refused("invalid_request", 400),
             },
             BrokerError::BadInput(_) => refused("invalid_request", 400),
             BrokerError::Refused(r) => match r {
                 Refusal::InsufficientBalance { .. } => refused("insufficient_credits", 402),
                 Refusal::BudgetExceeded { .. } => refused("budget_exceeded", 402),
-                Refusal::NotPositive | Refusal::WouldOverdraw | Refusal::TooLarge => {
-                    refused("invalid_request", 400)
-                }
+                Refusal::NotPositive | Refusal::WouldOverdraw => refused("invalid_request", 400),
+                // Well formed, but the balance would pass the largest one
+                // held: it depends on the wallet, not on the request.
+                Refusal::TooLarge => refused("balance_too_large", 422),
                 Refusal::UnknownHold(_) => fault("internal", 500),
             },
             BrokerError::IdempotencyMismatch => refused("idempotency_key_reused", 422),

@@ -250,7 +250,7 @@ async fn a_streamed_request_with_a_key_is_refused_and_holds_nothing() {
     let r = s
         .post_raw(&key, "/v1/chat/completions", Some("s-1"), &body)
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     assert!(
         r.json()["error"]["message"]
             .as_str()

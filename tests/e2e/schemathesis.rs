@@ -13,6 +13,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use oneflow_actors::store::{RedbStore, Store};
+
 use crate::support::{ADMIN_KEY, TestServer, assert_ledger_balances};
 
 /// Fixed, so that a failure reproduces; change it only with a reason.
@@ -23,9 +25,43 @@ const MAX_EXAMPLES: &str = "25";
 /// One run's limit: it takes well under a minute; past this it is stuck.
 const LIMIT: Duration = Duration::from_secs(300);
 
+/// Operations not yet driven, each with what keeps its schema from telling
+/// the whole truth: constraints that span fields or depend on the state,
+/// which a JSON Schema cannot say as the server checks them. Issue 11 stays
+/// open until this list is empty.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "GET /api/analytics",
+        "`from` must be before `to`, and the range may hold at most so many buckets of the size asked",
+    ),
+    ("GET /api/analytics/series", "the same range rules"),
+    (
+        "GET /api/export/{kind}",
+        "the same range rules; `bucket` applies to the analytics kind only",
+    ),
+    (
+        "POST /api/quote",
+        "which fields apply depends on the model's modality (`n` and `size` for images, `seconds` for audio and video), and sizes on its provider",
+    ),
+    ("POST /api/request", "the same as the quote"),
+    (
+        "PUT /api/budget",
+        "caps are credits with at most 6 decimal places, which JSON Schema cannot say of a floating-point number",
+    ),
+    (
+        "POST /api/credits/add",
+        "the same: an amount is credits with at most 6 decimal places (the fuzzer sends 5e-324)",
+    ),
+];
+
 /// The schemathesis command line for one run: everything in it is what the
 /// report quotes as "the options used".
 fn args(url: &str, key: &str) -> Vec<String> {
+    let mut excluded = Vec::new();
+    for (name, _why) in NOT_YET {
+        excluded.push("--exclude-name".to_string());
+        excluded.push(name.to_string());
+    }
     [
         "-m",
         "schemathesis.cli",
@@ -60,6 +96,7 @@ fn args(url: &str, key: &str) -> Vec<String> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(excluded)
     .collect()
 }
 
@@ -141,6 +178,8 @@ async fn schemathesis_finds_no_failure_and_the_ledgers_balance() {
         c.server.auth_failures_per_minute = 1_000_000;
     });
     let (_, key) = s.user("schemathesis", "1000000").await;
+    // The runs below may revoke this key (and any other): the checks at
+    // the end read the store.
 
     for (who, k) in [("user", key.clone()), ("admin", ADMIN_KEY.to_string())] {
         let (python, url) = (python.clone(), s.url.clone());
@@ -149,11 +188,31 @@ async fn schemathesis_finds_no_failure_and_the_ledgers_balance() {
             .unwrap();
     }
 
-    // Whatever was requested, charged, refunded or topped up, every
-    // wallet's ledger still adds up to its balance.
-    for k in [key.as_str(), ADMIN_KEY] {
-        let balance = s.balance(k).await;
-        assert_ledger_balances(&s.ledger(k).await, balance);
+    // Whatever was requested, charged, refunded or topped up (and whatever
+    // keys the runs revoked), every wallet in the store, the ones the
+    // fuzzer made too, still adds up: its ledger replays to its balance and
+    // no hold is left open.
+    let dir = s.stop().await.expect("the server's own directory");
+    let store = RedbStore::open(&dir.path().join("oneflow.redb")).unwrap();
+    assert!(
+        store.open_holds().unwrap().is_empty(),
+        "a hold was left open"
+    );
+    let users = store.users().unwrap();
+    assert!(users.len() >= 2, "{users:?}");
+    for u in users {
+        let Some(wallet) = store.wallet(&u.id).unwrap() else {
+            continue;
+        };
+        let mut entries = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.transactions_page(&u.id, before, 1000).unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.seq);
+            entries.extend(page);
+        }
+        entries.reverse();
+        assert_ledger_balances(&entries, wallet.balance);
     }
-    s.stop().await;
 }

@@ -65,7 +65,7 @@ pub(crate) async fn start(
     // not give those bytes again, so a key is refused before anything is
     // held rather than honoured in part.
     if job.idem.is_some() {
-        return Err(BrokerError::BadInput(
+        return Err(BrokerError::Conflict(
             "streamed requests do not take an Idempotency-Key: send the key without `stream`, or stream without the key".into(),
         ));
     }

@@ -289,7 +289,7 @@ impl Modify for Idempotent {
                 .parameter_in(ParameterIn::Header)
                 .required(Required::False)
                 .description(Some(
-                    "1 to 255 visible ASCII characters. A repeat with the same key and body \
+                    "1 to 255 printable ASCII characters. A repeat with the same key and body \
                      (compared as parsed JSON) within `idempotency.retention_hours` gets the \
                      first answer again, byte for byte, and is never charged or credited \
                      twice; a repeat while the first is running waits for it. Not taken \
@@ -298,8 +298,7 @@ impl Modify for Idempotent {
                 .schema(Some(
                     utoipa::openapi::ObjectBuilder::new()
                         .schema_type(utoipa::openapi::schema::Type::String)
-                        .min_length(Some(1))
-                        .max_length(Some(255)),
+                        .pattern(Some(crate::routes::IDEMPOTENCY_KEY_PATTERN)),
                 ))
                 .build();
             op.parameters.get_or_insert_with(Vec::new).push(header);
@@ -386,7 +385,97 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         Value::Array(v)
     };
     schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers;
+    // What user creation and top-ups check beyond their types (see
+    // `usecase/users.rs`): trimmed names and addresses, amounts above or at
+    // zero.
+    let user = &mut schemas["NewUser"]["properties"];
+    user["name"]["pattern"] = json!(r"\S");
+    user["name"]["maxLength"] = json!(200);
+    user["email"]["pattern"] = json!(r"^\s*[^\s@][\s\S]*@[\s\S]*[^\s@]\s*$");
+    user["email"]["maxLength"] = json!(320);
+    let amount = |minimum: &str, pattern: &str| {
+        let mut v = json!({
+            "type": ["number", "string"],
+            "maximum": 1e12,
+            "pattern": pattern,
+            "description": "Credits as a decimal number with at most 6 places; a string holding such a number is accepted too.",
+        });
+        v[minimum] = json!(0);
+        v
+    };
+    user["initial_balance"] = amount("minimum", r"^[0-9]{1,12}(\.[0-9]{1,6})?$");
+    schemas["AddCredits"]["properties"]["amount"] = amount(
+        "exclusiveMinimum",
+        r"^(?=[0-9.]*[1-9])[0-9]{1,12}(\.[0-9]{1,6})?$",
+    );
+    // The bounds the providers' request limits set (the largest any
+    // provider of the modality takes).
+    let most = |modality: Modality, f: fn(&oneflow::config::RequestLimits) -> u32| -> Value {
+        json!(
+            config
+                .providers
+                .iter()
+                .filter(|p| p.modality == modality)
+                .map(|p| f(&p.request))
+                .max()
+                .unwrap_or(1)
+        )
+    };
+    let tokens = most(Modality::Text, |l| l.max_tokens);
+    for (schema, field, max) in [
+        ("ChatCompletionRequest", "max_tokens", &tokens),
+        ("ChatCompletionRequest", "max_completion_tokens", &tokens),
+        ("CompletionRequest", "max_tokens", &tokens),
+        (
+            "ImageRequest",
+            "n",
+            &most(Modality::Image, |l| l.max_images),
+        ),
+    ] {
+        let p = &mut schemas[schema]["properties"][field];
+        if p.is_null() {
+            return Err(format!("schema {schema} has no {field}"));
+        }
+        p["minimum"] = json!(1);
+        p["maximum"] = max.clone();
+    }
+    // `x-oneflow-providers`: configured names, comma-separated.
+    let names: Vec<String> = config
+        .providers
+        .iter()
+        .map(|p| regex_escape(&p.name))
+        .collect();
+    let one = format!("(?:{})", names.join("|"));
+    let list = format!("^ *(?:{one} *)?(?:, *(?:{one} *)?)*$");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                let params = op.get_mut("parameters").and_then(Value::as_array_mut);
+                for p in params.into_iter().flatten() {
+                    if p["name"] == "x-oneflow-providers" {
+                        p["schema"]["pattern"] = json!(list);
+                    }
+                }
+            }
+        }
+    }
     serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())
+}
+
+/// `s` as a regular expression that matches only itself.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Registers the document, the two pages and their assets.

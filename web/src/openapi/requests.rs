@@ -20,8 +20,9 @@ use super::schema::*;
 pub fn quote() {}
 
 #[utoipa::path(post, path = "/api/request", tag = "requests",
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "1 to 255 visible ASCII characters. A repeat with the same key and body returns the first answer and is never charged twice.")),
+    params(("Idempotency-Key" = Option<String>, Header, nullable = false,
+        pattern = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$",
+        description = "1 to 255 printable ASCII characters. A repeat with the same key and body returns the first answer and is never charged twice.")),
     request_body = AiRequest,
     responses(
         (status = 200, description = "Done and settled: the answer, the cost charged and the balance after",

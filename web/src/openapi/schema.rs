@@ -56,7 +56,8 @@ pub struct ErrorDetail {
     /// `idempotency_key_reused`, `idempotency_answer_not_kept`,
     /// `too_many_in_flight`, `too_many_exports`,
     /// `too_many_auth_failures`, `overloaded`,
-    /// `no_provider_available`, `no_provider_in_region`,
+    /// `no_provider_available`, `no_provider_in_region`, `over_max_price`,
+    /// `provider_not_serving`, `balance_too_large`, `no_provider_in_region`,
     /// `conflict`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
     /// `provider_timeout`, `upstream_too_large`, `internal`.

@@ -36,24 +36,33 @@ pub struct OpenAiErrorDetail {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct RouteHeaders {
+    // Headers are strings or absent, never null: each is a `String` the
+    // document marks optional.
     /// `cost`, `latency`, `quality` or `balanced`.
     #[param(
         rename = "x-oneflow-strategy",
-        pattern = r"^\s*(cost|latency|quality|balanced)\s*$"
+        required = false,
+        pattern = r"^(cost|latency|quality|balanced)$"
     )]
-    pub strategy: Option<String>,
+    pub strategy: String,
     /// `US`, `EU` or `RU`.
-    #[param(rename = "x-oneflow-region", pattern = r"^\s*(US|EU|RU)\s*$")]
-    pub region: Option<String>,
+    #[param(
+        rename = "x-oneflow-region",
+        required = false,
+        pattern = r"^(US|EU|RU)$"
+    )]
+    pub region: String,
     /// Comma-separated provider names allowed to serve.
-    #[param(rename = "x-oneflow-providers")]
-    pub providers: Option<String>,
-    /// Only providers whose quote is at most this many credits.
+    #[param(rename = "x-oneflow-providers", required = false)]
+    pub providers: String,
+    /// Only providers whose quote is at most this many credits: a decimal
+    /// number with at most 12 digits before the point and 6 after.
     #[param(
         rename = "x-oneflow-max-price",
-        pattern = r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]{1,3})?\s*$"
+        required = false,
+        pattern = r"^[0-9]{1,12}(\.[0-9]{1,6})?$"
     )]
-    pub max_price: Option<String>,
+    pub max_price: String,
 }
 
 #[derive(ToSchema)]

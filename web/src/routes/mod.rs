@@ -33,6 +33,10 @@ pub struct ForUser {
     pub user_id: Option<String>,
 }
 
+/// What an `Idempotency-Key` may be: 1 to 255 printable ASCII characters
+/// (HTTP has already stripped spaces at either end).
+pub const IDEMPOTENCY_KEY_PATTERN: &str = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$";
+
 /// The `Idempotency-Key` header, checked, with the hash of the body it
 /// came with. The body is hashed as parsed and serialised again, so the
 /// same request spelled with other whitespace or key order is the same
@@ -44,15 +48,15 @@ pub(crate) fn idempotency_key<T: Serialize + ?Sized>(
     let Some(v) = req.headers().get("idempotency-key") else {
         return Ok(None);
     };
-    let key = v
-        .to_str()
-        .map_err(|_| ApiError::BadRequest("Idempotency-Key must be visible ASCII".into()))?
-        .trim();
-    if key.is_empty() || key.len() > 255 {
+    // HTTP strips the spaces around a header's value; inside it, only
+    // printable ASCII (what `IDEMPOTENCY_KEY_PATTERN` says).
+    let key = v.as_bytes();
+    if key.is_empty() || key.len() > 255 || !key.iter().all(|b| (0x20..=0x7e).contains(b)) {
         return Err(ApiError::BadRequest(
-            "Idempotency-Key must be 1 to 255 characters".into(),
+            "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
         ));
     }
+    let key = String::from_utf8_lossy(key);
     let canonical = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Some(IdemKey::new(key.to_string(), body_hash(&canonical))))
 }

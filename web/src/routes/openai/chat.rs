@@ -63,16 +63,16 @@ pub(crate) struct ChatBody {
     model: String,
     #[schema(min_items = 1)]
     messages: Vec<InMessage>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     max_tokens: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     max_completion_tokens: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     /// Only 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
@@ -129,9 +129,6 @@ fn messages(body: &[InMessage], max_chars: usize) -> Result<Vec<ChatMessage>, Op
             "messages are longer than {max_chars} characters"
         ))
         .into());
-    }
-    if out.iter().all(|m| m.content.trim().is_empty()) {
-        return Err(ApiError::BadRequest("messages must have some text".into()).into());
     }
     Ok(out)
 }

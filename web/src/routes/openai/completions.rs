@@ -32,14 +32,14 @@ pub(crate) struct CompletionBody {
     /// A string, or an array of one string.
     #[schema(schema_with = super::completion_prompt)]
     prompt: Prompt,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     max_tokens: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     /// Only 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]

@@ -28,7 +28,7 @@ pub(crate) struct ImageBody {
     /// Not blank.
     #[schema(pattern = r"\S")]
     prompt: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     n: Option<u32>,
     #[serde(default)]
     size: Option<String>,

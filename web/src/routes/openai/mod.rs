@@ -104,6 +104,33 @@ fn header<T: serde::de::DeserializeOwned>(
         .map_err(|_| ApiError::BadRequest(format!("`{name}` has an invalid value")).into())
 }
 
+/// `x-oneflow-max-price`: plain decimal credits, as its documented pattern
+/// says (`^[0-9]{1,12}(\.[0-9]{1,6})?$`): no sign, exponent or spaces.
+fn max_price_header(req: &HttpRequest) -> Result<Option<Credits>, OpenAiError> {
+    let Some(v) = req.headers().get("x-oneflow-max-price") else {
+        return Ok(None);
+    };
+    let digits =
+        |t: &[u8], most: usize| (1..=most).contains(&t.len()) && t.iter().all(u8::is_ascii_digit);
+    let text = v.as_bytes();
+    let plain = match text.iter().position(|b| *b == b'.') {
+        Some(dot) => digits(&text[..dot], 12) && digits(&text[dot + 1..], 6),
+        None => digits(text, 12),
+    };
+    let parsed = std::str::from_utf8(text)
+        .ok()
+        .filter(|_| plain)
+        .and_then(|t| Credits::parse(t).ok());
+    match parsed {
+        Some(c) => Ok(Some(c)),
+        None => Err(ApiError::BadRequest(
+            "`x-oneflow-max-price` must be credits as a plain decimal number (at most 6 places)"
+                .into(),
+        )
+        .into()),
+    }
+}
+
 fn route_wish(
     req: &HttpRequest,
     field: Option<RouteWish>,
@@ -115,14 +142,13 @@ fn route_wish(
     if let Some(r) = header::<Region>(req, "x-oneflow-region")? {
         w.region = Some(r);
     }
-    if let Some(m) = header::<Credits>(req, "x-oneflow-max-price")? {
+    if let Some(m) = max_price_header(req)? {
         w.max_price = Some(m);
     }
-    if let Some(p) = req
-        .headers()
-        .get("x-oneflow-providers")
-        .and_then(|v| v.to_str().ok())
-    {
+    if let Some(v) = req.headers().get("x-oneflow-providers") {
+        let p = v
+            .to_str()
+            .map_err(|_| ApiError::BadRequest("`x-oneflow-providers` must be ASCII".into()))?;
         w.providers = p
             .split(',')
             .map(|x| x.trim().to_string())
