@@ -40,11 +40,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "the same range rules; `bucket` applies to the analytics kind only",
     ),
     (
-        "POST /api/quote",
-        "which fields apply depends on the model's modality (`n` and `size` for images, `seconds` for audio and video), and sizes on its provider",
-    ),
-    ("POST /api/request", "the same as the quote"),
-    (
         "PUT /api/budget",
         "caps are credits with at most 6 decimal places, which JSON Schema cannot say of a floating-point number",
     ),

@@ -385,6 +385,71 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         Value::Array(v)
     };
     schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers;
+    // A native request takes the fields of its model's modality only: one
+    // branch per modality, its models named, the other modalities' fields
+    // allowed only as null, bounds from the providers' limits.
+    let base = schemas["AiRequest"].clone();
+    let mut branches = Vec::new();
+    for (modality, own) in [
+        (Modality::Text, &["max_tokens"][..]),
+        (Modality::Image, &["n", "size"][..]),
+        (Modality::Audio, &["seconds"][..]),
+        (Modality::Video, &["seconds"][..]),
+    ] {
+        let names = models(Some(modality));
+        if names.as_array().is_none_or(|a| a.is_empty()) {
+            continue;
+        }
+        let mut b = base.clone();
+        let props = &mut b["properties"];
+        props["model"]["enum"] = names;
+        props["prompt"]["pattern"] = json!(r"\S");
+        props["prompt"]["maxLength"] = json!(config.server.max_prompt_chars);
+        for field in ["max_tokens", "n", "size", "seconds"] {
+            if !own.contains(&field) {
+                props[field] = json!({"type": "null"});
+            }
+        }
+        let of = |f: fn(&oneflow::config::RequestLimits) -> u32| {
+            config
+                .providers
+                .iter()
+                .filter(|p| p.modality == modality)
+                .map(|p| f(&p.request))
+                .max()
+                .unwrap_or(1)
+        };
+        let count = |max: u32| json!({"type": ["integer", "null"], "minimum": 1, "maximum": max});
+        match modality {
+            Modality::Text => props["max_tokens"] = count(of(|l| l.max_tokens)),
+            Modality::Image => {
+                props["n"] = count(of(|l| l.max_images));
+                let mut sizes: Vec<Value> = config
+                    .providers
+                    .iter()
+                    .filter(|p| p.modality == modality)
+                    .flat_map(|p| p.request.sizes.iter().map(|s| json!(s)))
+                    .collect();
+                sizes.sort_by_key(|v| v.to_string());
+                sizes.dedup();
+                sizes.push(Value::Null);
+                props["size"] = json!({"enum": sizes});
+            }
+            Modality::Audio | Modality::Video => {
+                props["seconds"] = count(of(|l| l.max_seconds));
+            }
+        }
+        b["additionalProperties"] = json!(false);
+        b["title"] = json!(format!("AiRequest ({})", modality.name()));
+        branches.push(b);
+    }
+    let mut either = json!({"anyOf": branches});
+    for key in ["description", "example", "examples"] {
+        if let Some(v) = base.get(key) {
+            either[key] = v.clone();
+        }
+    }
+    schemas["AiRequest"] = either;
     // What user creation and top-ups check beyond their types (see
     // `usecase/users.rs`): trimmed names and addresses, amounts above or at
     // zero.
