@@ -66,6 +66,27 @@ impl Credits {
             .map(Credits)
     }
 
+    /// A JSON number with more than six places that is a whole number of
+    /// micro-credits but for floating-point rounding (`0.29999899999999997`,
+    /// what a client computing 299,999 micro-credits as a double writes):
+    /// that amount, if the number is within two units in the last place of
+    /// its decimal value; `None` for a true seventh place (`0.1234567`).
+    /// JSON Schema's `multipleOf: 0.000001` means the same of a number.
+    fn from_float_text(text: &str) -> Option<Credits> {
+        let x: f64 = text.trim().parse().ok()?;
+        if !x.is_finite() || x.abs() > 1e12 {
+            return None;
+        }
+        let micros = (x * MICROS_PER_CREDIT as f64).round();
+        if micros == 0.0 {
+            // Nothing is within rounding of zero but zero.
+            return None;
+        }
+        let exact = micros / MICROS_PER_CREDIT as f64;
+        let ulp = f64::EPSILON * exact.abs().max(f64::MIN_POSITIVE);
+        ((x - exact).abs() <= 2.0 * ulp).then_some(Credits(micros as i64))
+    }
+
     /// Parses decimal text exactly: optional sign, digits, optional fraction of
     /// at most six digits, optionally an exponent (JSON allows `1e2`). Anything
     /// else, including NaN and infinities, is refused.
@@ -232,7 +253,17 @@ impl<'de> Deserialize<'de> for Credits {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
         let text = match &v {
-            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Number(n) => {
+                let text = n.to_string();
+                return match Credits::parse(&text) {
+                    Err(MoneyError::TooPrecise(_)) => {
+                        Credits::from_float_text(&text).ok_or_else(|| {
+                            serde::de::Error::custom(MoneyError::TooPrecise(text.clone()))
+                        })
+                    }
+                    other => other.map_err(serde::de::Error::custom),
+                };
+            }
             // A string is plain decimal text, as the document's pattern
             // says: no spaces, sign `+` or exponent (a JSON number may
             // have an exponent; text people write does not).
@@ -347,6 +378,25 @@ mod tests {
         assert_eq!(Credits::parse("0.0"), Ok(Credits(0)));
         assert_eq!(Credits::parse(".5"), Ok(Credits(500_000)));
         assert_eq!(Credits::parse("5."), Ok(Credits(5_000_000)));
+    }
+
+    /// A JSON number that is a whole number of micro-credits but for the
+    /// rounding of a double is that amount; a true seventh place is not.
+    #[test]
+    fn json_numbers_are_read_to_the_micro_credit_through_float_noise() {
+        let read = |t: &str| serde_json::from_str::<Credits>(t);
+        assert_eq!(read("0.29999899999999997").unwrap(), Credits(299_999));
+        assert_eq!(read("0.30000000000000004").unwrap(), Credits(300_000));
+        assert_eq!(read("1.0000000000000002").unwrap(), Credits(1_000_000));
+        assert!(read("0.1234567").is_err());
+        assert!(read("0.0000005").is_err());
+        assert!(read("5e-324").is_err_and(|e| e.to_string().contains("6 decimal")));
+        // Strings stay exact: what people write is what they mean.
+        assert!(read("\"0.29999899999999997\"").is_err());
+        for k in [1i64, 7, 299_999, 123_456_789, 999_999_999_999] {
+            let x = k as f64 * 1e-6;
+            assert_eq!(read(&format!("{x:?}")).unwrap(), Credits(k), "{x:?}");
+        }
     }
 
     #[test]

@@ -384,7 +384,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         v.push(Value::Null);
         Value::Array(v)
     };
-    schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers;
+    schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers.clone();
     // A native request takes the fields of its model's modality only: one
     // branch per modality, its models named, the other modalities' fields
     // allowed only as null, bounds from the providers' limits.
@@ -458,9 +458,15 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
     user["name"]["maxLength"] = json!(200);
     user["email"]["pattern"] = json!(r"^\s*[^\s@][\s\S]*@[\s\S]*[^\s@]\s*$");
     user["email"]["maxLength"] = json!(320);
+    // Amounts clients send: as numbers, whole micro-credits (JSON Schema's
+    // `multipleOf`, which the server reads through a double's rounding, see
+    // `Credits::from_float_text`); as strings, plain decimals. Only inputs
+    // say `multipleOf`: a checker dividing a double answer (0.3) by 1e-6
+    // would find a remainder the exact amount does not have.
     let amount = |minimum: &str, pattern: &str| {
         let mut v = json!({
             "type": ["number", "string"],
+            "multipleOf": 0.000001,
             "maximum": 1e12,
             "pattern": pattern,
             "description": "Credits as a decimal number with at most 6 places; a string holding such a number is accepted too.",
@@ -473,6 +479,32 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         "exclusiveMinimum",
         r"^(?=[0-9.]*[1-9])[0-9]{1,12}(\.[0-9]{1,6})?$",
     );
+    // A budget as sent: caps not negative, whole micro-credits; null or
+    // absent for no cap.
+    let cap = {
+        let mut c = amount("minimum", r"^[0-9]{1,12}(\.[0-9]{1,6})?$");
+        c["type"] = json!(["number", "string", "null"]);
+        c
+    };
+    let limits = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"daily": cap, "weekly": cap, "monthly": cap},
+    });
+    let mut budget_in = schemas["BudgetConfig"].clone();
+    if budget_in.is_null() {
+        return Err("schema BudgetConfig is missing".into());
+    }
+    budget_in["additionalProperties"] = json!(false);
+    for w in ["daily", "weekly", "monthly"] {
+        budget_in["properties"][w] = cap.clone();
+    }
+    budget_in["properties"]["per_provider"] = json!({
+        "type": "object",
+        "propertyNames": {"enum": providers.clone()},
+        "additionalProperties": limits,
+    });
+    schemas["BudgetConfigInput"] = budget_in;
     // The bounds the providers' request limits set (the largest any
     // provider of the modality takes).
     let most = |modality: Modality, f: fn(&oneflow::config::RequestLimits) -> u32| -> Value {
@@ -504,6 +536,12 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         p["minimum"] = json!(1);
         p["maximum"] = max.clone();
     }
+    let put_budget = &mut doc["paths"]["/api/budget"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    if put_budget.is_null() {
+        return Err("PUT /api/budget has no JSON body".into());
+    }
+    *put_budget = json!({"$ref": "#/components/schemas/BudgetConfigInput"});
     // `x-oneflow-providers`: configured names, comma-separated.
     let names: Vec<String> = config
         .providers

@@ -28,12 +28,23 @@ pub async fn put_budget(
     s: web::Data<AppState>,
     c: Caller,
     q: web::Query<ForUser>,
-    body: web::Json<BudgetConfig>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
+    // JSON objects only: serde would also read `[5, null]` as the fields
+    // in order, which the document does not allow.
+    let body = body.into_inner();
+    let limits = body.get("per_provider").and_then(|p| p.as_object());
+    if !body.is_object() || limits.is_some_and(|l| l.values().any(|v| !v.is_object())) {
+        return Err(ApiError::BadRequest(
+            "the budget and each provider's limits must be JSON objects".into(),
+        ));
+    }
+    let budget: BudgetConfig = serde_json::from_value(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let user_id = c.subject(q.user_id.as_deref())?;
     let w = s
         .broker
-        .set_budget(&user_id, body.into_inner(), c.0.is_admin())
+        .set_budget(&user_id, budget, c.0.is_admin())
         .await?;
     Ok(HttpResponse::Ok().json(json!({"user_id": user_id, "budget": w.budget, "windows": w.windows, "available": w.available})))
 }

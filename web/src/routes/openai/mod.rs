@@ -149,11 +149,15 @@ fn route_wish(
         let p = v
             .to_str()
             .map_err(|_| ApiError::BadRequest("`x-oneflow-providers` must be ASCII".into()))?;
-        w.providers = p
+        let named: Vec<String> = p
             .split(',')
             .map(|x| x.trim().to_string())
             .filter(|x| !x.is_empty())
             .collect();
+        // An empty header names nobody: it leaves the body's wish alone.
+        if !named.is_empty() {
+            w.providers = named;
+        }
     }
     Ok((
         w.strategy,
