@@ -197,3 +197,44 @@ async fn bad_input_is_a_clear_4xx() {
     assert_eq!(v["balance"].to_string(), "10");
     s.stop().await;
 }
+
+/// A struct's fields sent as a JSON array in order (`["gpt", "hi"]`) are
+/// refused everywhere, at the top and nested: serde alone would read them,
+/// and no schema of this API allows them.
+#[tokio::test]
+async fn bodies_are_objects_not_arrays_of_their_fields() {
+    let s = TestServer::start();
+    let (id, key) = s.user("arr", "100").await;
+    let json = "application/json";
+    let cases: Vec<(&str, &str, String)> = vec![
+        (key.as_str(), "/api/request", r#"["gpt", "hi"]"#.into()),
+        (key.as_str(), "/api/quote", r#"["gpt", "hi"]"#.into()),
+        (ADMIN_KEY, "/api/credits/add", format!(r#"["{id}", 5]"#)),
+        (ADMIN_KEY, "/api/users", r#"["n", "n@example.com"]"#.into()),
+        (key.as_str(), "/v1/chat/completions", r#"["gpt", []]"#.into()),
+        (
+            key.as_str(),
+            "/v1/chat/completions",
+            r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "oneflow": ["cost"]}"#.into(),
+        ),
+    ];
+    for (k, path, body) in cases {
+        let (st, v) = raw(&s, k, path, json, body.clone().into_bytes()).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+        assert!(v["error"]["message"].is_string(), "{path}: {v}");
+    }
+    for body in [r#"[5, null]"#, r#"{"per_provider": {"gpt": [1, 2]}}"#] {
+        let res = s
+            .http
+            .put(format!("{}/api/budget", s.url))
+            .bearer_auth(&key)
+            .header("Content-Type", json)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert_eq!(s.balance(&key).await, oneflow::Credits::from_credits(100));
+    s.stop().await;
+}

@@ -28,7 +28,7 @@ pub async fn add(
     s: web::Data<AppState>,
     _admin: AdminCaller,
     req: HttpRequest,
-    body: web::Json<AddCredits>,
+    body: super::Object<AddCredits>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency_key(&req, &*body)?;
     let b = body.into_inner();

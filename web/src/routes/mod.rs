@@ -16,8 +16,11 @@ pub mod routing;
 pub mod status;
 pub mod users;
 
-use actix_web::HttpRequest;
-use serde::{Deserialize, Serialize};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use oneflow_actors::IdemKey;
 use oneflow_actors::ids::body_hash;
@@ -59,4 +62,56 @@ pub(crate) fn idempotency_key<T: Serialize + ?Sized>(
     let key = String::from_utf8_lossy(key);
     let canonical = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Some(IdemKey::new(key.to_string(), body_hash(&canonical))))
+}
+
+/// A JSON body that must be an object. serde alone also reads a struct
+/// from an array of its fields in order (`[5, null]`), which no schema of
+/// this API allows; the JSON layer's limits and errors are `web::Json`'s.
+pub struct Object<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Object<T> {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = web::Json::<serde_json::Value>::from_request(req, payload);
+        Box::pin(async move {
+            let v = json.await?.into_inner();
+            if !v.is_object() {
+                return Err(ApiError::BadRequest("the body must be a JSON object".into()).into());
+            }
+            serde_json::from_value(v)
+                .map(Object)
+                .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+        })
+    }
+}
+
+impl<T> Object<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Object<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// For a nested field that must be an object or null (see [`Object`]).
+pub(crate) fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) if v.is_object() => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(v) => Err(D::Error::custom(format!("expected an object, got {v}"))),
+    }
 }

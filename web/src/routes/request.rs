@@ -18,7 +18,7 @@ use crate::state::AppState;
 pub async fn quote(
     s: web::Data<AppState>,
     c: Caller,
-    body: web::Json<AiRequest>,
+    body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.quote(&c.0.user_id, &body).await?))
 }
@@ -28,9 +28,9 @@ pub async fn request(
     s: web::Data<AppState>,
     c: Caller,
     req: HttpRequest,
-    body: web::Json<AiRequest>,
+    body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let idem = idempotency_key(&req, &body)?;
+    let idem = idempotency_key(&req, &*body)?;
     let (outcome, replayed) = s
         .broker
         .request(&c.0.user_id, body.into_inner(), idem)

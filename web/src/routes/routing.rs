@@ -49,7 +49,7 @@ pub async fn put_routing(
     s: web::Data<AppState>,
     c: Caller,
     q: web::Query<ForUser>,
-    body: web::Json<RoutingPrefs>,
+    body: super::Object<RoutingPrefs>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;
     let strategy = s

@@ -29,7 +29,7 @@ pub struct NewUser {
 pub async fn create(
     s: web::Data<AppState>,
     _admin: AdminCaller,
-    body: web::Json<NewUser>,
+    body: super::Object<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let user = s

@@ -42,7 +42,7 @@ pub(crate) struct CompletionBody {
     #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     oneflow: Option<RouteWish>,
     #[serde(flatten)]
     extra: Map<String, Value>,

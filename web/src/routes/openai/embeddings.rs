@@ -25,7 +25,7 @@ pub(crate) struct EmbeddingBody {
     /// A string or an array of 1 to 2048 strings.
     #[schema(schema_with = super::embedding_input)]
     input: Prompt,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     oneflow: Option<RouteWish>,
     #[serde(flatten)]
     extra: Map<String, Value>,

@@ -32,7 +32,7 @@ pub(crate) struct ImageBody {
     n: Option<u32>,
     #[serde(default)]
     size: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     oneflow: Option<RouteWish>,
     #[serde(flatten)]
     extra: Map<String, Value>,

@@ -67,6 +67,11 @@ async fn body<T: serde::de::DeserializeOwned>(
         buf.extend_from_slice(&chunk);
     }
     let bad = |e: serde_json::Error| ApiError::BadRequest(format!("invalid JSON body: {e}"));
+    // An object, not an array read as the fields in order (see
+    // `routes::Object`).
+    if buf.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest("the body must be a JSON object".into()).into());
+    }
     if req.headers().contains_key("idempotency-key") {
         let value: Value = serde_json::from_slice(&buf).map_err(bad)?;
         let idem = crate::routes::idempotency_key(req, &value)?;

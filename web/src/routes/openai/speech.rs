@@ -29,7 +29,7 @@ pub(crate) struct SpeechBody {
     /// Default `alloy`.
     #[serde(default)]
     voice: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     oneflow: Option<RouteWish>,
     #[serde(flatten)]
     extra: Map<String, Value>,
