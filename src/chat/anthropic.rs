@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ChatRequest, ChatResponse, Image, Part, Role, StopReason, Tool, ToolChoice, TranslateError,
-    Turn, bad,
+    Turn, bad, insert_present,
 };
 
 fn text_blocks(v: &Value, what: &str) -> Result<String, TranslateError> {
@@ -291,11 +291,7 @@ pub fn write_request(r: &ChatRequest) -> Result<Value, TranslateError> {
         ("top_p", r.top_p.map(|x| json!(x))),
         ("stream", r.stream.then_some(json!(true))),
     ];
-    for (k, v) in fields {
-        if let Some(v) = v {
-            out.insert(k.into(), v);
-        }
-    }
+    insert_present(&mut out, fields);
     Ok(Value::Object(out))
 }
 

@@ -131,6 +131,19 @@ pub(crate) fn bad(why: impl Into<String>) -> TranslateError {
     TranslateError(why.into())
 }
 
+/// Sets each field that has a value; a field without one is left out (both
+/// formats read absent as "the default").
+pub(crate) fn insert_present<const N: usize>(
+    out: &mut serde_json::Map<String, Value>,
+    fields: [(&str, Option<Value>); N],
+) {
+    for (k, v) in fields {
+        if let Some(v) = v {
+            out.insert(k.into(), v);
+        }
+    }
+}
+
 impl ChatRequest {
     /// Checks the normalised shape: turns alternate starting with the
     /// user's, tool results open a user turn and answer the calls of the

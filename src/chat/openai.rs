@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ChatRequest, ChatResponse, Image, Part, Role, StopReason, Tool, ToolChoice, TranslateError,
-    Turn, bad,
+    Turn, bad, insert_present,
 };
 
 fn text_of(v: &Value, what: &str) -> Result<String, TranslateError> {
@@ -369,11 +369,7 @@ pub fn write_request(r: &ChatRequest) -> Result<Value, TranslateError> {
         ),
         ("stream", r.stream.then_some(json!(true))),
     ];
-    for (k, v) in fields {
-        if let Some(v) = v {
-            out.insert(k.into(), v);
-        }
-    }
+    insert_present(&mut out, fields);
     Ok(Value::Object(out))
 }
 

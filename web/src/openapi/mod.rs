@@ -162,32 +162,40 @@ impl Modify for AuthThrottled {
         use utoipa::openapi::RefOr;
         const WHY: &str = "too many failed authentications from this address \
                            (`too_many_auth_failures`); see Retry-After";
-        for item in openapi.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                let r = &mut op.responses.responses;
-                let Some(RefOr::T(unauthorized)) = r.get("401").cloned() else {
-                    continue;
-                };
-                match r.get_mut("429") {
-                    Some(RefOr::T(existing)) => {
-                        existing.description = format!("{}; or {WHY}", existing.description);
-                    }
-                    _ => {
-                        let mut throttled = unauthorized;
-                        throttled.description = format!("Too many requests: {WHY}");
-                        r.insert("429".into(), RefOr::T(throttled));
-                    }
+        for op in operations(openapi) {
+            let r = &mut op.responses.responses;
+            let Some(RefOr::T(unauthorized)) = r.get("401").cloned() else {
+                continue;
+            };
+            match r.get_mut("429") {
+                Some(RefOr::T(existing)) => {
+                    existing.description = format!("{}; or {WHY}", existing.description);
+                }
+                _ => {
+                    let mut throttled = unauthorized;
+                    throttled.description = format!("Too many requests: {WHY}");
+                    r.insert("429".into(), RefOr::T(throttled));
                 }
             }
         }
     }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The answers every operation of a kind can give, whatever its handler:
@@ -206,50 +214,41 @@ impl Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::path::ParameterIn;
-        for item in openapi.paths.paths.values_mut() {
-            let ops = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for op in ops.into_iter().flatten() {
-                let params = op.parameters.as_deref().unwrap_or_default();
-                let query = params
-                    .iter()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Query));
-                let for_user = params
-                    .iter()
-                    .any(|p| matches!(p.parameter_in, ParameterIn::Query) && p.name == "user_id");
-                let body = op.request_body.is_some();
-                let r = &mut op.responses.responses;
-                let Some(RefOr::T(shape)) = r.get("401").cloned() else {
-                    continue;
-                };
-                let mut add = |status: &str, description: &str| {
-                    if !r.contains_key(status) {
-                        let mut answer = shape.clone();
-                        answer.description = description.into();
-                        r.insert(status.into(), RefOr::T(answer));
-                    }
-                };
-                if query {
-                    add(
-                        "400",
-                        "Invalid query string: an unknown parameter, or a value of the wrong type",
-                    );
+        for op in operations(openapi) {
+            let params = op.parameters.as_deref().unwrap_or_default();
+            let query = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query));
+            let for_user = params
+                .iter()
+                .any(|p| matches!(p.parameter_in, ParameterIn::Query) && p.name == "user_id");
+            let body = op.request_body.is_some();
+            let r = &mut op.responses.responses;
+            let Some(RefOr::T(shape)) = r.get("401").cloned() else {
+                continue;
+            };
+            let mut add = |status: &str, description: &str| {
+                if !r.contains_key(status) {
+                    let mut answer = shape.clone();
+                    answer.description = description.into();
+                    r.insert(status.into(), RefOr::T(answer));
                 }
-                if for_user {
-                    add(
-                        "404",
-                        "`user_id` names no user (or, from a non-admin, another user)",
-                    );
-                }
-                if body {
-                    add("400", "Invalid body: not the documented JSON");
-                    add("413", "Body larger than `server.max_body_bytes`");
-                }
+            };
+            if query {
+                add(
+                    "400",
+                    "Invalid query string: an unknown parameter, or a value of the wrong type",
+                );
+            }
+            if for_user {
+                add(
+                    "404",
+                    "`user_id` names no user (or, from a non-admin, another user)",
+                );
+            }
+            if body {
+                add("400", "Invalid body: not the documented JSON");
+                add("413", "Body larger than `server.max_body_bytes`");
             }
         }
     }
@@ -385,6 +384,17 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         Value::Array(v)
     };
     schemas["RouteWish"]["properties"]["providers"]["items"]["enum"] = providers.clone();
+    // The bounds the providers' request limits set (the largest any
+    // provider of the modality takes).
+    let most = |modality: Modality, f: fn(&oneflow::config::RequestLimits) -> u32| -> u32 {
+        config
+            .providers
+            .iter()
+            .filter(|p| p.modality == modality)
+            .map(|p| f(&p.request))
+            .max()
+            .unwrap_or(1)
+    };
     // A native request takes the fields of its model's modality only: one
     // branch per modality, its models named, the other modalities' fields
     // allowed only as null, bounds from the providers' limits.
@@ -410,15 +420,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
                 props[field] = json!({"type": "null"});
             }
         }
-        let of = |f: fn(&oneflow::config::RequestLimits) -> u32| {
-            config
-                .providers
-                .iter()
-                .filter(|p| p.modality == modality)
-                .map(|p| f(&p.request))
-                .max()
-                .unwrap_or(1)
-        };
+        let of = |f: fn(&oneflow::config::RequestLimits) -> u32| most(modality, f);
         let count = |max: u32| json!({"type": ["integer", "null"], "minimum": 1, "maximum": max});
         match modality {
             Modality::Text => props["max_tokens"] = count(of(|l| l.max_tokens)),
@@ -505,20 +507,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         "additionalProperties": limits,
     });
     schemas["BudgetConfigInput"] = budget_in;
-    // The bounds the providers' request limits set (the largest any
-    // provider of the modality takes).
-    let most = |modality: Modality, f: fn(&oneflow::config::RequestLimits) -> u32| -> Value {
-        json!(
-            config
-                .providers
-                .iter()
-                .filter(|p| p.modality == modality)
-                .map(|p| f(&p.request))
-                .max()
-                .unwrap_or(1)
-        )
-    };
-    let tokens = most(Modality::Text, |l| l.max_tokens);
+    let tokens = json!(most(Modality::Text, |l| l.max_tokens));
     for (schema, field, max) in [
         ("ChatCompletionRequest", "max_tokens", &tokens),
         ("ChatCompletionRequest", "max_completion_tokens", &tokens),
@@ -526,7 +515,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         (
             "ImageRequest",
             "n",
-            &most(Modality::Image, |l| l.max_images),
+            &json!(most(Modality::Image, |l| l.max_images)),
         ),
     ] {
         let p = &mut schemas[schema]["properties"][field];
