@@ -381,6 +381,31 @@ impl Ask {
 
 #[cfg(test)]
 mod tests {
+
+    /// Counts arrive as JSON Schema's integers: `213` and `213.0` alike; a
+    /// fraction, a negative or an overflow is refused.
+    #[test]
+    fn whole_numbers_are_counts_however_written() {
+        #[derive(serde::Deserialize)]
+        struct C {
+            #[serde(default, deserialize_with = "whole_u32")]
+            n: Option<u32>,
+        }
+        let n = |t: &str| serde_json::from_str::<C>(t).map(|c| c.n);
+        assert_eq!(n(r#"{"n": 213}"#).unwrap(), Some(213));
+        assert_eq!(n(r#"{"n": 213.0}"#).unwrap(), Some(213));
+        assert_eq!(n(r#"{"n": 2.13e2}"#).unwrap(), Some(213));
+        assert_eq!(n(r#"{"n": null}"#).unwrap(), None);
+        assert_eq!(n("{}").unwrap(), None);
+        for bad in [
+            r#"{"n": 2.5}"#,
+            r#"{"n": -1}"#,
+            r#"{"n": 4294967296}"#,
+            r#"{"n": "3"}"#,
+        ] {
+            assert!(n(bad).is_err(), "{bad}");
+        }
+    }
     use super::*;
     use crate::provider::default_providers;
 
