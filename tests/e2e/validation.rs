@@ -217,6 +217,21 @@ async fn bodies_are_objects_not_arrays_of_their_fields() {
             "/v1/chat/completions",
             r#"{"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "oneflow": ["cost"]}"#.into(),
         ),
+        (
+            key.as_str(),
+            "/v1/chat/completions",
+            r#"{"model": "gpt", "messages": [["user", "hi"]]}"#.into(),
+        ),
+        (
+            key.as_str(),
+            "/v1/chat/completions",
+            r#"{"model": "gpt", "messages": [{"role": "user", "content": [["text", "hi"]]}]}"#.into(),
+        ),
+        (
+            key.as_str(),
+            "/v1/completions",
+            r#"{"model": "gpt", "prompt": "hi", "stream": true, "stream_options": [true]}"#.into(),
+        ),
     ];
     for (k, path, body) in cases {
         let (st, v) = raw(&s, k, path, json, body.clone().into_bytes()).await;

@@ -23,7 +23,7 @@ use crate::state::AppState;
 #[schema(as = MessageContent)]
 enum Content {
     Text(String),
-    Parts(Vec<Part>),
+    Parts(#[serde(deserialize_with = "crate::routes::objects")] Vec<Part>),
 }
 
 /// A part of a message's content; only `text` parts are taken.
@@ -62,6 +62,7 @@ struct InMessage {
 pub(crate) struct ChatBody {
     model: String,
     #[schema(min_items = 1)]
+    #[serde(deserialize_with = "crate::routes::objects")]
     messages: Vec<InMessage>,
     #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     max_tokens: Option<u32>,
@@ -69,7 +70,7 @@ pub(crate) struct ChatBody {
     max_completion_tokens: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     stream_options: Option<StreamOptions>,
     /// Only 1.
     #[serde(default, deserialize_with = "oneflow::request::whole_u32")]

@@ -36,7 +36,7 @@ pub(crate) struct CompletionBody {
     max_tokens: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::routes::object_or_null")]
     stream_options: Option<StreamOptions>,
     /// Only 1.
     #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
