@@ -7,8 +7,6 @@
 //! the delete committed could put the key back in the cache afterwards; the
 //! revocation epoch lets that lookup notice and read again.
 
-use std::sync::atomic::Ordering;
-
 use super::{ADMIN_ID, Services, blocking};
 use crate::error::BrokerError;
 use crate::ids::{api_key, key_hash, key_prefix, now_ms};
@@ -57,15 +55,12 @@ pub(crate) async fn authenticate(
     lookup_key(s, hash).await
 }
 
-fn key_epoch(s: &Services) -> u64 {
-    s.key_epoch.load(Ordering::SeqCst)
-}
-
-/// Reads a key from the store and caches it, unless a revocation ran
-/// meanwhile: then the cache entry is dropped and the store read again
-/// (that read follows the revocation's commit, so it is current).
+/// Reads a key from the store and caches it. Shared with other lookups,
+/// exclusive of revocations (`Services::key_lookups`): a revocation waits
+/// for reads already begun, whose inserts it then removes, and later reads
+/// follow its commit.
 async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, BrokerError> {
-    let epoch = key_epoch(s);
+    let _shared = s.key_lookups.read().await;
     let store = s.store.clone();
     let Some(rec) = blocking(move || store.api_key(&hash)).await? else {
         return Ok(None);
@@ -75,16 +70,7 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
         role: rec.role,
     };
     s.keys.insert(hash, p.clone());
-    if key_epoch(s) == epoch {
-        return Ok(Some(p));
-    }
-    s.keys.remove(&hash);
-    let store = s.store.clone();
-    let again = blocking(move || store.api_key(&hash)).await?;
-    Ok(again.map(|r| Principal {
-        user_id: r.user_id,
-        role: r.role,
-    }))
+    Ok(Some(p))
 }
 
 /// Makes a new key for `user_id` with that user's role, committed before
@@ -153,11 +139,13 @@ pub(crate) async fn revoke(
             "`{id}` is the last admin key; make another for `{ADMIN_ID}` before revoking it"
         )));
     }
-    s.persist
-        .write(vec![WriteOp::DeleteKey { hash }])
-        .await
-        .map_err(BrokerError::Store)?;
-    s.key_epoch.fetch_add(1, Ordering::SeqCst);
-    s.keys.remove(&hash);
+    {
+        let _exclusive = s.key_lookups.write().await;
+        s.persist
+            .write(vec![WriteOp::DeleteKey { hash }])
+            .await
+            .map_err(BrokerError::Store)?;
+        s.keys.remove(&hash);
+    }
     Ok(view(&hash, record))
 }

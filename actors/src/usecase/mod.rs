@@ -25,7 +25,6 @@
 //! below imports this module.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use dashmap::DashMap;
 
@@ -63,8 +62,10 @@ pub(crate) struct Services {
     /// Authenticated keys: hash -> principal. A revocation removes its entry
     /// after the delete commits (see `keys.rs`).
     pub(crate) keys: DashMap<[u8; 32], keys::Principal>,
-    /// Bumped by every revocation, so a lookup that raced one can tell.
-    pub(crate) key_epoch: AtomicU64,
+    /// Held shared by a key's store read and cache insert, and exclusively
+    /// by a revocation's commit and cache removal: a read that began before
+    /// the revocation cannot put the key back in the cache after it.
+    pub(crate) key_lookups: tokio::sync::RwLock<()>,
     /// Serialises key creation and revocation (an async lock: held across
     /// the commit), so two revocations cannot both remove the last admin key.
     pub(crate) key_writes: tokio::sync::Mutex<()>,
@@ -92,7 +93,7 @@ impl Services {
             wallets,
             providers,
             keys: DashMap::new(),
-            key_epoch: AtomicU64::new(0),
+            key_lookups: tokio::sync::RwLock::new(()),
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),
             exports: Default::default(),
