@@ -283,8 +283,15 @@ impl<'de> Deserialize<'de> for Credits {
     }
 }
 
-/// `^-?[0-9]{1,12}(\.[0-9]{1,6})?$`, the pattern the document gives
-/// amounts written as strings.
+impl Credits {
+    /// Amounts written as text people type (`"12.5"`, a header): exactly
+    /// `^-?[0-9]{1,12}(\.[0-9]{1,6})?$`, the pattern the document gives
+    /// them; `None` for anything else.
+    pub fn parse_plain(s: &str) -> Option<Credits> {
+        plain_decimal(s).then(|| Credits::parse(s).ok()).flatten()
+    }
+}
+
 fn plain_decimal(s: &str) -> bool {
     let body = s.strip_prefix('-').unwrap_or(s).as_bytes();
     let digits =

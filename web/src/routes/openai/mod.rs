@@ -115,17 +115,12 @@ fn max_price_header(req: &HttpRequest) -> Result<Option<Credits>, OpenAiError> {
     let Some(v) = req.headers().get("x-oneflow-max-price") else {
         return Ok(None);
     };
-    let digits =
-        |t: &[u8], most: usize| (1..=most).contains(&t.len()) && t.iter().all(u8::is_ascii_digit);
-    let text = v.as_bytes();
-    let plain = match text.iter().position(|b| *b == b'.') {
-        Some(dot) => digits(&text[..dot], 12) && digits(&text[dot + 1..], 6),
-        None => digits(text, 12),
-    };
-    let parsed = std::str::from_utf8(text)
+    // No sign: a price cap is not negative.
+    let parsed = v
+        .to_str()
         .ok()
-        .filter(|_| plain)
-        .and_then(|t| Credits::parse(t).ok());
+        .filter(|t| !t.starts_with('-'))
+        .and_then(Credits::parse_plain);
     match parsed {
         Some(c) => Ok(Some(c)),
         None => Err(ApiError::BadRequest(
