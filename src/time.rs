@@ -120,79 +120,89 @@ pub fn rfc3339(at: Millis) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 
+/// What [`parse_time`] takes, as a regular expression (the OpenAPI
+/// document's pattern for every time parameter). Text that matches it is a
+/// time or a day the calendar lacks (`2026-02-30`); nothing else parses.
+pub const TIME_PATTERN: &str = concat!(
+    r"^([0-9]{1,18}|[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])",
+    r"([Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]{1,9})?",
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9]))?)$"
+);
+
+/// Why a time parameter was not read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    /// Not of the form [`TIME_PATTERN`] says.
+    #[error(
+        "`{0}` is not a time: give milliseconds since 1970 or RFC 3339 like 2026-11-25T13:00:00Z"
+    )]
+    Malformed(String),
+    /// Well formed, but the month has no such day.
+    #[error("`{0}` names a day its month does not have")]
+    NoSuchDay(String),
+}
+
 /// Reads a time as milliseconds since the epoch (`1764000000000`) or as
 /// RFC 3339 (`2026-11-25T13:00:00Z`, `2026-11-25T14:00:00.5+01:00`) or a
-/// bare date (`2026-11-25`, midnight UTC).
-pub fn parse_time(s: &str) -> Result<Millis, String> {
-    let bad = || {
-        format!(
-            "`{s}` is not a time: give milliseconds since 1970 or RFC 3339 like 2026-11-25T13:00:00Z"
-        )
-    };
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+/// bare date (`2026-11-25`, midnight UTC): exactly the text
+/// [`TIME_PATTERN`] matches, no surrounding space, so that what the
+/// document allows and what the server takes are one set.
+pub fn parse_time(s: &str) -> Result<Millis, TimeError> {
+    let bad = || TimeError::Malformed(s.to_string());
+    let b = s.as_bytes();
+    if (1..=18).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
         return s.parse::<i64>().map_err(|_| bad());
     }
-    let num = |t: &str| -> Result<i64, String> {
-        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+    // Fixed-width digits at `at`, bounded by `max`.
+    let field = |at: usize, len: usize, max: i64| -> Result<i64, TimeError> {
+        let digits = b.get(at..at + len).ok_or_else(bad)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
             return Err(bad());
         }
-        t.parse::<i64>().map_err(|_| bad())
+        let v = digits.iter().fold(0, |v, d| v * 10 + i64::from(d - b'0'));
+        if v > max { Err(bad()) } else { Ok(v) }
     };
-    let (date, rest) = match s.find(['T', 't', ' ']) {
-        Some(i) => (&s[..i], Some(&s[i + 1..])),
-        None => (s, None),
-    };
-    let mut d = date.split('-');
-    let (y, m, day) = match (d.next(), d.next(), d.next(), d.next()) {
-        (Some(y), Some(m), Some(day), None) if y.len() == 4 && m.len() == 2 && day.len() == 2 => {
-            (num(y)?, num(m)?, num(day)?)
-        }
-        _ => return Err(bad()),
-    };
-    if !(1..=12).contains(&m) || day < 1 || day > days_in_month(y, m) {
+    let at = |i: usize, allowed: &[u8]| b.get(i).is_some_and(|c| allowed.contains(c));
+    let (y, m, d) = (field(0, 4, 9999)?, field(5, 2, 12)?, field(8, 2, 31)?);
+    if !at(4, b"-") || !at(7, b"-") || m == 0 || d == 0 {
         return Err(bad());
     }
-    let days = crate::time::days_from_civil(y, m as u32, day as u32);
-    let Some(rest) = rest else {
-        return Ok(days * MS_PER_DAY);
-    };
-    let (clock, offset_ms) = if let Some(c) = rest.strip_suffix(['Z', 'z']) {
-        (c, 0)
-    } else {
-        let i = rest.rfind(['+', '-']).ok_or_else(bad)?;
-        let (c, off) = (&rest[..i], &rest[i..]);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (oh, om) = off[1..].split_once(':').ok_or_else(bad)?;
-        let (oh, om) = (num(oh)?, num(om)?);
-        if oh > 23 || om > 59 || oh.to_string().len() > 2 {
+    let mut ms = 0;
+    if b.len() > 10 {
+        if !at(10, b"Tt ") || !at(13, b":") || !at(16, b":") {
             return Err(bad());
         }
-        (c, sign * (oh * MS_PER_HOUR + om * MS_PER_MINUTE))
-    };
-    let (hms, frac) = match clock.split_once('.') {
-        Some((a, f)) => (a, Some(f)),
-        None => (clock, None),
-    };
-    let mut t = hms.split(':');
-    let (h, mi, sec) = match (t.next(), t.next(), t.next(), t.next()) {
-        (Some(h), Some(mi), Some(sec), None) if h.len() == 2 && mi.len() == 2 && sec.len() == 2 => {
-            (num(h)?, num(mi)?, num(sec)?)
+        let (h, mi, sec) = (field(11, 2, 23)?, field(14, 2, 59)?, field(17, 2, 60)?);
+        ms = h * MS_PER_HOUR + mi * MS_PER_MINUTE + sec * 1000;
+        let mut i = 19;
+        if at(i, b".") {
+            let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            if !(1..=9).contains(&digits) {
+                return Err(bad());
+            }
+            // Milliseconds: the first three digits, padded.
+            ms += (0..3).fold(0, |v, k| {
+                v * 10
+                    + b.get(i + 1 + k)
+                        .filter(|_| k < digits)
+                        .map_or(0, |d| i64::from(d - b'0'))
+            });
+            i += 1 + digits;
         }
-        _ => return Err(bad()),
-    };
-    if h > 23 || mi > 59 || sec > 60 {
-        return Err(bad());
+        // The offset: `Z`, or `±hh:mm` of local time ahead of UTC.
+        let utc = at(i, b"Zz") && b.len() == i + 1;
+        if !utc {
+            if !(at(i, b"+-") && at(i + 3, b":") && b.len() == i + 6) {
+                return Err(bad());
+            }
+            let off = field(i + 1, 2, 23)? * MS_PER_HOUR + field(i + 4, 2, 59)? * MS_PER_MINUTE;
+            ms -= if b[i] == b'-' { -off } else { off };
+        }
     }
-    let ms = match frac {
-        None => 0,
-        Some(f) => {
-            num(f)?;
-            let f3: String = f.chars().chain("000".chars()).take(3).collect();
-            num(&f3)?
-        }
-    };
-    Ok(days * MS_PER_DAY + h * MS_PER_HOUR + mi * MS_PER_MINUTE + sec * 1000 + ms - offset_ms)
+    if d > days_in_month(y, m) {
+        return Err(TimeError::NoSuchDay(s.to_string()));
+    }
+    Ok(days_from_civil(y, m as u32, d as u32) * MS_PER_DAY + ms)
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -256,17 +266,47 @@ mod tests {
             parse_time("2026-11-25T12:30:00-00:30"),
             Ok(d + 13 * MS_PER_HOUR)
         );
+        assert_eq!(
+            parse_time("2024-02-29"),
+            Ok(at(days_from_civil(2024, 2, 29)))
+        );
         for bad in [
             "",
             "x",
             "2026-13-01",
-            "2026-02-30",
             "2026-11-25T25:00:00Z",
             "2026-11-25T13:00Z",
             "-5",
+            "+5",
+            " 5",
+            "5 ",
             "2026-11-25T13:00:00",
+            "2026-11-25T13:00:00.Z",
+            "2026-11-25T13:00:00.1234567890Z",
+            "2026-11-25T13:00:00+1:00",
+            "2026-11-25T13:00:00+01:00x",
+            "1234567890123456789",
         ] {
-            assert!(parse_time(bad).is_err(), "{bad}");
+            assert_eq!(
+                parse_time(bad),
+                Err(TimeError::Malformed(bad.into())),
+                "{bad}"
+            );
+        }
+        for gone in ["2026-02-30", "2026-02-29", "2026-04-31", "1900-02-29"] {
+            assert_eq!(parse_time(gone), Err(TimeError::NoSuchDay(gone.into())));
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the document's pattern allows parses, or names a day
+        /// its month lacks; it is never called malformed.
+        #[test]
+        fn what_the_pattern_allows_is_read(s in TIME_PATTERN.trim_start_matches('^').trim_end_matches('$')) {
+            match parse_time(&s) {
+                Ok(_) | Err(TimeError::NoSuchDay(_)) => {}
+                Err(e) => panic!("{s}: {e}"),
+            }
         }
     }
 }

@@ -29,6 +29,11 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed parameters that make no range together (`from` not
+    /// before `to`, too many buckets, a day its month lacks): what a
+    /// schema cannot say, so 422 rather than 400.
+    #[error("{0}")]
+    InvalidRange(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -59,6 +64,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest(_) => "invalid_request",
+            ApiError::InvalidRange(_) => "invalid_range",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -85,6 +91,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -59,6 +59,7 @@ pub fn create_app(
         .service(routes::analytics::analytics)
         .service(routes::analytics::series)
         .service(routes::analytics::burndown)
+        .service(routes::export::export_analytics)
         .service(routes::export::export)
         .service(routes::budget::get_budget)
         .service(routes::budget::put_budget)

@@ -9,7 +9,7 @@ use oneflow::records::RequestRecord;
 
 use super::schema::*;
 use crate::routes::analytics::{BurnDownQuery, RangeQuery};
-use crate::routes::export::ExportParams;
+use crate::routes::export::{AnalyticsExportParams, ExportParams};
 
 // The server reads `PageQuery` for both listings and `RangeQuery` for both
 // analytics answers; each operation's own parameters are written out here
@@ -90,8 +90,9 @@ pub fn history_transactions() {}
     params(TotalsQuery),
     responses(
         (status = 200, description = "Totals and per-provider figures (count, successes, success rate, cost, tokens, latency p50/p95/p99) from the rollups over the range; all time without `from`/`to`. An admin without `user_id` gets every user's totals.", body = Analytics),
-        (status = 400, description = "Bad range or bucket", body = ErrorBody),
+        (status = 400, description = "A time or bucket that is not one", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 422, description = "`from` not before `to`, a day its month lacks, or a range of more than 10,000 buckets of the size asked (`invalid_range`)", body = ErrorBody),
     ))]
 pub fn analytics() {}
 
@@ -99,8 +100,9 @@ pub fn analytics() {}
     params(RangeQuery),
     responses(
         (status = 200, description = "One point per bucket over the range (default: the last 24 hours by hour), from the rollups only", body = Series),
-        (status = 400, description = "Bad range or bucket, or more than 10,000 points", body = ErrorBody),
+        (status = 400, description = "A time or bucket that is not one", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 422, description = "`from` not before `to`, a day its month lacks, or more than 10,000 points (`invalid_range`)", body = ErrorBody),
     ))]
 pub fn analytics_series() {}
 
@@ -114,15 +116,31 @@ pub fn analytics_series() {}
 pub fn burn_down() {}
 
 #[utoipa::path(get, path = "/api/export/{kind}", tag = "analytics",
-    params(("kind" = String, Path, description = "`requests`, `transactions` or `analytics`", pattern = "^(requests|transactions|analytics)$"), ExportParams),
+    params(("kind" = String, Path, description = "`requests` or `transactions` (the analytics export has its own path)", pattern = "^(requests|transactions)$"), ExportParams),
     responses(
         (status = 200, description = "Streamed, any size: CSV with a header row, one JSON array, or one JSON object a line", content(
             (Vec<serde_json::Value> = "application/json"),
             (String = "text/csv"),
             (String = "application/x-ndjson"),
         )),
-        (status = 400, description = "Unknown kind or format, bad range", body = ErrorBody),
+        (status = 400, description = "Unknown kind or format, or a time that is not one", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 422, description = "`from` not before `to`, or a day its month lacks (`invalid_range`)", body = ErrorBody),
         (status = 429, description = "`server.max_exports` exports are running, or `server.max_exports_per_user` of the caller's (`too_many_exports`); see Retry-After", body = ErrorBody),
     ))]
 pub fn export() {}
+
+#[utoipa::path(get, path = "/api/export/analytics", tag = "analytics",
+    params(AnalyticsExportParams),
+    responses(
+        (status = 200, description = "The rollups, one row per bucket × provider × model, streamed: CSV with a header row, one JSON array, or one JSON object a line", content(
+            (Vec<serde_json::Value> = "application/json"),
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Unknown format or bucket, or a time that is not one", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 422, description = "`from` not before `to`, or a day its month lacks (`invalid_range`)", body = ErrorBody),
+        (status = 429, description = "`server.max_exports` exports are running, or `server.max_exports_per_user` of the caller's (`too_many_exports`); see Retry-After", body = ErrorBody),
+    ))]
+pub fn export_analytics() {}

@@ -200,7 +200,8 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         return Err("PUT /api/budget has no JSON body".into());
     }
     *put_budget = json!({"$ref": "#/components/schemas/BudgetConfigInput"});
-    // `x-oneflow-providers`: configured names, comma-separated.
+    // `x-oneflow-providers`: configured names, comma-separated; time
+    // parameters: what `parse_time` reads.
     let names: Vec<String> = config
         .providers
         .iter()
@@ -219,6 +220,12 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
                 for p in params.into_iter().flatten() {
                     if p["name"] == "x-oneflow-providers" {
                         p["schema"]["pattern"] = json!(list);
+                    }
+                    // Every time parameter is read by `parse_time`, whose
+                    // pattern lives beside it (not configuration, but one
+                    // string for every operation that takes a range).
+                    if p["in"] == "query" && (p["name"] == "from" || p["name"] == "to") {
+                        p["schema"]["pattern"] = json!(oneflow::time::TIME_PATTERN);
                     }
                 }
             }

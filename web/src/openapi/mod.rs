@@ -111,6 +111,7 @@ pub use document::document;
         analytics::analytics_series,
         analytics::burn_down,
         analytics::export,
+        analytics::export_analytics,
         providers::put_routing,
         v1::v1_chat,
         v1::v1_completions,

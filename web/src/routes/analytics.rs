@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use oneflow::analytics::Bucket;
 use oneflow::time::MS_PER_HOUR;
-use oneflow::time::parse_time;
+use oneflow::time::{TimeError, parse_time};
 use oneflow_actors::analytics::Range;
 
 use crate::auth::Caller;
@@ -46,10 +46,24 @@ pub fn bucket(q: Option<&str>, default: Bucket) -> Result<Bucket, ApiError> {
     }
 }
 
-/// Parses one time parameter, naming it in the error.
+/// Parses one time parameter, naming it in the error: 400 for text that is
+/// no time, 422 for a day its month lacks.
 pub fn time(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    v.map(|s| parse_time(s).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}"))))
-        .transpose()
+    v.map(|s| {
+        parse_time(s).map_err(|e| match e {
+            TimeError::Malformed(_) => ApiError::BadRequest(format!("`{name}`: {e}")),
+            TimeError::NoSuchDay(_) => ApiError::InvalidRange(format!("`{name}`: {e}")),
+        })
+    })
+    .transpose()
+}
+
+/// `from` must come before `to`.
+pub fn ordered(from: i64, to: i64) -> Result<(), ApiError> {
+    if from >= to {
+        return Err(ApiError::InvalidRange("`from` must be before `to`".into()));
+    }
+    Ok(())
 }
 
 impl RangeQuery {
@@ -57,12 +71,10 @@ impl RangeQuery {
         let b = bucket(self.bucket.as_deref(), default)?;
         let from = time("from", self.from.as_deref())?;
         let to = time("to", self.to.as_deref())?;
-        if let (Some(f), Some(t)) = (from, to)
-            && f >= t
-        {
-            return Err(ApiError::BadRequest("`from` must be before `to`".into()));
+        if let (Some(f), Some(t)) = (from, to) {
+            ordered(f, t)?;
         }
-        Range::new(b, from, to, oneflow_actors::ids::now_ms()).map_err(ApiError::BadRequest)
+        Range::new(b, from, to, oneflow_actors::ids::now_ms()).map_err(ApiError::InvalidRange)
     }
 
     fn any_range(&self) -> bool {

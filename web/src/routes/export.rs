@@ -13,9 +13,10 @@ use oneflow_actors::export::{ExportKind, ExportQuery, Format};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::routes::analytics::{bucket, scope, time};
+use crate::routes::analytics::{bucket, ordered, scope, time};
 use crate::state::AppState;
 
+/// The parameters of a records export (`requests`, `transactions`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -25,14 +26,50 @@ pub struct ExportParams {
     pub format: Option<String>,
     /// Admins only; without it an admin exports every user's rows.
     pub user_id: Option<String>,
-    /// Milliseconds since the epoch or RFC 3339.
+    /// Milliseconds since the epoch or RFC 3339; must be before `to`.
     pub from: Option<String>,
     /// Milliseconds since the epoch or RFC 3339.
     pub to: Option<String>,
-    /// Width of analytics rows: `minute`, `hour` (default) or `day`; the
-    /// analytics export only.
+}
+
+/// The analytics export's parameters: a records export's and the width of
+/// its rows. A separate route, so that `bucket` is a parameter of the one
+/// export it applies to.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AnalyticsExportParams {
+    /// `csv` (default), `json` (one array) or `ndjson` (one object a line).
+    #[param(pattern = "^(csv|json|ndjson)$")]
+    pub format: Option<String>,
+    /// Admins only; without it an admin exports every user's rows.
+    pub user_id: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339; must be before `to`.
+    pub from: Option<String>,
+    /// Milliseconds since the epoch or RFC 3339.
+    pub to: Option<String>,
+    /// Width of the rows: `minute`, `hour` (default) or `day`.
     #[param(pattern = "^(minute|hour|day)$")]
     pub bucket: Option<String>,
+}
+
+/// Registered before [`export`], which would otherwise take `analytics`
+/// as its kind.
+#[get("/api/export/analytics")]
+pub async fn export_analytics(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<AnalyticsExportParams>,
+) -> Result<HttpResponse, ApiError> {
+    let q = q.into_inner();
+    let kind = ExportKind::Analytics(bucket(q.bucket.as_deref(), Bucket::Hour)?);
+    let params = ExportParams {
+        format: q.format,
+        user_id: q.user_id,
+        from: q.from,
+        to: q.to,
+    };
+    stream(&s, &c, kind, &params).await
 }
 
 #[get("/api/export/{kind}")]
@@ -45,18 +82,22 @@ pub async fn export(
     let kind = match kind.as_str() {
         "requests" => ExportKind::Requests,
         "transactions" => ExportKind::Transactions,
-        "analytics" => ExportKind::Analytics(bucket(q.bucket.as_deref(), Bucket::Hour)?),
         other => {
             return Err(ApiError::BadRequest(format!(
                 "cannot export `{other}`: choose requests, transactions or analytics"
             )));
         }
     };
-    if q.bucket.is_some() && !matches!(kind, ExportKind::Analytics(_)) {
-        return Err(ApiError::BadRequest(
-            "`bucket` applies to the analytics export only".into(),
-        ));
-    }
+    stream(&s, &c, kind, &q).await
+}
+
+/// Checks the parameters and streams the export.
+async fn stream(
+    s: &AppState,
+    c: &Caller,
+    kind: ExportKind,
+    q: &ExportParams,
+) -> Result<HttpResponse, ApiError> {
     let (format, mime, ext) = match q.format.as_deref().unwrap_or("csv") {
         "csv" => (Format::Csv, "text/csv; charset=utf-8", "csv"),
         "json" => (Format::Json, "application/json", "json"),
@@ -69,10 +110,8 @@ pub async fn export(
     };
     let from = time("from", q.from.as_deref())?.unwrap_or(0);
     let to = time("to", q.to.as_deref())?.unwrap_or(i64::MAX);
-    if from >= to {
-        return Err(ApiError::BadRequest("`from` must be before `to`".into()));
-    }
-    let user_id = scope(&c, q.user_id.as_deref())?;
+    ordered(from, to)?;
+    let user_id = scope(c, q.user_id.as_deref())?;
     if let Some(u) = &user_id {
         // A named user must exist: an admin's typo is a 404, not an empty file.
         if !s.broker.users().await?.iter().any(|x| &x.id == u) {
