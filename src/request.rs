@@ -119,6 +119,10 @@ pub enum RequestError {
     OverMaxPrice { max: Credits, cheapest: Credits },
     #[error("every provider of model `{0}` is unavailable (circuit open); retry shortly")]
     NoProviderAvailable(String),
+    /// A field of one wire format that the provider's format has no place
+    /// for (an OpenAI `response_format` to an Anthropic provider).
+    #[error("`{field}` cannot be carried to provider `{provider}`, which speaks another format")]
+    CannotCarry { field: String, provider: String },
     #[error(transparent)]
     Price(#[from] PriceOverflow),
 }
@@ -265,10 +269,14 @@ impl AiRequest {
 /// An OpenAI-style request reduced to what pricing needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ask {
-    /// Chat: each message's text.
+    /// Chat: each message's text (and the tools' schemas), the tokens its
+    /// images are quoted at, and how many answers, each up to
+    /// `max_tokens`.
     Chat {
         contents: Vec<String>,
         max_tokens: Option<u32>,
+        images: u64,
+        n: u32,
     },
     Completion {
         prompt: String,
@@ -313,6 +321,8 @@ impl Ask {
             Ask::Chat {
                 contents,
                 max_tokens,
+                images,
+                n,
             } => {
                 usage.input_tokens = if sim {
                     contents.iter().map(|c| count_words(c)).sum()
@@ -322,13 +332,15 @@ impl Ask {
                         .map(|c| c.len() as u64 + MESSAGE_FRAMING_TOKENS)
                         .sum::<u64>()
                         + PROMPT_FRAMING_TOKENS
+                        + images
                 };
-                usage.output_tokens = u64::from(bounded(
+                let each = u64::from(bounded(
                     "max_tokens",
                     *max_tokens,
                     q.default_max_tokens,
                     q.max_tokens,
                 )?);
+                usage.output_tokens = each * u64::from((*n).max(1));
             }
             Ask::Completion { prompt, max_tokens } => {
                 usage.input_tokens = if sim {

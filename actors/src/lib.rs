@@ -18,7 +18,7 @@
 //!
 //! The wallets and the provider actors (`wallet`, `provider`) are private modules:
 //! callers see [`IdemKey`] and the call types ([`Operation`],
-//! [`ChatMessage`], [`Output`]) re-exported here.
+//! [`Output`]) re-exported here.
 
 pub mod adapters;
 pub mod broker;
@@ -33,7 +33,7 @@ mod usecase;
 pub mod views;
 mod wallet;
 
-pub use adapters::{ChatMessage, Operation, Output};
+pub use adapters::{Operation, Output};
 pub use broker::Broker;
 pub use error::BrokerError;
 /// Analytics answers and the checked time range they take.

@@ -342,3 +342,19 @@ pub fn write_response(r: &ChatResponse) -> Value {
         "usage": {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens},
     })
 }
+
+/// The extra OpenAI fields (beyond the shared shape) a Messages request
+/// carries: `top_k` as itself, `user` as `metadata.user_id`.
+pub const CARRIED: &[&str] = &["top_k", "user"];
+
+/// The first field of an OpenAI chat request's extra fields that a Messages
+/// request cannot carry (`n` above 1 counts as one), if any.
+pub fn uncarried<'a>(n: u32, extra: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    if n > 1 {
+        return Some("n".into());
+    }
+    extra
+        .into_iter()
+        .find(|k| !CARRIED.contains(&k.as_str()))
+        .cloned()
+}

@@ -145,6 +145,31 @@ pub(crate) fn insert_present<const N: usize>(
 }
 
 impl ChatRequest {
+    /// The request's text as a reader would see it: the system prompt,
+    /// every text, tool result and tool call input, one per line. For
+    /// previews, the simulated provider and counting a prompt.
+    pub fn text(&self) -> String {
+        let mut out: Vec<String> = self.system.iter().cloned().collect();
+        for p in self.turns.iter().flat_map(|t| &t.parts) {
+            match p {
+                Part::Text(t) => out.push(t.clone()),
+                Part::ToolResult { content, .. } => out.push(content.clone()),
+                Part::ToolCall { input, .. } => out.push(input.to_string()),
+                Part::Image(_) => {}
+            }
+        }
+        out.join("\n")
+    }
+
+    /// How many image parts the conversation holds.
+    pub fn images(&self) -> usize {
+        self.turns
+            .iter()
+            .flat_map(|t| &t.parts)
+            .filter(|p| matches!(p, Part::Image(_)))
+            .count()
+    }
+
     /// Checks the normalised shape: turns alternate starting with the
     /// user's, tool results open a user turn and answer the calls of the
     /// turn before, every tool has a name.

@@ -12,7 +12,7 @@ use oneflow::config::{Config, ProviderConfig, ProviderKind};
 use oneflow::pricing::{Modality, Usage};
 use oneflow::request::Plan;
 use oneflow_actors::adapters::{
-    Adapter, CallRequest, ChatMessage, Chunk, Operation, Output, anthropic, openai, stability,
+    Adapter, CallRequest, Chunk, Operation, Output, anthropic, openai, stability,
 };
 
 use crate::upstream::{
@@ -653,14 +653,7 @@ fn call(model: &str, op: Operation) -> CallRequest {
 }
 
 fn chat_op(prompt: &str, max_tokens: u32) -> Operation {
-    Operation::Chat {
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: prompt.into(),
-        }],
-        max_tokens,
-        extra: Default::default(),
-    }
+    Operation::ask(prompt.into(), max_tokens)
 }
 
 async fn collect(adapter: &dyn Adapter, req: CallRequest) -> (String, Usage, Vec<String>) {
@@ -671,6 +664,7 @@ async fn collect(adapter: &dyn Adapter, req: CallRequest) -> (String, Usage, Vec
             Chunk::Delta(t) => text.push_str(&t),
             Chunk::Usage(u) => usage = u,
             Chunk::Finish(f) => finish.push(f),
+            Chunk::ToolCall(c) => panic!("no tools were offered, yet: {c}"),
         }
     }
     (text, usage, finish)

@@ -34,6 +34,11 @@ pub enum ApiError {
     /// schema cannot say, so 422 rather than 400.
     #[error("{0}")]
     InvalidRange(String),
+    /// A body whose fields are each well formed but do not agree (a tool
+    /// result answering no call, a tool choice naming no tool): 422, as
+    /// with ranges, so that 400 means the documented schema was broken.
+    #[error("{0}")]
+    Inconsistent(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("{0}")]
@@ -65,6 +70,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::InvalidRange(_) => "invalid_range",
+            ApiError::Inconsistent(_) => "inconsistent_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -91,7 +97,9 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidRange(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidRange(_) | ApiError::Inconsistent(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

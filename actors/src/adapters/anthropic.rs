@@ -48,62 +48,60 @@ impl Anthropic {
     }
 }
 
-/// OpenAI chat (or a bare prompt) as a Messages request: system messages
-/// move to `system`, `stop` becomes `stop_sequences`.
+/// A chat (or a bare prompt) as a Messages request, written by the shared
+/// chat shape's Anthropic writer. The planner keeps requests with fields
+/// this format cannot carry away from this adapter (`chat::anthropic::
+/// uncarried`); `top_k` and `user` are the extra fields it takes.
 fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
-    let (messages, max_tokens, extra) = match op {
+    let (chat, max_tokens, extra) = match op {
         Operation::Chat {
-            messages,
+            chat,
             max_tokens,
+            n: 1,
             extra,
-        } => (messages.clone(), *max_tokens, extra),
+        } => (chat.clone(), *max_tokens, extra),
+        Operation::Chat { .. } => return Err("give more than one answer".into()),
         Operation::Completion {
             prompt,
             max_tokens,
             extra,
-        } => (
-            vec![super::ChatMessage {
-                role: "user".into(),
-                content: prompt.clone(),
-            }],
-            *max_tokens,
-            extra,
-        ),
+        } => {
+            let Operation::Chat { mut chat, .. } = Operation::ask(prompt.clone(), 0) else {
+                unreachable!("`ask` makes a chat")
+            };
+            chat.stop = match extra.get("stop") {
+                Some(Value::String(s)) => vec![s.clone()],
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            chat.temperature = extra.get("temperature").and_then(Value::as_f64);
+            chat.top_p = extra.get("top_p").and_then(Value::as_f64);
+            (chat, *max_tokens, extra)
+        }
         other => return Err(format!("serve {} requests", other.name())),
     };
-    let system: Vec<&str> = messages
-        .iter()
-        .filter(|m| m.role == "system" || m.role == "developer")
-        .map(|m| m.content.as_str())
-        .collect();
-    let turns: Vec<Value> = messages
-        .iter()
-        .filter(|m| m.role != "system" && m.role != "developer")
-        .map(|m| {
-            let role = if m.role == "assistant" {
-                "assistant"
-            } else {
-                "user"
-            };
-            json!({"role": role, "content": m.content})
-        })
-        .collect();
-    let mut v = json!({"model": model, "max_tokens": max_tokens, "messages": turns});
-    if !system.is_empty() {
-        v["system"] = json!(system.join("\n"));
+    // The plan's bound, which the format requires.
+    let chat = oneflow::chat::ChatRequest {
+        max_tokens: Some(max_tokens),
+        ..chat
+    };
+    let mut v = oneflow::chat::anthropic::write_request(&chat).map_err(|e| e.to_string())?;
+    v["model"] = json!(model);
+    v["max_tokens"] = json!(max_tokens);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("stream");
     }
     if stream {
         v["stream"] = json!(true);
     }
-    for k in ["temperature", "top_p", "top_k"] {
-        if let Some(x) = extra.get(k) {
-            v[k] = x.clone();
-        }
+    if let Some(k) = extra.get("top_k") {
+        v["top_k"] = k.clone();
     }
-    match extra.get("stop") {
-        Some(Value::String(s)) => v["stop_sequences"] = json!([s]),
-        Some(Value::Array(a)) => v["stop_sequences"] = json!(a),
-        _ => {}
+    if let Some(u) = extra.get("user").and_then(Value::as_str) {
+        v["metadata"] = json!({"user_id": u});
     }
     Ok(v)
 }
@@ -130,37 +128,48 @@ impl Adapter for Anthropic {
             let bytes = super::read_body(&name, res, max_body).await?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
-            let blocks = v
-                .get("content")
-                .and_then(|c| c.as_array())
-                .ok_or_else(|| malformed(&name, "no content"))?;
-            let text: String = blocks
-                .iter()
-                .filter(|b| b.get("type").and_then(|t| t.as_str()) == Some("text"))
-                .filter_map(|b| b.get("text").and_then(|t| t.as_str()))
-                .collect();
+            if !v["content"].is_array() {
+                return Err(malformed(&name, "no content"));
+            }
             let input = count(&v, "/usage/input_tokens");
             let output = count(&v, "/usage/output_tokens");
             let (Some(input_tokens), Some(output_tokens)) = (input, output) else {
                 return Err(malformed(&name, "no usage"));
             };
-            Ok(CallResult {
-                output: Output::Text {
-                    text,
+            let usage = Usage {
+                input_tokens,
+                output_tokens,
+                ..Usage::default()
+            };
+            let model = v
+                .get("model")
+                .and_then(|m| m.as_str())
+                .unwrap_or(&req.model)
+                .to_string();
+            let blocks = v["content"].as_array().map_or(&[][..], Vec::as_slice);
+            let output = if blocks.iter().any(|b| b["type"] == "tool_use") {
+                // OpenAI's shape of the same answer: its one choice.
+                let answer = oneflow::chat::anthropic::read_response(&v)
+                    .map_err(|e| malformed(&name, &e.to_string()))?;
+                let whole = oneflow::chat::openai::write_response(&answer, 0);
+                Output::Choices(whole["choices"].as_array().cloned().unwrap_or_default())
+            } else {
+                // Text blocks only; others (thinking) are not the answer.
+                Output::Text {
+                    text: blocks
+                        .iter()
+                        .filter(|b| b["type"] == "text")
+                        .filter_map(|b| b["text"].as_str())
+                        .collect(),
                     finish_reason: finish_reason(
                         v.get("stop_reason").and_then(|s| s.as_str()).unwrap_or(""),
                     ),
-                },
-                usage: Usage {
-                    input_tokens,
-                    output_tokens,
-                    ..Usage::default()
-                },
-                model: v
-                    .get("model")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or(&req.model)
-                    .to_string(),
+                }
+            };
+            Ok(CallResult {
+                output,
+                usage,
+                model,
             })
         })
     }
@@ -185,6 +194,10 @@ fn chunks(
     events: futures_util::stream::BoxStream<'static, Result<sse::Event, sse::Fault>>,
 ) -> ChunkStream {
     let mut input_tokens = 0u64;
+    // Tool calls so far: a `tool_use` block becomes the next OpenAI-shaped
+    // tool call, its `input_json_delta`s that call's arguments.
+    let mut tools = 0usize;
+    let mut in_tool = false;
     events
         .flat_map(move |ev| {
             let out: Vec<Result<Chunk, CallError>> = match ev {
@@ -209,6 +222,28 @@ fn chunks(
                                     ..Usage::default()
                                 }))]
                             }
+                            "content_block_start" => {
+                                let b = &v["content_block"];
+                                in_tool = b["type"] == "tool_use";
+                                if !in_tool {
+                                    return futures_util::stream::iter(Vec::new());
+                                }
+                                tools += 1;
+                                vec![Ok(Chunk::ToolCall(json!({
+                                    "index": tools - 1, "id": b["id"], "type": "function",
+                                    "function": {"name": b["name"], "arguments": ""},
+                                })))]
+                            }
+                            "content_block_delta" if in_tool => v
+                                .pointer("/delta/partial_json")
+                                .and_then(|t| t.as_str())
+                                .filter(|t| !t.is_empty())
+                                .map(|t| {
+                                    vec![Ok(Chunk::ToolCall(json!({
+                                        "index": tools - 1, "function": {"arguments": t},
+                                    })))]
+                                })
+                                .unwrap_or_default(),
                             "content_block_delta" => v
                                 .pointer("/delta/text")
                                 .and_then(|t| t.as_str())

@@ -8,9 +8,12 @@
 
 pub mod anthropic;
 pub mod openai;
+mod pieces;
 pub mod simulated;
 pub mod sse;
 pub mod stability;
+
+pub(crate) use pieces::pieces;
 
 use std::time::Duration;
 
@@ -19,25 +22,27 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
+use oneflow::chat::{ChatRequest, Part, Role, Turn};
 use oneflow::config::{ProviderConfig, ProviderKind};
 use oneflow::pricing::Usage;
 use oneflow::request::Plan;
-
-/// One chat message, text only.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
 
 /// What the upstream is asked to do.
 #[derive(Clone, Debug)]
 pub enum Operation {
     Chat {
-        messages: Vec<ChatMessage>,
+        /// The conversation, tools and settings both chat formats share
+        /// (its own `max_tokens` is the client's wish; the field below is
+        /// what the plan allows).
+        chat: ChatRequest,
         max_tokens: u32,
-        /// Sampling fields passed through as given (temperature, top_p,
-        /// stop, seed...).
+        /// Answers asked for (OpenAI's `n`), each up to `max_tokens`.
+        n: u32,
+        /// Fields the shared shape does not hold (`response_format`,
+        /// `seed`, `logprobs`, fields newer than OneFlow...), passed to
+        /// OpenAI-compatible upstreams as given; a provider of another
+        /// format is not planned for a request that has any it cannot
+        /// carry.
         extra: serde_json::Map<String, serde_json::Value>,
     },
     Completion {
@@ -65,14 +70,28 @@ pub enum Operation {
 }
 
 impl Operation {
-    /// The text the request is about, for previews and the simulator.
+    /// A chat of one user text, as the native API and probes ask.
+    pub fn ask(prompt: String, max_tokens: u32) -> Operation {
+        Operation::Chat {
+            chat: ChatRequest {
+                turns: vec![Turn {
+                    role: Role::User,
+                    parts: vec![Part::Text(prompt)],
+                }],
+                ..ChatRequest::default()
+            },
+            max_tokens,
+            n: 1,
+            extra: Default::default(),
+        }
+    }
+
+    /// The text the request is about, for previews, the simulator and
+    /// counting a cut stream's prompt: a chat's system prompt, texts, tool
+    /// results and tool calls' inputs.
     pub fn prompt_text(&self) -> String {
         match self {
-            Operation::Chat { messages, .. } => messages
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
+            Operation::Chat { chat, .. } => chat.text(),
             Operation::Completion { prompt, .. }
             | Operation::Image { prompt, .. }
             | Operation::Clip { prompt, .. } => prompt.clone(),
@@ -108,10 +127,13 @@ pub struct CallRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum Output {
-    Text {
-        text: String,
-        finish_reason: String,
-    },
+    /// One plain text answer: a completion, or a chat answer that is text
+    /// alone (the usual case, read and written without a tree).
+    Text { text: String, finish_reason: String },
+    /// A chat answer of OpenAI-shaped choices (`index`, `message` with
+    /// `content` and `tool_calls`, `finish_reason`): tool calls, or more
+    /// than one answer.
+    Choices(Vec<serde_json::Value>),
     /// OpenAI-shaped embedding objects, as the upstream sent them.
     Embeddings(Vec<serde_json::Value>),
     /// OpenAI-shaped image objects (`b64_json` or `url`).
@@ -151,6 +173,7 @@ impl Output {
     pub fn summary(&self) -> String {
         match self {
             Output::Text { text, .. } => text.clone(),
+            Output::Choices(v) => v.iter().map(choice_summary).collect::<Vec<_>>().join("\n"),
             Output::Embeddings(v) => format!("{} embeddings", v.len()),
             Output::Images(v) => v
                 .iter()
@@ -169,6 +192,24 @@ impl Output {
     }
 }
 
+/// One OpenAI-shaped choice as text: its content, then each tool call as
+/// `name(arguments)`.
+fn choice_summary(c: &serde_json::Value) -> String {
+    let m = &c["message"];
+    let mut out = m["content"].as_str().unwrap_or_default().to_string();
+    for t in m["tool_calls"].as_array().into_iter().flatten() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let f = &t["function"];
+        out.push_str(f["name"].as_str().unwrap_or("?"));
+        out.push('(');
+        out.push_str(f["arguments"].as_str().unwrap_or_default());
+        out.push(')');
+    }
+    out
+}
+
 /// A finished call.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CallResult {
@@ -183,6 +224,10 @@ pub struct CallResult {
 pub enum Chunk {
     /// Text to pass to the client.
     Delta(String),
+    /// A piece of a tool call, OpenAI-shaped as in a chunk's
+    /// `delta.tool_calls[]`: `index`, and `id`, `type`, `function.name`
+    /// with the first piece; `function.arguments` text in every piece.
+    ToolCall(serde_json::Value),
     /// Usage the upstream reported (input, output or both so far).
     Usage(Usage),
     /// The upstream's reason for stopping.
@@ -300,19 +345,10 @@ pub trait Adapter: Send + Sync + 'static {
         let call = self.call(req);
         Box::pin(async move {
             let r = call.await?;
-            let (text, finish) = match r.output {
-                Output::Text {
-                    text,
-                    finish_reason,
-                } => (text, finish_reason),
-                other => (other.summary(), "stop".to_string()),
-            };
-            let chunks = vec![
-                Ok(Chunk::Delta(text)),
-                Ok(Chunk::Usage(r.usage)),
-                Ok(Chunk::Finish(finish)),
-            ];
-            Ok(Box::pin(futures_util::stream::iter(chunks)) as ChunkStream)
+            let (mut chunks, finish) = pieces(r.output, |t| vec![t.to_string()]);
+            chunks.push(Chunk::Usage(r.usage));
+            chunks.push(Chunk::Finish(finish));
+            Ok(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))) as ChunkStream)
         })
     }
 }

@@ -56,11 +56,20 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<(&'static str, Valu
     };
     Ok(match op {
         Operation::Chat {
-            messages,
+            chat,
             max_tokens,
+            n,
             extra,
         } => {
-            let mut v = json!({"model": model, "messages": messages, "max_tokens": max_tokens});
+            let mut v = oneflow::chat::openai::write_request(chat).map_err(|e| e.to_string())?;
+            v["model"] = json!(model);
+            v["max_tokens"] = json!(max_tokens);
+            if *n > 1 {
+                v["n"] = json!(n);
+            }
+            if let Some(o) = v.as_object_mut() {
+                o.remove("stream");
+            }
             if stream {
                 v["stream"] = json!(true);
                 v["stream_options"] = json!({"include_usage": true});
@@ -147,6 +156,14 @@ fn parse_text(req: &CallRequest, bytes: &[u8]) -> Option<Result<CallResult, Call
         return None;
     }
     let a: AnswerIn<'_> = serde_json::from_slice(bytes).ok()?;
+    // Tool calls and several answers are read by `parse`, into choices.
+    if a.choices.len() > 1
+        || a.choices
+            .iter()
+            .any(|c| c.delta.as_ref().is_some_and(|d| d.tool_calls.is_some()))
+    {
+        return None;
+    }
     let choice = a.choices.into_iter().next()?;
     let usage = a.usage.as_ref().and_then(usage_in)?;
     let text = choice.delta.and_then(|m| m.content).or(choice.text);
@@ -164,6 +181,18 @@ fn parse_text(req: &CallRequest, bytes: &[u8]) -> Option<Result<CallResult, Call
     }))
 }
 
+/// A chat answer with tool calls or more than one choice: kept as its
+/// choices, not as one text.
+fn has_calls_or_choices(v: &Value) -> bool {
+    let choices = v["choices"].as_array().map_or(&[][..], Vec::as_slice);
+    choices.len() > 1
+        || choices.iter().any(|c| {
+            c["message"]["tool_calls"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        })
+}
+
 /// Reads a non-streamed answer.
 fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, CallError> {
     let model = v
@@ -172,6 +201,11 @@ fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, Cal
         .unwrap_or(&req.model)
         .to_string();
     let (output, usage) = match &req.op {
+        Operation::Chat { .. } if has_calls_or_choices(v) => {
+            let choices = v["choices"].as_array().cloned().unwrap_or_default();
+            let usage = usage_of(v).ok_or_else(|| malformed(provider, "no usage"))?;
+            (Output::Choices(choices), usage)
+        }
         Operation::Chat { .. } | Operation::Completion { .. } => {
             let choice = v
                 .pointer("/choices/0")
@@ -298,7 +332,7 @@ fn chunks(
                 Err(e) => vec![Err(super::stream_fault(&name, e))],
                 Ok(ev) if ev.data.trim() == "[DONE]" => Vec::new(),
                 Ok(ev) => match serde_json::from_str::<EventIn<'_>>(&ev.data) {
-                    Ok(e) if e.error.is_none() => e.chunks(),
+                    Ok(e) if e.error.is_none() && !e.has_tool_calls() => e.chunks(),
                     // An error event, or one not of the usual shape: read
                     // it the slow, forgiving way.
                     _ => event_chunks(&name, &ev.data),
@@ -338,9 +372,18 @@ struct ChoiceIn<'a> {
 struct DeltaIn<'a> {
     #[serde(default, borrow)]
     content: Option<std::borrow::Cow<'a, str>>,
+    /// Present: the event is read the forgiving way, which keeps them.
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
 }
 
 impl EventIn<'_> {
+    fn has_tool_calls(&self) -> bool {
+        self.choices
+            .iter()
+            .any(|c| c.delta.as_ref().is_some_and(|d| d.tool_calls.is_some()))
+    }
+
     fn chunks(self) -> Vec<Result<Chunk, CallError>> {
         let mut out = Vec::new();
         if let Some(choice) = self.choices.into_iter().next() {
@@ -379,6 +422,12 @@ fn event_chunks(name: &str, data: &str) -> Vec<Result<Chunk, CallError>> {
                     .and_then(|t| t.as_str());
                 if let Some(t) = text.filter(|t| !t.is_empty()) {
                     out.push(Ok(Chunk::Delta(t.to_string())));
+                }
+                let calls = choice
+                    .pointer("/delta/tool_calls")
+                    .and_then(Value::as_array);
+                for c in calls.into_iter().flatten() {
+                    out.push(Ok(Chunk::ToolCall(c.clone())));
                 }
                 if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
                     out.push(Ok(Chunk::Finish(f.to_string())));
@@ -422,7 +471,7 @@ mod tests {
         ];
         for data in events {
             let fast = match serde_json::from_str::<EventIn<'_>>(data) {
-                Ok(e) if e.error.is_none() => e.chunks(),
+                Ok(e) if e.error.is_none() && !e.has_tool_calls() => e.chunks(),
                 _ => event_chunks("p", data),
             };
             assert_eq!(show(fast), show(event_chunks("p", data)), "{data}");

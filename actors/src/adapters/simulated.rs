@@ -8,6 +8,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
 
+use serde_json::{Value, json};
+
+use oneflow::chat::{ChatRequest, Part, ToolChoice};
 use oneflow::config::SimulatedSettings;
 use oneflow::pricing::{Modality, Usage, count_words};
 
@@ -53,6 +56,108 @@ fn fingerprint(s: &str) -> u64 {
     })
 }
 
+/// "Simulated answer:" and the prompt's words backwards, at most `limit`
+/// words; the finish reason says whether it was cut.
+fn reversed(prompt: &str, limit: u64) -> (String, &'static str) {
+    let words: Vec<&str> = prompt.split_whitespace().collect();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let n = (words.len() + 2).min(limit);
+    let mut out: Vec<String> = vec!["Simulated".into(), "answer:".into()];
+    out.extend(words.iter().rev().map(|w| w.to_string()));
+    let finish = if out.len() > n { "length" } else { "stop" };
+    out.truncate(n);
+    (out.join(" "), finish)
+}
+
+/// The arguments a simulated tool call gives: every required property of
+/// the tool's schema, strings "sim", numbers 1, booleans true.
+fn arguments(schema: &Value) -> Value {
+    let mut args = serde_json::Map::new();
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let Some(name) = name.as_str() else { continue };
+        let v = match schema["properties"][name]["type"].as_str() {
+            Some("number" | "integer") => json!(1),
+            Some("boolean") => json!(true),
+            Some("array") => json!([]),
+            Some("object") => json!({}),
+            _ => json!("sim"),
+        };
+        args.insert(name.to_string(), v);
+    }
+    Value::Object(args)
+}
+
+/// A simulated chat answer: a call to the tool the request names (or its
+/// first) when it offers tools and its last turn is not tool results;
+/// otherwise text, as a JSON object when `response_format` asks for one.
+/// `n` answers, each within `limit` tokens.
+fn chat_answer(
+    chat: &ChatRequest,
+    n: u32,
+    extra: &serde_json::Map<String, Value>,
+    prompt: &str,
+    limit: u64,
+) -> (Output, Usage) {
+    let answered = chat
+        .turns
+        .last()
+        .and_then(|t| t.parts.first())
+        .is_some_and(|p| matches!(p, Part::ToolResult { .. }));
+    let tool = match &chat.tool_choice {
+        Some(ToolChoice::None) => None,
+        Some(ToolChoice::Named(name)) => chat.tools.iter().find(|t| &t.name == name),
+        _ => chat.tools.first(),
+    };
+    let json_wanted = matches!(
+        extra
+            .get("response_format")
+            .and_then(|f| f["type"].as_str()),
+        Some("json_object" | "json_schema")
+    );
+    let mut output_tokens = 0;
+    let mut choices = Vec::new();
+    let mut plain = None;
+    for i in 0..n.max(1) {
+        let (message, finish) = match tool.filter(|_| !answered) {
+            Some(t) => {
+                let args = arguments(&t.parameters).to_string();
+                output_tokens += count_words(&args).max(1);
+                let id = format!("call_{:016x}_{i}", fingerprint(prompt));
+                let call = json!({"id": id, "type": "function", "function": {"name": t.name, "arguments": args}});
+                (
+                    json!({"role": "assistant", "content": null, "tool_calls": [call]}),
+                    "tool_calls",
+                )
+            }
+            None => {
+                let (mut text, finish) = reversed(prompt, limit);
+                if json_wanted {
+                    text = json!({"answer": text}).to_string();
+                }
+                output_tokens += count_words(&text);
+                plain.get_or_insert((text.clone(), finish));
+                (json!({"role": "assistant", "content": text}), finish)
+            }
+        };
+        choices.push(
+            json!({"index": i, "message": message, "finish_reason": finish, "logprobs": null}),
+        );
+    }
+    let usage = Usage {
+        input_tokens: count_words(prompt),
+        output_tokens,
+        ..Usage::default()
+    };
+    let output = match plain {
+        Some((text, finish)) if n <= 1 => Output::Text {
+            text,
+            finish_reason: finish.into(),
+        },
+        _ => Output::Choices(choices),
+    };
+    (output, usage)
+}
+
 /// The simulated answer to `req`, without latency or failures.
 pub fn simulate(req: &CallRequest) -> CallResult {
     let plan = &req.plan;
@@ -77,15 +182,12 @@ pub fn simulate(req: &CallRequest) -> CallResult {
             };
             (Output::Embeddings(data), usage)
         }
+        (Operation::Chat { chat, n, extra, .. }, Modality::Text) => {
+            let per_answer = plan.max_usage.output_tokens / u64::from((*n).max(1));
+            chat_answer(chat, *n, extra, &prompt, per_answer)
+        }
         (_, Modality::Text) => {
-            let words: Vec<&str> = prompt.split_whitespace().collect();
-            let limit = usize::try_from(plan.max_usage.output_tokens).unwrap_or(usize::MAX);
-            let n = (words.len() + 2).min(limit);
-            let mut out: Vec<String> = vec!["Simulated".into(), "answer:".into()];
-            out.extend(words.iter().rev().map(|w| w.to_string()));
-            let finish = if out.len() > n { "length" } else { "stop" };
-            out.truncate(n);
-            let text = out.join(" ");
+            let (text, finish) = reversed(&prompt, plan.max_usage.output_tokens);
             let usage = Usage {
                 input_tokens: count_words(&prompt),
                 output_tokens: count_words(&text),
@@ -147,21 +249,16 @@ impl Adapter for Simulated {
         })
     }
 
-    /// Streams the simulated text word by word, usage last.
+    /// Streams the simulated text (or a tool call's arguments) word by
+    /// word, usage last.
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {
         let call = self.call(req);
         Box::pin(async move {
             let r = call.await?;
-            let (text, finish) = match r.output {
-                Output::Text {
-                    text,
-                    finish_reason,
-                } => (text, finish_reason),
-                other => (other.summary(), "stop".into()),
-            };
-            let words: Vec<String> = text.split_inclusive(' ').map(str::to_string).collect();
-            let mut chunks: Vec<Result<Chunk, CallError>> =
-                words.into_iter().map(|w| Ok(Chunk::Delta(w))).collect();
+            let (chunks, finish) = super::pieces(r.output, |t| {
+                t.split_inclusive(' ').map(str::to_string).collect()
+            });
+            let mut chunks: Vec<Result<Chunk, CallError>> = chunks.into_iter().map(Ok).collect();
             chunks.push(Ok(Chunk::Usage(r.usage)));
             chunks.push(Ok(Chunk::Finish(finish)));
             Ok(futures_util::stream::iter(chunks).boxed())

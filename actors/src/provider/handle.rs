@@ -95,7 +95,7 @@ impl ProviderHandle {
 mod tests {
     use super::*;
     use crate::adapters::simulated::simulate;
-    use crate::provider::{CallRequest, ChatMessage, Operation};
+    use crate::provider::{CallRequest, Operation};
     use oneflow::config::default_providers;
     use oneflow::pricing::Modality;
     use oneflow::request::AiRequest;
@@ -172,7 +172,7 @@ mod tests {
             };
             let plan = req.plan(p).unwrap();
             let op = if modality == Modality::Text {
-                Operation::Chat { messages: vec![ChatMessage { role: "user".into(), content: prompt }], max_tokens: 16, extra: Default::default() }
+                Operation::ask(prompt, 16)
             } else {
                 Operation::Clip { prompt, seconds: 1 }
             };

@@ -14,6 +14,6 @@ mod handle;
 mod stats;
 mod worker;
 
-pub use crate::adapters::{Adapter, CallError, CallRequest, ChatMessage, Chunk, Operation, Output};
+pub use crate::adapters::{Adapter, CallError, CallRequest, Chunk, Operation, Output};
 pub use handle::ProviderHandle;
 pub use worker::Permit;

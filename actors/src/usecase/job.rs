@@ -7,7 +7,7 @@ use oneflow::config::ProviderConfig;
 use oneflow::request::{AiRequest, Plan, RequestError};
 use oneflow::routing::{Constraints, Strategy};
 
-use crate::provider::{ChatMessage, Operation};
+use crate::provider::Operation;
 use crate::wallet::IdemKey;
 
 /// Fits a request to one provider: its plan (modality, bounds, quote).
@@ -38,14 +38,7 @@ impl RequestJob {
         };
         // The provider's modality turns this into an image, speech or clip
         // request once a plan is chosen (`op_for`).
-        let op = Operation::Chat {
-            messages: vec![ChatMessage {
-                role: "user".into(),
-                content: req.prompt.clone(),
-            }],
-            max_tokens: 0,
-            extra: Default::default(),
-        };
+        let op = Operation::ask(req.prompt.clone(), 0);
         RequestJob {
             model: req.model.clone(),
             preview: preview(&req.prompt),
@@ -69,14 +62,11 @@ pub(crate) fn op_for(op: &Operation, plan: &Plan) -> Operation {
     let max = u32::try_from(plan.max_usage.output_tokens).unwrap_or(u32::MAX);
     let prompt = op.prompt_text();
     match (op, plan.modality) {
-        (
-            Operation::Chat {
-                messages, extra, ..
-            },
-            Modality::Text,
-        ) => Operation::Chat {
-            messages: messages.clone(),
-            max_tokens: max,
+        // The plan's output bound covers all `n` answers.
+        (Operation::Chat { chat, n, extra, .. }, Modality::Text) => Operation::Chat {
+            chat: chat.clone(),
+            max_tokens: (max / (*n).max(1)).max(1),
+            n: *n,
             extra: extra.clone(),
         },
         (Operation::Completion { prompt, extra, .. }, _) => Operation::Completion {

@@ -29,6 +29,8 @@ use crate::wallet::Settlement;
 pub enum StreamEvent {
     /// Text, in order.
     Delta(String),
+    /// A piece of a tool call, OpenAI-shaped (see `Chunk::ToolCall`).
+    ToolCall(serde_json::Value),
     /// The stream is over; the request is settled.
     End {
         finish_reason: String,
@@ -185,11 +187,21 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                     reported_final = u.output_tokens > 0 || reported_final;
                 }
                 Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
-                Ok(Some(Ok(Chunk::Delta(d)))) => {
+                Ok(Some(Ok(chunk @ (Chunk::Delta(_) | Chunk::ToolCall(_))))) => {
                     deadline = tokio::time::Instant::now() + idle;
+                    // A tool call's arguments are output as text is.
+                    let (event, said) = match chunk {
+                        Chunk::ToolCall(v) => {
+                            let args = v["function"]["arguments"].as_str().unwrap_or_default();
+                            let said = args.to_string();
+                            (StreamEvent::ToolCall(v), said)
+                        }
+                        Chunk::Delta(d) => (StreamEvent::Delta(d.clone()), d),
+                        _ => unreachable!("matched above"),
+                    };
                     // Words, as the hold's bound counts them: the check must
                     // not cut a stream short by overcounting.
-                    let tokens = count_words(&d).max(1);
+                    let tokens = count_words(&said).max(1);
                     let would = Usage {
                         input_tokens: input_bound,
                         output_tokens: delivered_tokens + tokens,
@@ -204,8 +216,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                         ));
                         break;
                     }
-                    match tokio::time::timeout(stall, tx.send(StreamEvent::Delta(d.clone()))).await
-                    {
+                    match tokio::time::timeout(stall, tx.send(event)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => {
                             stopped = Some((
@@ -222,7 +233,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                     }
                     delivered_tokens += tokens;
                     deltas += 1;
-                    text.push_str(&d);
+                    text.push_str(&said);
                 }
             }
         }

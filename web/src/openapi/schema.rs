@@ -51,7 +51,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, for programs: `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`,
-    /// `invalid_request`, `invalid_range`, `unknown_model`, `payload_too_large`,
+    /// `invalid_request`, `invalid_range`, `inconsistent_request`,
+    /// `unknown_model`, `payload_too_large`,
     /// `insufficient_credits`, `budget_exceeded`,
     /// `idempotency_key_reused`, `idempotency_answer_not_kept`,
     /// `too_many_in_flight`, `too_many_exports`,

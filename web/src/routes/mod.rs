@@ -153,6 +153,33 @@ where
     d.deserialize_option(Opt(std::marker::PhantomData))
 }
 
+/// A required nested object.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_map(MapOnly(std::marker::PhantomData))
+}
+
+/// An optional array of nested objects (null or absent: `None`).
+pub(crate) fn objects_or_null<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<Many<T>>::deserialize(d).map(|o| o.map(|m| m.0))
+}
+
+/// An array of nested objects, as a type (for `Option`).
+struct Many<T>(Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Many<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        objects(d).map(Many)
+    }
+}
+
 /// An array of nested objects.
 pub(crate) fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where

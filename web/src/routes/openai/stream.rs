@@ -35,6 +35,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<&'a [Value]>,
 }
 
 #[derive(serde::Serialize)]
@@ -97,6 +99,7 @@ impl ChunkHead {
                         delta: Delta {
                             role: first.then_some("assistant"),
                             content: Some(&d),
+                            tool_calls: None,
                         },
                         finish_reason: None,
                     },
@@ -107,6 +110,23 @@ impl ChunkHead {
                     },
                 };
                 self.write(out, &[choice], None);
+                false
+            }
+            // Only chat requests have tools.
+            Some(StreamEvent::ToolCall(call)) => {
+                if let Kind::Chat = kind {
+                    let calls = [call];
+                    let choice = ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta {
+                            role: first.then_some("assistant"),
+                            content: None,
+                            tool_calls: Some(&calls),
+                        },
+                        finish_reason: None,
+                    };
+                    self.write(out, &[choice], None);
+                }
                 false
             }
             Some(StreamEvent::End {

@@ -1,0 +1,313 @@
+//! Agent traffic on `/v1/chat/completions`: tools, tool results, image
+//! parts, `n` and `response_format`, through the simulated provider, the
+//! official SDK and an OpenAI-compatible upstream, with the ledger checked.
+
+use std::process::Command;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use oneflow::Credits;
+use oneflow::config::ProviderKind;
+use oneflow::ledger::EntryKind;
+use oneflow::pricing::Modality;
+
+use crate::providers::provider;
+use crate::support::{TestServer, assert_ledger_balances};
+use crate::upstream::{Kind, MockUpstream};
+
+fn weather() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "metric": {"type": "boolean"}},
+        "required": ["city", "days", "metric"],
+    }}})
+}
+
+/// The sum of the charges in the caller's ledger.
+async fn charged(s: &TestServer, key: &str) -> Credits {
+    let mut total = Credits::ZERO;
+    for e in s.ledger(key).await {
+        if e.kind == EntryKind::Charge {
+            total += Credits(e.amount.0.abs());
+        }
+    }
+    total
+}
+
+#[tokio::test]
+async fn a_tool_call_comes_back_and_its_result_is_answered_in_text() {
+    let s = TestServer::start();
+    let (_, key) = s.user("agent", "100").await;
+    let ask = json!([{"role": "user", "content": "weather in Paris"}]);
+    let (st, v) = s
+        .post(
+            &key,
+            "/v1/chat/completions",
+            json!({"model": "gpt", "messages": ask, "tools": [weather()], "max_tokens": 30}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, json!({"city": "sim", "days": 1, "metric": true}));
+    // Charged what the answer used: its arguments, one credit a word.
+    let used = v["usage"]["completion_tokens"].as_u64().unwrap();
+    assert!(used >= 1, "{v}");
+
+    let mut history = ask.as_array().unwrap().clone();
+    history.push(json!({"role": "assistant", "content": null, "tool_calls": [call]}));
+    history.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "sunny"}));
+    let (st, v2) = s
+        .post(
+            &key,
+            "/v1/chat/completions",
+            json!({"model": "gpt", "messages": history, "tools": [weather()], "max_tokens": 30}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v2}");
+    assert_eq!(v2["choices"][0]["finish_reason"], "stop", "{v2}");
+    assert!(
+        v2["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("sunny")
+    );
+    let used2 = v2["usage"]["completion_tokens"].as_u64().unwrap();
+    // gpt: 1 credit per output token, nothing for input.
+    assert_eq!(
+        charged(&s, &key).await,
+        Credits::from_credits(i64::try_from(used + used2).unwrap())
+    );
+    assert_eq!(
+        s.balance(&key).await,
+        Credits::from_credits(100 - i64::try_from(used + used2).unwrap())
+    );
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn n_answers_are_held_for_and_charged_by_usage() {
+    let s = TestServer::start();
+    let (_, key) = s.user("many", "100").await;
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "one two three"}], "n": 3, "max_tokens": 4});
+    let (st, v) = s.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3, "{v}");
+    // Each answer is cut at its own 4 tokens; the usage is all three.
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["finish_reason"], "length");
+        assert_eq!(
+            c["message"]["content"].as_str().unwrap().split(' ').count(),
+            4
+        );
+    }
+    assert_eq!(v["usage"]["completion_tokens"], 12, "{v}");
+    assert_eq!(s.balance(&key).await, Credits::from_credits(88));
+    // A wallet that covers one answer's bound but not three is refused.
+    let (_, poor) = s.user("poor", "5").await;
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "x"}], "n": 3, "max_tokens": 4});
+    let (st, v) = s.post(&poor, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::PAYMENT_REQUIRED, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn json_object_and_image_parts_are_served() {
+    let s = TestServer::start();
+    let (_, key) = s.user("parts", "100").await;
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": "say hi"}], "response_format": {"type": "json_object"}});
+    let (st, v) = s.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let text = v["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        serde_json::from_str::<Value>(text).unwrap().is_object(),
+        "{text}"
+    );
+    let body = json!({"model": "gpt", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}},
+    ]}]});
+    let (st, v) = s.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_streamed_tool_call_arrives_as_deltas() {
+    let s = TestServer::start();
+    let (_, key) = s.user("streamer", "100").await;
+    let body = json!({"model": "gpt", "stream": true, "messages": [{"role": "user", "content": "weather"}], "tools": [weather()], "max_tokens": 30});
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    let (mut args, mut name, mut finish, mut pieces) = (String::new(), None, None, 0);
+    for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let Ok(ev) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let Some(choice) = ev["choices"].get(0) else {
+            continue;
+        };
+        for c in choice["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert_eq!(c["index"], 0);
+            if let Some(n) = c["function"]["name"].as_str() {
+                name = Some(n.to_string());
+            }
+            args.push_str(c["function"]["arguments"].as_str().unwrap_or_default());
+            pieces += 1;
+        }
+        if let Some(f) = choice["finish_reason"].as_str() {
+            finish = Some(f.to_string());
+        }
+    }
+    assert_eq!(name.as_deref(), Some("get_weather"), "{text}");
+    assert!(pieces > 2, "pieces as they come, not one: {text}");
+    let args: Value = serde_json::from_str(&args).unwrap();
+    assert_eq!(args, json!({"city": "sim", "days": 1, "metric": true}));
+    assert_eq!(finish.as_deref(), Some("tool_calls"), "{text}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_agent_requests_get_a_clear_4xx() {
+    let s = TestServer::start();
+    let (_, key) = s.user("bad", "100").await;
+    let user = json!({"role": "user", "content": "hi"});
+    for (body, status) in [
+        // A tool without a name.
+        (
+            json!({"model": "gpt", "messages": [user], "tools": [{"type": "function", "function": {"parameters": {}}}]}),
+            400,
+        ),
+        (json!({"model": "gpt", "messages": [user], "n": 0}), 400),
+        (json!({"model": "gpt", "messages": [user], "n": 9}), 400),
+        (
+            json!({"model": "gpt", "messages": [user], "stream": true, "n": 2}),
+            400,
+        ),
+        // A tool result answering no call; a tool choice naming no tool.
+        (
+            json!({"model": "gpt", "messages": [user, {"role": "tool", "tool_call_id": "x", "content": "r"}]}),
+            422,
+        ),
+        (
+            json!({"model": "gpt", "messages": [user], "tools": [weather()], "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
+            422,
+        ),
+    ] {
+        let (st, v) = s.post(&key, "/v1/chat/completions", body.clone()).await;
+        assert_eq!(st.as_u16(), status, "{body}: {v}");
+        assert!(
+            v["error"]["message"].as_str().is_some_and(|m| m.len() > 5),
+            "{v}"
+        );
+    }
+    assert_eq!(s.balance(&key).await, Credits::from_credits(100));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_reach_an_openai_upstream_and_stop_at_an_anthropic_one() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let claude = MockUpstream::start(Kind::Anthropic);
+    let s = TestServer::start_with(|c| {
+        c.providers = vec![
+            provider(
+                "chatter",
+                ProviderKind::Openai,
+                Modality::Text,
+                &up,
+                &["mock-chat"],
+            ),
+            provider(
+                "claude",
+                ProviderKind::Anthropic,
+                Modality::Text,
+                &claude,
+                &["mock-claude"],
+            ),
+        ];
+    });
+    let (_, key) = s.user("fields", "100").await;
+    let body = json!({"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}],
+        "seed": 7, "frobnicate": {"level": 3}, "tools": [weather()], "tool_choice": "auto"});
+    let (st, v) = s.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let sent = up.requests()[0].body.clone();
+    assert_eq!(sent["seed"], 7);
+    assert_eq!(sent["frobnicate"], json!({"level": 3}));
+    assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+    assert_eq!(sent["tool_choice"], "auto");
+
+    let body =
+        json!({"model": "mock-claude", "messages": [{"role": "user", "content": "hi"}], "seed": 7});
+    let (st, v) = s.post(&key, "/v1/chat/completions", body).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`seed`"),
+        "{v}"
+    );
+    assert_eq!(claude.request_count(), 0);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_runs_tools_n_json_and_images_and_the_ledger_agrees() {
+    let python = crate::tools::sdk_python();
+    let s = TestServer::start();
+    let (_, key) = s.user("sdk-agent", "1000").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_tools.py");
+    let (base, k) = (format!("{}/v1", s.url), key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("ONEFLOW_BASE_URL", base)
+            .env("ONEFLOW_KEY", k)
+            .env("ONEFLOW_CHAT_MODEL", "gpt")
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK script failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["answer_text"].as_str().unwrap().contains("degrees"),
+        "{report}"
+    );
+    // Every request the SDK made was charged once, by its usage (gpt: a
+    // credit per output token), and the balance is what the ledger says.
+    let ledger = s.ledger(&key).await;
+    let charges = ledger
+        .iter()
+        .filter(|e| e.kind == EntryKind::Charge)
+        .count();
+    assert_eq!(charges as u64, report["charged_requests"].as_u64().unwrap());
+    assert_eq!(
+        s.balance(&key).await,
+        Credits::from_credits(1000) - charged(&s, &key).await
+    );
+    assert_ledger_balances(&ledger, s.balance(&key).await);
+    s.stop().await;
+}
