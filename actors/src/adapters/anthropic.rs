@@ -5,6 +5,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
 use serde_json::{Value, json};
 
+use oneflow::chat::{ChatRequest, Part, Role, Turn};
 use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
@@ -66,25 +67,29 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
             max_tokens,
             extra,
         } => {
-            let Operation::Chat { mut chat, .. } = Operation::ask(prompt.clone(), 0) else {
-                unreachable!("`ask` makes a chat")
+            let chat = ChatRequest {
+                turns: vec![Turn {
+                    role: Role::User,
+                    parts: vec![Part::Text(prompt.clone())],
+                }],
+                stop: match extra.get("stop") {
+                    Some(Value::String(s)) => vec![s.clone()],
+                    Some(Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect(),
+                    _ => Vec::new(),
+                },
+                temperature: extra.get("temperature").and_then(Value::as_f64),
+                top_p: extra.get("top_p").and_then(Value::as_f64),
+                ..ChatRequest::default()
             };
-            chat.stop = match extra.get("stop") {
-                Some(Value::String(s)) => vec![s.clone()],
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            chat.temperature = extra.get("temperature").and_then(Value::as_f64);
-            chat.top_p = extra.get("top_p").and_then(Value::as_f64);
             (chat, *max_tokens, extra)
         }
         other => return Err(format!("serve {} requests", other.name())),
     };
     // The plan's bound, which the format requires.
-    let chat = oneflow::chat::ChatRequest {
+    let chat = ChatRequest {
         max_tokens: Some(max_tokens),
         ..chat
     };

@@ -302,7 +302,9 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         .collect();
     // The quote counts the tools' schemas and the tool calls as prompt
     // text, and each image at its largest.
-    let mut contents = vec![chat.text()];
+    let text = chat.text();
+    let shown = preview(&text);
+    let mut contents = vec![text];
     contents.extend(chat.tools.iter().map(|t| {
         json!({"name": t.name, "description": t.description, "parameters": t.parameters})
             .to_string()
@@ -316,7 +318,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let refused = uncarried(n, extra.keys());
     let job = RequestJob {
         model: b.model.clone(),
-        preview: preview(&chat.text()),
+        preview: shown,
         op: Operation::Chat {
             chat,
             max_tokens: 0,
