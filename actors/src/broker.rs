@@ -134,6 +134,16 @@ impl Broker {
         request::quote(&self.services, user_id, req).await
     }
 
+    /// Prices a job (as built by the `/v1` routes) without holding
+    /// anything.
+    pub async fn quote_job(
+        &self,
+        user_id: &str,
+        job: RequestJob,
+    ) -> Result<QuoteView, BrokerError> {
+        request::quote_job(&self.services, user_id, job).await
+    }
+
     /// Runs a native request end to end; `true` if it is a replay.
     pub async fn request(
         &self,

@@ -72,10 +72,15 @@ fn block(b: &Value, i: usize) -> Result<Part, TranslateError> {
                 Value::Null => String::new(),
                 c => text_blocks(c, &format!("messages[{i}]: a tool result"))?,
             };
+            let is_error = match &b["is_error"] {
+                Value::Null => false,
+                Value::Bool(e) => *e,
+                _ => return Err(at("a tool_result's `is_error` must be true or false")),
+            };
             Ok(Part::ToolResult {
                 call_id: call_id.to_string(),
                 content,
-                is_error: b["is_error"].as_bool().unwrap_or(false),
+                is_error,
             })
         }
         other => Err(at(&format!(
@@ -85,13 +90,29 @@ fn block(b: &Value, i: usize) -> Result<Part, TranslateError> {
     }
 }
 
-/// Reads an Anthropic Messages request.
+/// Reads an Anthropic Messages request and checks that its parts agree
+/// ([`ChatRequest::check`]).
 pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
+    let req = parse_request(v)?;
+    req.check()?;
+    Ok(req)
+}
+
+/// Reads an Anthropic Messages request's shape: every field and block of
+/// the kind the format says, without checking that the turns agree.
+pub fn parse_request(v: &Value) -> Result<ChatRequest, TranslateError> {
     let model = v["model"]
         .as_str()
         .ok_or_else(|| bad("`model` is required"))?;
+    // A count may be written `64.0`, as JSON Schema's integers may.
     let max_tokens = v["max_tokens"]
         .as_u64()
+        .or_else(|| {
+            v["max_tokens"]
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=u32::MAX as f64).contains(f))
+                .map(|f| f as u64)
+        })
         .ok_or_else(|| bad("`max_tokens` is required"))?;
     let messages = v["messages"]
         .as_array()
@@ -110,10 +131,11 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         };
         let parts = match &m["content"] {
             Value::String(s) => vec![Part::Text(s.clone())],
-            Value::Array(blocks) => blocks
+            Value::Array(blocks) if !blocks.is_empty() => blocks
                 .iter()
                 .map(|b| block(b, i))
                 .collect::<Result<Vec<_>, _>>()?,
+            Value::Array(_) => return Err(bad(format!("messages[{i}].content holds no block"))),
             _ => {
                 return Err(bad(format!(
                     "messages[{i}].content must be a string or blocks"
@@ -139,10 +161,19 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
                 .as_str()
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| bad(format!("tools[{i}] needs a `name`")))?;
-            if t.get("type").is_some_and(|k| k != "custom") {
+            match &t["type"] {
+                Value::Null => {}
+                Value::String(k) if k == "custom" => {}
+                k => {
+                    return Err(bad(format!(
+                        "tools[{i}]: server tools (`{}`) cannot be carried",
+                        k.as_str().unwrap_or("?")
+                    )));
+                }
+            }
+            if !t["input_schema"].is_object() {
                 return Err(bad(format!(
-                    "tools[{i}]: server tools (`{}`) cannot be carried",
-                    t["type"].as_str().unwrap_or("?")
+                    "tools[{i}]: `input_schema` must be a JSON Schema object"
                 )));
             }
             Ok(Tool {
@@ -153,8 +184,17 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         })
         .collect::<Result<_, _>>()?;
     let c = &v["tool_choice"];
+    if !(c.is_null() || c.is_object()) {
+        return Err(bad("`tool_choice` must be an object"));
+    }
+    if !(c["disable_parallel_tool_use"].is_null() || c["disable_parallel_tool_use"].is_boolean()) {
+        return Err(bad(
+            "`tool_choice.disable_parallel_tool_use` must be true or false",
+        ));
+    }
     let tool_choice = match c["type"].as_str() {
-        None => None,
+        None if c.is_null() => None,
+        None => return Err(bad("`tool_choice` needs a `type`")),
         Some("auto") => Some(ToolChoice::Auto),
         Some("any") => Some(ToolChoice::Required),
         Some("none") => Some(ToolChoice::None),
@@ -166,7 +206,7 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         )),
         Some(other) => return Err(bad(format!("`tool_choice` type `{other}` is not known"))),
     };
-    let req = ChatRequest {
+    Ok(ChatRequest {
         model: model.to_string(),
         system: match &v["system"] {
             Value::Null => None,
@@ -190,9 +230,7 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         top_p: v["top_p"].as_f64(),
         parallel_tool_calls: c["disable_parallel_tool_use"].as_bool().map(|d| !d),
         stream: v["stream"].as_bool().unwrap_or(false),
-    };
-    req.check()?;
-    Ok(req)
+    })
 }
 
 fn write_part(p: &Part) -> Value {
@@ -295,7 +333,8 @@ pub fn write_request(r: &ChatRequest) -> Result<Value, TranslateError> {
     Ok(Value::Object(out))
 }
 
-fn stop_reason(s: StopReason) -> &'static str {
+/// A stop reason in Anthropic's words.
+pub fn stop_reason(s: StopReason) -> &'static str {
     match s {
         StopReason::EndTurn => "end_turn",
         StopReason::MaxTokens => "max_tokens",

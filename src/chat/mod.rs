@@ -161,6 +161,18 @@ impl ChatRequest {
         out.join("\n")
     }
 
+    /// What the prompt is counted from: its text, then each tool's
+    /// definition as JSON (providers count the tools they are sent as
+    /// input).
+    pub fn counted(&self) -> Vec<String> {
+        let mut out = vec![self.text()];
+        out.extend(self.tools.iter().map(|t| {
+            serde_json::json!({"name": t.name, "description": t.description, "parameters": t.parameters})
+                .to_string()
+        }));
+        out
+    }
+
     /// How many image parts the conversation holds.
     pub fn images(&self) -> usize {
         self.turns

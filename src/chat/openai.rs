@@ -382,6 +382,17 @@ fn finish_reason(s: StopReason) -> &'static str {
     }
 }
 
+/// An OpenAI finish reason in the shared words, if it is one.
+pub fn stop_reason(finish: &str) -> Option<StopReason> {
+    Some(match finish {
+        "stop" => StopReason::EndTurn,
+        "length" => StopReason::MaxTokens,
+        "tool_calls" | "function_call" => StopReason::ToolUse,
+        "content_filter" => StopReason::Refused,
+        _ => return None,
+    })
+}
+
 /// Reads a whole `chat.completion` (its first choice).
 pub fn read_response(v: &Value) -> Result<ChatResponse, TranslateError> {
     let choice = &v["choices"][0];
@@ -391,11 +402,10 @@ pub fn read_response(v: &Value) -> Result<ChatResponse, TranslateError> {
         parts.push(tool_call(c, 0)?);
     }
     let stop = match choice["finish_reason"].as_str() {
-        Some("stop") | None => StopReason::EndTurn,
-        Some("length") => StopReason::MaxTokens,
-        Some("tool_calls" | "function_call") => StopReason::ToolUse,
-        Some("content_filter") => StopReason::Refused,
-        Some(other) => return Err(bad(format!("finish reason `{other}` is not known"))),
+        None => StopReason::EndTurn,
+        Some(f) => {
+            stop_reason(f).ok_or_else(|| bad(format!("finish reason `{f}` is not known")))?
+        }
     };
     Ok(ChatResponse {
         id: v["id"].as_str().unwrap_or_default().to_string(),

@@ -23,6 +23,7 @@ mod layout;
 mod ledger_flow;
 mod lifecycle;
 mod limits;
+mod messages;
 mod metrics;
 mod openapi;
 mod process;

@@ -156,12 +156,14 @@ fn the_readme_test_command_sets_up_what_the_tests_need() {
         );
     }
     assert!(script.contains("oneflow/test-venv") && script.contains("test-requirements.txt"));
-    assert!(
-        repo_file("scripts/test-requirements.txt")
-            .lines()
-            .any(|l| l.starts_with("openai==")),
-        "the openai SDK is pinned"
-    );
+    for sdk in ["openai", "anthropic"] {
+        assert!(
+            repo_file("scripts/test-requirements.txt")
+                .lines()
+                .any(|l| l.starts_with(&format!("{sdk}=="))),
+            "the {sdk} SDK is pinned"
+        );
+    }
     assert!(
         repo_file("scripts/test-requirements.txt")
             .lines()

@@ -19,7 +19,18 @@ pub struct Caller(pub Principal);
 /// An authenticated administrator.
 pub struct AdminCaller(pub Principal);
 
-fn token(req: &HttpRequest) -> Option<String> {
+/// The key a request carries: `Authorization: Bearer <key>`, or, where
+/// Anthropic's clients call (`x_api_key`), their `x-api-key: <key>`.
+fn token(req: &HttpRequest, x_api_key: bool) -> Option<String> {
+    if x_api_key {
+        if let Some(k) = req.headers().get("x-api-key") {
+            return k
+                .to_str()
+                .ok()
+                .map(|k| k.trim().to_string())
+                .filter(|k| !k.is_empty());
+        }
+    }
     let v = req.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = v.trim().split_once(' ')?;
     scheme
@@ -36,11 +47,20 @@ fn plausible(key: &str) -> bool {
 }
 
 pub(crate) async fn authenticate(req: HttpRequest) -> Result<Principal, ApiError> {
+    authenticate_by(req, false).await
+}
+
+/// As [`authenticate`], also taking the key from `x-api-key` when
+/// `x_api_key` (the Anthropic-compatible routes).
+pub(crate) async fn authenticate_by(
+    req: HttpRequest,
+    x_api_key: bool,
+) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(|| ApiError::Internal("no app state".into()))?
         .clone();
-    let key = token(&req).ok_or(ApiError::Unauthorized)?;
+    let key = token(&req, x_api_key).ok_or(ApiError::Unauthorized)?;
     let ip = req.peer_addr().map(|a| a.ip());
     if let Some(ip) = ip {
         state

@@ -5,6 +5,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::StreamExt;
 use serde_json::{Value, json};
 
+use oneflow::chat::anthropic::CARRIED;
 use oneflow::chat::{ChatRequest, Part, Role, Turn};
 use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
@@ -50,17 +51,19 @@ impl Anthropic {
 }
 
 /// A chat (or a bare prompt) as a Messages request, written by the shared
-/// chat shape's Anthropic writer. The planner keeps requests with fields
-/// this format cannot carry away from this adapter (`chat::anthropic::
-/// uncarried`); `top_k` and `user` are the extra fields it takes.
+/// chat shape's Anthropic writer. `top_k` and `user` are the extra fields
+/// of OpenAI's format it takes; the planner keeps requests in that format
+/// with any other away from this adapter (`chat::anthropic::uncarried`),
+/// so a chat's other extra fields came in Anthropic's own format
+/// (`/v1/messages`) and go out as given.
 fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
-    let (chat, max_tokens, extra) = match op {
+    let (chat, max_tokens, extra, is_chat) = match op {
         Operation::Chat {
             chat,
             max_tokens,
             n: 1,
             extra,
-        } => (chat.clone(), *max_tokens, extra),
+        } => (chat.clone(), *max_tokens, extra, true),
         Operation::Chat { .. } => return Err("give more than one answer".into()),
         Operation::Completion {
             prompt,
@@ -84,7 +87,7 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
                 top_p: extra.get("top_p").and_then(Value::as_f64),
                 ..ChatRequest::default()
             };
-            (chat, *max_tokens, extra)
+            (chat, *max_tokens, extra, false)
         }
         other => return Err(format!("serve {} requests", other.name())),
     };
@@ -107,6 +110,11 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
     }
     if let Some(u) = extra.get("user").and_then(Value::as_str) {
         v["metadata"] = json!({"user_id": u});
+    }
+    if is_chat {
+        for (k, x) in extra.iter().filter(|(k, _)| !CARRIED.contains(&k.as_str())) {
+            v[k.as_str()] = x.clone();
+        }
     }
     Ok(v)
 }

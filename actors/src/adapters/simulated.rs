@@ -144,7 +144,7 @@ fn chat_answer(
         );
     }
     let usage = Usage {
-        input_tokens: count_words(prompt),
+        input_tokens: chat.counted().iter().map(|c| count_words(c)).sum(),
         output_tokens,
         ..Usage::default()
     };

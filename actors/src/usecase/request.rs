@@ -39,7 +39,17 @@ pub(crate) async fn quote(
     req: &AiRequest,
 ) -> Result<QuoteView, BrokerError> {
     req.validate(s.config.server.max_prompt_chars)?;
-    let mut job = RequestJob::native(req.clone(), None);
+    quote_job(s, user_id, RequestJob::native(req.clone(), None)).await
+}
+
+/// Prices a job without holding anything: the route it would take, the
+/// largest quote of the providers that could serve it, and the usage the
+/// best one is quoted at.
+pub(crate) async fn quote_job(
+    s: &Services,
+    user_id: &str,
+    mut job: RequestJob,
+) -> Result<QuoteView, BrokerError> {
     held::default_strategy(s, user_id, &mut job).await?;
     let route = held::route(s, &job)?;
     let plans = held::covered(s, &route, None);
@@ -49,7 +59,7 @@ pub(crate) async fn quote(
     let quote = plans.iter().map(|p| p.quote).max().unwrap_or(best.quote);
     let view = budgets::wallet(s, user_id).await?;
     Ok(QuoteView {
-        model: req.model.clone(),
+        model: job.model.clone(),
         provider: best.provider.clone(),
         modality: best.modality,
         quote,

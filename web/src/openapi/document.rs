@@ -39,6 +39,8 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         ("EmbeddingRequest", Some(Modality::Text)),
         ("ImageRequest", Some(Modality::Image)),
         ("SpeechRequest", Some(Modality::Audio)),
+        ("MessagesRequest", Some(Modality::Text)),
+        ("CountTokensRequest", Some(Modality::Text)),
     ] {
         let props = &mut schemas[schema]["properties"];
         if props.is_null() {
@@ -181,6 +183,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         ("ChatCompletionRequest", "max_tokens", &tokens),
         ("ChatCompletionRequest", "max_completion_tokens", &tokens),
         ("CompletionRequest", "max_tokens", &tokens),
+        ("MessagesRequest", "max_tokens", &tokens),
         (
             "ImageRequest",
             "n",

@@ -9,7 +9,8 @@
 //! [`requests`] (native AI requests), [`users`] (users, keys, credits,
 //! budget), [`analytics`] (history, analytics, export), [`providers`]
 //! (health, status, providers, config, routing), [`v1`] (the
-//! OpenAI-compatible API) and [`docs`] (this document and its pages).
+//! OpenAI-compatible API), [`anthropic`] (the Anthropic-compatible API)
+//! and [`docs`] (this document and its pages).
 //!
 //! Bodies and query parameters are described by the types the server really
 //! reads and writes with serde: `#[derive(utoipa::ToSchema)]` (bodies) or
@@ -62,6 +63,7 @@ use utoipa::{Modify, OpenApi};
 use crate::error::ApiError;
 
 pub mod analytics;
+pub mod anthropic;
 pub mod docs;
 mod document;
 pub mod providers;
@@ -119,12 +121,14 @@ pub use document::document;
         v1::v1_images,
         v1::v1_speech,
         v1::v1_models,
+        anthropic::messages,
+        anthropic::count_tokens,
         docs::openapi_json,
         docs::swagger_page,
         docs::redoc_page,
         docs::docs_asset,
     ),
-    components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody)),
+    components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent),
     security(("bearer" = [])),
     tags(
@@ -136,6 +140,7 @@ pub use document::document;
         (name = "providers", description = "Configured providers, their health, and the config."),
         (name = "users", description = "User administration (admin keys only)."),
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
+        (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
         (name = "docs", description = "This document and its viewers."),
     )
 )]
@@ -153,6 +158,17 @@ impl Modify for BearerAuth {
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));
+        // The Anthropic-compatible routes also take the key as their SDKs
+        // send it.
+        components.add_security_scheme(
+            "x-api-key",
+            SecurityScheme::ApiKey(utoipa::openapi::security::ApiKey::Header(
+                utoipa::openapi::security::ApiKeyValue::with_description(
+                    "x-api-key",
+                    "The same API key, as Anthropic's SDKs send it (`/v1/messages` only).",
+                ),
+            )),
+        );
     }
 }
 
@@ -267,6 +283,7 @@ const IDEMPOTENT: &[(&str, bool)] = &[
     ("/v1/embeddings", true),
     ("/v1/images/generations", true),
     ("/v1/audio/speech", true),
+    ("/v1/messages", true),
     ("/api/credits/add", false),
 ];
 

@@ -2,6 +2,7 @@
 //! one broker method, map the result.
 
 pub mod analytics;
+pub mod anthropic;
 pub mod budget;
 pub mod credits;
 pub mod dashboard;
@@ -178,6 +179,38 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Many<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         objects(d).map(Many)
     }
+}
+
+/// A message's content in either format: a string, or an array of
+/// objects (parts, blocks).
+pub(crate) enum TextOr<T> {
+    Text(String),
+    Objects(Vec<T>),
+}
+
+/// Reads [`TextOr`] by hand, not as an untagged enum: that buffers the
+/// value first, and the buffer refuses integers wider than 64 bits, which
+/// a part's unknown fields may hold (numbers keep their precision here).
+pub(crate) fn text_or_objects<'de, D, T>(d: D) -> Result<TextOr<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = TextOr<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or an array of JSON objects")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TextOr<T>, E> {
+            Ok(TextOr::Text(v.to_string()))
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<TextOr<T>, A::Error> {
+            let d = serde::de::value::SeqAccessDeserializer::new(seq);
+            objects(d).map(TextOr::Objects)
+        }
+    }
+    d.deserialize_any(V(std::marker::PhantomData))
 }
 
 /// An array of nested objects.

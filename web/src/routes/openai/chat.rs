@@ -19,6 +19,7 @@ use super::{
     RouteWish, StreamOptions, body, caller, created, ok, preview, route_wish, settled, usage_json,
 };
 use crate::error::ApiError;
+use crate::routes::TextOr;
 use crate::state::AppState;
 
 /// The most answers one request may ask for (`n`).
@@ -37,26 +38,12 @@ enum Content {
     Parts(Vec<ContentPart>),
 }
 
-// Read by hand, not as an untagged enum: that buffers the value first, and
-// the buffer refuses integers wider than 64 bits, which a part's unknown
-// fields may hold (numbers keep their precision here).
 impl<'de> Deserialize<'de> for Content {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Content;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Content, E> {
-                Ok(Content::Text(v.to_string()))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
-                let d = serde::de::value::SeqAccessDeserializer::new(seq);
-                crate::routes::objects(d).map(Content::Parts)
-            }
-        }
-        d.deserialize_any(V)
+        Ok(match crate::routes::text_or_objects(d)? {
+            TextOr::Text(t) => Content::Text(t),
+            TextOr::Objects(p) => Content::Parts(p),
+        })
     }
 }
 
@@ -244,11 +231,13 @@ const OWN: &[&str] = &[
     "oneflow",
 ];
 
-/// Tokens an image part is quoted at for a provider without a count of
-/// its own: OpenAI's largest (a high-detail image is scaled to fit
-/// 2048×2048, then its short side to 768, so at most 2×4 tiles of 512:
-/// 85 + 170 × 8).
-const IMAGE_TOKENS: u64 = 1_445;
+/// Tokens an image part is quoted at, whichever format it came in (it may
+/// go to a provider of either): the larger of OpenAI's largest (a
+/// high-detail image is scaled to fit 2048×2048, then its short side to
+/// 768, so at most 2×4 tiles of 512: 85 + 170 × 8 = 1,445) and
+/// Anthropic's (images are scaled to at most 1.15 megapixels, a token per
+/// 750 pixels: about 1,600).
+pub(crate) const IMAGE_TOKENS: u64 = 1_600;
 
 /// Reads the body: its shape (400 when a field is of the wrong kind), then
 /// the conversation (422 when its parts do not agree).
@@ -302,13 +291,8 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         .collect();
     // The quote counts the tools' schemas and the tool calls as prompt
     // text, and each image at its largest.
-    let text = chat.text();
-    let shown = preview(&text);
-    let mut contents = vec![text];
-    contents.extend(chat.tools.iter().map(|t| {
-        json!({"name": t.name, "description": t.description, "parameters": t.parameters})
-            .to_string()
-    }));
+    let contents = chat.counted();
+    let shown = preview(&contents[0]);
     let ask = Ask::Chat {
         contents,
         max_tokens: b.max_completion_tokens.or(b.max_tokens),

@@ -40,7 +40,7 @@ async fn caller(req: &HttpRequest) -> Result<String, OpenAiError> {
 
 /// Reads the body (bounded) and parses it, with errors in OpenAI's shape;
 /// with the `Idempotency-Key` header, also the key and the body's hash.
-async fn body<T: serde::de::DeserializeOwned>(
+pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     s: &AppState,
     req: &HttpRequest,
     mut payload: web::Payload,
@@ -131,7 +131,7 @@ fn max_price_header(req: &HttpRequest) -> Result<Option<Credits>, OpenAiError> {
     }
 }
 
-fn route_wish(
+pub(crate) fn route_wish(
     req: &HttpRequest,
     field: Option<RouteWish>,
 ) -> Result<(Option<Strategy>, Constraints), OpenAiError> {
@@ -190,7 +190,7 @@ fn pass_through(extra: &Map<String, Value>, allowed: &[&str]) -> Map<String, Val
         .collect()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -254,7 +254,7 @@ fn text_of(out: Option<Output>) -> (String, String) {
 /// A failed outcome becomes an error (with the status and code of the
 /// broker's error for it), and so does a replay whose answer was too large
 /// to keep; a good one is passed on.
-fn settled(a: &Answer) -> Result<(), OpenAiError> {
+pub(crate) fn settled(a: &Answer) -> Result<(), OpenAiError> {
     let outcome = &a.outcome;
     match BrokerError::from_outcome(outcome) {
         Some(BrokerError::Upstream {
@@ -277,7 +277,7 @@ fn settled(a: &Answer) -> Result<(), OpenAiError> {
 
 /// The answer's headers: the request, its route and its cost, and whether
 /// it is an idempotent replay.
-fn ok(a: &Answer) -> actix_web::HttpResponseBuilder {
+pub(crate) fn ok(a: &Answer) -> actix_web::HttpResponseBuilder {
     let o = &a.outcome;
     let mut r = HttpResponse::Ok();
     if a.replayed {
@@ -296,7 +296,7 @@ fn usage_json(o: &RequestOutcome) -> Value {
     json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
 }
 
-fn preview(text: &str) -> String {
+pub(crate) fn preview(text: &str) -> String {
     text.chars().take(200).collect()
 }
 

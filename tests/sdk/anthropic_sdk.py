@@ -1,0 +1,95 @@
+"""The official `anthropic` SDK against OneFlow's /v1/messages (simulated
+providers): messages.create, messages.stream with the text collected by the
+SDK, a tool call and its result, messages.count_tokens, and a request
+without max_tokens that the SDK must raise BadRequestError for. Prints one
+JSON report: what the SDK saw, and the output tokens it reported for each
+request that was charged, in order."""
+
+import json
+import os
+import sys
+
+import anthropic
+
+BASE, KEY, MODEL = (os.environ[k] for k in ("ONEFLOW_BASE_URL", "ONEFLOW_KEY", "ONEFLOW_CHAT_MODEL"))
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+    },
+}
+
+
+def check(cond, what):
+    if not cond:
+        print(f"check failed: {what}", file=sys.stderr)
+        sys.exit(1)
+
+
+def main():
+    client = anthropic.Anthropic(base_url=BASE, api_key=KEY, max_retries=0)
+    report = {"output_tokens": []}
+    ask = [{"role": "user", "content": "Say hello to the broker"}]
+
+    plain = client.messages.create(model=MODEL, max_tokens=50, system="Be brief.", messages=ask)
+    check(plain.type == "message" and plain.role == "assistant", f"a message: {plain}")
+    check(plain.stop_reason == "end_turn", f"stop reason: {plain}")
+    check(plain.content[0].type == "text" and plain.content[0].text, f"text: {plain}")
+    report["output_tokens"].append(plain.usage.output_tokens)
+
+    counted = client.messages.count_tokens(model=MODEL, system="Be brief.", messages=ask)
+    check(counted.input_tokens == plain.usage.input_tokens, f"count {counted} vs {plain.usage}")
+
+    with client.messages.stream(model=MODEL, max_tokens=50, system="Be brief.", messages=ask) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    check(streamed == plain.content[0].text, f"streamed {streamed!r} vs {plain.content[0].text!r}")
+    check(final.stop_reason == "end_turn", f"final: {final}")
+    report["output_tokens"].append(final.usage.output_tokens)
+
+    weather_ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.messages.create(model=MODEL, max_tokens=50, tools=[WEATHER], messages=weather_ask)
+    check(first.stop_reason == "tool_use", f"a tool call: {first}")
+    call = next(b for b in first.content if b.type == "tool_use")
+    check(call.name == "get_weather" and call.input == {"city": "sim", "days": 1}, f"input: {call}")
+    report["output_tokens"].append(first.usage.output_tokens)
+
+    answer = client.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        tools=[WEATHER],
+        messages=weather_ask
+        + [
+            {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees and sunny"}],
+            },
+        ],
+    )
+    check(answer.stop_reason == "end_turn", f"an answer: {answer}")
+    report["answer_text"] = answer.content[0].text
+    report["output_tokens"].append(answer.usage.output_tokens)
+
+    # A streamed tool call, assembled by the SDK's stream helper.
+    with client.messages.stream(model=MODEL, max_tokens=50, tools=[WEATHER], messages=weather_ask) as stream:
+        final = stream.get_final_message()
+    streamed_call = next(b for b in final.content if b.type == "tool_use")
+    check(streamed_call.input == {"city": "sim", "days": 1}, f"streamed input: {final}")
+    report["output_tokens"].append(final.usage.output_tokens)
+
+    try:
+        client.messages.create(model=MODEL, max_tokens=anthropic.NOT_GIVEN, messages=ask, timeout=30)
+        check(False, "a request without max_tokens was served")
+    except anthropic.BadRequestError as e:
+        check(e.body["type"] == "error", f"error body: {e.body}")
+        report["bad_request"] = type(e).__name__
+
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

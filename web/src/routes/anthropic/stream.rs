@@ -1,0 +1,220 @@
+//! Streamed Messages answers in Anthropic's event sequence: `message_start`
+//! and a `ping`, then per content block `content_block_start`, its
+//! `content_block_delta`s (`text_delta` for text, `input_json_delta` for a
+//! tool call's arguments) and `content_block_stop`, then `message_delta`
+//! with the stop reason and usage, and `message_stop`.
+//!
+//! Where the broker ended the stream (the hold ran out: `max_tokens`, as
+//! Anthropic says when its own bound is met) `message_delta` also carries a
+//! `oneflow` field saying why; where the upstream failed midway an `error`
+//! event follows it, as Anthropic's own streams end when they fail.
+
+use actix_web::HttpResponse;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use oneflow::chat::{anthropic::stop_reason, openai};
+use oneflow_actors::views::ErrorCode;
+use oneflow_actors::{RequestJob, StreamEvent};
+
+use super::error::MessagesResult;
+use crate::state::AppState;
+
+/// The block being written: none yet, text, or the tool call of this
+/// index (OpenAI's numbering of the calls, as the broker's events carry).
+#[derive(Clone, Copy, PartialEq)]
+enum Open {
+    None,
+    Text,
+    Tool(u64),
+}
+
+/// Turns the broker's events into Anthropic's, keeping which block is open
+/// and how many there were.
+struct Writer {
+    out: Vec<u8>,
+    open: Open,
+    /// The index the next block gets.
+    next: u32,
+}
+
+impl Writer {
+    fn event(&mut self, name: &str, data: &Value) {
+        self.out.extend_from_slice(b"event: ");
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.extend_from_slice(b"\ndata: ");
+        // A `Value` always serialises; were it not to, the event would be
+        // cut short, not the stream.
+        let _ = serde_json::to_writer(&mut self.out, data);
+        self.out.extend_from_slice(b"\n\n");
+    }
+
+    fn close(&mut self) {
+        if self.open != Open::None {
+            let index = self.next - 1;
+            self.event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            );
+            self.open = Open::None;
+        }
+    }
+
+    fn start(&mut self, open: Open, block: Value) {
+        self.close();
+        let index = self.next;
+        self.next += 1;
+        self.open = open;
+        self.event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": block}),
+        );
+    }
+
+    fn delta(&mut self, delta: Value) {
+        let index = self.next - 1;
+        self.event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        );
+    }
+
+    /// Writes what `event` says; true if the stream is over.
+    fn write(&mut self, event: Option<StreamEvent>) -> bool {
+        match event {
+            Some(StreamEvent::Delta(text)) => {
+                if self.open != Open::Text {
+                    self.start(Open::Text, json!({"type": "text", "text": ""}));
+                }
+                self.delta(json!({"type": "text_delta", "text": text}));
+                false
+            }
+            Some(StreamEvent::ToolCall(call)) => {
+                let i = call["index"].as_u64().unwrap_or(0);
+                // A call's first piece has its id and name; the rest carry
+                // arguments only.
+                if let Some(id) = call["id"].as_str() {
+                    let name = call["function"]["name"].as_str().unwrap_or_default();
+                    self.start(
+                        Open::Tool(i),
+                        json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
+                    );
+                } else if self.open != Open::Tool(i) {
+                    self.start(
+                        Open::Tool(i),
+                        json!({"type": "tool_use", "id": format!("call_{i}"), "name": "", "input": {}}),
+                    );
+                }
+                let args = call["function"]["arguments"].as_str().unwrap_or_default();
+                if !args.is_empty() {
+                    self.delta(json!({"type": "input_json_delta", "partial_json": args}));
+                }
+                false
+            }
+            Some(StreamEvent::End {
+                finish_reason,
+                stopped,
+                message,
+                usage,
+                cost,
+            }) => {
+                self.close();
+                let stop = openai::stop_reason(&finish_reason).map(stop_reason);
+                let mut delta = json!({
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop.unwrap_or("end_turn"), "stop_sequence": null},
+                    "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+                });
+                if stopped.is_some() {
+                    delta["oneflow"] =
+                        json!({"stopped": stopped, "message": message, "cost": cost});
+                }
+                self.event("message_delta", &delta);
+                match stopped {
+                    None | Some(ErrorCode::HoldExhausted) => {
+                        self.event("message_stop", &json!({"type": "message_stop"}));
+                    }
+                    Some(code) => self.error(&format!(
+                        "{}: {}",
+                        code.as_str(),
+                        message.unwrap_or_default()
+                    )),
+                }
+                true
+            }
+            None => {
+                self.close();
+                self.error("the stream ended before its answer did");
+                true
+            }
+        }
+    }
+
+    fn error(&mut self, message: &str) {
+        self.event(
+            "error",
+            &json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        );
+    }
+}
+
+/// Most events one write of a stream carries.
+const STREAM_COALESCE: usize = 32;
+
+/// Streams the job's answer in Anthropic's events.
+pub(super) async fn stream(s: &AppState, user: &str, job: RequestJob) -> MessagesResult {
+    let start = s.broker.stream(user, job).await?;
+    let mut w = Writer {
+        out: Vec::with_capacity(512),
+        open: Open::None,
+        next: 0,
+    };
+    // The opening: the message, its input usage not yet known (the last
+    // `message_delta` carries both counts).
+    w.event(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": format!("msg_{}", start.request_id), "type": "message", "role": "assistant",
+            "model": start.model, "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }}),
+    );
+    w.event("ping", &json!({"type": "ping"}));
+    // Events already queued when the client's socket is written go out in
+    // one write; nothing waits to be coalesced.
+    let body = futures_util::stream::unfold(
+        (start.events, w, false),
+        |(mut rx, mut w, done)| async move {
+            if done {
+                return None;
+            }
+            let mut event = rx.recv().await;
+            let mut taken = 0;
+            let finished = loop {
+                if w.write(event) {
+                    break true;
+                }
+                taken += 1;
+                if taken == STREAM_COALESCE {
+                    break false;
+                }
+                match rx.try_recv() {
+                    Ok(e) => event = Some(e),
+                    Err(_) => break false,
+                }
+            };
+            let out = Bytes::from(std::mem::replace(&mut w.out, Vec::with_capacity(512)));
+            Some((Ok::<_, actix_web::Error>(out), (rx, w, finished)))
+        },
+    );
+    let mut res = HttpResponse::Ok();
+    res.insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
+        .insert_header(("x-oneflow-quote", start.quote.to_string()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
+        res.insert_header(("x-oneflow-route", v));
+    }
+    Ok(res.streaming(body))
+}
