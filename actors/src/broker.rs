@@ -30,7 +30,9 @@ use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
-use crate::usecase::{Services, budgets, history, job::RequestJob, preferences, status, users};
+use crate::usecase::{
+    Services, budgets, history, job::RequestJob, kept, preferences, status, users,
+};
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
 use crate::views::{RequestOutcome, WalletView};
 use crate::wallet::{IdemKey, IdemLimits, ToppedUp, WalletSettings, Wallets};
@@ -162,6 +164,27 @@ impl Broker {
     /// Starts a streamed chat or completion.
     pub async fn stream(&self, user_id: &str, job: RequestJob) -> Result<StreamStart, BrokerError> {
         stream::start(&self.services, user_id, job).await
+    }
+
+    /// Keeps a response (OpenAI's Responses API) for retrieval while the
+    /// idempotency retention lasts; returns once it is committed.
+    pub async fn keep_response(
+        &self,
+        user_id: &str,
+        id: &str,
+        outcome: Option<&RequestOutcome>,
+        body: String,
+    ) -> Result<(), BrokerError> {
+        kept::keep(&self.services, user_id, id, outcome, body).await
+    }
+
+    /// A kept response's body, if it is still kept.
+    pub async fn kept_response(
+        &self,
+        user_id: &str,
+        id: &str,
+    ) -> Result<Option<String>, BrokerError> {
+        kept::kept(&self.services, user_id, id).await
     }
 
     // Users, credits, budgets, preferences.

@@ -1,6 +1,7 @@
 //! One shape for a chat conversation, whatever format it came in: OpenAI's
 //! chat completions (`openai.rs`) and Anthropic's Messages (`anthropic.rs`)
-//! are each read into it and written from it, so a request that arrives in
+//! are each read into it and written from it (OpenAI's Responses format,
+//! `responses.rs`, is read as a chat completions request), so a request that arrives in
 //! one format can go to a provider that speaks the other.
 //!
 //! The shape keeps what both formats can carry: a system prompt, turns of
@@ -15,6 +16,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 
 use serde_json::Value;
 

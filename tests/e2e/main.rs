@@ -28,6 +28,7 @@ mod metrics;
 mod openapi;
 mod process;
 mod providers;
+mod responses;
 mod restart;
 mod schemathesis;
 mod sdk;

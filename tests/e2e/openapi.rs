@@ -397,6 +397,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     // Every documented request example is a body the server takes.
     let mut tried = 0;
     let mut request_id = None;
+    let mut response_id = None;
     for (method, path) in documented(&doc) {
         let m = method.to_lowercase();
         let Some(schema) = request_schema(&doc, &m, &path) else {
@@ -445,6 +446,9 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             if path == "/api/request" {
                 request_id = body["request_id"].as_str().map(str::to_string);
             }
+            if path == "/v1/responses" {
+                response_id = body["id"].as_str().map(str::to_string);
+            }
         }
         tried += 1;
     }
@@ -452,6 +456,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
 
     // Documented GETs answer with the documented fields.
     let request_id = request_id.expect("the /api/request example ran");
+    let response_id = response_id.expect("the /v1/responses example ran");
     let mut checked = 0;
     for (method, path) in documented(&doc) {
         if method != "GET" {
@@ -462,9 +467,12 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         if ok.get("application/json").is_none() || path == "/api/openapi.json" {
             continue;
         }
-        let mut filled = path
-            .replace("{id}", &request_id)
-            .replace("{kind}", "requests");
+        let id = if path.starts_with("/v1/responses/") {
+            &response_id
+        } else {
+            &request_id
+        };
+        let mut filled = path.replace("{id}", id).replace("{kind}", "requests");
         if path.starts_with("/api/export/") {
             // CSV by default; the JSON form is the one compared here.
             filled.push_str("?format=json");

@@ -82,6 +82,8 @@ pub fn create_app(
         .service(routes::openai::images::images)
         .service(routes::openai::speech::speech)
         .service(routes::openai::models::models)
+        .service(routes::openai::responses::create)
+        .service(routes::openai::responses::retrieve)
         .service(routes::anthropic::messages::count_tokens)
         .service(routes::anthropic::messages::messages)
         .configure(openapi::configure)

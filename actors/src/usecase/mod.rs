@@ -44,6 +44,7 @@ pub mod export;
 pub mod held;
 pub mod history;
 pub mod job;
+pub mod kept;
 pub mod keys;
 pub mod preferences;
 pub mod request;

@@ -41,6 +41,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         ("SpeechRequest", Some(Modality::Audio)),
         ("MessagesRequest", Some(Modality::Text)),
         ("CountTokensRequest", Some(Modality::Text)),
+        ("ResponsesRequest", Some(Modality::Text)),
     ] {
         let props = &mut schemas[schema]["properties"];
         if props.is_null() {
@@ -184,6 +185,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         ("ChatCompletionRequest", "max_completion_tokens", &tokens),
         ("CompletionRequest", "max_tokens", &tokens),
         ("MessagesRequest", "max_tokens", &tokens),
+        ("ResponsesRequest", "max_output_tokens", &tokens),
         (
             "ImageRequest",
             "n",

@@ -121,6 +121,8 @@ pub use document::document;
         v1::v1_images,
         v1::v1_speech,
         v1::v1_models,
+        v1::v1_responses,
+        v1::v1_response,
         anthropic::messages,
         anthropic::count_tokens,
         docs::openapi_json,
@@ -284,6 +286,7 @@ const IDEMPOTENT: &[(&str, bool)] = &[
     ("/v1/images/generations", true),
     ("/v1/audio/speech", true),
     ("/v1/messages", true),
+    ("/v1/responses", true),
     ("/api/credits/add", false),
 ];
 

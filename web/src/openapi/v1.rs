@@ -9,6 +9,7 @@ use crate::routes::openai::chat::ChatBody;
 use crate::routes::openai::completions::CompletionBody;
 use crate::routes::openai::embeddings::EmbeddingBody;
 use crate::routes::openai::images::ImageBody;
+use crate::routes::openai::responses::ResponsesBody;
 use crate::routes::openai::speech::SpeechBody;
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
@@ -97,3 +98,38 @@ pub fn v1_speech() {}
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
     ))]
 pub fn v1_models() {}
+
+#[utoipa::path(post, path = "/v1/responses", tag = "openai",
+    params(RouteHeaders),
+    request_body = ResponsesBody,
+    responses(
+        (status = 200, description = "The response; with `stream: true`, server-sent events: `response.created`, `response.in_progress`, per output item `response.output_item.added`, `response.content_part.added`, `response.output_text.delta` or `response.function_call_arguments.delta`, their `.done` events and `response.output_item.done`, then `response.completed`, `response.incomplete` (the token bound or the hold cut it; a `oneflow` field says when the broker did) or `response.failed`. Kept for `idempotency.retention_hours` unless `store` is false",
+            content(
+                (ResponseObject = "application/json"),
+                (String = "text/event-stream"),
+            ),
+            headers(
+                ("x-oneflow-request-id" = String, description = "The request's id in history"),
+                ("x-oneflow-route" = String, description = "Why this provider was chosen"),
+                ("x-oneflow-cost" = String, description = "Credits charged (not on streams)"),
+                ("x-oneflow-quote" = String, description = "Credits held (streams only)"),
+            )),
+        (status = 400, description = "Invalid request: not the documented JSON, a model no provider serves, or what a chat completion cannot carry (built-in tools, `reasoning` items)", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 404, description = "`previous_response_id` names no response of the caller's that is still kept", body = OpenAiErrorBody),
+        (status = 422, description = "The conversation's parts do not agree (a function output answering no call, a system message after the conversation began), no provider can serve it as asked, or the Idempotency-Key was used with another body", body = OpenAiErrorBody),
+        (status = 429, description = "Provider overloaded, or too many of the user's requests in flight; see Retry-After", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+        (status = 503, description = "Busy or unavailable; see Retry-After", body = OpenAiErrorBody),
+    ))]
+pub fn v1_responses() {}
+
+#[utoipa::path(get, path = "/v1/responses/{id}", tag = "openai",
+    params(("id" = String, Path, description = "The response's id (`resp_...`)")),
+    responses(
+        (status = 200, description = "The response as it was answered", body = ResponseObject),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 404, description = "No response of the caller's with this id is kept (never made, made with `store: false`, another user's, or past the retention)", body = OpenAiErrorBody),
+    ))]
+pub fn v1_response() {}

@@ -177,3 +177,80 @@ pub struct ModelList {
     pub object: String,
     pub data: Vec<Model>,
 }
+
+/// An output item: a `message` (`id`, `status`, `role`, `content` of
+/// `output_text` parts) or a `function_call` (`id`, `call_id`, `name`,
+/// `arguments` as JSON text, `status`).
+#[derive(ToSchema)]
+pub struct OutputItem {
+    #[schema(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub status: String,
+    /// `assistant` (messages).
+    pub role: Option<String>,
+    /// `output_text` parts with `text` and `annotations` (messages).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub content: Option<String>,
+    /// The id a `function_call_output` answers (function calls).
+    pub call_id: Option<String>,
+    pub name: Option<String>,
+    /// A JSON object, as text (function calls).
+    pub arguments: Option<String>,
+}
+
+#[derive(ToSchema)]
+pub struct ResponseUsage {
+    pub input_tokens: u64,
+    /// `{"cached_tokens": 0}`.
+    #[schema(value_type = Object)]
+    pub input_tokens_details: String,
+    pub output_tokens: u64,
+    /// `{"reasoning_tokens": 0}`.
+    #[schema(value_type = Object)]
+    pub output_tokens_details: String,
+    pub total_tokens: u64,
+}
+
+/// A Responses API `response`; the request's settings are echoed after
+/// these fields.
+#[derive(ToSchema)]
+pub struct ResponseObject {
+    /// `resp_<request id>`.
+    pub id: String,
+    /// `response`.
+    pub object: String,
+    pub created_at: u64,
+    /// `completed` or `incomplete` (then `incomplete_details.reason` says
+    /// why: `max_output_tokens`, `content_filter`).
+    pub status: String,
+    pub model: String,
+    pub output: Vec<OutputItem>,
+    pub usage: Option<ResponseUsage>,
+    /// Always null on a response that was answered.
+    #[schema(value_type = Option<Object>)]
+    pub error: Option<String>,
+    /// `{"reason"}` when `status` is `incomplete`.
+    #[schema(value_type = Option<Object>)]
+    pub incomplete_details: Option<String>,
+    pub store: bool,
+    // The request's settings, echoed (defaults where it gave none).
+    pub instructions: Option<String>,
+    pub max_output_tokens: Option<u32>,
+    #[schema(value_type = Object)]
+    pub metadata: String,
+    pub parallel_tool_calls: bool,
+    pub previous_response_id: Option<String>,
+    pub temperature: f64,
+    pub top_p: f64,
+    #[schema(value_type = Object)]
+    pub text: String,
+    /// `auto`, `none`, `required` or `{"type": "function", "name"}`.
+    #[schema(schema_with = crate::routes::openai::items::tool_choice)]
+    pub tool_choice: String,
+    #[schema(value_type = Vec<Object>)]
+    pub tools: String,
+    /// `disabled`.
+    pub truncation: String,
+    pub user: Option<String>,
+}

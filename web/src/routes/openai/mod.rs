@@ -3,7 +3,7 @@
 //! shapes, so existing SDKs work unchanged.
 //!
 //! One file per resource (`chat`, `completions`, `embeddings`, `images`,
-//! `speech`, `models`); `stream` writes server-sent events, `error` is
+//! `speech`, `models`, `responses` with `responses_stream` and `items`); `stream` writes server-sent events, `error` is
 //! OpenAI's error shape. What several resources share is here.
 
 pub mod chat;
@@ -11,7 +11,10 @@ pub mod completions;
 pub mod embeddings;
 pub mod error;
 pub mod images;
+pub(crate) mod items;
 pub mod models;
+pub mod responses;
+mod responses_stream;
 pub mod speech;
 pub mod stream;
 
