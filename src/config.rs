@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest accepted request body, in bytes (bigger gets 413).
     pub max_body_bytes: usize,
+    /// Largest image part of a chat, in bytes as decoded (bigger gets
+    /// 413 `image_too_large`): 5 MiB by default, the smaller of OpenAI's
+    /// and Anthropic's bounds, since a chat may go to either. Only bites
+    /// when `max_body_bytes` is raised past it.
+    pub max_image_bytes: usize,
     /// Longest accepted prompt, in characters.
     pub max_prompt_chars: usize,
     /// Seconds a client has to send its request head.
@@ -211,6 +216,7 @@ impl Default for ServerConfig {
             data_dir: "./data".into(),
             workers: 0,
             max_body_bytes: 1 << 20,
+            max_image_bytes: 5 << 20,
             max_prompt_chars: 200_000,
             client_request_timeout_secs: 5,
             shutdown_timeout_secs: 30,
@@ -294,6 +300,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_image_bytes < 1024 {
+            return Err(bad("server.max_image_bytes", "must be at least 1024"));
         }
         if self.server.max_exports == 0 || self.server.max_exports_per_user == 0 {
             return Err(bad(

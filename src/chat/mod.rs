@@ -175,6 +175,21 @@ impl ChatRequest {
         out
     }
 
+    /// The largest inline image's size in bytes, as decoded (an address
+    /// counts as its length: the provider fetches it).
+    pub fn largest_image(&self) -> usize {
+        self.turns
+            .iter()
+            .flat_map(|t| &t.parts)
+            .filter_map(|p| match p {
+                Part::Image(Image::Base64 { data, .. }) => Some(data.len() / 4 * 3),
+                Part::Image(Image::Url(u)) => Some(u.len()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// How many image parts the conversation holds.
     pub fn images(&self) -> usize {
         self.turns

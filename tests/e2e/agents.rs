@@ -311,3 +311,49 @@ async fn the_openai_sdk_runs_tools_n_json_and_images_and_the_ledger_agrees() {
     assert_ledger_balances(&ledger, s.balance(&key).await);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn an_image_part_over_the_bound_is_413_in_every_format() {
+    let s = TestServer::start_with(|c| {
+        c.server.max_body_bytes = 1 << 20;
+        c.server.max_image_bytes = 2048;
+    });
+    let (_, key) = s.user("pictures", "100").await;
+    let data = "A".repeat(4096);
+    let url = format!("data:image/png;base64,{data}");
+    let small = format!("data:image/png;base64,{}", "A".repeat(1024));
+    let chat = |u: &str| {
+        json!({"model": "gpt", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": u}}]}]})
+    };
+    let (st, v) = s.post(&key, "/v1/chat/completions", chat(&small)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let bodies = [
+        ("/v1/chat/completions", chat(&url)),
+        (
+            "/v1/messages",
+            json!({"model": "gpt", "max_tokens": 10, "messages": [{"role": "user", "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}]}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt", "input": [{"role": "user", "content": [
+                {"type": "input_image", "image_url": url}]}]}),
+        ),
+    ];
+    for (path, body) in bodies {
+        let (st, v) = s.post(&key, path, body).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {v}");
+        let code = v["error"]["code"].as_str().unwrap();
+        assert_eq!(code, "image_too_large", "{path}: {v}");
+    }
+    // Only the image within the bound was served and charged.
+    assert_eq!(
+        s.balance(&key).await,
+        Credits::from_credits(100) - charged(&s, &key).await
+    );
+    let charges = s.ledger(&key).await;
+    let charges = charges.iter().filter(|e| e.kind == EntryKind::Charge);
+    assert_eq!(charges.count(), 1);
+    s.stop().await;
+}

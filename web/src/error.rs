@@ -41,6 +41,9 @@ pub enum ApiError {
     Inconsistent(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// An image part over `server.max_image_bytes`.
+    #[error("an image part is larger than {0} bytes")]
+    ImageTooLarge(usize),
     #[error("{0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::InvalidRange(_) => "invalid_range",
             ApiError::Inconsistent(_) => "inconsistent_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::ImageTooLarge(_) => "image_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::Broker(e) => e.code(),
@@ -100,7 +104,9 @@ impl ResponseError for ApiError {
             ApiError::InvalidRange(_) | ApiError::Inconsistent(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::ImageTooLarge(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Broker(e) => status_of(e),

@@ -17,7 +17,7 @@ use super::error::{AnthropicError, MessagesResult};
 use super::stream::stream;
 use crate::error::ApiError;
 use crate::routes::openai::chat::IMAGE_TOKENS;
-use crate::routes::openai::{RouteWish, body, ok, preview, route_wish, settled};
+use crate::routes::openai::{RouteWish, body, images_within, ok, preview, route_wish, settled};
 use crate::routes::{TextOr, text_or_objects};
 use crate::state::AppState;
 
@@ -293,6 +293,7 @@ pub async fn messages(
         }
     }
     let chat = conversation(&value, s.broker.config().server.max_prompt_chars)?;
+    images_within(&chat, &s)?;
     let mut extra: Map<String, Value> = value
         .as_object()
         .into_iter()

@@ -16,7 +16,8 @@ use oneflow_actors::{Operation, Output, RequestJob};
 use super::error::{OpenAiError, V1Result};
 use super::stream::{Kind, stream};
 use super::{
-    RouteWish, StreamOptions, body, caller, created, ok, preview, route_wish, settled, usage_json,
+    RouteWish, StreamOptions, body, caller, created, images_within, ok, preview, route_wish,
+    settled, usage_json,
 };
 use crate::error::ApiError;
 use crate::routes::TextOr;
@@ -280,6 +281,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let user = caller(&req).await?;
     let (value, idem): (Value, _) = body(&s, &req, payload).await?;
     let (b, chat) = read(&value, s.broker.config().server.max_prompt_chars)?;
+    images_within(&chat, &s)?;
     let (strategy, constraints) = route_wish(&req, b.oneflow)?;
     let n = b.n.unwrap_or(1);
     let extra: Map<String, Value> = value

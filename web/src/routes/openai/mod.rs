@@ -299,6 +299,18 @@ fn usage_json(o: &RequestOutcome) -> Value {
     json!({"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o})
 }
 
+/// Refuses a chat with an image part over `server.max_image_bytes`.
+pub(crate) fn images_within(
+    chat: &oneflow::chat::ChatRequest,
+    s: &AppState,
+) -> Result<(), ApiError> {
+    let max = s.broker.config().server.max_image_bytes;
+    if chat.largest_image() > max {
+        return Err(ApiError::ImageTooLarge(max));
+    }
+    Ok(())
+}
+
 pub(crate) fn preview(text: &str) -> String {
     text.chars().take(200).collect()
 }

@@ -18,7 +18,7 @@ use super::chat::IMAGE_TOKENS;
 use super::error::V1Result;
 use super::items;
 use super::responses_stream::stream;
-use super::{RouteWish, body, caller, created, ok, preview, route_wish, settled};
+use super::{RouteWish, body, caller, created, images_within, ok, preview, route_wish, settled};
 use crate::error::ApiError;
 use crate::routes::TextOr;
 use crate::state::AppState;
@@ -328,6 +328,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
             ApiError::Inconsistent("`input` holds no user or assistant message".into()).into(),
         );
     }
+    images_within(&chat, &s)?;
     let max_chars = s.broker.config().server.max_prompt_chars;
     if chat.text().chars().count() > max_chars {
         return Err(
