@@ -49,6 +49,9 @@ pub struct ServerConfig {
     /// and Anthropic's bounds, since a chat may go to either. Only bites
     /// when `max_body_bytes` is raised past it.
     pub max_image_bytes: usize,
+    /// Largest transcription upload (`multipart/form-data`), in bytes:
+    /// 25 MiB by default, OpenAI's own bound. Bigger gets 413.
+    pub max_audio_bytes: usize,
     /// Longest accepted prompt, in characters.
     pub max_prompt_chars: usize,
     /// Seconds a client has to send its request head.
@@ -217,6 +220,7 @@ impl Default for ServerConfig {
             workers: 0,
             max_body_bytes: 1 << 20,
             max_image_bytes: 5 << 20,
+            max_audio_bytes: 25 << 20,
             max_prompt_chars: 200_000,
             client_request_timeout_secs: 5,
             shutdown_timeout_secs: 30,
@@ -300,6 +304,9 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024"));
+        }
+        if self.server.max_audio_bytes < 1024 {
+            return Err(bad("server.max_audio_bytes", "must be at least 1024"));
         }
         if self.server.max_image_bytes < 1024 {
             return Err(bad("server.max_image_bytes", "must be at least 1024"));

@@ -5,6 +5,7 @@
 //! rule is testable in microseconds and the runtime can be replaced.
 
 pub mod analytics;
+pub mod audio;
 pub mod budget;
 pub mod chat;
 pub mod choice;

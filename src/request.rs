@@ -293,6 +293,10 @@ pub enum Ask {
     Speech {
         input: String,
     },
+    /// Speech to text (or to English), billed by the recording's seconds.
+    Transcription {
+        seconds: u64,
+    },
 }
 
 impl Ask {
@@ -300,7 +304,7 @@ impl Ask {
         match self {
             Ask::Chat { .. } | Ask::Completion { .. } | Ask::Embedding { .. } => Modality::Text,
             Ask::Image { .. } => Modality::Image,
-            Ask::Speech { .. } => Modality::Audio,
+            Ask::Speech { .. } | Ask::Transcription { .. } => Modality::Audio,
         }
     }
 
@@ -379,6 +383,7 @@ impl Ask {
                 usage.input_tokens = input.chars().count() as u64;
                 usage.seconds = u64::from(q.default_seconds);
             }
+            Ask::Transcription { seconds } => usage.seconds = *seconds,
         }
         let quote = p.rates.cost(&usage, size.as_deref())?;
         Ok(Plan {

@@ -12,7 +12,7 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
-fn random_hex(bytes: usize) -> String {
+pub(crate) fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     // The OS random source failing is unrecoverable for key generation; fall
     // back to a time-derived value only for ids, never for keys (see `api_key`).

@@ -33,6 +33,7 @@ mod restart;
 mod schemathesis;
 mod sdk;
 mod storage_faults;
+mod transcriptions;
 #[allow(dead_code)]
 mod upstream;
 mod upstream_selftest;

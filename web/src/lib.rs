@@ -81,6 +81,8 @@ pub fn create_app(
         .service(routes::openai::embeddings::embeddings)
         .service(routes::openai::images::images)
         .service(routes::openai::speech::speech)
+        .service(routes::openai::transcriptions::transcriptions)
+        .service(routes::openai::transcriptions::translations)
         .service(routes::openai::models::models)
         .service(routes::openai::responses::create)
         .service(routes::openai::responses::retrieve)

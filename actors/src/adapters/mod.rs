@@ -8,11 +8,13 @@
 
 pub mod anthropic;
 pub mod openai;
+mod operation;
 mod pieces;
 pub mod simulated;
 pub mod sse;
 pub mod stability;
 
+pub use operation::Operation;
 pub(crate) use pieces::pieces;
 
 use std::time::Duration;
@@ -22,95 +24,9 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use oneflow::chat::{ChatRequest, Part, Role, Turn};
 use oneflow::config::{ProviderConfig, ProviderKind};
 use oneflow::pricing::Usage;
 use oneflow::request::Plan;
-
-/// What the upstream is asked to do.
-#[derive(Clone, Debug)]
-pub enum Operation {
-    Chat {
-        /// The conversation, tools and settings both chat formats share
-        /// (its own `max_tokens` is the client's wish; the field below is
-        /// what the plan allows).
-        chat: ChatRequest,
-        max_tokens: u32,
-        /// Answers asked for (OpenAI's `n`), each up to `max_tokens`.
-        n: u32,
-        /// Fields the shared shape does not hold (`response_format`,
-        /// `seed`, `logprobs`, fields newer than OneFlow...), passed to
-        /// OpenAI-compatible upstreams as given; a provider of another
-        /// format is not planned for a request that has any it cannot
-        /// carry.
-        extra: serde_json::Map<String, serde_json::Value>,
-    },
-    Completion {
-        prompt: String,
-        max_tokens: u32,
-        extra: serde_json::Map<String, serde_json::Value>,
-    },
-    Embedding {
-        input: Vec<String>,
-        extra: serde_json::Map<String, serde_json::Value>,
-    },
-    Image {
-        prompt: String,
-        n: u32,
-        size: String,
-        extra: serde_json::Map<String, serde_json::Value>,
-    },
-    Speech {
-        input: String,
-        voice: String,
-        extra: serde_json::Map<String, serde_json::Value>,
-    },
-    /// Audio or video clips of the native API (simulated providers).
-    Clip { prompt: String, seconds: u32 },
-}
-
-impl Operation {
-    /// A chat of one user text, as the native API and probes ask.
-    pub fn ask(prompt: String, max_tokens: u32) -> Operation {
-        Operation::Chat {
-            chat: ChatRequest {
-                turns: vec![Turn {
-                    role: Role::User,
-                    parts: vec![Part::Text(prompt)],
-                }],
-                ..ChatRequest::default()
-            },
-            max_tokens,
-            n: 1,
-            extra: Default::default(),
-        }
-    }
-
-    /// The text the request is about, for previews, the simulator and
-    /// counting a cut stream's prompt: a chat's system prompt, texts, tool
-    /// results and tool calls' inputs.
-    pub fn prompt_text(&self) -> String {
-        match self {
-            Operation::Chat { chat, .. } => chat.text(),
-            Operation::Completion { prompt, .. }
-            | Operation::Image { prompt, .. }
-            | Operation::Clip { prompt, .. } => prompt.clone(),
-            Operation::Embedding { input, .. } => input.join("\n"),
-            Operation::Speech { input, .. } => input.clone(),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::Chat { .. } => "chat",
-            Operation::Completion { .. } => "completion",
-            Operation::Embedding { .. } => "embedding",
-            Operation::Image { .. } => "image",
-            Operation::Speech { .. } => "speech",
-            Operation::Clip { .. } => "clip",
-        }
-    }
-}
 
 /// A call as an adapter sees it.
 #[derive(Clone, Debug)]

@@ -36,11 +36,71 @@ impl OpenAi {
     }
 
     fn post(&self, path: &str, body: &Value) -> reqwest::RequestBuilder {
-        let b = self.client.post(url(&self.base, path)).json(body);
+        self.keyed(self.client.post(url(&self.base, path)).json(body))
+    }
+
+    fn keyed(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.key {
             Some(k) => b.bearer_auth(k),
             None => b,
         }
+    }
+
+    /// A transcription's upload: `multipart/form-data` with the model, the
+    /// file and the fields given, asking for JSON.
+    fn upload(&self, model: &str, op: &Operation) -> Option<reqwest::RequestBuilder> {
+        let Operation::Transcription {
+            audio,
+            file_name,
+            translate,
+            fields,
+            ..
+        } = op
+        else {
+            return None;
+        };
+        // Random, so that no uploaded file can hold it and add fields.
+        let boundary = format!("oneflow-{}", crate::ids::random_hex(16));
+        let mut body = Vec::with_capacity(audio.len() + 512);
+        let mut field = |name: &str, value: &str| {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+                    .as_bytes(),
+            );
+        };
+        field("model", model);
+        field("response_format", "json");
+        for (k, v) in fields {
+            field(k, v);
+        }
+        // The name is ours to write: quotes and line breaks would break
+        // the part's head.
+        let name: String = file_name
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\'))
+            .collect();
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(audio);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let path = if *translate {
+            "audio/translations"
+        } else {
+            "audio/transcriptions"
+        };
+        Some(
+            self.keyed(
+                self.client
+                    .post(url(&self.base, path))
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        format!("multipart/form-data; boundary={boundary}"),
+                    )
+                    .body(body),
+            ),
+        )
     }
 }
 
@@ -116,6 +176,8 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<(&'static str, Valu
             ),
         ),
         Operation::Clip { .. } => return Err("make audio or video clips".into()),
+        // Sent as a form (`OpenAi::upload`), not as JSON.
+        Operation::Transcription { .. } => return Err("take transcriptions as JSON".into()),
     })
 }
 
@@ -251,6 +313,23 @@ fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, Cal
             };
             (Output::Images(data), usage)
         }
+        Operation::Transcription { seconds, .. } => {
+            let text = v
+                .get("text")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| malformed(provider, "no text"))?;
+            let output = Output::Text {
+                text: text.to_string(),
+                finish_reason: "stop".into(),
+            };
+            // Billed by the seconds OneFlow read from the file, which the
+            // quote held for.
+            let usage = Usage {
+                seconds: *seconds,
+                ..Usage::default()
+            };
+            (output, usage)
+        }
         Operation::Speech { .. } | Operation::Clip { .. } => {
             return Err(malformed(provider, "unexpected JSON"));
         }
@@ -267,7 +346,10 @@ impl Adapter for OpenAi {
         let name = self.name.clone();
         let key = self.key.clone();
         let max_body = self.max_body;
-        let built = body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b));
+        let built = match self.upload(&req.model, &req.op) {
+            Some(form) => Ok(form),
+            None => body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b)),
+        };
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
             if let Operation::Speech { input, .. } = &req.op {

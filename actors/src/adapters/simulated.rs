@@ -182,6 +182,31 @@ pub fn simulate(req: &CallRequest) -> CallResult {
             };
             (Output::Embeddings(data), usage)
         }
+        (
+            Operation::Transcription {
+                seconds, translate, ..
+            },
+            _,
+        ) => {
+            let what = if *translate {
+                "translation"
+            } else {
+                "transcript"
+            };
+            let text = format!("Simulated {what} of {seconds} seconds of audio.");
+            let usage = Usage {
+                seconds: *seconds,
+                ..Usage::default()
+            };
+            let finish_reason = "stop".into();
+            (
+                Output::Text {
+                    text,
+                    finish_reason,
+                },
+                usage,
+            )
+        }
         (Operation::Chat { chat, n, extra, .. }, Modality::Text) => {
             let per_answer = plan.max_usage.output_tokens / u64::from((*n).max(1));
             chat_answer(chat, *n, extra, &prompt, per_answer)

@@ -184,6 +184,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body as JSON; `Value::Null` if it is empty or not JSON.
     pub body: Value,
+    /// The body as sent (forms, uploads).
+    pub raw_body: Vec<u8>,
 }
 
 impl Recorded {
@@ -218,6 +220,7 @@ impl Shared {
     fn record(&self, r: &Request) {
         let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         self.requests.lock().unwrap().push(Recorded {
+            raw_body: r.body.clone(),
             method: r.method.clone(),
             path: r.path.clone(),
             headers: r.headers.clone(),

@@ -92,6 +92,9 @@ pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
     if req.method != "POST" {
         return not_found(req);
     }
+    if req.path == "/v1/audio/transcriptions" || req.path == "/v1/audio/translations" {
+        return transcription(req);
+    }
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return bad("We could not parse the JSON body of your request.");
     };
@@ -110,6 +113,34 @@ pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
         "/v1/audio/speech" => speech(&body),
         _ => not_found(req),
     }
+}
+
+/// A transcription upload: a form with `model` and a `file` part, as
+/// OpenAI takes it; the answer names the file's size.
+fn transcription(req: &Request) -> Route {
+    let ct = req.header("content-type").unwrap_or_default();
+    if !ct.starts_with("multipart/form-data; boundary=") {
+        return bad("Expected multipart/form-data.");
+    }
+    let body = String::from_utf8_lossy(&req.body);
+    if !body.contains("name=\"model\"") {
+        return bad("you must provide a model parameter");
+    }
+    let Some(at) = body.find("name=\"file\"") else {
+        return bad("you must provide a file");
+    };
+    if !body[at..].contains("RIFF") {
+        return bad("Invalid file format.");
+    }
+    let what = if req.path.ends_with("translations") {
+        "translation"
+    } else {
+        "transcript"
+    };
+    Route::Fixed(Reply::json(
+        200,
+        &json!({"text": format!("mock {what} of {} bytes", req.body.len())}),
+    ))
 }
 
 fn not_found(req: &Request) -> Route {

@@ -42,6 +42,7 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         ("MessagesRequest", Some(Modality::Text)),
         ("CountTokensRequest", Some(Modality::Text)),
         ("ResponsesRequest", Some(Modality::Text)),
+        ("TranscriptionForm", Some(Modality::Audio)),
     ] {
         let props = &mut schemas[schema]["properties"];
         if props.is_null() {

@@ -122,6 +122,8 @@ pub use document::document;
         v1::v1_speech,
         v1::v1_models,
         v1::v1_responses,
+        v1::v1_transcriptions,
+        v1::v1_translations,
         v1::v1_response,
         anthropic::messages,
         anthropic::count_tokens,
@@ -287,6 +289,8 @@ const IDEMPOTENT: &[(&str, bool)] = &[
     ("/v1/audio/speech", true),
     ("/v1/messages", true),
     ("/v1/responses", true),
+    ("/v1/audio/transcriptions", true),
+    ("/v1/audio/translations", true),
     ("/api/credits/add", false),
 ];
 

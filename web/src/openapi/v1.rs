@@ -11,6 +11,7 @@ use crate::routes::openai::embeddings::EmbeddingBody;
 use crate::routes::openai::images::ImageBody;
 use crate::routes::openai::responses::ResponsesBody;
 use crate::routes::openai::speech::SpeechBody;
+use crate::routes::openai::transcriptions::Form;
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
     params(RouteHeaders),
@@ -133,3 +134,39 @@ pub fn v1_responses() {}
         (status = 404, description = "No response of the caller's with this id is kept (never made, made with `store: false`, another user's, or past the retention)", body = OpenAiErrorBody),
     ))]
 pub fn v1_response() {}
+
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
+    params(RouteHeaders),
+    request_body(content = Form, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The text (`response_format=text`: the bare text), charged by the recording's seconds (started seconds count)",
+            content(
+                (Transcription = "application/json"),
+                (String = "text/plain"),
+            )),
+        (status = 400, description = "Invalid request: not a form, `model` or `file` missing, a field this form does not have, `response_format` other than `json` or `text`, `temperature` outside 0 to 1, a model no provider serves", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 413, description = "Upload larger than `server.max_audio_bytes`", body = OpenAiErrorBody),
+        (status = 422, description = "The file is not a recording whose length can be read (`inconsistent_request`: WAV only), no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_transcriptions() {}
+
+#[utoipa::path(post, path = "/v1/audio/translations", tag = "openai",
+    params(RouteHeaders),
+    request_body(content = Form, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "The recording's speech as English text (`response_format=text`: the bare text), charged by its seconds",
+            content(
+                (Transcription = "application/json"),
+                (String = "text/plain"),
+            )),
+        (status = 400, description = "Invalid request: as for transcriptions", body = OpenAiErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
+        (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
+        (status = 413, description = "Upload larger than `server.max_audio_bytes`", body = OpenAiErrorBody),
+        (status = 422, description = "The file is not a recording whose length can be read (WAV only), no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
+        (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
+    ))]
+pub fn v1_translations() {}

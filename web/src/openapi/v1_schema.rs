@@ -254,3 +254,19 @@ pub struct ResponseObject {
     pub truncation: String,
     pub user: Option<String>,
 }
+
+#[derive(ToSchema)]
+pub struct DurationUsage {
+    /// `duration`.
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// Whole seconds charged.
+    pub seconds: u64,
+}
+
+/// A transcription or translation.
+#[derive(ToSchema)]
+pub struct Transcription {
+    pub text: String,
+    pub usage: DurationUsage,
+}

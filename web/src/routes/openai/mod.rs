@@ -3,7 +3,8 @@
 //! shapes, so existing SDKs work unchanged.
 //!
 //! One file per resource (`chat`, `completions`, `embeddings`, `images`,
-//! `speech`, `models`, `responses` with `responses_stream` and `items`); `stream` writes server-sent events, `error` is
+//! `speech`, `transcriptions`, `models`, `responses` with `responses_stream` and
+//! `items`); `stream` writes server-sent events, `error` is
 //! OpenAI's error shape. What several resources share is here.
 
 pub mod chat;
@@ -17,6 +18,7 @@ pub mod responses;
 mod responses_stream;
 pub mod speech;
 pub mod stream;
+pub mod transcriptions;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
