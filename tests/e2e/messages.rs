@@ -572,3 +572,51 @@ async fn the_anthropic_sdk_creates_streams_calls_tools_counts_and_fails_cleanly(
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() {
+    let python = crate::tools::sdk_python();
+    let claude = MockUpstream::start(Kind::Anthropic);
+    let openai = MockUpstream::start(Kind::OpenAi);
+    let s = two_formats(&openai, &claude);
+    let (_, key) = s.user("anthropic-sdk-upstream", "1000").await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/anthropic_sdk.py");
+    let (base, k) = (s.url.clone(), key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("ONEFLOW_BASE_URL", base)
+            .env("ONEFLOW_KEY", k)
+            .env("ONEFLOW_CHAT_MODEL", "mock-claude")
+            .env("ONEFLOW_UPSTREAM", "1")
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK script failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["bad_request"], "BadRequestError", "{report}");
+    // Each charge is the usage the SDK reported times the rate card
+    // (0.001 a prompt token, 0.003 a completion token).
+    let tokens = |k: &str| -> Vec<i64> {
+        report[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap())
+            .collect()
+    };
+    let want: Vec<Credits> = tokens("input_tokens")
+        .into_iter()
+        .zip(tokens("output_tokens"))
+        .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
+        .collect();
+    assert_eq!(want.len(), 2, "{report}");
+    assert_eq!(charges(&s, &key).await, want);
+    assert_eq!(claude.request_count(), 2);
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

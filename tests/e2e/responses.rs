@@ -399,3 +399,60 @@ async fn the_openai_sdk_creates_streams_calls_and_retrieves_responses() {
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_report() {
+    let python = crate::tools::sdk_python();
+    let up = MockUpstream::start(Kind::OpenAi);
+    let p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["mock-chat"],
+    );
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("responses-sdk-upstream", "1000").await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/sdk/openai_responses.py"
+    );
+    let (base, k) = (format!("{}/v1", s.url), key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .env("ONEFLOW_BASE_URL", base)
+            .env("ONEFLOW_KEY", k)
+            .env("ONEFLOW_CHAT_MODEL", "mock-chat")
+            .env("ONEFLOW_UPSTREAM", "1")
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the SDK script failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = |k: &str| -> Vec<i64> {
+        report[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap())
+            .collect()
+    };
+    // 0.001 a prompt token, 0.003 a completion token.
+    let want: Vec<Credits> = tokens("input_tokens")
+        .into_iter()
+        .zip(tokens("output_tokens"))
+        .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
+        .collect();
+    assert_eq!(want.len(), 2, "{report}");
+    assert_eq!(charges(&s, &key).await, want);
+    // Both went upstream as chat completions.
+    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/v1/chat/completions", "/v1/chat/completions"]);
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
