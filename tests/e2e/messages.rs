@@ -620,3 +620,85 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+/// Reads a stream until `marker` has come `n` times, then goes away; the
+/// request's id.
+async fn leave_after(res: reqwest::Response, marker: &str, n: usize) -> String {
+    use futures_util::StreamExt;
+    let id = res.headers()["x-oneflow-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let mut body = res.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches(marker).count() < n {
+        seen.push_str(std::str::from_utf8(&body.next().await.unwrap().unwrap()).unwrap());
+    }
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_leaves_a_messages_or_responses_stream_pays_for_what_was_delivered() {
+    let claude = MockUpstream::start(Kind::Anthropic);
+    let openai = MockUpstream::start(Kind::OpenAi);
+    for up in [&claude, &openai] {
+        up.set_default(Behavior::Endless {
+            delay: Duration::from_millis(20),
+        });
+    }
+    let s = two_formats(&openai, &claude);
+    let (_, key) = s.user("leaver-both", "100").await;
+    let messages = send(&s, &key, "/v1/messages", &json!({"model": "mock-claude",
+        "max_tokens": 1000, "stream": true, "messages": [{"role": "user", "content": "talk a while"}]}))
+    .await;
+    let responses = s
+        .http
+        .post(format!("{}/v1/responses", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "mock-chat", "input": "talk a while",
+                      "max_output_tokens": 1000, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    let ids = [
+        leave_after(messages, "text_delta", 5).await,
+        leave_after(responses, "response.output_text.delta", 5).await,
+    ];
+    // Each upstream call is cancelled, and each request settled for what
+    // was sent: far less than its hold for 1,000 tokens.
+    assert!(
+        claude
+            .wait_for_disconnects(1, Duration::from_secs(10))
+            .await
+    );
+    assert!(
+        openai
+            .wait_for_disconnects(1, Duration::from_secs(10))
+            .await
+    );
+    let mut costs = Vec::new();
+    for id in ids {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let r = loop {
+            let (st, v) = s.get(&key, &format!("/api/history/requests/{id}")).await;
+            if st == StatusCode::OK {
+                break v;
+            }
+            assert!(std::time::Instant::now() < deadline, "never settled: {v}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let out = r["usage"]["output_tokens"].as_i64().unwrap();
+        assert!((5..1000).contains(&out), "{r}");
+        let cost = credits(&r["cost"]);
+        let input = r["usage"]["input_tokens"].as_i64().unwrap();
+        assert_eq!(cost, Credits(input * 1_000 + out * 3_000), "{r}");
+        assert!(cost < credits(&r["quote"]));
+        costs.push(cost);
+    }
+    let mut charged = charges(&s, &key).await;
+    charged.sort();
+    costs.sort();
+    assert_eq!(charged, costs);
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
