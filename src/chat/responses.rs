@@ -22,10 +22,11 @@ pub struct Read {
     /// OpenAI-compatible upstreams: `response_format`, `reasoning_effort`,
     /// `service_tier`, `user`.
     pub extra: Map<String, Value>,
-    /// The conversation without the instructions (the previous response's,
-    /// then this input), as chat messages: what a stored response keeps,
-    /// with its answer after it.
-    pub messages: Vec<Value>,
+    /// The conversation without the instructions as Responses items (the
+    /// previous response's, then this input): what a kept response keeps,
+    /// with its output after it, and what an upstream that speaks the
+    /// Responses API is sent as `input`.
+    pub items: Vec<Value>,
 }
 
 /// Top-level fields taken only at the value that changes nothing here.
@@ -159,7 +160,7 @@ fn tool(t: &Value, i: usize) -> Result<Value, TranslateError> {
 }
 
 /// Reads a Responses request, after the conversation of the response it
-/// continues (`previous`, as chat messages).
+/// continues (`previous`, as items).
 pub fn read_request(v: &Value, previous: &[Value]) -> Result<Read, TranslateError> {
     let o = v
         .as_object()
@@ -170,23 +171,23 @@ pub fn read_request(v: &Value, previous: &[Value]) -> Result<Read, TranslateErro
     {
         return Err(bad(format!("`{k}` cannot be carried to a chat completion")));
     }
-    let mut messages = previous.to_vec();
+    let mut items = previous.to_vec();
     match &v["input"] {
-        Value::String(s) => messages.push(json!({"role": "user", "content": s})),
-        Value::Array(items) => {
-            for (i, it) in items.iter().enumerate() {
-                messages.push(item(it, i)?);
-            }
-        }
+        Value::String(s) => items.push(json!({"role": "user", "content": s})),
+        Value::Array(given) => items.extend(given.iter().cloned()),
         _ => return Err(bad("`input` must be text or an array of items")),
     }
-    let mut all = Vec::with_capacity(messages.len() + 1);
+    let mut all = Vec::with_capacity(items.len() + 1);
     match &v["instructions"] {
         Value::Null => {}
         Value::String(s) => all.push(json!({"role": "system", "content": s})),
         _ => return Err(bad("`instructions` must be text")),
     }
-    all.extend(messages.iter().cloned());
+    for (i, it) in items.iter().enumerate() {
+        // Positions past the previous response's are the input's own.
+        let at = i.checked_sub(previous.len()).unwrap_or(i);
+        all.push(item(it, at)?);
+    }
     let mut chat = Map::new();
     chat.insert("model".into(), v["model"].clone());
     chat.insert("messages".into(), Value::Array(all));
@@ -266,7 +267,7 @@ pub fn read_request(v: &Value, previous: &[Value]) -> Result<Read, TranslateErro
     Ok(Read {
         chat: Value::Object(chat),
         extra,
-        messages,
+        items,
     })
 }
 
@@ -307,4 +308,46 @@ pub fn status(finish_reason: &str) -> (&'static str, Value) {
         "content_filter" => ("incomplete", json!({"reason": "content_filter"})),
         _ => ("completed", Value::Null),
     }
+}
+
+/// A whole Responses answer (`output` items, `status`, `usage`) as an
+/// OpenAI chat choice, as the broker keeps answers: the messages' text,
+/// the function calls as `tool_calls`, the status as a finish reason; and
+/// its input and output tokens.
+pub fn choice_of(v: &Value) -> (Value, u64, u64) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for it in v["output"].as_array().into_iter().flatten() {
+        match it["type"].as_str() {
+            Some("message") => {
+                for p in it["content"].as_array().into_iter().flatten() {
+                    text.push_str(p["text"].as_str().unwrap_or_default());
+                }
+            }
+            Some("function_call") => calls.push(json!({
+                "id": it["call_id"], "type": "function",
+                "function": {"name": it["name"], "arguments": it["arguments"]},
+            })),
+            _ => {}
+        }
+    }
+    let finish = match (
+        v["status"].as_str(),
+        v["incomplete_details"]["reason"].as_str(),
+    ) {
+        (Some("incomplete"), Some("content_filter")) => "content_filter",
+        (Some("incomplete"), _) => "length",
+        _ if !calls.is_empty() => "tool_calls",
+        _ => "stop",
+    };
+    let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }});
+    if !calls.is_empty() {
+        message["tool_calls"] = json!(calls);
+    }
+    let u = &v["usage"];
+    (
+        json!({"index": 0, "message": message, "finish_reason": finish, "logprobs": null}),
+        u["input_tokens"].as_u64().unwrap_or(0),
+        u["output_tokens"].as_u64().unwrap_or(0),
+    )
 }

@@ -242,12 +242,12 @@ pub(crate) struct ResponsesBody {
 }
 
 /// What a kept response holds: the response as answered, and the
-/// conversation that led to it with its answer (chat messages, without the
-/// instructions) for a response that continues it.
+/// conversation that led to it with its output (Responses items, without
+/// the instructions) for a response that continues it.
 #[derive(serde::Serialize, Deserialize)]
 struct Kept {
     response: Value,
-    messages: Vec<Value>,
+    items: Vec<Value>,
 }
 
 async fn kept(s: &AppState, user: &str, id: &str) -> Result<Kept, ApiError> {
@@ -316,7 +316,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         return Err(ApiError::BadRequest("`max_output_tokens` must be at least 1".into()).into());
     }
     let previous = match &b.previous_response_id {
-        Some(id) => kept(&s, &user, id).await?.messages,
+        Some(id) => kept(&s, &user, id).await?.items,
         None => Vec::new(),
     };
     let read = responses::read_request(&value, &previous)
@@ -369,7 +369,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     };
     let store = b.store.unwrap_or(true);
     if b.stream.unwrap_or(false) {
-        return stream(&s, &user, job, value, read.messages, store).await;
+        return stream(&s, &user, job, value, read.items, store).await;
     }
     let a = s.broker.run(&user, job).await?;
     settled(&a)?;
@@ -386,22 +386,23 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     };
     let id = format!("resp_{}", o.request_id);
     let (status, _) = responses::status(choice["finish_reason"].as_str().unwrap_or("stop"));
+    let output = responses::output_items(&choice, &o.request_id);
     let response = response_object(
         &id,
         created(o),
         &o.model,
         status,
-        responses::output_items(&choice, &o.request_id),
+        output.clone(),
         Some((o.usage.input_tokens, o.usage.output_tokens)),
         &value,
     );
     // A replay answers what the first answer kept; only the first keeps.
     if store && !a.replayed {
-        let mut messages = read.messages;
-        messages.push(choice["message"].clone());
+        let mut items = read.items;
+        items.extend(output);
         let kept = Kept {
             response: response.clone(),
-            messages,
+            items,
         };
         let body = serde_json::to_string(&kept).map_err(|e| ApiError::Internal(e.to_string()))?;
         s.broker.keep_response(&user, &id, Some(o), body).await?;
@@ -415,11 +416,11 @@ pub(super) async fn keep_streamed(
     user: &str,
     id: &str,
     response: &Value,
-    messages: Vec<Value>,
+    items: Vec<Value>,
 ) -> Result<(), ApiError> {
     let kept = Kept {
         response: response.clone(),
-        messages,
+        items,
     };
     let body = serde_json::to_string(&kept).map_err(|e| ApiError::Internal(e.to_string()))?;
     s.broker.keep_response(user, id, None, body).await?;

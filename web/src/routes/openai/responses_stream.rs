@@ -226,7 +226,7 @@ pub(super) async fn stream(
     user: &str,
     job: RequestJob,
     request: Value,
-    messages: Vec<Value>,
+    items: Vec<Value>,
     store: bool,
 ) -> V1Result {
     let start = s.broker.stream(user, job).await?;
@@ -244,7 +244,7 @@ pub(super) async fn stream(
     let opening = w.response("in_progress", None);
     w.event(json!({"type": "response.created", "response": opening}));
     w.event(json!({"type": "response.in_progress", "response": opening}));
-    let keep = store.then(|| (s.clone(), user.to_string(), messages));
+    let keep = store.then(|| (s.clone(), user.to_string(), items));
     let body = futures_util::stream::unfold(
         (start.events, w, keep, false),
         |(mut rx, mut w, mut keep, done)| async move {
@@ -267,30 +267,11 @@ pub(super) async fn stream(
                 }
             };
             if let Some(Last { kind, mut response }) = w.last.take() {
-                if let (Some((s, user, mut messages)), false) =
+                if let (Some((s, user, mut items)), false) =
                     (keep.take(), kind == "response.failed")
                 {
-                    let calls: Vec<Value> = w
-                        .items
-                        .iter()
-                        .filter(|i| i["type"] == "function_call")
-                        .map(|i| {
-                            json!({"id": i["call_id"], "type": "function",
-                            "function": {"name": i["name"], "arguments": i["arguments"]}})
-                        })
-                        .collect();
-                    let text: String = w
-                        .items
-                        .iter()
-                        .filter(|i| i["type"] == "message")
-                        .filter_map(|i| i["content"][0]["text"].as_str())
-                        .collect();
-                    let mut answer = json!({"role": "assistant", "content": text});
-                    if !calls.is_empty() {
-                        answer["tool_calls"] = json!(calls);
-                    }
-                    messages.push(answer);
-                    if let Err(e) = keep_streamed(&s, &user, &w.id, &response, messages).await {
+                    items.extend(w.items.iter().cloned());
+                    if let Err(e) = keep_streamed(&s, &user, &w.id, &response, items).await {
                         eprintln!("oneflow: streamed response {} could not be kept: {e}", w.id);
                         response["store"] = json!(false);
                     }
