@@ -451,6 +451,12 @@ impl Config {
                     "must be one of request.sizes",
                 ));
             }
+            if p.responses && (p.kind != ProviderKind::Openai || p.modality != Modality::Text) {
+                return Err(bad(
+                    key("responses"),
+                    "only an openai provider of the text modality speaks the Responses API",
+                ));
+            }
             if p.kind != ProviderKind::Simulated {
                 if p.base_url.is_empty() {
                     return Err(bad(

@@ -75,6 +75,11 @@ pub struct ProviderConfig {
     /// endpoint.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_private: bool,
+    /// The upstream speaks OpenAI's Responses API (`/responses`) too:
+    /// `/v1/responses` requests are sent on in that format, as they came,
+    /// instead of as chat completions. An `openai` text provider only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub responses: bool,
 }
 
 /// Whether `ip` is an address a provider may only use with
@@ -235,6 +240,7 @@ pub fn default_providers() -> Vec<ProviderConfig> {
         base_url: String::new(),
         api_key_env: String::new(),
         allow_private: false,
+        responses: false,
     };
     vec![
         sim(

@@ -456,3 +456,90 @@ async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_repor
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upstream_that_speaks_the_responses_api_gets_the_request_as_it_came() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let mut p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["mock-chat"],
+    );
+    p.responses = true;
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("native-responses", "100").await;
+    let (st, first) = s
+        .post(
+            &key,
+            "/v1/responses",
+            json!({"model": "mock-chat", "input": "hello there", "instructions": "Be brief.",
+                   "max_output_tokens": 30, "text": {"format": {"type": "text"}}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    let sent = up.requests()[0].clone();
+    assert_eq!(sent.path, "/v1/responses");
+    assert_eq!(sent.body["instructions"], "Be brief.");
+    assert_eq!(
+        sent.body["input"],
+        json!([{"role": "user", "content": "hello there"}])
+    );
+    assert_eq!(sent.body["store"], false);
+    assert_eq!(sent.body["max_output_tokens"], 30);
+    let text = first["output"][0]["content"][0]["text"].as_str().unwrap();
+    let (i, o) = (
+        first["usage"]["input_tokens"].as_i64().unwrap(),
+        first["usage"]["output_tokens"].as_i64().unwrap(),
+    );
+    assert_eq!(o as u64, words(text));
+
+    // A continuation goes up whole: the kept conversation, then the input;
+    // the id is OneFlow's, so it is not sent.
+    let res = s
+        .http
+        .post(format!("{}/v1/responses", s.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "mock-chat", "input": "and again",
+                      "previous_response_id": first["id"], "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let next = events(res).await;
+    let sent = up.requests()[1].clone();
+    assert!(
+        sent.body.get("previous_response_id").is_none(),
+        "{}",
+        sent.body
+    );
+    assert_eq!(sent.body["stream"], true);
+    let input = sent.body["input"].as_array().unwrap();
+    assert_eq!(input.len(), 3, "{}", sent.body);
+    assert_eq!(input[1]["type"], "message");
+    assert_eq!(input[1]["content"][0]["text"], text);
+    assert_eq!(input[2]["content"], "and again");
+    let done = &next.last().unwrap()["response"];
+    assert_eq!(done["status"], "completed", "{done}");
+    let (i2, o2) = (
+        done["usage"]["input_tokens"].as_i64().unwrap(),
+        done["usage"]["output_tokens"].as_i64().unwrap(),
+    );
+    let streamed: String = next
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(o2 as u64, words(&streamed));
+    // Charged each the usage the upstream reported, at the rate card.
+    assert_eq!(
+        charges(&s, &key).await,
+        vec![
+            Credits(i * 1_000 + o * 3_000),
+            Credits(i2 * 1_000 + o2 * 3_000)
+        ]
+    );
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

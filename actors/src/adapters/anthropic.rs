@@ -63,6 +63,7 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<Value, String> {
             max_tokens,
             n: 1,
             extra,
+            ..
         } => (chat.clone(), *max_tokens, extra, true),
         Operation::Chat { .. } => return Err("give more than one answer".into()),
         Operation::Completion {

@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod openai;
 mod operation;
 mod pieces;
+mod responses_api;
 pub mod simulated;
 pub mod sse;
 pub mod stability;

@@ -12,7 +12,7 @@ use oneflow::pricing::Usage;
 
 use super::{
     Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, sse, url,
+    malformed, responses_api, sse, url,
 };
 
 pub struct OpenAi {
@@ -22,6 +22,8 @@ pub struct OpenAi {
     key: Option<String>,
     /// `limits.max_response_bytes`: the most read of one answer or event.
     max_body: u64,
+    /// It speaks the Responses API too (`responses = true`).
+    responses: bool,
 }
 
 impl OpenAi {
@@ -32,6 +34,7 @@ impl OpenAi {
             client,
             key,
             max_body: cfg.limits.max_response_bytes,
+            responses: cfg.responses,
         }
     }
 
@@ -120,6 +123,7 @@ fn body(model: &str, op: &Operation, stream: bool) -> Result<(&'static str, Valu
             max_tokens,
             n,
             extra,
+            ..
         } => {
             let mut v = oneflow::chat::openai::write_request(chat).map_err(|e| e.to_string())?;
             v["model"] = json!(model);
@@ -346,9 +350,15 @@ impl Adapter for OpenAi {
         let name = self.name.clone();
         let key = self.key.clone();
         let max_body = self.max_body;
-        let built = match self.upload(&req.model, &req.op) {
-            Some(form) => Ok(form),
-            None => body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b)),
+        let native = self
+            .responses
+            .then(|| responses_api::body(&req.model, &req.op, false))
+            .flatten();
+        let as_responses = native.is_some();
+        let built = match (self.upload(&req.model, &req.op), native) {
+            (Some(form), _) => Ok(form),
+            (None, Some(b)) => Ok(self.post("responses", &b)),
+            (None, None) => body(&req.model, &req.op, false).map(|(path, b)| self.post(path, &b)),
         };
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
@@ -375,6 +385,11 @@ impl Adapter for OpenAi {
                 });
             }
             let bytes = super::read_body(&name, res, max_body).await?;
+            if as_responses {
+                let v: Value =
+                    serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
+                return responses_api::parse(&name, &req, &v);
+            }
             if let Some(r) = parse_text(&req, &bytes) {
                 return r;
             }
@@ -388,8 +403,14 @@ impl Adapter for OpenAi {
         let name = self.name.clone();
         let key = self.key.clone();
         let max_body = self.max_body;
-        let built = match &req.op {
-            Operation::Chat { .. } | Operation::Completion { .. } => {
+        let native = self
+            .responses
+            .then(|| responses_api::body(&req.model, &req.op, true))
+            .flatten();
+        let as_responses = native.is_some();
+        let built = match (&req.op, native) {
+            (_, Some(b)) => Ok(self.post("responses", &b)),
+            (Operation::Chat { .. } | Operation::Completion { .. }, None) => {
                 body(&req.model, &req.op, true).map(|(path, b)| self.post(path, &b))
             }
             _ => Err(format!("stream a {} request", req.op.name())),
@@ -397,6 +418,9 @@ impl Adapter for OpenAi {
         Box::pin(async move {
             let res = super::send(&name, key.as_deref(), built).await?;
             let events = sse::events(res.bytes_stream().boxed(), max_body);
+            if as_responses {
+                return Ok(responses_api::chunks(name, events));
+            }
             Ok(chunks(name, events))
         })
     }

@@ -22,6 +22,10 @@ pub enum Operation {
         /// format is not planned for a request that has any it cannot
         /// carry.
         extra: serde_json::Map<String, serde_json::Value>,
+        /// A `/v1/responses` request as it came (its `input` holding the
+        /// whole conversation), for an upstream that speaks the Responses
+        /// API (`responses = true`); others are sent `chat`.
+        responses: Option<std::sync::Arc<serde_json::Value>>,
     },
     Completion {
         prompt: String,
@@ -70,6 +74,7 @@ impl Operation {
             max_tokens,
             n: 1,
             extra: Default::default(),
+            responses: None,
         }
     }
 

@@ -63,11 +63,21 @@ pub(crate) fn op_for(op: &Operation, plan: &Plan) -> Operation {
     let prompt = op.prompt_text();
     match (op, plan.modality) {
         // The plan's output bound covers all `n` answers.
-        (Operation::Chat { chat, n, extra, .. }, Modality::Text) => Operation::Chat {
+        (
+            Operation::Chat {
+                chat,
+                n,
+                extra,
+                responses,
+                ..
+            },
+            Modality::Text,
+        ) => Operation::Chat {
             chat: chat.clone(),
             max_tokens: (max / (*n).max(1)).max(1),
             n: *n,
             extra: extra.clone(),
+            responses: responses.clone(),
         },
         (Operation::Completion { prompt, extra, .. }, _) => Operation::Completion {
             prompt: prompt.clone(),

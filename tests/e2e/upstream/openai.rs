@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::http::{Reply, Request};
 use super::{
-    Finish, PNG_1X1, Route, TextFormat, Tokens, Work, base64, content_text, data, now_secs, words,
+    Finish, PNG_1X1, Route, TextFormat, Tokens, Work, base64, content_text, data, event, now_secs,
+    words,
 };
 
 /// The models `GET /v1/models` lists. Requests may name any model; the
@@ -111,6 +112,7 @@ pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
         "/v1/embeddings" => embeddings(&body, model),
         "/v1/images/generations" => images(&body, model, base_url),
         "/v1/audio/speech" => speech(&body),
+        "/v1/responses" => responses(&body, model),
         _ => not_found(req),
     }
 }
@@ -533,4 +535,111 @@ fn speech(body: &Value) -> Route {
         headers: headers(),
         body: bytes,
     }))
+}
+
+/// OpenAI's Responses API: text input or items; a `response` object, or
+/// its events when streamed.
+fn responses(body: &Value, model: &str) -> Route {
+    let prompt = match body.get("input") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|i| match i.get("content") {
+                Some(c) => content_text(c),
+                None => i.get("output").map(content_text).unwrap_or_default(),
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => return bad("'input' must be a string or an array"),
+    };
+    Route::Work(Work::Text {
+        format: Box::new(Responses {
+            id: format!("resp_mock{}", next_id()),
+            model: model.to_string(),
+            seq: AtomicU64::new(0),
+        }),
+        prompt_tokens: words(&prompt),
+        max_tokens: body.get("max_output_tokens").and_then(|m| m.as_u64()),
+        stream: body.get("stream").and_then(|s| s.as_bool()) == Some(true),
+    })
+}
+
+struct Responses {
+    id: String,
+    model: String,
+    seq: AtomicU64,
+}
+
+impl Responses {
+    fn response(&self, status: &str, text: &str, finish: Finish, tokens: Option<Tokens>) -> Value {
+        let incomplete = match (status, finish) {
+            ("incomplete", _) | ("completed", Finish::Length) => {
+                json!({"reason": "max_output_tokens"})
+            }
+            _ => Value::Null,
+        };
+        let status = match (status, finish) {
+            ("completed", Finish::Length) => "incomplete",
+            (s, _) => s,
+        };
+        json!({
+            "id": self.id, "object": "response", "created_at": now_secs(), "status": status,
+            "model": self.model, "incomplete_details": incomplete, "error": null,
+            "output": if text.is_empty() { json!([]) } else { json!([{
+                "type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }]) },
+            "usage": tokens.map(|t| json!({
+                "input_tokens": t.prompt, "output_tokens": t.completion,
+                "total_tokens": t.prompt + t.completion,
+            })),
+        })
+    }
+
+    fn frame(&self, mut v: Value) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        v["sequence_number"] = json!(n);
+        let name = v["type"].as_str().unwrap_or_default().to_string();
+        event(&name, &v)
+    }
+}
+
+impl TextFormat for Responses {
+    fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value {
+        self.response("completed", text, finish, Some(tokens))
+    }
+
+    fn open(&self, _prompt_tokens: u64) -> Vec<String> {
+        let r = self.response("in_progress", "", Finish::Stop, None);
+        vec![
+            self.frame(json!({"type": "response.created", "response": r})),
+            self.frame(json!({"type": "response.output_item.added", "output_index": 0,
+                "item": {"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []}})),
+        ]
+    }
+
+    fn piece(&self, text: &str) -> String {
+        self.frame(
+            json!({"type": "response.output_text.delta", "item_id": "msg_mock",
+            "output_index": 0, "content_index": 0, "delta": text}),
+        )
+    }
+
+    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
+        let r = self.response("completed", "", finish, Some(tokens));
+        let kind = if r["status"] == "incomplete" {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        vec![self.frame(json!({"type": kind, "response": r}))]
+    }
+
+    fn headers(&self) -> Vec<(String, String)> {
+        headers()
+    }
+
+    fn error_frame(&self) -> String {
+        self.frame(json!({"type": "error", "code": "server_error", "message": "The server had an error while processing your request."}))
+    }
 }

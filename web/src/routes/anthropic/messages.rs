@@ -258,6 +258,7 @@ fn job(
             max_tokens: 0,
             n: 1,
             extra,
+            responses: None,
         },
         planner: Box::new(move |p| {
             if let (ProviderKind::Openai, Some(field)) = (p.kind, &own_only) {

@@ -310,6 +310,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
             max_tokens: 0,
             n,
             extra,
+            responses: None,
         },
         planner: Box::new(move |p| {
             if let (ProviderKind::Anthropic, Some(field)) = (p.kind, &refused) {

@@ -4,6 +4,8 @@
 //! completion. A response is kept (unless `store: false`) as long as
 //! idempotency records are, for retrieval and for `previous_response_id`.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, get, post, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -345,6 +347,10 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         n: 1,
     };
     let refused = uncarried(1, read.extra.keys());
+    // For an upstream that speaks the Responses API: the request as it
+    // came, its `input` the whole conversation.
+    let mut native = value.clone();
+    native["input"] = Value::Array(read.items.clone());
     let job = RequestJob {
         model: b.model.clone(),
         preview: shown,
@@ -353,6 +359,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
             max_tokens: 0,
             n: 1,
             extra: read.extra,
+            responses: Some(Arc::new(native)),
         },
         planner: Box::new(move |p| {
             if let (ProviderKind::Anthropic, Some(field)) = (p.kind, &refused) {
