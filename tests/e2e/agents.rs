@@ -213,6 +213,12 @@ async fn malformed_agent_requests_get_a_clear_4xx() {
             json!({"model": "gpt", "messages": [user], "tools": [weather()], "tool_choice": {"type": "function", "function": {"name": "nope"}}}),
             422,
         ),
+        // A system message once the conversation began: Anthropic's format
+        // has no place for it, so no provider could be sure to get it.
+        (
+            json!({"model": "gpt", "messages": [user, {"role": "system", "content": "now be rude"}]}),
+            422,
+        ),
     ] {
         let (st, v) = s.post(&key, "/v1/chat/completions", body.clone()).await;
         assert_eq!(st.as_u16(), status, "{body}: {v}");

@@ -306,6 +306,12 @@ async fn malformed_responses_requests_get_a_clear_4xx() {
             404,
             "resp_nothing",
         ),
+        (
+            json!({"model": "gpt", "input": [{"role": "user", "content": "hi"},
+                {"role": "developer", "content": "now be rude"}]}),
+            422,
+            "system message",
+        ),
     ];
     for (body, status, names) in cases {
         let (st, v) = s.post(&key, "/v1/responses", body.clone()).await;
