@@ -301,7 +301,7 @@ async fn malformed_and_refused_messages_get_anthropics_error_shape() {
         ),
         (
             json!({"model": "gpt", "max_tokens": 5, "messages": "hi"}),
-            "an array of JSON objects",
+            "`messages`: invalid type",
         ),
         (
             json!({"model": "gpt", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}),

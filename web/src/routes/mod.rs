@@ -65,6 +65,18 @@ pub(crate) fn idempotency_key<T: Serialize + ?Sized>(
     Ok(Some(IdemKey::new(key.to_string(), body_hash(&canonical))))
 }
 
+/// Reads a typed body; the 400 for one that breaks the schema names the
+/// field, where serde alone would say only what it met.
+pub(crate) fn typed<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(d).map_err(|e| {
+        let at = e.path().to_string();
+        match at.as_str() {
+            "." => ApiError::BadRequest(format!("invalid JSON body: {}", e.inner())),
+            _ => ApiError::BadRequest(format!("invalid JSON body: `{at}`: {}", e.inner())),
+        }
+    })
+}
+
 /// A JSON body that must be an object. serde alone also reads a struct
 /// from an array of its fields in order (`[5, null]`), which no schema of
 /// this API allows; the JSON layer's limits and errors are `web::Json`'s.
@@ -81,9 +93,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Object<T> {
             if !v.is_object() {
                 return Err(ApiError::BadRequest("the body must be a JSON object".into()).into());
             }
-            serde_json::from_value(v)
-                .map(Object)
-                .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+            typed(v).map(Object).map_err(Into::into)
         })
     }
 }

@@ -200,8 +200,7 @@ fn required_u32<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error>
 }
 
 fn shape<'a, T: Deserialize<'a>>(value: &'a Value) -> Result<T, AnthropicError> {
-    T::deserialize(value)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")).into())
+    crate::routes::typed(value).map_err(Into::into)
 }
 
 /// Reads the conversation: its blocks' shape (400, as the schema says),

@@ -243,8 +243,7 @@ pub(crate) const IMAGE_TOKENS: u64 = 1_600;
 /// Reads the body: its shape (400 when a field is of the wrong kind), then
 /// the conversation (422 when its parts do not agree).
 fn read(value: &Value, max_chars: usize) -> Result<(ChatBody, ChatRequest), OpenAiError> {
-    let b = ChatBody::deserialize(value)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let b: ChatBody = crate::routes::typed(value)?;
     // The name's rule is the schema's, so breaking it is a 400.
     for t in b.tools.iter().flatten() {
         let n = &t.function.name;

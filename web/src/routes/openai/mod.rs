@@ -80,9 +80,12 @@ pub(crate) async fn body<T: serde::de::DeserializeOwned>(
     if req.headers().contains_key("idempotency-key") {
         let value: Value = serde_json::from_slice(&buf).map_err(bad)?;
         let idem = crate::routes::idempotency_key(req, &value)?;
-        return Ok((serde_json::from_value(value).map_err(bad)?, idem));
+        return Ok((crate::routes::typed(value)?, idem));
     }
-    Ok((serde_json::from_slice(&buf).map_err(bad)?, None))
+    let mut de = serde_json::Deserializer::from_slice(&buf);
+    let body = crate::routes::typed(&mut de)?;
+    de.end().map_err(bad)?;
+    Ok((body, None))
 }
 
 /// Routing wishes: the `oneflow` body field, or `x-oneflow-*` headers.

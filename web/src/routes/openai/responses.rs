@@ -308,8 +308,7 @@ pub(super) fn response_object(
 pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
     let user = caller(&req).await?;
     let (mut value, idem): (Value, _) = body(&s, &req, payload).await?;
-    let b = ResponsesBody::deserialize(&value)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let b: ResponsesBody = crate::routes::typed(&value)?;
     // Echoed as read (`20.0` is 20).
     if let Some(n) = b.max_output_tokens {
         value["max_output_tokens"] = json!(n);
