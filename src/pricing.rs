@@ -50,8 +50,17 @@ impl Modality {
 pub struct Usage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Images generated.
     pub images: u64,
     pub seconds: u64,
+    /// Images sent in a chat (priced by `per_input_image` where the rate
+    /// card has it). Left out of stored records when zero.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub input_images: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Prices of one provider. Every line is optional in config (zero).
@@ -66,8 +75,12 @@ pub struct RateCard {
     pub per_image: Credits,
     /// Price of one image by size, e.g. `"1024x1024" = 10`.
     pub per_image_size: BTreeMap<String, Credits>,
-    /// Price per second of generated audio or video.
+    /// Price per second of generated audio or video, or of a transcribed
+    /// recording.
     pub per_second: Credits,
+    /// Price of each image a chat sends, for providers that bill images by
+    /// the piece; without it an image is quoted as input tokens.
+    pub per_input_image: Credits,
 }
 
 /// Arithmetic overflow while pricing: only absurd inputs reach it, and they
@@ -90,6 +103,7 @@ impl RateCard {
             (self.per_output_token, usage.output_tokens),
             (self.image_price(size), usage.images),
             (self.per_second, usage.seconds),
+            (self.per_input_image, usage.input_images),
         ];
         let mut total = Credits::ZERO;
         for (price, n) in lines {
@@ -130,6 +144,8 @@ pub fn checked_usage(reported: Usage, bound: &Usage, answered_text: bool) -> (Us
         ),
         images: fit(reported.images, bound.images, false),
         seconds: fit(reported.seconds, bound.seconds, false),
+        // Known when it was quoted, and sent whatever the answer was.
+        input_images: bound.input_images,
     };
     (usage, anomaly)
 }
@@ -154,6 +170,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             per_second: Credits(11),
+            per_input_image: Credits(13),
         }
     }
 
@@ -205,11 +222,15 @@ mod tests {
             output_tokens: 3,
             images: 2,
             seconds: 4,
+            input_images: 3,
         };
-        assert_eq!(card().cost(&u, None), Ok(Credits(7 + 6 + 15 + 200 + 44)));
+        assert_eq!(
+            card().cost(&u, None),
+            Ok(Credits(7 + 6 + 15 + 200 + 44 + 39))
+        );
         assert_eq!(
             card().cost(&u, Some("1024x1024")),
-            Ok(Credits(7 + 6 + 15 + 800 + 44))
+            Ok(Credits(7 + 6 + 15 + 800 + 44 + 39))
         );
         let huge = Usage {
             output_tokens: u64::MAX,
@@ -228,10 +249,10 @@ mod tests {
         /// Cost is monotonic: less usage never costs more, so a quote of the
         /// maximum usage bounds every charge.
         #[test]
-        fn cost_is_monotonic(a in 0u64..10_000, b in 0u64..10_000, c in 0u64..50, d in 0u64..600,
-                             da in 0u64..10_000, db in 0u64..10_000, dc in 0u64..50, dd in 0u64..600) {
-            let small = Usage { input_tokens: a, output_tokens: b, images: c, seconds: d };
-            let big = Usage { input_tokens: a + da, output_tokens: b + db, images: c + dc, seconds: d + dd };
+        fn cost_is_monotonic(a in 0u64..10_000, b in 0u64..10_000, c in 0u64..50, d in 0u64..600, e in 0u64..20,
+                             da in 0u64..10_000, db in 0u64..10_000, dc in 0u64..50, dd in 0u64..600, de in 0u64..20) {
+            let small = Usage { input_tokens: a, output_tokens: b, images: c, seconds: d, input_images: e };
+            let big = Usage { input_tokens: a + da, output_tokens: b + db, images: c + dc, seconds: d + dd, input_images: e + de };
             prop_assert!(card().cost(&small, None).unwrap() <= card().cost(&big, None).unwrap());
         }
     }

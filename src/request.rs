@@ -266,12 +266,19 @@ impl AiRequest {
     }
 }
 
+/// Tokens an image part is quoted at, whichever format it came in (it may
+/// go to a provider of either): the larger of OpenAI's largest (a
+/// high-detail image is scaled to fit 2048×2048, then its short side to
+/// 768, so at most 2×4 tiles of 512: 85 + 170 × 8 = 1,445) and
+/// Anthropic's (images are scaled to at most 1.15 megapixels, a token per
+/// 750 pixels: about 1,600).
+pub const IMAGE_TOKENS: u64 = 1_600;
+
 /// An OpenAI-style request reduced to what pricing needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ask {
-    /// Chat: each message's text (and the tools' schemas), the tokens its
-    /// images are quoted at, and how many answers, each up to
-    /// `max_tokens`.
+    /// Chat: each message's text (and the tools' schemas), how many image
+    /// parts it sends, and how many answers, each up to `max_tokens`.
     Chat {
         contents: Vec<String>,
         max_tokens: Option<u32>,
@@ -328,6 +335,12 @@ impl Ask {
                 images,
                 n,
             } => {
+                // Images by the piece where the rate card prices them so,
+                // else as the tokens of the largest image.
+                let by_piece = p.rates.per_input_image != Credits::ZERO;
+                if by_piece {
+                    usage.input_images = *images;
+                }
                 usage.input_tokens = if sim {
                     contents.iter().map(|c| count_words(c)).sum()
                 } else {
@@ -336,7 +349,7 @@ impl Ask {
                         .map(|c| c.len() as u64 + MESSAGE_FRAMING_TOKENS)
                         .sum::<u64>()
                         + PROMPT_FRAMING_TOKENS
-                        + images
+                        + if by_piece { 0 } else { images * IMAGE_TOKENS }
                 };
                 let each = u64::from(bounded(
                     "max_tokens",

@@ -363,3 +363,44 @@ async fn an_image_part_over_the_bound_is_413_in_every_format() {
     assert_eq!(charges.count(), 1);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_provider_that_bills_images_by_the_piece_is_charged_per_image_sent() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let mut p = provider(
+        "seer",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["mock-vision"],
+    );
+    p.rates.per_input_image = Credits(500_000);
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("looker", "100").await;
+    let image = |u: &str| json!({"type": "image_url", "image_url": {"url": u}});
+    let (st, v) = s
+        .post(
+            &key,
+            "/v1/chat/completions",
+            json!({"model": "mock-vision", "max_tokens": 20, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "compare these"},
+                image("https://example.com/a.png"), image("https://example.com/b.png")]}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    // Both images reached the upstream.
+    let sent = &up.requests()[0].body["messages"][0]["content"];
+    assert_eq!(sent[2]["image_url"]["url"], "https://example.com/b.png");
+    let (i, o) = (
+        v["usage"]["prompt_tokens"].as_i64().unwrap(),
+        v["usage"]["completion_tokens"].as_i64().unwrap(),
+    );
+    // Tokens at the rate card, and half a credit for each image sent.
+    let want = Credits(i * 1_000 + o * 3_000 + 2 * 500_000);
+    assert_eq!(charged(&s, &key).await, want);
+    let id = v["id"].as_str().unwrap().trim_start_matches("chatcmpl-");
+    let (_, record) = s.get(&key, &format!("/api/history/requests/{id}")).await;
+    assert_eq!(record["usage"]["input_images"], 2, "{record}");
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}

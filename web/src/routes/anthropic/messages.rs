@@ -16,7 +16,6 @@ use super::blocks;
 use super::error::{AnthropicError, MessagesResult};
 use super::stream::stream;
 use crate::error::ApiError;
-use crate::routes::openai::chat::IMAGE_TOKENS;
 use crate::routes::openai::{RouteWish, body, images_within, ok, preview, route_wish, settled};
 use crate::routes::{TextOr, text_or_objects};
 use crate::state::AppState;
@@ -243,7 +242,7 @@ fn job(
     let ask = Ask::Chat {
         contents,
         max_tokens: Some(max_tokens),
-        images: chat.images() as u64 * IMAGE_TOKENS,
+        images: chat.images() as u64,
         n: 1,
     };
     // `user` (from `metadata.user_id`) is the one extra field both formats

@@ -232,14 +232,6 @@ const OWN: &[&str] = &[
     "oneflow",
 ];
 
-/// Tokens an image part is quoted at, whichever format it came in (it may
-/// go to a provider of either): the larger of OpenAI's largest (a
-/// high-detail image is scaled to fit 2048×2048, then its short side to
-/// 768, so at most 2×4 tiles of 512: 85 + 170 × 8 = 1,445) and
-/// Anthropic's (images are scaled to at most 1.15 megapixels, a token per
-/// 750 pixels: about 1,600).
-pub(crate) const IMAGE_TOKENS: u64 = 1_600;
-
 /// Reads the body: its shape (400 when a field is of the wrong kind), then
 /// the conversation (422 when its parts do not agree).
 fn read(value: &Value, max_chars: usize) -> Result<(ChatBody, ChatRequest), OpenAiError> {
@@ -297,7 +289,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let ask = Ask::Chat {
         contents,
         max_tokens: b.max_completion_tokens.or(b.max_tokens),
-        images: chat.images() as u64 * IMAGE_TOKENS,
+        images: chat.images() as u64,
         n,
     };
     let refused = uncarried(n, extra.keys());

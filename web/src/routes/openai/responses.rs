@@ -16,7 +16,6 @@ use oneflow::config::ProviderKind;
 use oneflow::request::{Ask, RequestError};
 use oneflow_actors::{Operation, Output, RequestJob};
 
-use super::chat::IMAGE_TOKENS;
 use super::error::V1Result;
 use super::items;
 use super::responses_stream::stream;
@@ -342,7 +341,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let ask = Ask::Chat {
         contents,
         max_tokens: b.max_output_tokens,
-        images: chat.images() as u64 * IMAGE_TOKENS,
+        images: chat.images() as u64,
         n: 1,
     };
     let refused = uncarried(1, read.extra.keys());
