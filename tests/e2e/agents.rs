@@ -2,8 +2,6 @@
 //! parts, `n` and `response_format`, through the simulated provider, the
 //! official SDK and an OpenAI-compatible upstream, with the ledger checked.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -278,26 +276,17 @@ async fn unknown_fields_reach_an_openai_upstream_and_stop_at_an_anthropic_one() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_runs_tools_n_json_and_images_and_the_ledger_agrees() {
-    let python = crate::tools::sdk_python();
     let s = TestServer::start();
     let (_, key) = s.user("sdk-agent", "1000").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_tools.py");
-    let (base, k) = (format!("{}/v1", s.url), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_CHAT_MODEL", "gpt")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "openai_tools.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "gpt".into()),
+        ],
+    )
+    .await;
     assert!(
         report["answer_text"].as_str().unwrap().contains("degrees"),
         "{report}"

@@ -4,7 +4,6 @@
 //! passage to an Anthropic one, the official SDK, and the ledger checked
 //! after each.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -12,7 +11,6 @@ use serde_json::{Value, json};
 
 use oneflow::Credits;
 use oneflow::config::ProviderKind;
-use oneflow::ledger::EntryKind;
 use oneflow::pricing::Modality;
 
 use crate::providers::provider;
@@ -45,16 +43,6 @@ async fn call(s: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode
     let res = send(s, key, path, &body).await;
     let st = res.status();
     (st, res.json().await.unwrap())
-}
-
-/// The charges in the caller's ledger, in order.
-async fn charges(s: &TestServer, key: &str) -> Vec<Credits> {
-    s.ledger(key)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::Charge)
-        .map(|e| Credits(e.amount.0.abs()))
-        .collect()
 }
 
 /// A stream read to its end: each event's name and data, in order.
@@ -157,7 +145,7 @@ async fn a_message_is_answered_in_anthropics_shape_and_charged_by_its_usage() {
     assert_eq!(out, words(v["content"][0]["text"].as_str().unwrap()));
     // gpt: a credit an output token, nothing for input.
     assert_eq!(cost, Credits::from_credits(out as i64));
-    assert_eq!(charges(&s, &key).await, vec![cost]);
+    assert_eq!(s.charges(&key).await, vec![cost]);
 
     // count_tokens says what the request was charged for its input, and
     // costs nothing.
@@ -226,7 +214,8 @@ async fn a_tool_call_comes_back_as_tool_use_and_its_result_is_answered_in_text()
             .contains("degrees"),
         "{v}"
     );
-    let charged: Credits = charges(&s, &key)
+    let charged: Credits = s
+        .charges(&key)
         .await
         .into_iter()
         .fold(Credits::ZERO, |a, c| a + c);
@@ -281,7 +270,7 @@ async fn a_stream_follows_anthropics_event_sequence_text_and_tool_calls_alike() 
     // Each stream was charged what its message_delta reported.
     let out = end["usage"]["output_tokens"].as_i64().unwrap();
     assert_eq!(
-        charges(&s, &key).await.last(),
+        s.charges(&key).await.last(),
         Some(&Credits::from_credits(out))
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -390,7 +379,7 @@ async fn malformed_and_refused_messages_get_anthropics_error_shape() {
     assert_eq!(v["error"]["type"], "billing_error", "{v}");
     assert_eq!(v["error"]["code"], "insufficient_credits", "{v}");
     assert_eq!(s.balance(&key).await, Credits::from_credits(1));
-    assert!(charges(&s, &key).await.is_empty());
+    assert!(s.charges(&key).await.is_empty());
     s.stop().await;
 }
 
@@ -451,7 +440,7 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
     );
     assert_eq!(v["content"][0]["text"].as_str().map(words), Some(o));
     let cost = Credits(i as i64 * 1_000 + o as i64 * 3_000);
-    assert_eq!(charges(&s, &key).await, vec![cost]);
+    assert_eq!(s.charges(&key).await, vec![cost]);
 
     // A field only Anthropic's format has goes to the Anthropic upstream
     // as given, and keeps the OpenAI one out (400 naming it).
@@ -521,7 +510,7 @@ async fn a_stream_whose_hold_runs_out_ends_with_max_tokens_and_oneflows_note() {
     assert_eq!(end["usage"]["output_tokens"], delivered);
     let cost = credits(&end["oneflow"]["cost"]);
     assert!(cost <= quote, "charged {cost} for a hold of {quote}");
-    assert_eq!(charges(&s, &key).await, vec![cost]);
+    assert_eq!(s.charges(&key).await, vec![cost]);
     assert!(
         claude
             .wait_for_disconnects(1, Duration::from_secs(10))
@@ -533,26 +522,17 @@ async fn a_stream_whose_hold_runs_out_ends_with_max_tokens_and_oneflows_note() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_anthropic_sdk_creates_streams_calls_tools_counts_and_fails_cleanly() {
-    let python = crate::tools::sdk_python();
     let s = TestServer::start();
     let (_, key) = s.user("anthropic-sdk", "1000").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/anthropic_sdk.py");
-    let (base, k) = (s.url.clone(), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_CHAT_MODEL", "gpt")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "anthropic_sdk.py",
+        vec![
+            ("ONEFLOW_BASE_URL", s.url.clone()),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "gpt".into()),
+        ],
+    )
+    .await;
     assert!(
         report["answer_text"].as_str().unwrap().contains("degrees"),
         "{report}"
@@ -566,7 +546,7 @@ async fn the_anthropic_sdk_creates_streams_calls_tools_counts_and_fails_cleanly(
         .iter()
         .map(|t| Credits::from_credits(t.as_i64().unwrap()))
         .collect();
-    assert_eq!(charges(&s, &key).await, reported);
+    assert_eq!(s.charges(&key).await, reported);
     let total = reported.iter().fold(Credits::ZERO, |a, c| a + *c);
     assert_eq!(s.balance(&key).await, Credits::from_credits(1000) - total);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -575,29 +555,20 @@ async fn the_anthropic_sdk_creates_streams_calls_tools_counts_and_fails_cleanly(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() {
-    let python = crate::tools::sdk_python();
     let claude = MockUpstream::start(Kind::Anthropic);
     let openai = MockUpstream::start(Kind::OpenAi);
     let s = two_formats(&openai, &claude);
     let (_, key) = s.user("anthropic-sdk-upstream", "1000").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/anthropic_sdk.py");
-    let (base, k) = (s.url.clone(), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_CHAT_MODEL", "mock-claude")
-            .env("ONEFLOW_UPSTREAM", "1")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "anthropic_sdk.py",
+        vec![
+            ("ONEFLOW_BASE_URL", s.url.clone()),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "mock-claude".into()),
+            ("ONEFLOW_UPSTREAM", "1".into()),
+        ],
+    )
+    .await;
     assert_eq!(report["bad_request"], "BadRequestError", "{report}");
     // Each charge is the usage the SDK reported times the rate card
     // (0.001 a prompt token, 0.003 a completion token).
@@ -615,7 +586,7 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
         .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
         .collect();
     assert_eq!(want.len(), 2, "{report}");
-    assert_eq!(charges(&s, &key).await, want);
+    assert_eq!(s.charges(&key).await, want);
     assert_eq!(claude.request_count(), 2);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
@@ -695,7 +666,7 @@ async fn a_client_that_leaves_a_messages_or_responses_stream_pays_for_what_was_d
         assert!(cost < credits(&r["quote"]));
         costs.push(cost);
     }
-    let mut charged = charges(&s, &key).await;
+    let mut charged = s.charges(&key).await;
     charged.sort();
     costs.sort();
     assert_eq!(charged, costs);

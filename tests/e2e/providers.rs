@@ -99,16 +99,6 @@ async fn record(s: &TestServer, key: &str, id: &str) -> Value {
     v
 }
 
-/// Charges in the ledger, in order.
-async fn charges(s: &TestServer, key: &str) -> Vec<Credits> {
-    s.ledger(key)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::Charge)
-        .map(|e| e.amount)
-        .collect()
-}
-
 /// Reads a server-sent event stream to its end: the `data:` payloads.
 async fn sse(res: reqwest::Response) -> Vec<String> {
     let mut out = Vec::new();
@@ -239,7 +229,7 @@ async fn openai_chat_plain_and_streamed_is_charged_what_the_upstream_reported() 
 
     // The ledger holds exactly those charges, and balances.
     let want = vec![plain_cost, stream_cost, text_cost(1, 6)];
-    assert_eq!(charges(&s, &key).await, want);
+    assert_eq!(s.charges(&key).await, want);
     let balance = s.balance(&key).await;
     assert_eq!(
         balance,
@@ -302,7 +292,7 @@ async fn anthropic_messages_are_translated_both_ways_including_streams() {
     assert_eq!(usage["completion_tokens"], 6);
 
     assert_eq!(
-        charges(&s, &key).await,
+        s.charges(&key).await,
         vec![text_cost(5, 6), text_cost(3, 6)]
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -414,7 +404,7 @@ async fn images_embeddings_speech_and_models_through_v1() {
         Credits::from_credits(4),
         Credits::from_credits(1),
     ];
-    assert_eq!(charges(&s, &key).await, want);
+    assert_eq!(s.charges(&key).await, want);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
@@ -450,7 +440,7 @@ async fn a_stream_whose_hold_runs_out_stops_at_the_limit() {
     assert!(delivered >= 20, "stopped early after {delivered} words");
     let cost = credits(&note["cost"]);
     assert!(cost <= quote, "charged {cost} for a hold of {quote}");
-    assert_eq!(charges(&s, &key).await, vec![cost]);
+    assert_eq!(s.charges(&key).await, vec![cost]);
     // The upstream connection was closed when the stream stopped.
     assert!(up.wait_for_disconnects(1, Duration::from_secs(10)).await);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -509,7 +499,7 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_delivered() {
         text_cost(r["usage"]["input_tokens"].as_u64().unwrap(), out)
     );
     assert!(cost < credits(&r["quote"]));
-    assert_eq!(charges(&s, &key).await, vec![cost]);
+    assert_eq!(s.charges(&key).await, vec![cost]);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
@@ -566,7 +556,7 @@ async fn a_failing_first_provider_falls_back_and_is_not_charged() {
     assert_eq!(b.request_count(), 1);
     // One charge, at the fallback's rates.
     let want = Credits(2 * IN_RATE + 6 * OUT_RATE * 2);
-    assert_eq!(charges(&s, &key).await, vec![want]);
+    assert_eq!(s.charges(&key).await, vec![want]);
     assert_eq!(credits(&r["cost"]), want);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
@@ -609,7 +599,7 @@ async fn when_every_upstream_fails_the_hold_is_released_and_the_error_is_clear()
     assert!(r["attempts"].as_array().unwrap().len() >= 3, "{r}");
 
     // Nothing charged; every hold released.
-    assert!(charges(&s, &key).await.is_empty());
+    assert!(s.charges(&key).await.is_empty());
     assert_eq!(s.balance(&key).await, Credits::from_credits(100));
     let ledger = s.ledger(&key).await;
     let held = ledger.iter().filter(|e| e.kind == EntryKind::Hold).count();
@@ -642,7 +632,7 @@ async fn a_429_with_retry_after_is_waited_out_then_retried() {
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(a.request_count(), 2);
     assert_eq!(b.request_count(), 0);
-    assert_eq!(charges(&s, &key).await, vec![text_cost(1, 6)]);
+    assert_eq!(s.charges(&key).await, vec![text_cost(1, 6)]);
     s.stop().await;
 }
 
@@ -675,7 +665,7 @@ async fn slow_and_reset_upstreams_count_as_failed_attempts() {
     assert_eq!(codes[0], "upstream_timeout", "{r}");
     assert_eq!(codes.last(), Some(&"ok"), "{r}");
     assert_eq!(r["provider"], "second");
-    assert_eq!(charges(&s, &key).await.len(), 1);
+    assert_eq!(s.charges(&key).await.len(), 1);
 
     // A stream cut by the upstream ends with a final event saying so and
     // charges only what arrived (the prompt as counted here: the upstream
@@ -706,7 +696,7 @@ async fn slow_and_reset_upstreams_count_as_failed_attempts() {
     assert_eq!(usage.unwrap()["completion_tokens"], out);
     let cost = credits(&note["cost"]);
     assert_eq!(cost, Credits(2 * IN_RATE + out * OUT_RATE * 2));
-    assert_eq!(charges(&s, &key).await.last(), Some(&cost));
+    assert_eq!(s.charges(&key).await.last(), Some(&cost));
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }

@@ -3,7 +3,6 @@
 //! Responses events, errors, the official SDK, and the ledger checked
 //! after each.
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -11,7 +10,6 @@ use serde_json::{Value, json};
 
 use oneflow::Credits;
 use oneflow::config::ProviderKind;
-use oneflow::ledger::EntryKind;
 use oneflow::pricing::Modality;
 
 use crate::providers::provider;
@@ -24,16 +22,6 @@ fn weather() -> Value {
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
         "required": ["city", "days"],
     }})
-}
-
-/// The charges in the caller's ledger, in order.
-async fn charges(s: &TestServer, key: &str) -> Vec<Credits> {
-    s.ledger(key)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::Charge)
-        .map(|e| Credits(e.amount.0.abs()))
-        .collect()
 }
 
 /// A stream read to its end: each event's data, in order, checked to
@@ -88,7 +76,7 @@ async fn a_response_is_answered_kept_and_retrieved_and_charged_by_its_usage() {
     assert_eq!(out, words(text));
     assert_eq!(r["usage"]["input_tokens"], 7, "{r}");
     assert_eq!(
-        charges(&s, &key).await,
+        s.charges(&key).await,
         vec![Credits::from_credits(out as i64)]
     );
 
@@ -169,7 +157,8 @@ async fn a_function_call_and_its_output_continue_through_previous_response_id() 
         .await;
     assert_eq!(st, StatusCode::OK, "{again}");
     assert_eq!(again["output"][0]["content"][0]["text"], text);
-    let total = charges(&s, &key)
+    let total = s
+        .charges(&key)
         .await
         .into_iter()
         .fold(Credits::ZERO, |a, c| a + c);
@@ -319,7 +308,7 @@ async fn malformed_responses_requests_get_a_clear_4xx() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(names), "{body}: {message}");
     }
-    assert!(charges(&s, &key).await.is_empty());
+    assert!(s.charges(&key).await.is_empty());
     s.stop().await;
 }
 
@@ -356,39 +345,24 @@ async fn a_stream_whose_hold_runs_out_is_incomplete_with_oneflows_note() {
     assert_eq!(r["oneflow"]["stopped"], "hold_exhausted", "{r}");
     let delivered = words(r["output"][0]["content"][0]["text"].as_str().unwrap());
     assert_eq!(r["usage"]["output_tokens"], delivered);
-    assert_eq!(
-        charges(&s, &key).await,
-        vec![credits(&r["oneflow"]["cost"])]
-    );
+    assert_eq!(s.charges(&key).await, vec![credits(&r["oneflow"]["cost"])]);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_creates_streams_calls_and_retrieves_responses() {
-    let python = crate::tools::sdk_python();
     let s = TestServer::start();
     let (_, key) = s.user("responses-sdk", "1000").await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/sdk/openai_responses.py"
-    );
-    let (base, k) = (format!("{}/v1", s.url), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_CHAT_MODEL", "gpt")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "openai_responses.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "gpt".into()),
+        ],
+    )
+    .await;
     assert!(
         report["answer_text"].as_str().unwrap().contains("degrees"),
         "{report}"
@@ -399,7 +373,7 @@ async fn the_openai_sdk_creates_streams_calls_and_retrieves_responses() {
         .iter()
         .map(|t| Credits::from_credits(t.as_i64().unwrap()))
         .collect();
-    assert_eq!(charges(&s, &key).await, reported);
+    assert_eq!(s.charges(&key).await, reported);
     let total = reported.iter().fold(Credits::ZERO, |a, c| a + *c);
     assert_eq!(s.balance(&key).await, Credits::from_credits(1000) - total);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -408,7 +382,6 @@ async fn the_openai_sdk_creates_streams_calls_and_retrieves_responses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_report() {
-    let python = crate::tools::sdk_python();
     let up = MockUpstream::start(Kind::OpenAi);
     let p = provider(
         "oai",
@@ -419,27 +392,16 @@ async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_repor
     );
     let s = TestServer::start_with(move |c| c.providers = vec![p]);
     let (_, key) = s.user("responses-sdk-upstream", "1000").await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/sdk/openai_responses.py"
-    );
-    let (base, k) = (format!("{}/v1", s.url), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_CHAT_MODEL", "mock-chat")
-            .env("ONEFLOW_UPSTREAM", "1")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "openai_responses.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "mock-chat".into()),
+            ("ONEFLOW_UPSTREAM", "1".into()),
+        ],
+    )
+    .await;
     let tokens = |k: &str| -> Vec<i64> {
         report[k]
             .as_array()
@@ -455,7 +417,7 @@ async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_repor
         .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
         .collect();
     assert_eq!(want.len(), 2, "{report}");
-    assert_eq!(charges(&s, &key).await, want);
+    assert_eq!(s.charges(&key).await, want);
     // Both went upstream as chat completions.
     let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v1/chat/completions", "/v1/chat/completions"]);
@@ -540,7 +502,7 @@ async fn an_upstream_that_speaks_the_responses_api_gets_the_request_as_it_came()
     assert_eq!(o2 as u64, words(&streamed));
     // Charged each the usage the upstream reported, at the rate card.
     assert_eq!(
-        charges(&s, &key).await,
+        s.charges(&key).await,
         vec![
             Credits(i * 1_000 + o * 3_000),
             Credits(i2 * 1_000 + o2 * 3_000)

@@ -172,6 +172,16 @@ impl Api {
         self.ledger_paged(key, 1000).await
     }
 
+    /// The caller's charges, oldest first.
+    pub async fn charges(&self, key: &str) -> Vec<Credits> {
+        self.ledger(key)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == oneflow::ledger::EntryKind::Charge)
+            .map(|e| e.amount)
+            .collect()
+    }
+
     /// The same, read `limit` entries a page (to exercise paging).
     pub async fn ledger_paged(&self, key: &str, limit: usize) -> Vec<oneflow::ledger::LedgerEntry> {
         let mut out = Vec::new();

@@ -92,12 +92,12 @@ pub fn sdk_python() -> PathBuf {
         }
     };
     let imports = std::process::Command::new(&python)
-        .args(["-c", "import openai"])
+        .args(["-c", "import openai, anthropic"])
         .output();
     match imports {
         Ok(o) if o.status.success() => python,
         Ok(o) => panic!(
-            "{} cannot import the openai SDK ({}): run `{SETUP}`, which makes the virtualenv",
+            "{} cannot import the SDKs ({}): run `{SETUP}`, which makes the virtualenv",
             python.display(),
             String::from_utf8_lossy(&o.stderr).trim()
         ),
@@ -107,6 +107,30 @@ pub fn sdk_python() -> PathBuf {
             python.display()
         ),
     }
+}
+
+/// Runs the SDK script `tests/sdk/<script>` with the SDKs' Python and
+/// `env` (`NO_PROXY` set), off the async runtime: its JSON report on
+/// stdout, or a panic with what it printed on stderr.
+pub async fn run_sdk(script: &str, env: Vec<(&'static str, String)>) -> serde_json::Value {
+    let python = sdk_python();
+    let path = format!("{}/../tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(path)
+            .envs(env)
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the SDK script {script} failed: {stderr}"
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn repo_file(name: &str) -> String {

@@ -3,14 +3,11 @@
 //! OpenAI-protocol upstream; what cannot be timed or is too large refused;
 //! the official SDK.
 
-use std::process::Command;
-
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use oneflow::Credits;
 use oneflow::config::ProviderKind;
-use oneflow::ledger::EntryKind;
 use oneflow::pricing::Modality;
 
 use crate::providers::provider;
@@ -74,15 +71,6 @@ async fn upload(s: &TestServer, key: &str, path: &str, body: Vec<u8>) -> (Status
     (st, res.text().await.unwrap())
 }
 
-async fn charges(s: &TestServer, key: &str) -> Vec<Credits> {
-    s.ledger(key)
-        .await
-        .into_iter()
-        .filter(|e| e.kind == EntryKind::Charge)
-        .map(|e| Credits(e.amount.0.abs()))
-        .collect()
-}
-
 /// A simulated speech-to-text provider at 0.01 credits a second, and the
 /// OpenAI mock's `whisper` at 0.02.
 fn per_second(up: &MockUpstream) -> TestServer {
@@ -123,7 +111,7 @@ async fn a_recording_is_transcribed_and_charged_by_its_seconds() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["text"], "Simulated transcript of 3 seconds of audio.");
     assert_eq!(v["usage"]["seconds"], 3);
-    assert_eq!(charges(&s, &key).await, vec![Credits(30_000)]);
+    assert_eq!(s.charges(&key).await, vec![Credits(30_000)]);
 
     // As bare text, and a translation.
     let (st, body) = upload(
@@ -165,7 +153,7 @@ async fn a_recording_is_transcribed_and_charged_by_its_seconds() {
         "{v}"
     );
     assert_eq!(
-        charges(&s, &key).await,
+        s.charges(&key).await,
         vec![Credits(30_000), Credits(10_000), Credits(60_000)]
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
@@ -219,37 +207,28 @@ async fn what_cannot_be_timed_or_is_too_large_is_refused_before_anything_is_held
         )
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(charges(&s, &key).await.is_empty());
+    assert!(s.charges(&key).await.is_empty());
     assert_eq!(up.request_count(), 0);
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_transcribes_a_wav_file_it_made() {
-    let python = crate::tools::sdk_python();
     let up = MockUpstream::start(Kind::OpenAi);
     let s = per_second(&up);
     let (_, key) = s.user("sdk-listener", "10").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/sdk/openai_audio.py");
-    let (base, k) = (format!("{}/v1", s.url), key.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .env("ONEFLOW_BASE_URL", base)
-            .env("ONEFLOW_KEY", k)
-            .env("ONEFLOW_AUDIO_MODEL", "listener")
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the SDK script failed: {stderr}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = crate::tools::run_sdk(
+        "openai_audio.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_AUDIO_MODEL", "listener".into()),
+        ],
+    )
+    .await;
     // The script's WAV is 1.5 s: two started seconds at 0.01.
     assert_eq!(report["seconds"].as_f64(), Some(2.0), "{report}");
-    assert_eq!(charges(&s, &key).await, vec![Credits(20_000)]);
+    assert_eq!(s.charges(&key).await, vec![Credits(20_000)]);
     assert_eq!(
         s.balance(&key).await,
         Credits::from_credits(10) - Credits(20_000)

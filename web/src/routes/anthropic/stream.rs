@@ -9,8 +9,6 @@
 //! `oneflow` field saying why; where the upstream failed midway an `error`
 //! event follows it, as Anthropic's own streams end when they fail.
 
-use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -19,6 +17,7 @@ use oneflow_actors::views::ErrorCode;
 use oneflow_actors::{RequestJob, StreamEvent};
 
 use super::error::MessagesResult;
+use crate::routes::openai::stream::{drain, sse_head};
 use crate::state::AppState;
 
 /// The block being written: none yet, text, or the tool call of this
@@ -159,9 +158,6 @@ impl Writer {
     }
 }
 
-/// Most events one write of a stream carries.
-const STREAM_COALESCE: usize = 32;
-
 /// Streams the job's answer in Anthropic's events.
 pub(super) async fn stream(s: &AppState, user: &str, job: RequestJob) -> MessagesResult {
     let start = s.broker.stream(user, job).await?;
@@ -181,40 +177,17 @@ pub(super) async fn stream(s: &AppState, user: &str, job: RequestJob) -> Message
         }}),
     );
     w.event("ping", &json!({"type": "ping"}));
-    // Events already queued when the client's socket is written go out in
-    // one write; nothing waits to be coalesced.
+    let mut res = sse_head(&start);
     let body = futures_util::stream::unfold(
         (start.events, w, false),
         |(mut rx, mut w, done)| async move {
             if done {
                 return None;
             }
-            let mut event = rx.recv().await;
-            let mut taken = 0;
-            let finished = loop {
-                if w.write(event) {
-                    break true;
-                }
-                taken += 1;
-                if taken == STREAM_COALESCE {
-                    break false;
-                }
-                match rx.try_recv() {
-                    Ok(e) => event = Some(e),
-                    Err(_) => break false,
-                }
-            };
+            let finished = drain(&mut rx, |event| w.write(event)).await;
             let out = Bytes::from(std::mem::replace(&mut w.out, Vec::with_capacity(512)));
             Some((Ok::<_, actix_web::Error>(out), (rx, w, finished)))
         },
     );
-    let mut res = HttpResponse::Ok();
-    res.insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
-        .insert_header(("x-oneflow-quote", start.quote.to_string()));
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
-        res.insert_header(("x-oneflow-route", v));
-    }
     Ok(res.streaming(body))
 }

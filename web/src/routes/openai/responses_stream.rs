@@ -7,8 +7,6 @@
 //! `oneflow` field saying so when the broker did), or `response.failed`
 //! when the upstream failed midway. Every event has its `sequence_number`.
 
-use actix_web::HttpResponse;
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -19,6 +17,7 @@ use oneflow_actors::{RequestJob, StreamEvent};
 use super::error::V1Result;
 use super::now_secs;
 use super::responses::{keep_streamed, response_object};
+use super::stream::{drain, sse_head};
 use crate::state::AppState;
 
 /// The item being written.
@@ -215,9 +214,6 @@ impl Writer {
     }
 }
 
-/// Most events one write of a stream carries.
-const STREAM_COALESCE: usize = 32;
-
 /// Streams the job's answer as Responses events; a completed (or
 /// incomplete) response is kept, when `store`, before its last event is
 /// sent.
@@ -245,27 +241,14 @@ pub(super) async fn stream(
     w.event(json!({"type": "response.created", "response": opening}));
     w.event(json!({"type": "response.in_progress", "response": opening}));
     let keep = store.then(|| (s.clone(), user.to_string(), items));
+    let mut res = sse_head(&start);
     let body = futures_util::stream::unfold(
         (start.events, w, keep, false),
         |(mut rx, mut w, mut keep, done)| async move {
             if done {
                 return None;
             }
-            let mut event = rx.recv().await;
-            let mut taken = 0;
-            let finished = loop {
-                if w.write(event) {
-                    break true;
-                }
-                taken += 1;
-                if taken == STREAM_COALESCE {
-                    break false;
-                }
-                match rx.try_recv() {
-                    Ok(e) => event = Some(e),
-                    Err(_) => break false,
-                }
-            };
+            let finished = drain(&mut rx, |event| w.write(event)).await;
             if let Some(Last { kind, mut response }) = w.last.take() {
                 if let (Some((s, user, mut items)), false) =
                     (keep.take(), kind == "response.failed")
@@ -282,13 +265,5 @@ pub(super) async fn stream(
             Some((Ok::<_, actix_web::Error>(out), (rx, w, keep, finished)))
         },
     );
-    let mut res = HttpResponse::Ok();
-    res.insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
-        .insert_header(("x-oneflow-quote", start.quote.to_string()));
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
-        res.insert_header(("x-oneflow-route", v));
-    }
     Ok(res.streaming(body))
 }

@@ -1,12 +1,14 @@
 //! Streamed answers: OpenAI's server-sent events, written straight from
 //! the broker's stream events.
 
-use actix_web::HttpResponse;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpResponse, HttpResponseBuilder};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use oneflow_actors::{RequestJob, StreamEvent};
+use tokio::sync::mpsc;
+
+use oneflow_actors::{RequestJob, StreamEvent, StreamStart};
 
 use super::error::V1Result;
 use super::now_secs;
@@ -79,6 +81,45 @@ impl serde::Serialize for Extra<'_> {
 
 /// Most events one write of a stream carries.
 const STREAM_COALESCE: usize = 32;
+
+/// Waits for the stream's next event, then takes those already queued
+/// behind it (up to [`STREAM_COALESCE`]), handing each to `write`; true
+/// once `write` says the stream is over. Events queued when the client's
+/// socket is written go out in one write: a stream is many small events,
+/// and a write each was an eighth of a stream's CPU. Nothing waits to be
+/// coalesced. Every format's stream writer reads its events through this.
+pub(crate) async fn drain(
+    rx: &mut mpsc::Receiver<StreamEvent>,
+    mut write: impl FnMut(Option<StreamEvent>) -> bool,
+) -> bool {
+    let mut event = rx.recv().await;
+    for _ in 0..STREAM_COALESCE {
+        if write(event) {
+            return true;
+        }
+        match rx.try_recv() {
+            Ok(e) => event = Some(e),
+            // Nothing more yet (or the sender is gone: the next poll's
+            // `recv` says so).
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// A stream's answer head: server-sent events, and the request, its quote
+/// and its route.
+pub(crate) fn sse_head(start: &StreamStart) -> HttpResponseBuilder {
+    let mut res = HttpResponse::Ok();
+    res.insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
+        .insert_header(("x-oneflow-quote", start.quote.to_string()));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
+        res.insert_header(("x-oneflow-route", v));
+    }
+    res
+}
 
 impl ChunkHead {
     /// Appends what `event` says to the client to `out`; true if the stream
@@ -213,46 +254,28 @@ pub(super) async fn stream(
         created: now_secs(),
         model: start.model.clone(),
     };
-    let mut first = true;
-    // Events already queued when the client's socket is written go out in
-    // one write: a stream is many small events, and a write each was an
-    // eighth of a stream's CPU. Nothing waits to be coalesced.
-    let body = futures_util::stream::unfold((start.events, false), move |(mut rx, done)| {
-        let head = head.clone();
-        let mut is_first = std::mem::replace(&mut first, false);
-        async move {
-            if done {
-                return None;
+    let mut res = sse_head(&start);
+    let body = futures_util::stream::unfold(
+        (start.events, true, false),
+        move |(mut rx, mut first, done)| {
+            let head = head.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let mut out = Vec::with_capacity(512);
+                let finished = drain(&mut rx, |event| {
+                    let over = head.write_event(&mut out, event, kind, first, include_usage);
+                    first = false;
+                    over
+                })
+                .await;
+                Some((
+                    Ok::<_, actix_web::Error>(Bytes::from(out)),
+                    (rx, first, finished),
+                ))
             }
-            let mut out = Vec::with_capacity(512);
-            let mut event = rx.recv().await;
-            let mut taken = 0;
-            let finished = loop {
-                if head.write_event(&mut out, event, kind, is_first, include_usage) {
-                    break true;
-                }
-                is_first = false;
-                taken += 1;
-                if taken == STREAM_COALESCE {
-                    break false;
-                }
-                match rx.try_recv() {
-                    Ok(e) => event = Some(e),
-                    // Nothing more yet (or the sender is gone: the next
-                    // poll's `recv` says so).
-                    Err(_) => break false,
-                }
-            };
-            Some((Ok::<_, actix_web::Error>(Bytes::from(out)), (rx, finished)))
-        }
-    });
-    let mut res = HttpResponse::Ok();
-    res.insert_header((CONTENT_TYPE, "text/event-stream"))
-        .insert_header((CACHE_CONTROL, "no-cache"))
-        .insert_header(("x-oneflow-request-id", start.request_id.clone()))
-        .insert_header(("x-oneflow-quote", start.quote.to_string()));
-    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&start.route) {
-        res.insert_header(("x-oneflow-route", v));
-    }
+        },
+    );
     Ok(res.streaming(body))
 }
