@@ -27,6 +27,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub retry: RetryConfig,
     pub circuit: CircuitConfig,
+    pub jobs: JobsConfig,
     pub metrics: MetricsConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
@@ -202,6 +203,34 @@ impl Default for CircuitConfig {
     }
 }
 
+/// Video jobs: requests an upstream answers later (create, poll, fetch),
+/// run in the background from `POST /api/jobs` or waited for by
+/// `/api/request`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// The longest one job may run, created to finished with its polls;
+    /// it replaces `retry.attempt_timeout_ms` and `total_timeout_ms`,
+    /// which bound one HTTP exchange, not minutes of rendering. Past it
+    /// the job is cancelled upstream and its hold released.
+    pub timeout_ms: u64,
+    /// Jobs running in the background at once, all users together; past
+    /// it `POST /api/jobs` is answered 429 `too_many_jobs`.
+    pub max_running: usize,
+    /// Most bytes passed on of one job's content.
+    pub max_content_bytes: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            timeout_ms: 30 * 60_000,
+            max_running: 1024,
+            max_content_bytes: 512 << 20,
+        }
+    }
+}
+
 /// What `/metrics` exports.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -272,6 +301,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             retry: RetryConfig::default(),
             circuit: CircuitConfig::default(),
+            jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
             providers: default_providers(),
         }
@@ -373,6 +403,9 @@ impl Config {
                 "must be at least backoff_base_ms",
             ));
         }
+        if self.jobs.timeout_ms == 0 || self.jobs.max_running == 0 {
+            return Err(bad("jobs", "timeout_ms and max_running must be above 0"));
+        }
         if self.circuit.failures == 0 {
             return Err(bad("circuit.failures", "must be at least 1"));
         }
@@ -451,6 +484,12 @@ impl Config {
                     "must be one of request.sizes",
                 ));
             }
+            if !(10..=600_000).contains(&p.poll_interval_ms) {
+                return Err(bad(
+                    key("poll_interval_ms"),
+                    "must be between 10 and 600000",
+                ));
+            }
             if p.responses && (p.kind != ProviderKind::Openai || p.modality != Modality::Text) {
                 return Err(bad(
                     key("responses"),
@@ -475,7 +514,8 @@ impl Config {
                 let serves = match p.kind {
                     ProviderKind::Anthropic => p.modality == Modality::Text,
                     ProviderKind::Stability => p.modality == Modality::Image,
-                    _ => p.modality != Modality::Video,
+                    // Video through OpenAI's job API (`/videos`).
+                    _ => true,
                 };
                 if !serves {
                     return Err(bad(

@@ -80,6 +80,13 @@ pub struct ProviderConfig {
     /// instead of as chat completions. An `openai` text provider only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub responses: bool,
+    /// How often a video job's state is asked for while it renders.
+    #[serde(default = "default_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    2_000
 }
 
 /// Whether `ip` is an address a provider may only use with
@@ -241,6 +248,7 @@ pub fn default_providers() -> Vec<ProviderConfig> {
         api_key_env: String::new(),
         allow_private: false,
         responses: false,
+        poll_interval_ms: default_poll_ms(),
     };
     vec![
         sim(

@@ -23,7 +23,7 @@ use crate::error::BrokerError;
 use crate::ids::now_ms;
 use crate::metrics;
 use crate::persistence::{CommitFigures, Persistence};
-use crate::provider::ProviderHandle;
+use crate::provider::{Content, ProviderHandle};
 use crate::store::{RedbStore, Store, User, WriteOp};
 use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
 use crate::usecase::export::{self, ExportQuery};
@@ -31,10 +31,10 @@ use crate::usecase::keys::{self, Principal};
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
-    Services, budgets, history, job::RequestJob, kept, preferences, status, users,
+    Services, budgets, history, job::RequestJob, jobs, kept, preferences, status, users,
 };
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
-use crate::views::{RequestOutcome, WalletView};
+use crate::views::{JobView, RequestOutcome, WalletView};
 use crate::wallet::{IdemKey, IdemLimits, ToppedUp, WalletSettings, Wallets};
 
 /// The broker: cheap to clone, shared by every HTTP worker.
@@ -164,6 +164,22 @@ impl Broker {
     /// Starts a streamed chat or completion.
     pub async fn stream(&self, user_id: &str, job: RequestJob) -> Result<StreamStart, BrokerError> {
         stream::start(&self.services, user_id, job).await
+    }
+
+    /// Starts a video job in the background: its view once its hold is
+    /// committed.
+    pub async fn start_job(&self, user_id: &str, req: AiRequest) -> Result<JobView, BrokerError> {
+        jobs::start(&self.services, user_id, req).await
+    }
+
+    /// A video job of the caller's, running or ended.
+    pub async fn job(&self, who: &Principal, id: &str) -> Result<JobView, BrokerError> {
+        jobs::view(&self.services, who, id).await
+    }
+
+    /// The file a succeeded video job made, as its provider serves it.
+    pub async fn job_content(&self, who: &Principal, id: &str) -> Result<Content, BrokerError> {
+        jobs::content(&self.services, who, id).await
     }
 
     /// Keeps a response (OpenAI's Responses API) for retrieval while the

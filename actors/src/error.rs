@@ -34,6 +34,11 @@ pub enum BrokerError {
     TooManyInFlight(WalletError),
     #[error("too many exports are running; retry when one has finished")]
     TooManyExports,
+    #[error("too many jobs are running; retry when one has finished")]
+    TooManyJobs,
+    /// A job asked of a model that answers at once (not video).
+    #[error("model `{0}` answers at once, not as a job: send it to /api/request")]
+    NotAJob(String),
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The caller may not do this (an admin's decision stands).
@@ -142,6 +147,8 @@ impl BrokerError {
             // The caller's own load, not the broker's: 429, like a rate limit.
             BrokerError::TooManyInFlight(_) => refused("too_many_in_flight", 429),
             BrokerError::TooManyExports => refused("too_many_exports", 429),
+            BrokerError::TooManyJobs => refused("too_many_jobs", 429),
+            BrokerError::NotAJob(_) => refused("not_a_job", 422),
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Forbidden(_) => refused("forbidden", 403),
             BrokerError::Conflict(_) => refused("conflict", 409),
@@ -184,7 +191,8 @@ impl BrokerError {
             BrokerError::Invalid(RequestError::NoProviderAvailable(_))
             | BrokerError::Busy
             | BrokerError::TooManyInFlight(_)
-            | BrokerError::TooManyExports => Some(1),
+            | BrokerError::TooManyExports
+            | BrokerError::TooManyJobs => Some(1),
             BrokerError::Upstream { retry_after, .. } => *retry_after,
             _ => None,
         }

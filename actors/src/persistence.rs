@@ -141,6 +141,12 @@ impl Persistence {
         rx.await.map_err(|_| Arc::new(StoreError::Closed))?
     }
 
+    /// Waits until every write queued before it (holds riding for a
+    /// commit too) is committed.
+    pub async fn flush(&self) -> Result<(), Arc<StoreError>> {
+        self.write(Vec::new()).await
+    }
+
     pub fn figures(&self) -> CommitFigures {
         let commits = self.stats.commits.load(Ordering::Relaxed);
         let writes = self.stats.writes.load(Ordering::Relaxed);
@@ -216,6 +222,10 @@ fn run(
             continue;
         }
         if ops.is_empty() {
+            // Nothing was waiting to be written: a flush is answered at once.
+            for r in replies {
+                let _ = r.send(Ok(()));
+            }
             continue;
         }
         let n = ops.len();

@@ -298,3 +298,49 @@ pub struct ProviderView {
     pub failures: u64,
     pub rejected: u64,
 }
+
+/// Where a video job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Held, not yet taken by a provider.
+    Queued,
+    /// A provider is rendering it.
+    Running,
+    /// Done and charged by the seconds made; its file is at `content_url`.
+    Succeeded,
+    /// Every provider failed; the hold was released.
+    Failed,
+    /// The broker stopped while it ran; the hold was released at the next
+    /// start and nothing was charged.
+    Interrupted,
+}
+
+/// A video job, running or finished (`GET /api/jobs/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct JobView {
+    /// The job's id, which is also its request's id in the history.
+    pub id: String,
+    pub status: JobStatus,
+    /// Percent done, as the provider last said (100 once it succeeded).
+    pub progress: u8,
+    pub model: String,
+    /// The provider running or that ran it.
+    pub provider: String,
+    /// What is held while it runs, and what was held.
+    pub quote: Credits,
+    /// What was charged, once it ended (0 if it failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Credits>,
+    /// Seconds of video made, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
+    pub created_at: Millis,
+    /// Where its file can be fetched, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_url: Option<String>,
+}

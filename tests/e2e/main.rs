@@ -18,6 +18,7 @@ mod durability;
 mod fuzz;
 mod hostile;
 mod idempotency;
+mod jobs;
 mod keys;
 mod layout;
 mod ledger_flow;

@@ -7,6 +7,7 @@
 //! the adapter's own file.
 
 pub mod anthropic;
+mod form;
 pub mod openai;
 mod operation;
 mod pieces;
@@ -14,8 +15,9 @@ mod responses_api;
 pub mod simulated;
 pub mod sse;
 pub mod stability;
+mod videos;
 
-pub use operation::Operation;
+pub use operation::{JobProgress, Operation};
 pub(crate) use pieces::pieces;
 
 use std::time::Duration;
@@ -252,6 +254,13 @@ impl CallError {
     }
 }
 
+/// A finished job's file as its upstream serves it, passed on as it comes.
+pub struct Content {
+    pub content_type: String,
+    pub length: Option<u64>,
+    pub body: BoxStream<'static, Result<Bytes, CallError>>,
+}
+
 /// How to talk to one provider.
 pub trait Adapter: Send + Sync + 'static {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>>;
@@ -266,6 +275,18 @@ pub trait Adapter: Send + Sync + 'static {
             chunks.push(Chunk::Usage(r.usage));
             chunks.push(Chunk::Finish(finish));
             Ok(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))) as ChunkStream)
+        })
+    }
+    /// The file a finished job made, `address` being what its call gave
+    /// ([`Output::Clip`]), at most `limit` bytes. Only providers that make
+    /// files later (video jobs) have one.
+    fn content(&self, address: &str, limit: u64) -> BoxFuture<'static, Result<Content, CallError>> {
+        let _ = (address, limit);
+        Box::pin(async {
+            Err(CallError::Unsupported {
+                provider: "this".into(),
+                what: "serve a job's content".into(),
+            })
         })
     }
 }

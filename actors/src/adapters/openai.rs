@@ -11,8 +11,8 @@ use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
 use super::{
-    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, responses_api, sse, url,
+    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Content, Operation, Output,
+    count, malformed, responses_api, sse, url, videos,
 };
 
 pub struct OpenAi {
@@ -24,6 +24,7 @@ pub struct OpenAi {
     max_body: u64,
     /// It speaks the Responses API too (`responses = true`).
     responses: bool,
+    videos: std::sync::Arc<videos::Videos>,
 }
 
 impl OpenAi {
@@ -31,10 +32,18 @@ impl OpenAi {
         OpenAi {
             name: cfg.name.clone(),
             base: cfg.base_url.clone(),
-            client,
-            key,
+            client: client.clone(),
+            key: key.clone(),
             max_body: cfg.limits.max_response_bytes,
             responses: cfg.responses,
+            videos: std::sync::Arc::new(videos::Videos {
+                name: cfg.name.clone(),
+                base: cfg.base_url.clone(),
+                client: client.clone(),
+                key: key.clone(),
+                poll: std::time::Duration::from_millis(cfg.poll_interval_ms),
+                max_body: cfg.limits.max_response_bytes,
+            }),
         }
     }
 
@@ -62,48 +71,19 @@ impl OpenAi {
         else {
             return None;
         };
-        // Random, so that no uploaded file can hold it and add fields.
-        let boundary = format!("oneflow-{}", crate::ids::random_hex(16));
-        let mut body = Vec::with_capacity(audio.len() + 512);
-        let mut field = |name: &str, value: &str| {
-            body.extend_from_slice(
-                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                    .as_bytes(),
-            );
-        };
-        field("model", model);
-        field("response_format", "json");
+        let mut form = super::form::Form::new(audio.len());
+        form.field("model", model);
+        form.field("response_format", "json");
         for (k, v) in fields {
-            field(k, v);
+            form.field(k, v);
         }
-        // The name is ours to write: quotes and line breaks would break
-        // the part's head.
-        let name: String = file_name
-            .chars()
-            .filter(|c| !matches!(c, '"' | '\r' | '\n' | '\\'))
-            .collect();
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(audio);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        form.file("file", file_name, audio);
         let path = if *translate {
             "audio/translations"
         } else {
             "audio/transcriptions"
         };
-        Some(
-            self.keyed(
-                self.client
-                    .post(url(&self.base, path))
-                    .header(
-                        reqwest::header::CONTENT_TYPE,
-                        format!("multipart/form-data; boundary={boundary}"),
-                    )
-                    .body(body),
-            ),
-        )
+        Some(self.keyed(form.send_with(self.client.post(url(&self.base, path)))))
     }
 }
 
@@ -347,6 +327,9 @@ fn parse(provider: &str, req: &CallRequest, v: &Value) -> Result<CallResult, Cal
 
 impl Adapter for OpenAi {
     fn call(&self, req: CallRequest) -> BoxFuture<'static, Result<CallResult, CallError>> {
+        if matches!(req.op, Operation::Clip { .. }) {
+            return Box::pin(self.videos.clone().make(req));
+        }
         let name = self.name.clone();
         let key = self.key.clone();
         let max_body = self.max_body;
@@ -397,6 +380,11 @@ impl Adapter for OpenAi {
                 serde_json::from_slice(&bytes).map_err(|_| malformed(&name, "not JSON"))?;
             parse(&name, &req, &v)
         })
+    }
+
+    fn content(&self, address: &str, limit: u64) -> BoxFuture<'static, Result<Content, CallError>> {
+        let (videos, id) = (self.videos.clone(), address.to_string());
+        Box::pin(async move { videos.content(&id, limit).await })
     }
 
     fn stream(&self, req: CallRequest) -> BoxFuture<'static, Result<ChunkStream, CallError>> {

@@ -1,6 +1,9 @@
 //! What an adapter is asked to do: one variant per kind of call, with
 //! what the plan allows already in it.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 
 use oneflow::chat::{ChatRequest, Part, Role, Turn};
@@ -47,8 +50,14 @@ pub enum Operation {
         voice: String,
         extra: serde_json::Map<String, serde_json::Value>,
     },
-    /// Audio or video clips of the native API (simulated providers).
-    Clip { prompt: String, seconds: u32 },
+    /// Audio or video clips of the native API: simulated, or a video job
+    /// on OpenAI's `/videos` (created, polled until done).
+    Clip {
+        prompt: String,
+        seconds: u32,
+        /// Where a background job shows how far it got.
+        progress: Option<Arc<JobProgress>>,
+    },
     /// A recording to text (`translate`: to English text), `seconds` long.
     Transcription {
         audio: Bytes,
@@ -103,5 +112,41 @@ impl Operation {
             Operation::Clip { .. } => "clip",
             Operation::Transcription { .. } => "transcription",
         }
+    }
+}
+
+/// How far a running job got, as its adapter last heard: written by the
+/// adapter, read by `GET /api/jobs/{id}` while the job runs.
+#[derive(Debug, Default)]
+pub struct JobProgress {
+    percent: AtomicU8,
+    started: std::sync::atomic::AtomicBool,
+    upstream_id: OnceLock<String>,
+}
+
+impl JobProgress {
+    /// The upstream accepted the job under `id`.
+    pub fn started(&self, id: &str) {
+        let _ = self.upstream_id.set(id.to_string());
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    /// The upstream says it is `percent` done (capped at 100).
+    pub fn advanced(&self, percent: u64) {
+        self.started.store(true, Ordering::Relaxed);
+        self.percent
+            .fetch_max(percent.min(100) as u8, Ordering::Relaxed);
+    }
+
+    /// Whether the upstream has taken the job, and how far it got.
+    pub fn read(&self) -> (bool, u8) {
+        (
+            self.started.load(Ordering::Relaxed),
+            self.percent.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn upstream_id(&self) -> Option<&str> {
+        self.upstream_id.get().map(String::as_str)
     }
 }

@@ -14,7 +14,9 @@ use oneflow::chat::{ChatRequest, Part, ToolChoice};
 use oneflow::config::SimulatedSettings;
 use oneflow::pricing::{Modality, Usage, count_words};
 
-use super::{Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output};
+use super::{
+    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Content, Operation, Output,
+};
 
 pub struct Simulated {
     name: String,
@@ -263,14 +265,61 @@ impl Adapter for Simulated {
         let latency = Duration::from_millis(self.settings.latency_ms);
         let fail = self.fails();
         let name = self.name.clone();
+        let progress = match &req.op {
+            Operation::Clip {
+                progress: Some(p), ..
+            } => Some(p.clone()),
+            _ => None,
+        };
         Box::pin(async move {
-            if !latency.is_zero() {
+            if let Some(p) = &progress {
+                // A clip renders in four steps of its latency, as a job
+                // upstream reports progress while it runs.
+                p.started(&req.request_id);
+                for step in 1..=4u64 {
+                    tokio::time::sleep(latency / 4).await;
+                    p.advanced(step * 25);
+                }
+            } else if !latency.is_zero() {
                 tokio::time::sleep(latency).await;
             }
             if fail {
                 return Err(CallError::upstream(&name, "simulated failure"));
             }
             Ok(simulate(&req))
+        })
+    }
+
+    /// A simulated clip's file: the MP4 file-type box and nothing else
+    /// (the simulator makes no pictures), so that clients can be tested
+    /// end to end offline.
+    fn content(&self, address: &str, limit: u64) -> BoxFuture<'static, Result<Content, CallError>> {
+        let ours = address.starts_with("sim://video/");
+        let name = self.name.clone();
+        Box::pin(async move {
+            if !ours {
+                return Err(CallError::Unsupported {
+                    provider: name,
+                    what: "serve content it did not make".into(),
+                });
+            }
+            let mut b = Vec::with_capacity(24);
+            b.extend_from_slice(&24u32.to_be_bytes());
+            b.extend_from_slice(b"ftypisom");
+            b.extend_from_slice(&0x200u32.to_be_bytes());
+            b.extend_from_slice(b"isommp41");
+            if b.len() as u64 > limit {
+                return Err(CallError::TooLarge {
+                    provider: name,
+                    limit,
+                });
+            }
+            let body = bytes::Bytes::from(b);
+            Ok(Content {
+                content_type: "video/mp4".into(),
+                length: Some(body.len() as u64),
+                body: futures_util::stream::once(async { Ok(body) }).boxed(),
+            })
         })
     }
 

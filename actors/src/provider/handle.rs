@@ -174,7 +174,11 @@ mod tests {
             let op = if modality == Modality::Text {
                 Operation::ask(prompt, 16)
             } else {
-                Operation::Clip { prompt, seconds: 1 }
+                Operation::Clip {
+                    prompt,
+                    seconds: 1,
+                    progress: None,
+                }
             };
             let out = simulate(&CallRequest { request_id: "r".into(), model: p.name.clone(), op, plan: plan.clone() });
             let (u, m) = (out.usage, plan.max_usage);

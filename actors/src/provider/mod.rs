@@ -14,6 +14,8 @@ mod handle;
 mod stats;
 mod worker;
 
-pub use crate::adapters::{Adapter, CallError, CallRequest, Chunk, Operation, Output};
+pub use crate::adapters::{
+    Adapter, CallError, CallRequest, Chunk, Content, JobProgress, Operation, Output,
+};
 pub use handle::ProviderHandle;
 pub use worker::Permit;

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 
 use oneflow::Credits;
+use oneflow::config::RetryConfig;
 use oneflow::ledger::Refusal;
-use oneflow::pricing::Usage;
+use oneflow::pricing::{Modality, Usage};
 use oneflow::records::{Attempt, RequestRecord, RequestStatus};
 use oneflow::request::Plan;
 use oneflow::routing::{Route, choose_with};
@@ -232,10 +233,23 @@ where
 {
     let calls = calls_for(h, handles);
     let tokens = token_bounds(&h.plans);
+    // A video job renders for minutes: its one call (create to finish) is
+    // bounded by `jobs.timeout_ms`, not by one HTTP exchange's timeouts.
+    let job;
+    let retry = if h.plans.iter().any(|p| p.modality == Modality::Video) {
+        job = RetryConfig {
+            attempt_timeout_ms: s.config.jobs.timeout_ms,
+            total_timeout_ms: s.config.jobs.timeout_ms,
+            ..s.config.retry.clone()
+        };
+        &job
+    } else {
+        &s.config.retry
+    };
     dispatch::run(
         handles,
         &tokens,
-        &s.config.retry,
+        retry,
         switcher(s, &h.user_id, h.hold_id),
         |i, permit| call(&handles[i], calls[i].clone(), permit),
     )

@@ -98,6 +98,12 @@ pub(crate) fn op_for(op: &Operation, plan: &Plan) -> Operation {
         (Operation::Chat { .. }, Modality::Video) => Operation::Clip {
             prompt,
             seconds: u32::try_from(plan.max_usage.seconds).unwrap_or(1),
+            progress: None,
+        },
+        (Operation::Clip { progress, .. }, _) => Operation::Clip {
+            prompt,
+            seconds: u32::try_from(plan.max_usage.seconds).unwrap_or(1),
+            progress: progress.clone(),
         },
         (Operation::Image { prompt, extra, .. }, _) => Operation::Image {
             prompt: prompt.clone(),

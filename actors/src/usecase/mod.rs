@@ -7,6 +7,7 @@
 //! | file | use case |
 //! |---|---|
 //! | `request.rs` | a request answered whole (native `/api/request` and `/v1`), and its quote |
+//! | `jobs.rs` | video jobs run in the background, their state and their files |
 //! | `stream.rs` | a request answered as a stream of events |
 //! | `users.rs` | users, their credits, the admin made at start |
 //! | `keys.rs` | authentication and API keys |
@@ -44,6 +45,7 @@ pub mod export;
 pub mod held;
 pub mod history;
 pub mod job;
+pub mod jobs;
 pub mod kept;
 pub mod keys;
 pub mod preferences;
@@ -75,6 +77,8 @@ pub(crate) struct Services {
     pub(crate) strategies: DashMap<String, Option<Strategy>>,
     /// Exports running now, by caller (`export.rs`).
     pub(crate) exports: export::Running,
+    /// Video jobs running in the background (`jobs.rs`).
+    pub(crate) jobs: jobs::Running,
 }
 
 impl Services {
@@ -98,6 +102,7 @@ impl Services {
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),
             exports: Default::default(),
+            jobs: Default::default(),
         }
     }
 

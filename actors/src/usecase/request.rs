@@ -122,7 +122,7 @@ fn replayed(record: &IdempotencyRecord) -> Result<Answer, BrokerError> {
 
 /// Runs a held request: tries its candidates, then settles (a charge of
 /// the reported usage) or releases (every candidate failed).
-async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerError> {
+pub(crate) async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerError> {
     let started = Instant::now();
     let handles = held::handles(s, &h.plans)?;
     let tried = held::try_candidates(s, &h, &handles, |p, call, permit| {

@@ -99,6 +99,7 @@ mod anthropic;
 pub mod http;
 mod openai;
 mod stability;
+pub mod videos;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -557,6 +558,11 @@ async fn serve(stream: tokio::net::TcpStream, shared: Arc<Shared>) {
         };
         shared.record(&req);
         let route = match shared.kind {
+            Kind::OpenAi if req.path.starts_with("/v1/videos") => {
+                videos::route(&req, &shared.key, &shared.base_url, || {
+                    shared.next_behavior()
+                })
+            }
             Kind::OpenAi => openai::route(&req, &shared.key, &shared.base_url),
             Kind::Anthropic => anthropic::route(&req, &shared.key),
             Kind::Stability => stability::route(&req, &shared.key),

@@ -40,3 +40,43 @@ pub fn quote() {}
         (status = 503, description = "Broker busy or providers unavailable; see Retry-After", body = ErrorBody),
     ))]
 pub fn request() {}
+
+#[utoipa::path(post, path = "/api/jobs", tag = "requests",
+    request_body = AiRequest,
+    responses(
+        (status = 202, description = "A video job started: its money is held (and committed), and it runs in the background under `jobs.timeout_ms`; ask `GET /api/jobs/{id}` (the `Location` header) until it ended. Settled by the seconds made, or released if every provider failed",
+            body = JobView,
+            headers(("location" = String, description = "The job's address"))),
+        (status = 400, description = "Invalid request, or an Idempotency-Key sent (jobs take none: the id answered is the handle)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 402, description = "Not enough credits (`insufficient_credits`) or a budget would be exceeded (`budget_exceeded`)", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "The model answers at once, not as a job (`not_a_job`: send it to /api/request), or no provider of the model is in the region asked", body = ErrorBody),
+        (status = 429, description = "`jobs.max_running` jobs are running (`too_many_jobs`), or the user already has `wallets.max_in_flight` requests holding money (`too_many_in_flight`); see Retry-After", body = ErrorBody),
+        (status = 503, description = "Broker busy or providers unavailable; see Retry-After", body = ErrorBody),
+    ))]
+pub fn start_job() {}
+
+#[utoipa::path(get, path = "/api/jobs/{id}", tag = "requests",
+    params(("id" = String, Path, description = "The job's id (its request's id)")),
+    responses(
+        (status = 200, description = "The job: queued or running (with the provider's progress), or ended (succeeded, failed or interrupted, with what it cost). Any video request, `/api/request` ones too, is shown here by its request id", body = JobView),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No video job of the caller's has this id", body = ErrorBody),
+    ))]
+pub fn job() {}
+
+#[utoipa::path(get, path = "/api/jobs/{id}/content", tag = "requests",
+    params(("id" = String, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The video the job made, passed on from its provider as it comes (at most `jobs.max_content_bytes`; past it the answer is cut)",
+            content((Vec<u8> = "video/mp4"))),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 404, description = "No video job of the caller's has this id", body = ErrorBody),
+        (status = 409, description = "The job is still running, or did not succeed (`conflict`)", body = ErrorBody),
+        (status = 429, description = "The provider is rate limiting (`provider_overloaded`)", body = ErrorBody),
+        (status = 502, description = "The provider failed to serve the file (it may have expired there)", body = ErrorBody),
+        (status = 503, description = "The provider is unavailable", body = ErrorBody),
+        (status = 504, description = "The provider did not answer in time", body = ErrorBody),
+    ))]
+pub fn job_content() {}

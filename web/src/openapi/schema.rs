@@ -35,7 +35,7 @@ use oneflow::routing::Strategy;
 pub use oneflow_actors::analytics::{Analytics, BurnDown, Projection, Series};
 pub use oneflow_actors::store::User;
 pub use oneflow_actors::views::{
-    CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView, RequestOutcome, Role,
+    CreatedKey, CreatedUser, JobView, KeyView, Page, ProviderView, QuoteView, RequestOutcome, Role,
     WindowView,
 };
 

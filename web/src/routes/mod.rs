@@ -8,6 +8,7 @@ pub mod credits;
 pub mod dashboard;
 pub mod export;
 pub mod history;
+pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod openai;

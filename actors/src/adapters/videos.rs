@@ -1,0 +1,192 @@
+//! OpenAI's video job API (`/videos`), as Sora serves it: a job is created
+//! with a form, its state asked for until it is `completed` or `failed`,
+//! and its file fetched from `/videos/{id}/content` when a client asks.
+//! The call the dispatcher runs is the whole job, create to finish, under
+//! `jobs.timeout_ms`; a job left unfinished (timed out, or its request
+//! dropped) is deleted upstream so that it stops rendering.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use oneflow::pricing::Usage;
+
+use super::form::Form;
+use super::{CallError, CallRequest, CallResult, Content, Operation, Output, malformed, url};
+
+/// One provider's video API.
+pub(crate) struct Videos {
+    pub(crate) name: String,
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) key: Option<String>,
+    pub(crate) poll: Duration,
+    /// The most read of one state answer.
+    pub(crate) max_body: u64,
+}
+
+/// Polls in a row that may fail (a dropped connection, a 5xx) before the
+/// job is given up: one bad answer must not throw away minutes of work.
+const POLL_FAILURES: u32 = 3;
+
+impl Videos {
+    fn keyed(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(k) => b.bearer_auth(k),
+            None => b,
+        }
+    }
+
+    async fn object(&self, b: reqwest::RequestBuilder) -> Result<Value, CallError> {
+        let res = super::send(&self.name, self.key.as_deref(), Ok(self.keyed(b))).await?;
+        let bytes = super::read_body(&self.name, res, self.max_body).await?;
+        serde_json::from_slice(&bytes).map_err(|_| malformed(&self.name, "not JSON"))
+    }
+
+    /// Runs one job: create, poll until it ends, and the seconds it made.
+    pub(crate) async fn make(self: Arc<Self>, req: CallRequest) -> Result<CallResult, CallError> {
+        let Operation::Clip {
+            prompt,
+            seconds,
+            progress,
+        } = &req.op
+        else {
+            return Err(CallError::Unsupported {
+                provider: self.name.clone(),
+                what: format!("make a video from a {} request", req.op.name()),
+            });
+        };
+        let mut form = Form::new(prompt.len());
+        form.field("model", &req.model);
+        form.field("prompt", prompt);
+        form.field("seconds", &seconds.to_string());
+        let post = form.send_with(self.client.post(url(&self.base, "videos")));
+        let mut v = self.object(post).await?;
+        let id = v["id"]
+            .as_str()
+            .filter(|id| !id.is_empty() && id.len() <= 200)
+            .ok_or_else(|| malformed(&self.name, "a video job without an id"))?
+            .to_string();
+        if let Some(p) = progress {
+            p.started(&id);
+        }
+        let mut unfinished = Unfinished(Some((self.clone(), id.clone())));
+        let mut failures = 0;
+        loop {
+            if let Some(p) = progress {
+                p.advanced(v["progress"].as_u64().unwrap_or(0));
+            }
+            match v["status"].as_str() {
+                Some("completed") => break,
+                Some("failed") => {
+                    unfinished.0 = None;
+                    let why = v["error"]["message"].as_str().unwrap_or("no reason given");
+                    return Err(CallError::upstream(
+                        &self.name,
+                        format!("video job {id} failed: {}", super::truncate(why, 300)),
+                    ));
+                }
+                Some("queued" | "in_progress") => {}
+                _ => return Err(malformed(&self.name, "a video job of unknown status")),
+            }
+            tokio::time::sleep(self.poll).await;
+            let get = self.client.get(url(&self.base, &format!("videos/{id}")));
+            match self.object(get).await {
+                Ok(next) => {
+                    v = next;
+                    failures = 0;
+                }
+                Err(e) if e.is_transient() && failures + 1 < POLL_FAILURES => failures += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        unfinished.0 = None;
+        // Billed by the seconds made, which the quote's seconds bound.
+        let made = match &v["seconds"] {
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            n => n.as_u64(),
+        }
+        .unwrap_or(u64::from(*seconds));
+        Ok(CallResult {
+            output: Output::Clip(id),
+            usage: Usage {
+                seconds: made,
+                ..Usage::default()
+            },
+            model: v["model"].as_str().unwrap_or(&req.model).to_string(),
+        })
+    }
+
+    /// The file of a finished job, passed on as it comes, at most `limit`
+    /// bytes of it.
+    pub(crate) async fn content(&self, id: &str, limit: u64) -> Result<Content, CallError> {
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(CallError::Unsupported {
+                provider: self.name.clone(),
+                what: "serve content it did not make".into(),
+            });
+        }
+        let get = self
+            .client
+            .get(url(&self.base, &format!("videos/{id}/content")));
+        let res = super::send(&self.name, self.key.as_deref(), Ok(self.keyed(get))).await?;
+        let too_large = CallError::TooLarge {
+            provider: self.name.clone(),
+            limit,
+        };
+        if res.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large);
+        }
+        let content_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("video/mp4")
+            .to_string();
+        let length = res.content_length();
+        let name = self.name.clone();
+        let mut sent = 0u64;
+        let body = res
+            .bytes_stream()
+            .map(move |r| {
+                let b = r.map_err(|e| super::transport_error(&name, &e))?;
+                sent += b.len() as u64;
+                if sent > limit {
+                    return Err(too_large.clone());
+                }
+                Ok(b)
+            })
+            .boxed();
+        Ok(Content {
+            content_type,
+            length,
+            body,
+        })
+    }
+}
+
+/// A job created upstream and not yet seen to end: dropped so (the call
+/// timed out, or its task went away), it deletes the job, so that the
+/// upstream stops rendering what nobody will pay for.
+struct Unfinished(Option<(Arc<Videos>, String)>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        let Some((v, id)) = self.0.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
+            let delete = v.keyed(v.client.delete(url(&v.base, &format!("videos/{id}"))));
+            let _ = tokio::time::timeout(Duration::from_secs(10), delete.send()).await;
+        });
+    }
+}

@@ -1,0 +1,62 @@
+//! `POST /api/jobs`, `GET /api/jobs/{id}`, `GET /api/jobs/{id}/content`:
+//! video requests run in the background. The start answers 202 once the
+//! job's hold is committed; the state is asked for until it ended; the
+//! file is passed on from the provider as it comes.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use futures_util::StreamExt;
+
+use oneflow::request::AiRequest;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[post("/api/jobs")]
+pub async fn start(
+    s: web::Data<AppState>,
+    c: Caller,
+    req: HttpRequest,
+    body: super::Object<AiRequest>,
+) -> Result<HttpResponse, ApiError> {
+    // A replay would have to wait for the first job to end, minutes later;
+    // refused rather than taken and ignored, which would run a job twice.
+    if req.headers().contains_key("idempotency-key") {
+        return Err(ApiError::BadRequest(
+            "POST /api/jobs takes no Idempotency-Key: a job's id is its answer; ask GET /api/jobs/{id} before starting it again".into(),
+        ));
+    }
+    let started = s.broker.start_job(&c.0.user_id, body.into_inner()).await?;
+    Ok(HttpResponse::build(StatusCode::ACCEPTED)
+        .insert_header(("location", format!("/api/jobs/{}", started.id)))
+        .json(started))
+}
+
+#[get("/api/jobs/{id}")]
+pub async fn job(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(s.broker.job(&c.0, &id).await?))
+}
+
+#[get("/api/jobs/{id}/content")]
+pub async fn content(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let content = s.broker.job_content(&c.0, &id).await?;
+    let mut res = HttpResponse::Ok();
+    res.content_type(content.content_type);
+    if let Some(n) = content.length {
+        res.no_chunking(n);
+    }
+    // A failure midway can only cut the answer: its head is sent.
+    let body = content
+        .body
+        .map(|r| r.map_err(actix_web::error::ErrorBadGateway));
+    Ok(res.streaming(body))
+}
