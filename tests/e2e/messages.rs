@@ -15,6 +15,7 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances, credits};
+use crate::upstream::tools::arguments_for;
 use crate::upstream::{Behavior, Kind, MockUpstream, words};
 
 /// A weather tool in Anthropic's shape, every property required.
@@ -411,7 +412,7 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
     let (_, key) = s.user("both", "100").await;
 
     // To the OpenAI upstream: system, tools and the stop sequences in its
-    // words; the answer in Anthropic's.
+    // words; the answer, the call the tool choice required, in Anthropic's.
     let (st, v) = call(
         &s,
         &key,
@@ -438,7 +439,17 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
         v["usage"]["input_tokens"].as_u64().unwrap(),
         v["usage"]["output_tokens"].as_u64().unwrap(),
     );
-    assert_eq!(v["content"][0]["text"].as_str().map(words), Some(o));
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let tool_use = &v["content"][0];
+    assert_eq!(tool_use["type"], "tool_use", "{v}");
+    assert_eq!(tool_use["name"], "get_weather", "{v}");
+    assert_eq!(
+        tool_use["input"],
+        json!({"city": "mock", "days": 1, "metric": true})
+    );
+    // Its output tokens are the words of the arguments the upstream wrote.
+    let args = arguments_for(&weather()["input_schema"]);
+    assert_eq!(o, words(&args), "{v}");
     let cost = Credits(i as i64 * 1_000 + o as i64 * 3_000);
     assert_eq!(s.charges(&key).await, vec![cost]);
 
