@@ -1,6 +1,7 @@
 //! The mocks' tool calls, `n` choices and JSON answers as a client sees
-//! them, in each protocol's own shapes and event order; and the broker's
-//! adapters reading the calls.
+//! them, in each protocol's own shapes and event order; the broker's
+//! adapters reading the calls; and the official SDK's agent script run
+//! against the OpenAI mock itself.
 
 use std::sync::Arc;
 
@@ -619,4 +620,37 @@ async fn the_broker_adapters_read_the_mocks_tool_calls() {
             "/v1/responses"
         ]
     );
+}
+
+/// Runs `tests/sdk/openai_tools.py` (the official SDK's agent calls)
+/// against the OpenAI mock itself: the SDK parses its calls, streamed
+/// calls, `n` and JSON answers, and takes its 400 for a nameless tool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_tools_script_runs_against_the_openai_mock() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let report = crate::tools::run_sdk(
+        "openai_tools.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", up.base_url())),
+            ("ONEFLOW_KEY", MOCK_API_KEY.into()),
+            ("ONEFLOW_CHAT_MODEL", "mock-gpt".into()),
+            ("ONEFLOW_UPSTREAM", "1".into()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        report["answer_text"],
+        tool_answer("Sunny, 21 degrees"),
+        "{report}"
+    );
+    assert_eq!(
+        report["n2_completion_tokens"],
+        2 * DEFAULT_ANSWER_WORDS,
+        "{report}"
+    );
+    // Six answered, then the nameless tool refused by the mock itself.
+    let sent = up.requests();
+    assert_eq!(sent.len(), 7);
+    assert_eq!(report["usage"].as_array().unwrap().len(), 6);
+    assert_eq!(sent[6].body["tools"][0]["function"]["name"], "");
 }
