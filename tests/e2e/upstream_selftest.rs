@@ -910,5 +910,6 @@ async fn a_slow_answer_can_be_abandoned_and_is_counted() {
     assert_eq!(up.client_disconnects(), 1);
 }
 
-// Tool calls, `n` and JSON answers, in each protocol.
+// Tool calls, `n` and JSON answers, in each protocol; and their clients.
+mod tool_clients;
 mod tools;

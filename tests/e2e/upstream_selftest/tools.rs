@@ -1,23 +1,15 @@
 //! The mocks' tool calls, `n` choices and JSON answers as a client sees
-//! them, in each protocol's own shapes and event order; the broker's
-//! adapters reading the calls; and the official SDK's agent script run
-//! against the OpenAI mock itself.
+//! them over HTTP, in each protocol's own shapes and event order.
 
-use std::sync::Arc;
-
-use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use oneflow::config::ProviderKind;
-use oneflow_actors::adapters::{Adapter, Chunk, Operation, Output, anthropic, openai};
-
-use super::{anthropic_post, call, frames, post, provider};
+use super::{anthropic_post, frames, post};
 use crate::upstream::tools::{arguments_for, json_answer, tool_answer, value_for};
-use crate::upstream::{DEFAULT_ANSWER_WORDS, Kind, MOCK_API_KEY, MockUpstream, answer_text, words};
+use crate::upstream::{DEFAULT_ANSWER_WORDS, Kind, MockUpstream, answer_text, words};
 
 /// The weather tool's parameters: every property required but `unit`.
-fn weather_schema() -> Value {
+pub(super) fn weather_schema() -> Value {
     json!({"type": "object",
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"},
             "metric": {"type": "boolean"}, "unit": {"type": "string"}},
@@ -25,7 +17,7 @@ fn weather_schema() -> Value {
 }
 
 /// What the mocks call the weather tool with.
-fn weather_args() -> Value {
+pub(super) fn weather_args() -> Value {
     json!({"city": "mock", "days": 1, "metric": true})
 }
 
@@ -34,7 +26,7 @@ fn lookup_schema() -> Value {
 }
 
 /// A chat offering the weather tool, then a lookup tool.
-fn chat_with_tools(prompt: &str) -> Value {
+pub(super) fn chat_with_tools(prompt: &str) -> Value {
     json!({"model": "mock-gpt", "messages": [{"role": "user", "content": prompt}], "tools": [
         {"type": "function", "function": {"name": "get_weather", "parameters": weather_schema()}},
         {"type": "function", "function": {"name": "lookup", "parameters": lookup_schema()}},
@@ -265,7 +257,7 @@ async fn openai_chat_gives_n_choices_and_json_when_asked() {
     );
 }
 
-fn responses_body(input: Value) -> Value {
+pub(super) fn responses_body(input: Value) -> Value {
     json!({"model": "mock-gpt", "input": input, "tools": [
         {"type": "web_search"},
         {"type": "function", "name": "get_weather", "parameters": weather_schema()},
@@ -523,134 +515,4 @@ async fn anthropic_streams_a_tool_use_in_the_real_event_order() {
     let end = &data[4 + pieces];
     assert_eq!(end["delta"]["stop_reason"], "tool_use");
     assert_eq!(end["usage"]["output_tokens"], pieces);
-}
-
-/// An OpenAI-shaped chat offering the weather tool, as an adapter's
-/// operation.
-fn chat_op(max_tokens: u32, responses: bool) -> Operation {
-    let body = chat_with_tools("weather in Paris");
-    Operation::Chat {
-        chat: oneflow::chat::openai::read_request(&body).unwrap(),
-        max_tokens,
-        n: 1,
-        extra: Default::default(),
-        responses: responses.then(|| Arc::new(responses_body(json!("weather in Paris")))),
-    }
-}
-
-/// A streamed answer's tool calls (joined by index), usage and finish.
-async fn streamed_calls(a: &dyn Adapter, op: Operation, model: &str) -> (Vec<Value>, u64, String) {
-    let mut s = a.stream(call(model, op)).await.unwrap();
-    let (mut calls, mut output, mut finish) = (Vec::<Value>::new(), 0, String::new());
-    while let Some(c) = s.next().await {
-        match c.unwrap() {
-            Chunk::ToolCall(c) => {
-                let i = c["index"].as_u64().unwrap() as usize;
-                if calls.len() <= i {
-                    calls.push(c.clone());
-                } else {
-                    let piece = c["function"]["arguments"].as_str().unwrap();
-                    let joined = format!(
-                        "{}{piece}",
-                        calls[i]["function"]["arguments"].as_str().unwrap()
-                    );
-                    calls[i]["function"]["arguments"] = json!(joined);
-                }
-            }
-            Chunk::Usage(u) => output = u.output_tokens,
-            Chunk::Finish(f) => finish = f,
-            Chunk::Delta(t) => panic!("a call, not text: {t}"),
-        }
-    }
-    (calls, output, finish)
-}
-
-#[tokio::test]
-async fn the_broker_adapters_read_the_mocks_tool_calls() {
-    let http = oneflow_actors::adapters::http_client(true).unwrap();
-    let key = Some(MOCK_API_KEY.to_string());
-    let args = arguments_for(&weather_schema());
-    let openai_up = MockUpstream::start(Kind::OpenAi);
-    let anthropic_up = MockUpstream::start(Kind::Anthropic);
-    let chat = openai::OpenAi::new(
-        &provider(ProviderKind::Openai, format!("{}/v1", openai_up.base_url())),
-        http.clone(),
-        key.clone(),
-    );
-    let mut native = provider(ProviderKind::Openai, format!("{}/v1", openai_up.base_url()));
-    native.responses = true;
-    let native = openai::OpenAi::new(&native, http.clone(), key.clone());
-    let claude = anthropic::Anthropic::new(
-        &provider(ProviderKind::Anthropic, anthropic_up.base_url()),
-        http,
-        key,
-    );
-    let adapters: [(&dyn Adapter, bool, &str); 3] = [
-        (&chat, false, "mock-gpt"),
-        (&native, true, "mock-gpt"),
-        (&claude, false, "mock-claude"),
-    ];
-    for (a, responses, model) in adapters {
-        let r = a.call(call(model, chat_op(50, responses))).await.unwrap();
-        let Output::Choices(choices) = &r.output else {
-            panic!("{model}: a call is read as choices, not {:?}", r.output);
-        };
-        assert_eq!(choices[0]["finish_reason"], "tool_calls", "{model}");
-        let c = &choices[0]["message"]["tool_calls"][0];
-        assert_eq!(c["function"]["name"], "get_weather", "{model}");
-        let got: Value =
-            serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap();
-        assert_eq!(got, weather_args(), "{model}");
-        assert_eq!(r.usage.output_tokens, words(&args), "{model}");
-
-        let (calls, output, finish) = streamed_calls(a, chat_op(50, responses), model).await;
-        assert_eq!(calls.len(), 1, "{model}: {calls:?}");
-        assert_eq!(calls[0]["function"]["name"], "get_weather", "{model}");
-        assert_eq!(calls[0]["function"]["arguments"], args, "{model}");
-        assert_eq!(output, words(&args), "{model}");
-        assert_eq!(finish, "tool_calls", "{model}");
-    }
-    let sent: Vec<String> = openai_up.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(
-        sent,
-        [
-            "/v1/chat/completions",
-            "/v1/chat/completions",
-            "/v1/responses",
-            "/v1/responses"
-        ]
-    );
-}
-
-/// Runs `tests/sdk/openai_tools.py` (the official SDK's agent calls)
-/// against the OpenAI mock itself: the SDK parses its calls, streamed
-/// calls, `n` and JSON answers, and takes its 400 for a nameless tool.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_tools_script_runs_against_the_openai_mock() {
-    let up = MockUpstream::start(Kind::OpenAi);
-    let report = crate::tools::run_sdk(
-        "openai_tools.py",
-        vec![
-            ("ONEFLOW_BASE_URL", format!("{}/v1", up.base_url())),
-            ("ONEFLOW_KEY", MOCK_API_KEY.into()),
-            ("ONEFLOW_CHAT_MODEL", "mock-gpt".into()),
-            ("ONEFLOW_UPSTREAM", "1".into()),
-        ],
-    )
-    .await;
-    assert_eq!(
-        report["answer_text"],
-        tool_answer("Sunny, 21 degrees"),
-        "{report}"
-    );
-    assert_eq!(
-        report["n2_completion_tokens"],
-        2 * DEFAULT_ANSWER_WORDS,
-        "{report}"
-    );
-    // Six answered, then the nameless tool refused by the mock itself.
-    let sent = up.requests();
-    assert_eq!(sent.len(), 7);
-    assert_eq!(report["usage"].as_array().unwrap().len(), 6);
-    assert_eq!(sent[6].body["tools"][0]["function"]["name"], "");
 }
