@@ -12,7 +12,8 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances};
-use crate::upstream::{Kind, MockUpstream};
+use crate::upstream::tools::{arguments_for, tool_answer};
+use crate::upstream::{Kind, MockUpstream, words};
 
 fn weather() -> Value {
     json!({"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -274,6 +275,21 @@ async fn unknown_fields_reach_an_openai_upstream_and_stop_at_an_anthropic_one() 
     s.stop().await;
 }
 
+/// The `usage` an SDK script reported, each `[prompt, completion]`
+/// request priced at `rates` (micro-credits a prompt and a completion
+/// token): what each charge must be.
+fn priced(report: &Value, rates: (i64, i64)) -> Vec<Credits> {
+    report["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let (i, o) = (u[0].as_i64().unwrap(), u[1].as_i64().unwrap());
+            Credits(i * rates.0 + o * rates.1)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_runs_tools_n_json_and_images_and_the_ledger_agrees() {
     let s = TestServer::start();
@@ -291,20 +307,96 @@ async fn the_openai_sdk_runs_tools_n_json_and_images_and_the_ledger_agrees() {
         report["answer_text"].as_str().unwrap().contains("degrees"),
         "{report}"
     );
-    // Every request the SDK made was charged once, by its usage (gpt: a
-    // credit per output token), and the balance is what the ledger says.
-    let ledger = s.ledger(&key).await;
-    let charges = ledger
-        .iter()
-        .filter(|e| e.kind == EntryKind::Charge)
-        .count();
-    assert_eq!(charges as u64, report["charged_requests"].as_u64().unwrap());
+    // Every request the SDK made was charged once, by the usage it
+    // reported (gpt: a credit per output token), and the balance is what
+    // the ledger says.
+    let want = priced(&report, (0, 1_000_000));
+    assert_eq!(want.len(), 6, "{report}");
+    assert_eq!(s.charges(&key).await, want);
     assert_eq!(
         s.balance(&key).await,
         Credits::from_credits(1000) - charged(&s, &key).await
     );
-    assert_ledger_balances(&ledger, s.balance(&key).await);
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_runs_tools_n_json_and_images_through_an_openai_upstream() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let p = provider(
+        "chatter",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["mock-chat"],
+    );
+    let s = TestServer::start_with(move |c| c.providers = vec![p]);
+    let (_, key) = s.user("sdk-agent-upstream", "1000").await;
+    let report = crate::tools::run_sdk(
+        "openai_tools.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_CHAT_MODEL", "mock-chat".into()),
+            ("ONEFLOW_UPSTREAM", "1".into()),
+        ],
+    )
+    .await;
+    // Each charge is the usage the SDK reported times the rate card (0.001
+    // a prompt token, 0.003 a completion token).
+    let want = priced(&report, (1_000, 3_000));
+    assert_eq!(want.len(), 6, "{report}");
+    assert_eq!(s.charges(&key).await, want);
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+
+    // What the upstream was sent, in order: the call, its result, the
+    // streamed call, n=2, json_object, the image (the nameless tool was
+    // refused before it).
+    let sent = up.requests();
+    assert_eq!(sent.len(), 6);
+    let args = report["call_arguments"].as_str().unwrap();
+    assert_eq!(
+        args,
+        arguments_for(&weather_sdk()["function"]["parameters"])
+    );
+    let usage = |k: usize| report["usage"][k][1].as_u64().unwrap();
+    // A call's completion tokens are the words of its arguments.
+    assert_eq!(usage(0), words(args), "{report}");
+    assert_eq!(usage(2), words(args), "{report}");
+    let history = sent[1].body["messages"].as_array().unwrap();
+    assert_eq!(history[2]["role"], "tool");
+    assert_eq!(
+        history[2]["tool_call_id"],
+        history[1]["tool_calls"][0]["id"]
+    );
+    assert_eq!(
+        report["answer_text"],
+        tool_answer("Sunny, 21 degrees"),
+        "{report}"
+    );
+    assert_eq!(sent[2].body["stream"], true);
+    assert_eq!(sent[2].body["stream_options"]["include_usage"], true);
+    // Two answers, both counted.
+    assert_eq!(sent[3].body["n"], 2);
+    let texts = report["n2_texts"].as_array().unwrap();
+    let both: u64 = texts.iter().map(|t| words(t.as_str().unwrap())).sum();
+    assert_eq!(report["n2_completion_tokens"], both, "{report}");
+    assert_eq!(sent[4].body["response_format"]["type"], "json_object");
+    assert_eq!(
+        sent[5].body["messages"][0]["content"][1]["type"],
+        "image_url"
+    );
+    s.stop().await;
+}
+
+/// The tool `tests/sdk/openai_tools.py` offers.
+fn weather_sdk() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+    }}})
 }
 
 #[tokio::test]

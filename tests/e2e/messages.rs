@@ -15,6 +15,7 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances, credits};
+use crate::upstream::tools::{arguments_for, tool_answer};
 use crate::upstream::{Behavior, Kind, MockUpstream, words};
 
 /// A weather tool in Anthropic's shape, every property required.
@@ -411,7 +412,7 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
     let (_, key) = s.user("both", "100").await;
 
     // To the OpenAI upstream: system, tools and the stop sequences in its
-    // words; the answer in Anthropic's.
+    // words; the answer, the call the tool choice required, in Anthropic's.
     let (st, v) = call(
         &s,
         &key,
@@ -438,7 +439,17 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
         v["usage"]["input_tokens"].as_u64().unwrap(),
         v["usage"]["output_tokens"].as_u64().unwrap(),
     );
-    assert_eq!(v["content"][0]["text"].as_str().map(words), Some(o));
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let tool_use = &v["content"][0];
+    assert_eq!(tool_use["type"], "tool_use", "{v}");
+    assert_eq!(tool_use["name"], "get_weather", "{v}");
+    assert_eq!(
+        tool_use["input"],
+        json!({"city": "mock", "days": 1, "metric": true})
+    );
+    // Its output tokens are the words of the arguments the upstream wrote.
+    let args = arguments_for(&weather()["input_schema"]);
+    assert_eq!(o, words(&args), "{v}");
     let cost = Credits(i as i64 * 1_000 + o as i64 * 3_000);
     assert_eq!(s.charges(&key).await, vec![cost]);
 
@@ -570,6 +581,12 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
     )
     .await;
     assert_eq!(report["bad_request"], "BadRequestError", "{report}");
+    // The tool's result reached the upstream, which answered about it.
+    assert_eq!(
+        report["answer_text"],
+        tool_answer("18 degrees and sunny"),
+        "{report}"
+    );
     // Each charge is the usage the SDK reported times the rate card
     // (0.001 a prompt token, 0.003 a completion token).
     let tokens = |k: &str| -> Vec<i64> {
@@ -585,9 +602,24 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
         .zip(tokens("output_tokens"))
         .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
         .collect();
-    assert_eq!(want.len(), 2, "{report}");
+    // A message, a stream, a tool call, its result's answer, a streamed
+    // tool call.
+    assert_eq!(want.len(), 5, "{report}");
     assert_eq!(s.charges(&key).await, want);
-    assert_eq!(claude.request_count(), 2);
+    let sent = claude.requests();
+    assert_eq!(sent.len(), 5);
+    // The calls' output tokens are the words of the input the upstream
+    // wrote, and the result went up as a tool_result for that call.
+    let args = arguments_for(&sent[2].body["tools"][0]["input_schema"]);
+    assert_eq!(tokens("output_tokens")[2], words(&args) as i64, "{report}");
+    assert_eq!(tokens("output_tokens")[4], words(&args) as i64, "{report}");
+    let result = &sent[3].body["messages"][2]["content"][0];
+    assert_eq!(result["type"], "tool_result", "{}", sent[3].body);
+    let called = &sent[3].body["messages"][1]["content"][0];
+    assert_eq!(called["type"], "tool_use", "{}", sent[3].body);
+    assert_eq!(result["tool_use_id"], called["id"]);
+    assert!(called["id"].as_str().unwrap().starts_with("toolu_mock"));
+    assert_eq!(sent[4].body["stream"], true);
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }

@@ -14,7 +14,8 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances, credits};
-use crate::upstream::{Behavior, Kind, MockUpstream, words};
+use crate::upstream::tools::{arguments_for, tool_answer};
+use crate::upstream::{Behavior, Kind, MockUpstream, Recorded, words};
 
 fn weather() -> Value {
     json!({"type": "function", "name": "get_weather", "parameters": {
@@ -380,16 +381,21 @@ async fn the_openai_sdk_creates_streams_calls_and_retrieves_responses() {
     s.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_report() {
+/// Runs `openai_responses.py` through a broker whose one provider is an
+/// OpenAI mock serving `mock-chat` (spoken to in the Responses API when
+/// `native`, else in chat completions) and checks that each request was
+/// charged the usage the SDK reported times the rate card; the requests
+/// the mock received.
+async fn responses_sdk_through_an_openai_upstream(native: bool) -> Vec<Recorded> {
     let up = MockUpstream::start(Kind::OpenAi);
-    let p = provider(
+    let mut p = provider(
         "oai",
         ProviderKind::Openai,
         Modality::Text,
         &up,
         &["mock-chat"],
     );
+    p.responses = native;
     let s = TestServer::start_with(move |c| c.providers = vec![p]);
     let (_, key) = s.user("responses-sdk-upstream", "1000").await;
     let report = crate::tools::run_sdk(
@@ -402,6 +408,12 @@ async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_repor
         ],
     )
     .await;
+    // The function's output reached the upstream, which answered about it.
+    assert_eq!(
+        report["answer_text"],
+        tool_answer("18 degrees and sunny"),
+        "{report}"
+    );
     let tokens = |k: &str| -> Vec<i64> {
         report[k]
             .as_array()
@@ -416,13 +428,46 @@ async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_repor
         .zip(tokens("output_tokens"))
         .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
         .collect();
-    assert_eq!(want.len(), 2, "{report}");
+    // Plain, streamed, a call, its output's answer, a streamed call.
+    assert_eq!(want.len(), 5, "{report}");
     assert_eq!(s.charges(&key).await, want);
-    // Both went upstream as chat completions.
-    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/v1/chat/completions", "/v1/chat/completions"]);
+    // A call's output tokens are the words of the arguments it holds.
+    let args = arguments_for(&weather()["parameters"]);
+    assert_eq!(tokens("output_tokens")[2], words(&args) as i64, "{report}");
+    assert_eq!(tokens("output_tokens")[4], words(&args) as i64, "{report}");
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
+    up.requests()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_responses_through_an_openai_upstream_pay_what_they_report() {
+    let sent = responses_sdk_through_an_openai_upstream(false).await;
+    // Every one went upstream as chat completions; the function's output
+    // as a tool message answering the call.
+    let paths: Vec<&str> = sent.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/chat/completions"; 5]);
+    let messages = sent[3].body["messages"].as_array().unwrap();
+    let (call, result) = (&messages[1], &messages[2]);
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(result["role"], "tool", "{}", sent[3].body);
+    assert_eq!(result["tool_call_id"], call["tool_calls"][0]["id"]);
+    assert_eq!(sent[4].body["stream"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_responses_through_a_responses_upstream_pay_what_they_report() {
+    let sent = responses_sdk_through_an_openai_upstream(true).await;
+    // Every one went upstream in the Responses API; the function's output
+    // after the call it answers, in the conversation OneFlow kept.
+    let paths: Vec<&str> = sent.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/v1/responses"; 5]);
+    let input = sent[3].body["input"].as_array().unwrap();
+    let (call, output) = (&input[input.len() - 2], &input[input.len() - 1]);
+    assert_eq!(call["type"], "function_call", "{}", sent[3].body);
+    assert_eq!(output["type"], "function_call_output", "{}", sent[3].body);
+    assert_eq!(output["call_id"], call["call_id"]);
+    assert_eq!(sent[4].body["stream"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

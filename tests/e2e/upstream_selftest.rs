@@ -909,3 +909,7 @@ async fn a_slow_answer_can_be_abandoned_and_is_counted() {
     assert!(up.wait_for_requests(2, WAIT).await);
     assert_eq!(up.client_disconnects(), 1);
 }
+
+// Tool calls, `n` and JSON answers, in each protocol; and their clients.
+mod tool_clients;
+mod tools;

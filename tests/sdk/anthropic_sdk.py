@@ -1,9 +1,11 @@
 """The official `anthropic` SDK against OneFlow's /v1/messages (simulated
-providers): messages.create, messages.stream with the text collected by the
-SDK, a tool call and its result, messages.count_tokens, and a request
-without max_tokens that the SDK must raise BadRequestError for. Prints one
-JSON report: what the SDK saw, and the output tokens it reported for each
-request that was charged, in order."""
+providers, or with ONEFLOW_UPSTREAM=1 an Anthropic upstream behind it):
+messages.create, messages.stream with the text collected by the SDK, a tool
+call and its result, a streamed tool call assembled by the SDK,
+messages.count_tokens, and a request without max_tokens that the SDK must
+raise BadRequestError for. Prints one JSON report: what the SDK saw, and the
+input and output tokens it reported for each request that was charged, in
+order."""
 
 import json
 import os
@@ -12,9 +14,11 @@ import sys
 import anthropic
 
 BASE, KEY, MODEL = (os.environ[k] for k in ("ONEFLOW_BASE_URL", "ONEFLOW_KEY", "ONEFLOW_CHAT_MODEL"))
-# Against an upstream mock (ONEFLOW_UPSTREAM=1): no tool calls (the mocks
-# answer text), and count_tokens is OneFlow's bound, not the exact count.
+# Against an upstream mock (ONEFLOW_UPSTREAM=1): count_tokens is OneFlow's
+# bound, not the exact count, and a tool's input is the mock's ("mock" for a
+# string, 1 for an integer) where the simulated provider writes "sim".
 UPSTREAM = os.environ.get("ONEFLOW_UPSTREAM") == "1"
+INPUT = {"city": "mock" if UPSTREAM else "sim", "days": 1}
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city",
@@ -59,16 +63,13 @@ def main():
     check(final.stop_reason == "end_turn", f"final: {final}")
     report["output_tokens"].append(final.usage.output_tokens)
     report["input_tokens"].append(final.usage.input_tokens)
-    if UPSTREAM:
-        bad_request(client, ask, report)
-        json.dump(report, sys.stdout)
-        return
 
     weather_ask = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = client.messages.create(model=MODEL, max_tokens=50, tools=[WEATHER], messages=weather_ask)
     check(first.stop_reason == "tool_use", f"a tool call: {first}")
     call = next(b for b in first.content if b.type == "tool_use")
-    check(call.name == "get_weather" and call.input == {"city": "sim", "days": 1}, f"input: {call}")
+    check(call.name == "get_weather" and call.input == INPUT, f"input: {call}")
+    check(call.id, f"a tool use id: {call}")
     report["output_tokens"].append(first.usage.output_tokens)
     report["input_tokens"].append(first.usage.input_tokens)
 
@@ -85,16 +86,18 @@ def main():
             },
         ],
     )
-    check(answer.stop_reason == "end_turn", f"an answer: {answer}")
+    check(answer.stop_reason == "end_turn" and answer.content[0].type == "text", f"an answer: {answer}")
     report["answer_text"] = answer.content[0].text
     report["output_tokens"].append(answer.usage.output_tokens)
     report["input_tokens"].append(answer.usage.input_tokens)
 
     # A streamed tool call, assembled by the SDK's stream helper.
     with client.messages.stream(model=MODEL, max_tokens=50, tools=[WEATHER], messages=weather_ask) as stream:
+        partial = "".join(e.partial_json for e in stream if e.type == "input_json")
         final = stream.get_final_message()
     streamed_call = next(b for b in final.content if b.type == "tool_use")
-    check(streamed_call.input == {"city": "sim", "days": 1}, f"streamed input: {final}")
+    check(streamed_call.input == INPUT and json.loads(partial) == INPUT, f"streamed input: {partial!r} {final}")
+    check(final.stop_reason == "tool_use", f"streamed stop reason: {final}")
     report["output_tokens"].append(final.usage.output_tokens)
     report["input_tokens"].append(final.usage.input_tokens)
 

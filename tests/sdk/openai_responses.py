@@ -1,8 +1,10 @@
 """The official `openai` SDK's Responses API against OneFlow's /v1
-(simulated providers): responses.create plain, streamed (stream=True, the
-text collected from the events) and with a function tool whose output is
-sent back through previous_response_id, and responses.retrieve. Prints one
-JSON report: what the SDK saw, and the output tokens it reported for each
+(simulated providers, or with ONEFLOW_UPSTREAM=1 an OpenAI upstream behind
+it): responses.create plain, streamed (stream=True, the text collected from
+the events), with a function tool whose output is sent back through
+previous_response_id, and with a function tool streamed (the arguments
+collected from the events); and responses.retrieve. Prints one JSON report:
+what the SDK saw, and the input and output tokens it reported for each
 request that was charged, in order."""
 
 import json
@@ -12,9 +14,11 @@ import sys
 import openai
 
 BASE, KEY, MODEL = (os.environ[k] for k in ("ONEFLOW_BASE_URL", "ONEFLOW_KEY", "ONEFLOW_CHAT_MODEL"))
-# Against an upstream mock (ONEFLOW_UPSTREAM=1): no tool calls (the mocks
-# answer text), and its answers need not repeat.
+# Against an upstream mock (ONEFLOW_UPSTREAM=1): its answers need not
+# repeat, and a call's arguments are the mock's ("mock" for a string, 1 for
+# an integer) where the simulated provider writes "sim".
 UPSTREAM = os.environ.get("ONEFLOW_UPSTREAM") == "1"
+ARGS = {"city": "mock" if UPSTREAM else "sim", "days": 1}
 WEATHER = {
     "type": "function",
     "name": "get_weather",
@@ -56,13 +60,11 @@ def main():
         check(text == plain.output_text, f"streamed {text!r} vs {plain.output_text!r}")
     report["output_tokens"].append(final.usage.output_tokens)
     report["input_tokens"].append(final.usage.input_tokens)
-    if UPSTREAM:
-        json.dump(report, sys.stdout)
-        return
 
     first = client.responses.create(model=MODEL, input="What is the weather in Paris?", tools=[WEATHER])
     calls = [o for o in first.output if o.type == "function_call"]
-    check(calls and json.loads(calls[0].arguments) == {"city": "sim", "days": 1}, f"a call: {first}")
+    check(calls and json.loads(calls[0].arguments) == ARGS, f"a call: {first}")
+    check(calls[0].name == "get_weather" and calls[0].call_id, f"a call: {first}")
     report["output_tokens"].append(first.usage.output_tokens)
     report["input_tokens"].append(first.usage.input_tokens)
 
@@ -73,9 +75,27 @@ def main():
         input=[{"type": "function_call_output", "call_id": calls[0].call_id, "output": "18 degrees and sunny"}],
     )
     check(answer.status == "completed", f"an answer: {answer}")
+    check(not [o for o in answer.output if o.type == "function_call"], f"text, not a call: {answer}")
     report["answer_text"] = answer.output_text
     report["output_tokens"].append(answer.usage.output_tokens)
     report["input_tokens"].append(answer.usage.input_tokens)
+
+    # A streamed call: the arguments in pieces, the whole in the final
+    # response.
+    arguments, added, final = "", None, None
+    for event in client.responses.create(model=MODEL, input="What is the weather in Oslo?", tools=[WEATHER], stream=True):
+        if event.type == "response.output_item.added" and event.item.type == "function_call":
+            added = event.item
+        elif event.type == "response.function_call_arguments.delta":
+            arguments += event.delta
+        elif event.type == "response.completed":
+            final = event.response
+    check(added is not None and added.name == "get_weather", f"an added call: {added}")
+    check(final is not None, "a response.completed event")
+    calls = [o for o in final.output if o.type == "function_call"]
+    check(calls and calls[0].arguments == arguments and json.loads(arguments) == ARGS, f"streamed {arguments!r} vs {final}")
+    report["output_tokens"].append(final.usage.output_tokens)
+    report["input_tokens"].append(final.usage.input_tokens)
 
     json.dump(report, sys.stdout)
 

@@ -23,7 +23,7 @@
 //!
 //! | Kind | Endpoints (auth) |
 //! |---|---|
-//! | [`Kind::OpenAi`] | `POST /v1/chat/completions`, `/v1/completions` (both plain and `stream: true`), `/v1/embeddings` (float or base64), `/v1/images/generations` (`b64_json` or `url`), `/v1/audio/speech` (bytes); `GET /v1/models`, `/v1/models/{id}`. `Authorization: Bearer` |
+//! | [`Kind::OpenAi`] | `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses` (all plain and `stream: true`), `/v1/embeddings` (float or base64), `/v1/images/generations` (`b64_json` or `url`), `/v1/audio/speech` (bytes); `GET /v1/models`, `/v1/models/{id}`. `Authorization: Bearer` |
 //! | [`Kind::Anthropic`] | `POST /v1/messages`, plain and `stream: true`. `x-api-key` and `anthropic-version` |
 //! | [`Kind::Stability`] | `POST /v1/generation/{engine}/text-to-image` (JSON in; JSON `artifacts` out, or PNG bytes for `Accept: image/png`). `Authorization: Bearer` |
 //!
@@ -41,8 +41,9 @@
 //! # Deterministic answers and usage
 //!
 //! * Prompt tokens are the whitespace-separated words of the input text
-//!   ([`words`]): every message's text (and Anthropic's `system`), the
-//!   completion prompt, or every embedding input.
+//!   ([`words`]): every message's text (and Anthropic's `system` and
+//!   `tool_result` contents), the completion prompt, the Responses input
+//!   (function outputs included), or every embedding input.
 //! * The answer is [`answer_text`]`(n)`: `"mock answer w2 w3 ..."`, `n`
 //!   words, where `n` is [`DEFAULT_ANSWER_WORDS`] capped by the request's
 //!   `max_tokens` (then the finish reason is `length` / `max_tokens`).
@@ -57,9 +58,41 @@
 //!   sends), `content_block_start`, `ping`, one `content_block_delta` per
 //!   word, `content_block_stop`, `message_delta` (`stop_reason`,
 //!   `usage.output_tokens` = words sent), `message_stop`.
+//!   Responses: `response.created`, `response.in_progress`,
+//!   `response.output_item.added`, `response.content_part.added`, one
+//!   `response.output_text.delta` per word, `response.output_text.done`,
+//!   `response.content_part.done`, `response.output_item.done`, then
+//!   `response.completed` (or `response.incomplete` when cut) with the
+//!   whole output and usage; every event has a `sequence_number`.
+//! * Chat completions give `n` choices alike (completion tokens count them
+//!   all; a stream sends each piece as one event per choice, in index
+//!   order); `response_format` `json_object` makes the text
+//!   [`tools::json_answer`], `json_schema` a value of its schema.
 //! * Images: one per `n` / `samples`, a 1x1 PNG. Speech: `10 + 16 x chars`
 //!   bytes (not a playable file). Embeddings: `dimensions` (default 8)
 //!   numbers per input, from the input's bytes.
+//!
+//! # Tools
+//!
+//! As the real APIs do, when tools are offered (and the tool choice is not
+//! `none`) the answer calls one: the tool the choice names, else the first.
+//! Its arguments are [`tools::arguments_for`] its schema: every required
+//! property, strings `"mock"`, integers and numbers `1`, booleans `true`,
+//! written with a space after each `:` and `,` so that they stream one word
+//! a piece and count as words like any text. When the conversation ends
+//! with the tool's result, the answer is text about it,
+//! [`tools::tool_answer`]: `tool result: <the result's words>`.
+//!
+//! | Protocol | Call, plain | Call, streamed | After a result |
+//! |---|---|---|---|
+//! | chat completions | `message.tool_calls: [{id: "call_...", type: "function", function: {name, arguments}}]`, `content: null`, `finish_reason: "tool_calls"` | first chunk `delta.tool_calls: [{index: 0, id, type, function: {name, arguments: ""}}]`, then `{index: 0, function: {arguments: piece}}`s, finish `tool_calls`, usage chunk | last message `role: "tool"` |
+//! | Responses | output item `{type: "function_call", id: "fc_...", call_id: "call_...", name, arguments, status: "completed"}` | `response.created`, `response.in_progress`, `response.output_item.added` (arguments `""`), `response.function_call_arguments.delta`s, `.done`, `response.output_item.done`, `response.completed` with usage | last input item `function_call_output` |
+//! | Messages | content `[{type: "tool_use", id: "toolu_...", name, input}]`, `stop_reason: "tool_use"` | `content_block_start` (`tool_use`, `input: {}`), `input_json_delta`s (`partial_json`), `content_block_stop`, `message_delta` (`tool_use`, usage) | last message holds a `tool_result` block |
+//!
+//! `max_tokens` cuts arguments as it cuts text (finish `length` /
+//! `max_tokens`, status `incomplete`). A tool without a name (or, for
+//! Anthropic, without `input_schema`) or a tool choice naming no tool is a
+//! 400, as the real APIs answer.
 //!
 //! # Behaviours
 //!
@@ -82,7 +115,10 @@
 //! | `StreamError{after}` | 500 | `after` words, the provider's error event |
 //!
 //! Non-text endpoints (embeddings, images, speech, Stability) follow the
-//! plain column; `StreamChunks` there only delays the normal answer.
+//! plain column; `StreamChunks` there only delays the normal answer. A
+//! behaviour that asks for more words than a tool call's arguments (or
+//! other fixed text, such as a JSON answer) has gets answer words after
+//! them, as a broken upstream might send.
 //!
 //! # Observing
 //!
@@ -96,9 +132,12 @@
 //! a fixed time.
 
 mod anthropic;
+mod chat;
 pub mod http;
 mod openai;
+mod responses;
 mod stability;
+pub mod tools;
 pub mod videos;
 
 use std::collections::VecDeque;
@@ -111,6 +150,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use http::{Conn, Outcome, Reply, Request, Stop};
+use tools::Content;
 
 /// The key a mock accepts unless started with [`MockUpstream::start_with_key`].
 pub const MOCK_API_KEY: &str = "mock-upstream-key";
@@ -392,6 +432,8 @@ pub(crate) enum Work {
     /// Generated text, plain or streamed.
     Text {
         format: Box<dyn TextFormat>,
+        /// The words of the answer (of each choice).
+        content: Content,
         prompt_tokens: u64,
         max_tokens: Option<u64>,
         stream: bool,
@@ -414,7 +456,8 @@ pub(crate) enum Finish {
     Length,
 }
 
-/// Token counts as the mock reports them.
+/// Token counts as the mock reports them: `completion` counts every
+/// choice's words.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Tokens {
     pub prompt: u64,
@@ -422,15 +465,23 @@ pub(crate) struct Tokens {
 }
 
 /// One provider's text protocol: the plain body and the stream's frames
-/// (each a complete SSE event, blank line included).
+/// (each a complete SSE event, blank line included). A format made for a
+/// tool call writes its text as the call's arguments, and a finish of
+/// [`Finish::Stop`] as the protocol's "the model called a tool".
 pub(crate) trait TextFormat: Send + Sync {
+    /// The whole answer; `text` is each choice's.
     fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value;
     /// Frames before the first word.
     fn open(&self, prompt_tokens: u64) -> Vec<String>;
-    /// The frame carrying one piece of text.
+    /// The frames carrying one piece of text (one per choice).
     fn piece(&self, text: &str) -> String;
-    /// Frames after the last word.
-    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String>;
+    /// Frames after the last word; `text` is what the pieces made.
+    fn close(&self, text: &str, finish: Finish, tokens: Tokens) -> Vec<String>;
+    /// How many choices the answer has, each of all the content's words
+    /// (so completion tokens are words x choices).
+    fn choices(&self) -> u64 {
+        1
+    }
     /// The provider's error event inside a stream.
     fn error_frame(&self) -> String;
     /// Headers sent with every answer.
@@ -465,26 +516,22 @@ pub fn answer_word(i: usize) -> String {
 
 /// An answer of `n` words, as a plain response carries it.
 pub fn answer_text(n: usize) -> String {
-    (0..n).map(answer_word).collect::<Vec<_>>().join(" ")
-}
-
-/// The `i`-th piece of a stream (a leading space after the first).
-fn piece_text(i: usize) -> String {
-    if i == 0 {
-        answer_word(0)
-    } else {
-        format!(" {}", answer_word(i))
-    }
+    Content::Answer.text(n)
 }
 
 /// The text of an OpenAI or Anthropic content field: a string, or an array
-/// of parts whose text parts count.
+/// of parts whose text parts count, and the content of Anthropic's
+/// `tool_result` blocks.
 pub(crate) fn content_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
             .iter()
-            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .filter_map(|p| match p.get("text").and_then(|t| t.as_str()) {
+                Some(t) => Some(t.to_string()),
+                None if p["type"] == "tool_result" => Some(content_text(&p["content"])),
+                None => None,
+            })
             .collect::<Vec<_>>()
             .join(" "),
         _ => String::new(),
@@ -601,6 +648,7 @@ async fn run(conn: &mut Conn, kind: Kind, mut work: Work, b: Behavior) -> Outcom
             work = match work {
                 Work::Text {
                     format,
+                    content,
                     prompt_tokens,
                     max_tokens,
                     stream,
@@ -609,6 +657,7 @@ async fn run(conn: &mut Conn, kind: Kind, mut work: Work, b: Behavior) -> Outcom
                         inner: format,
                         usage,
                     }),
+                    content,
                     prompt_tokens,
                     max_tokens,
                     stream,
@@ -657,16 +706,23 @@ async fn run(conn: &mut Conn, kind: Kind, mut work: Work, b: Behavior) -> Outcom
         Work::Reply(r) => other(conn, kind, r, plan).await,
         Work::Text {
             format,
+            content,
             prompt_tokens,
             max_tokens,
-            stream: false,
-        } => plain_text(conn, kind, format.as_ref(), prompt_tokens, max_tokens, plan).await,
-        Work::Text {
-            format,
-            prompt_tokens,
-            max_tokens,
-            stream: true,
-        } => streamed_text(conn, format.as_ref(), prompt_tokens, max_tokens, plan).await,
+            stream,
+        } => {
+            let answer = Answer {
+                format: format.as_ref(),
+                content: &content,
+                prompt_tokens,
+                max_tokens,
+            };
+            if stream {
+                streamed_text(conn, answer, plan).await
+            } else {
+                plain_text(conn, kind, answer, plan).await
+            }
+        }
     }
 }
 
@@ -688,7 +744,7 @@ impl TextFormat for ReportedUsage {
     fn piece(&self, text: &str) -> String {
         self.inner.piece(text)
     }
-    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
+    fn close(&self, text: &str, finish: Finish, tokens: Tokens) -> Vec<String> {
         let swap = |frame: String| {
             let json = frame.strip_prefix("data: ").map(str::trim);
             match json.and_then(|j| serde_json::from_str::<Value>(j).ok()) {
@@ -700,7 +756,7 @@ impl TextFormat for ReportedUsage {
             }
         };
         self.inner
-            .close(finish, tokens)
+            .close(text, finish, tokens)
             .into_iter()
             .map(swap)
             .collect()
@@ -710,6 +766,9 @@ impl TextFormat for ReportedUsage {
     }
     fn headers(&self) -> Vec<(String, String)> {
         self.inner.headers()
+    }
+    fn choices(&self) -> u64 {
+        self.inner.choices()
     }
 }
 
@@ -735,11 +794,32 @@ async fn huge(conn: &mut Conn, n: u64, stream: bool) -> Outcome {
     conn.end_events().await
 }
 
-/// The number of words and the finish reason of a normal answer.
-fn normal_length(max_tokens: Option<u64>) -> (usize, Finish) {
-    match max_tokens {
-        Some(m) if (m as usize) < DEFAULT_ANSWER_WORDS => (m as usize, Finish::Length),
-        _ => (DEFAULT_ANSWER_WORDS, Finish::Stop),
+/// A text answer to write: its format and words, and what bounds them.
+#[derive(Clone, Copy)]
+struct Answer<'a> {
+    format: &'a dyn TextFormat,
+    content: &'a Content,
+    prompt_tokens: u64,
+    max_tokens: Option<u64>,
+}
+
+impl Answer<'_> {
+    /// The number of words and the finish reason of a normal answer: all
+    /// of its words, or `max_tokens` of them.
+    fn normal_length(&self) -> (usize, Finish) {
+        let natural = self.content.natural_len();
+        match self.max_tokens {
+            Some(m) if (m as usize) < natural => (m as usize, Finish::Length),
+            _ => (natural, Finish::Stop),
+        }
+    }
+
+    /// Usage for `n` words in each choice.
+    fn tokens(&self, n: usize) -> Tokens {
+        Tokens {
+            prompt: self.prompt_tokens,
+            completion: n as u64 * self.format.choices(),
+        }
     }
 }
 
@@ -773,30 +853,16 @@ async fn other(conn: &mut Conn, kind: Kind, r: Reply, plan: Plan) -> Outcome {
     }
 }
 
-async fn plain_text(
-    conn: &mut Conn,
-    kind: Kind,
-    format: &dyn TextFormat,
-    prompt_tokens: u64,
-    max_tokens: Option<u64>,
-    plan: Plan,
-) -> Outcome {
+async fn plain_text(conn: &mut Conn, kind: Kind, a: Answer<'_>, plan: Plan) -> Outcome {
     let body = |n: usize, finish: Finish| {
-        let v = format.plain(
-            &answer_text(n),
-            finish,
-            Tokens {
-                prompt: prompt_tokens,
-                completion: n as u64,
-            },
-        );
+        let v = a.format.plain(&a.content.text(n), finish, a.tokens(n));
         let mut r = Reply::json(200, &v);
-        r.headers = format.headers();
+        r.headers = a.format.headers();
         r
     };
     match plan {
         Plan::Words { n: None, delay } | Plan::UsageForever { delay } => {
-            let (n, finish) = normal_length(max_tokens);
+            let (n, finish) = a.normal_length();
             conn.pause(scale(delay, n)).await?;
             conn.reply(&body(n, finish)).await
         }
@@ -805,7 +871,7 @@ async fn plain_text(
             conn.reply(&body(n, Finish::Stop)).await
         }
         Plan::Cut { .. } => {
-            let (n, finish) = normal_length(max_tokens);
+            let (n, finish) = a.normal_length();
             conn.reply_cut(&body(n, finish)).await
         }
         Plan::Endless { .. } => conn.hang().await,
@@ -817,26 +883,21 @@ async fn plain_text(
     }
 }
 
-async fn streamed_text(
-    conn: &mut Conn,
-    format: &dyn TextFormat,
-    prompt_tokens: u64,
-    max_tokens: Option<u64>,
-    plan: Plan,
-) -> Outcome {
+async fn streamed_text(conn: &mut Conn, a: Answer<'_>, plan: Plan) -> Outcome {
+    let (format, content, prompt_tokens) = (a.format, a.content, a.prompt_tokens);
     conn.start_events(&format.headers()).await?;
     for f in format.open(prompt_tokens) {
         conn.frame(&f).await?;
     }
     let (n, finish, delay) = match plan {
         Plan::Words { n: None, delay } => {
-            let (n, finish) = normal_length(max_tokens);
+            let (n, finish) = a.normal_length();
             (n, finish, delay)
         }
         Plan::Words { n: Some(n), delay } => (n, Finish::Stop, delay),
         Plan::Cut { after } => {
             for i in 0..after {
-                conn.frame(&format.piece(&piece_text(i))).await?;
+                conn.frame(&format.piece(&content.piece(i))).await?;
             }
             return conn.cut().await;
         }
@@ -853,13 +914,13 @@ async fn streamed_text(
                 if i > 0 {
                     conn.pause(delay).await?;
                 }
-                conn.frame(&format.piece(&piece_text(i))).await?;
+                conn.frame(&format.piece(&content.piece(i))).await?;
                 i += 1;
             }
         }
         Plan::StreamError { after } => {
             for i in 0..after {
-                conn.frame(&format.piece(&piece_text(i))).await?;
+                conn.frame(&format.piece(&content.piece(i))).await?;
             }
             conn.frame(&format.error_frame()).await?;
             return conn.end_events().await;
@@ -875,13 +936,9 @@ async fn streamed_text(
         if i > 0 {
             conn.pause(delay).await?;
         }
-        conn.frame(&format.piece(&piece_text(i))).await?;
+        conn.frame(&format.piece(&content.piece(i))).await?;
     }
-    let tokens = Tokens {
-        prompt: prompt_tokens,
-        completion: n as u64,
-    };
-    for f in format.close(finish, tokens) {
+    for f in format.close(&content.text(n), finish, a.tokens(n)) {
         conn.frame(&f).await?;
     }
     conn.end_events().await
@@ -903,7 +960,7 @@ mod tests {
 
     #[test]
     fn stream_pieces_concatenate_to_the_plain_answer() {
-        let joined: String = (0..5).map(piece_text).collect();
+        let joined: String = (0..5).map(|i| Content::Answer.piece(i)).collect();
         assert_eq!(joined, answer_text(5));
         assert_eq!(words(&joined), 5);
     }

@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use super::http::{Reply, Request};
-use super::{
-    Finish, PNG_1X1, Route, TextFormat, Tokens, Work, base64, content_text, data, event, now_secs,
-    words,
-};
+use super::tools::Content;
+use super::{Finish, PNG_1X1, Route, TextFormat, Tokens, Work, base64, data, now_secs, words};
 
 /// The models `GET /v1/models` lists. Requests may name any model; the
 /// answer echoes it.
@@ -16,7 +14,7 @@ pub const MODELS: &[&str] = &["mock-gpt", "mock-embed", "mock-image", "mock-tts"
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn next_id() -> u64 {
+pub(super) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -36,11 +34,11 @@ pub fn error(status: u16, message: &str) -> Reply {
     )
 }
 
-fn bad(message: &str) -> Route {
+pub(super) fn bad(message: &str) -> Route {
     Route::Fixed(error(400, message))
 }
 
-fn headers() -> Vec<(String, String)> {
+pub(super) fn headers() -> Vec<(String, String)> {
     vec![
         ("x-request-id".into(), format!("req_mock_{}", next_id())),
         ("openai-processing-ms".into(), "1".into()),
@@ -107,12 +105,12 @@ pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
         return bad("you must provide a model parameter");
     };
     match req.path.as_str() {
-        "/v1/chat/completions" => chat(&body, model),
+        "/v1/chat/completions" => super::chat::chat(&body, model),
         "/v1/completions" => completion(&body, model),
         "/v1/embeddings" => embeddings(&body, model),
         "/v1/images/generations" => images(&body, model, base_url),
         "/v1/audio/speech" => speech(&body),
-        "/v1/responses" => responses(&body, model),
+        "/v1/responses" => super::responses::responses(&body, model),
         _ => not_found(req),
     }
 }
@@ -157,13 +155,13 @@ fn model(id: &str) -> Value {
 }
 
 /// `max_completion_tokens` (the current name) or `max_tokens`.
-fn max_tokens(body: &Value) -> Option<u64> {
+pub(super) fn max_tokens(body: &Value) -> Option<u64> {
     body.get("max_completion_tokens")
         .or_else(|| body.get("max_tokens"))
         .and_then(|m| m.as_u64())
 }
 
-fn streaming(body: &Value) -> (bool, bool) {
+pub(super) fn streaming(body: &Value) -> (bool, bool) {
     let stream = body.get("stream").and_then(|s| s.as_bool()) == Some(true);
     let include_usage = body
         .pointer("/stream_options/include_usage")
@@ -172,7 +170,7 @@ fn streaming(body: &Value) -> (bool, bool) {
     (stream, stream && include_usage)
 }
 
-fn usage(t: Tokens) -> Value {
+pub(super) fn usage(t: Tokens) -> Value {
     json!({
         "prompt_tokens": t.prompt,
         "completion_tokens": t.completion,
@@ -181,123 +179,17 @@ fn usage(t: Tokens) -> Value {
 }
 
 /// OpenAI's error event inside a stream.
-fn stream_error() -> String {
+pub(super) fn stream_error() -> String {
     data(&json!({"error": {
         "message": "The server had an error while processing your request.",
         "type": "server_error", "param": null, "code": null,
     }}))
 }
 
-fn finish_name(f: Finish) -> &'static str {
+pub(super) fn finish_name(f: Finish) -> &'static str {
     match f {
         Finish::Stop => "stop",
         Finish::Length => "length",
-    }
-}
-
-fn chat(body: &Value, model: &str) -> Route {
-    let Some(messages) = body
-        .get("messages")
-        .and_then(|m| m.as_array())
-        .filter(|m| !m.is_empty())
-    else {
-        return bad("'messages' must be a non-empty array");
-    };
-    let prompt: Vec<String> = messages
-        .iter()
-        .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
-        .collect();
-    let (stream, include_usage) = streaming(body);
-    Route::Work(Work::Text {
-        format: Box::new(Chat {
-            id: format!("chatcmpl-mock{}", next_id()),
-            model: model.to_string(),
-            created: now_secs(),
-            include_usage,
-        }),
-        prompt_tokens: words(&prompt.join(" ")),
-        max_tokens: max_tokens(body),
-        stream,
-    })
-}
-
-/// `chat.completion` and `chat.completion.chunk` objects.
-struct Chat {
-    id: String,
-    model: String,
-    created: u64,
-    include_usage: bool,
-}
-
-impl Chat {
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> String {
-        let mut v = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": "fp_mock",
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        });
-        if self.include_usage {
-            v["usage"] = Value::Null;
-        }
-        data(&v)
-    }
-}
-
-impl TextFormat for Chat {
-    fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": "fp_mock",
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish_name(finish),
-            }],
-            "usage": usage(tokens),
-        })
-    }
-
-    fn open(&self, _prompt_tokens: u64) -> Vec<String> {
-        vec![self.chunk(
-            json!({"role": "assistant", "content": "", "refusal": null}),
-            None,
-        )]
-    }
-
-    fn piece(&self, text: &str) -> String {
-        self.chunk(json!({"content": text}), None)
-    }
-
-    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
-        let mut out = vec![self.chunk(json!({}), Some(finish_name(finish)))];
-        if self.include_usage {
-            out.push(data(&json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "system_fingerprint": "fp_mock",
-                "choices": [],
-                "usage": usage(tokens),
-            })));
-        }
-        out.push("data: [DONE]\n\n".into());
-        out
-    }
-
-    fn headers(&self) -> Vec<(String, String)> {
-        headers()
-    }
-
-    fn error_frame(&self) -> String {
-        stream_error()
     }
 }
 
@@ -331,6 +223,7 @@ fn completion(body: &Value, model: &str) -> Route {
             created: now_secs(),
             include_usage,
         }),
+        content: Content::Answer,
         prompt_tokens,
         max_tokens: max_tokens(body),
         stream,
@@ -376,7 +269,7 @@ impl TextFormat for Completion {
         data(&self.object(text, None))
     }
 
-    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
+    fn close(&self, _text: &str, finish: Finish, tokens: Tokens) -> Vec<String> {
         let mut out = vec![data(&self.object("", Some(finish_name(finish))))];
         if self.include_usage {
             out.push(data(&json!({
@@ -535,111 +428,4 @@ fn speech(body: &Value) -> Route {
         headers: headers(),
         body: bytes,
     }))
-}
-
-/// OpenAI's Responses API: text input or items; a `response` object, or
-/// its events when streamed.
-fn responses(body: &Value, model: &str) -> Route {
-    let prompt = match body.get("input") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|i| match i.get("content") {
-                Some(c) => content_text(c),
-                None => i.get("output").map(content_text).unwrap_or_default(),
-            })
-            .collect::<Vec<_>>()
-            .join(" "),
-        _ => return bad("'input' must be a string or an array"),
-    };
-    Route::Work(Work::Text {
-        format: Box::new(Responses {
-            id: format!("resp_mock{}", next_id()),
-            model: model.to_string(),
-            seq: AtomicU64::new(0),
-        }),
-        prompt_tokens: words(&prompt),
-        max_tokens: body.get("max_output_tokens").and_then(|m| m.as_u64()),
-        stream: body.get("stream").and_then(|s| s.as_bool()) == Some(true),
-    })
-}
-
-struct Responses {
-    id: String,
-    model: String,
-    seq: AtomicU64,
-}
-
-impl Responses {
-    fn response(&self, status: &str, text: &str, finish: Finish, tokens: Option<Tokens>) -> Value {
-        let incomplete = match (status, finish) {
-            ("incomplete", _) | ("completed", Finish::Length) => {
-                json!({"reason": "max_output_tokens"})
-            }
-            _ => Value::Null,
-        };
-        let status = match (status, finish) {
-            ("completed", Finish::Length) => "incomplete",
-            (s, _) => s,
-        };
-        json!({
-            "id": self.id, "object": "response", "created_at": now_secs(), "status": status,
-            "model": self.model, "incomplete_details": incomplete, "error": null,
-            "output": if text.is_empty() { json!([]) } else { json!([{
-                "type": "message", "id": "msg_mock", "status": "completed", "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }]) },
-            "usage": tokens.map(|t| json!({
-                "input_tokens": t.prompt, "output_tokens": t.completion,
-                "total_tokens": t.prompt + t.completion,
-            })),
-        })
-    }
-
-    fn frame(&self, mut v: Value) -> String {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        v["sequence_number"] = json!(n);
-        let name = v["type"].as_str().unwrap_or_default().to_string();
-        event(&name, &v)
-    }
-}
-
-impl TextFormat for Responses {
-    fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value {
-        self.response("completed", text, finish, Some(tokens))
-    }
-
-    fn open(&self, _prompt_tokens: u64) -> Vec<String> {
-        let r = self.response("in_progress", "", Finish::Stop, None);
-        vec![
-            self.frame(json!({"type": "response.created", "response": r})),
-            self.frame(json!({"type": "response.output_item.added", "output_index": 0,
-                "item": {"type": "message", "id": "msg_mock", "status": "in_progress", "role": "assistant", "content": []}})),
-        ]
-    }
-
-    fn piece(&self, text: &str) -> String {
-        self.frame(
-            json!({"type": "response.output_text.delta", "item_id": "msg_mock",
-            "output_index": 0, "content_index": 0, "delta": text}),
-        )
-    }
-
-    fn close(&self, finish: Finish, tokens: Tokens) -> Vec<String> {
-        let r = self.response("completed", "", finish, Some(tokens));
-        let kind = if r["status"] == "incomplete" {
-            "response.incomplete"
-        } else {
-            "response.completed"
-        };
-        vec![self.frame(json!({"type": kind, "response": r}))]
-    }
-
-    fn headers(&self) -> Vec<(String, String)> {
-        headers()
-    }
-
-    fn error_frame(&self) -> String {
-        self.frame(json!({"type": "error", "code": "server_error", "message": "The server had an error while processing your request."}))
-    }
 }
