@@ -337,7 +337,7 @@ fn request_schema<'a>(doc: &'a Value, method: &str, path: &str) -> Option<&'a Va
 /// `#[serde(flatten)]` field derives) merged into one object's properties.
 fn response_schema(doc: &Value, method: &str, path: &str) -> Value {
     let responses = &doc["paths"][path][method]["responses"];
-    let ok = ["200", "201"]
+    let ok = ["200", "201", "202"]
         .iter()
         .find_map(|c| responses.get(*c))
         .unwrap_or_else(|| panic!("{method} {path}: no 2xx response documented"));
@@ -398,6 +398,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let mut tried = 0;
     let mut request_id = None;
     let mut response_id = None;
+    let mut job_id = None;
     for (method, path) in documented(&doc) {
         let m = method.to_lowercase();
         let Some(schema) = request_schema(&doc, &m, &path) else {
@@ -449,6 +450,9 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             if path == "/v1/responses" {
                 response_id = body["id"].as_str().map(str::to_string);
             }
+            if path == "/api/jobs" {
+                job_id = body["id"].as_str().map(str::to_string);
+            }
         }
         tried += 1;
     }
@@ -457,6 +461,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     // Documented GETs answer with the documented fields.
     let request_id = request_id.expect("the /api/request example ran");
     let response_id = response_id.expect("the /v1/responses example ran");
+    let job_id = job_id.expect("the /api/jobs example ran");
     let mut checked = 0;
     for (method, path) in documented(&doc) {
         if method != "GET" {
@@ -469,6 +474,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         }
         let id = if path.starts_with("/v1/responses/") {
             &response_id
+        } else if path.starts_with("/api/jobs/") {
+            &job_id
         } else {
             &request_id
         };

@@ -118,6 +118,20 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         b["title"] = json!(format!("AiRequest ({})", modality.name()));
         branches.push(b);
     }
+    // `POST /api/jobs` takes video requests only: the video branch, with an
+    // example of the first video model.
+    let job = branches
+        .iter()
+        .find(|b| b["title"] == "AiRequest (video)")
+        .cloned()
+        .map(|mut b| {
+            let model = models(Some(Modality::Video))[0].clone();
+            let seconds = most(Modality::Video, |l| l.default_seconds);
+            b["title"] = json!("JobRequest");
+            b["description"] = json!("A native request of a video model.");
+            b["example"] = json!({"model": model, "prompt": "A paper boat on a pond at dawn", "seconds": seconds});
+            b
+        });
     let mut either = json!({"anyOf": branches});
     for key in ["description", "example", "examples"] {
         if let Some(v) = base.get(key) {
@@ -125,6 +139,10 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         }
     }
     schemas["AiRequest"] = either;
+    let has_jobs = job.is_some();
+    if let Some(job) = job {
+        schemas["JobRequest"] = job;
+    }
     // What user creation and top-ups check beyond their types (see
     // `usecase/users.rs`): trimmed names and addresses, amounts above or at
     // zero.
@@ -199,6 +217,10 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         }
         p["minimum"] = json!(1);
         p["maximum"] = max.clone();
+    }
+    if has_jobs {
+        doc["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"] =
+            json!({"$ref": "#/components/schemas/JobRequest"});
     }
     let put_budget = &mut doc["paths"]["/api/budget"]["put"]["requestBody"]["content"]["application/json"]
         ["schema"];

@@ -42,6 +42,8 @@ pub fn quote() {}
 pub fn request() {}
 
 #[utoipa::path(post, path = "/api/jobs", tag = "requests",
+    // The body's schema is the native request's video branch, written in
+    // at start (`document.rs`: `JobRequest`).
     request_body = AiRequest,
     responses(
         (status = 202, description = "A video job started: its money is held (and committed), and it runs in the background under `jobs.timeout_ms`; ask `GET /api/jobs/{id}` (the `Location` header) until it ended. Settled by the seconds made, or released if every provider failed",
