@@ -33,7 +33,7 @@ mod usecase;
 pub mod views;
 mod wallet;
 
-pub use adapters::{Operation, Output};
+pub use adapters::{Operation, Output, Thinking};
 pub use broker::Broker;
 pub use error::BrokerError;
 /// Analytics answers and the checked time range they take.

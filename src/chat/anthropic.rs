@@ -30,7 +30,7 @@ fn text_blocks(v: &Value, what: &str) -> Result<String, TranslateError> {
     }
 }
 
-fn block(b: &Value, i: usize) -> Result<Part, TranslateError> {
+pub(super) fn block(b: &Value, i: usize) -> Result<Part, TranslateError> {
     let at = |what: &str| bad(format!("messages[{i}]: {what}"));
     match b["type"].as_str() {
         Some("text") => b["text"]
@@ -83,6 +83,19 @@ fn block(b: &Value, i: usize) -> Result<Part, TranslateError> {
                 is_error,
             })
         }
+        Some("thinking") => match (b["thinking"].as_str(), b["signature"].as_str()) {
+            (Some(text), Some(signature)) => Ok(Part::Thinking {
+                text: text.to_string(),
+                signature: signature.to_string(),
+            }),
+            _ => Err(at("a thinking block needs `thinking` and `signature`")),
+        },
+        Some("redacted_thinking") => b["data"]
+            .as_str()
+            .map(|d| Part::RedactedThinking {
+                data: d.to_string(),
+            })
+            .ok_or_else(|| at("a redacted_thinking block needs `data`")),
         other => Err(at(&format!(
             "content blocks of type `{}` cannot be carried",
             other.unwrap_or("?")
@@ -148,8 +161,7 @@ pub fn parse_request(v: &Value) -> Result<ChatRequest, TranslateError> {
         }
     }
     for t in turns.iter_mut().filter(|t| t.role == Role::Assistant) {
-        // Text first, then the calls, each in its order.
-        t.parts.sort_by_key(|p| matches!(p, Part::ToolCall { .. }));
+        order_assistant(&mut t.parts);
     }
     let tools = v["tools"]
         .as_array()
@@ -233,6 +245,16 @@ pub fn parse_request(v: &Value) -> Result<ChatRequest, TranslateError> {
     })
 }
 
+/// An assistant turn's parts as Anthropic orders them: thinking first,
+/// then text, then the calls, each in its order.
+pub(super) fn order_assistant(parts: &mut [Part]) {
+    parts.sort_by_key(|p| match p {
+        Part::Thinking { .. } | Part::RedactedThinking { .. } => 0,
+        Part::ToolCall { .. } => 2,
+        _ => 1,
+    });
+}
+
 fn write_part(p: &Part) -> Value {
     match p {
         Part::Text(t) => json!({"type": "text", "text": t}),
@@ -254,6 +276,10 @@ fn write_part(p: &Part) -> Value {
             }
             b
         }
+        Part::Thinking { text, signature } => {
+            json!({"type": "thinking", "thinking": text, "signature": signature})
+        }
+        Part::RedactedThinking { data } => json!({"type": "redacted_thinking", "data": data}),
     }
 }
 
@@ -386,6 +412,12 @@ pub fn write_response(r: &ChatResponse) -> Value {
 /// carries: `top_k` as itself, `user` as `metadata.user_id`.
 pub const CARRIED: &[&str] = &["top_k", "user"];
 
+/// Fields a Messages request takes as OpenAI clients write them, so an
+/// OpenAI-format request may carry them to Anthropic as given: `thinking`
+/// (`{"type": "enabled", "budget_tokens"}`), whose blocks come back as
+/// `reasoning_content` and `thinking_blocks`.
+pub const AS_GIVEN: &[&str] = &["thinking"];
+
 /// The first field of an OpenAI chat request's extra fields that a Messages
 /// request cannot carry (`n` above 1 counts as one), if any.
 pub fn uncarried<'a>(n: u32, extra: impl IntoIterator<Item = &'a String>) -> Option<String> {
@@ -394,6 +426,6 @@ pub fn uncarried<'a>(n: u32, extra: impl IntoIterator<Item = &'a String>) -> Opt
     }
     extra
         .into_iter()
-        .find(|k| !CARRIED.contains(&k.as_str()))
+        .find(|k| !CARRIED.contains(&k.as_str()) && !AS_GIVEN.contains(&k.as_str()))
         .cloned()
 }

@@ -8,7 +8,11 @@
 //! text, images, tool calls and tool results, function tools with JSON
 //! Schema parameters, the tool choice, stop sequences and the sampling
 //! settings both share. What only one format has is refused by the reader
-//! of the other with the field's name (`TranslateError`), never dropped.
+//! of the other with the field's name (`TranslateError`), never dropped,
+//! with one exception: Anthropic's thinking blocks, which a conversation
+//! carries so that they can go back to Anthropic, are left out of requests
+//! to OpenAI-compatible upstreams (they would refuse them, and a model that
+//! did not write them cannot use them).
 //!
 //! A conversation here is normalised as Anthropic requires and OpenAI
 //! allows: turns alternate, the first is the user's, a user turn starts
@@ -67,6 +71,21 @@ pub enum Part {
         call_id: String,
         content: String,
         is_error: bool,
+    },
+    /// The model's reasoning before its answer (Anthropic's extended
+    /// thinking), with the signature that lets it be sent back: in a tool
+    /// loop Anthropic requires the last assistant turn's thinking to come
+    /// back as it was given. Only Anthropic's format carries it; OpenAI's
+    /// answers show it as `reasoning_content` and `thinking_blocks`, and
+    /// requests to OpenAI-compatible upstreams leave it out, as those
+    /// upstreams would refuse it and could not use it.
+    Thinking {
+        text: String,
+        signature: String,
+    },
+    /// Reasoning the provider encrypted; sent back as it came.
+    RedactedThinking {
+        data: String,
     },
 }
 
@@ -157,7 +176,9 @@ impl ChatRequest {
                 Part::Text(t) => out.push(t.clone()),
                 Part::ToolResult { content, .. } => out.push(content.clone()),
                 Part::ToolCall { input, .. } => out.push(input.to_string()),
-                Part::Image(_) => {}
+                // Sent back, it is input the provider reads and counts.
+                Part::Thinking { text, .. } => out.push(text.clone()),
+                Part::Image(_) | Part::RedactedThinking { .. } => {}
             }
         }
         out.join("\n")
@@ -237,9 +258,12 @@ impl ChatRequest {
                     (Role::User, Part::ToolCall { .. }) => {
                         return Err(bad(format!("turn {i}: only the assistant calls tools")));
                     }
+                    (Role::User, Part::Thinking { .. } | Part::RedactedThinking { .. }) => {
+                        return Err(bad(format!("turn {i}: only the assistant thinks")));
+                    }
                     (Role::Assistant, Part::ToolResult { .. } | Part::Image(_)) => {
                         return Err(bad(format!(
-                            "turn {i}: the assistant's turn holds text and tool calls only"
+                            "turn {i}: the assistant's turn holds thinking, text and tool calls only"
                         )));
                     }
                     _ => results_done = true,

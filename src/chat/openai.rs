@@ -79,6 +79,53 @@ fn parts_of(content: &Value, i: usize) -> Result<Vec<Part>, TranslateError> {
 
 /// Adds `parts` to the conversation as `role`'s: to the last turn if it is
 /// that side's, else as a new turn.
+/// An assistant message's `thinking_blocks` (Anthropic's thinking, as
+/// OneFlow's and other gateways' OpenAI-shaped answers carry it), so a
+/// client can send them back in a tool loop.
+fn thinking_blocks(m: &Value, i: usize) -> Result<Vec<Part>, TranslateError> {
+    let blocks = match &m["thinking_blocks"] {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(b) => b,
+        _ => {
+            return Err(bad(format!(
+                "messages[{i}].thinking_blocks must be an array"
+            )));
+        }
+    };
+    blocks
+        .iter()
+        .map(|b| match super::anthropic::block(b, i)? {
+            p @ (Part::Thinking { .. } | Part::RedactedThinking { .. }) => Ok(p),
+            _ => Err(bad(format!(
+                "messages[{i}].thinking_blocks holds thinking blocks only"
+            ))),
+        })
+        .collect()
+}
+
+/// The answer fields that show thinking: `reasoning_content` (its text)
+/// and `thinking_blocks` (to be sent back), if the parts have any.
+fn write_thinking(parts: &[Part], m: &mut Map<String, Value>) {
+    let mut text = Vec::new();
+    let mut blocks = Vec::new();
+    for p in parts {
+        match p {
+            Part::Thinking { text: t, signature } => {
+                text.push(t.as_str());
+                blocks.push(json!({"type": "thinking", "thinking": t, "signature": signature}));
+            }
+            Part::RedactedThinking { data } => {
+                blocks.push(json!({"type": "redacted_thinking", "data": data}));
+            }
+            _ => {}
+        }
+    }
+    if !blocks.is_empty() {
+        m.insert("reasoning_content".into(), json!(text.join("\n")));
+        m.insert("thinking_blocks".into(), Value::Array(blocks));
+    }
+}
+
 fn push(turns: &mut Vec<Turn>, role: Role, parts: Vec<Part>) {
     if parts.is_empty() {
         return;
@@ -174,7 +221,8 @@ pub fn read_request(v: &Value) -> Result<ChatRequest, TranslateError> {
             }
             Some("user") => push(&mut turns, Role::User, parts_of(&m["content"], i)?),
             Some("assistant") => {
-                let mut parts = parts_of(&m["content"], i)?;
+                let mut parts = thinking_blocks(m, i)?;
+                parts.extend(parts_of(&m["content"], i)?);
                 if parts.iter().any(|p| matches!(p, Part::Image(_))) {
                     return Err(bad(format!("messages[{i}]: the assistant sends no images")));
                 }
@@ -260,7 +308,10 @@ fn part(p: &Part) -> Value {
             json!({"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}})
         }
         // Written by the turn writers, never as content parts.
-        Part::ToolCall { .. } | Part::ToolResult { .. } => Value::Null,
+        Part::ToolCall { .. }
+        | Part::ToolResult { .. }
+        | Part::Thinking { .. }
+        | Part::RedactedThinking { .. } => Value::Null,
     }
 }
 
@@ -397,7 +448,8 @@ pub fn stop_reason(finish: &str) -> Option<StopReason> {
 pub fn read_response(v: &Value) -> Result<ChatResponse, TranslateError> {
     let choice = &v["choices"][0];
     let m = &choice["message"];
-    let mut parts = parts_of(&m["content"], 0)?;
+    let mut parts = thinking_blocks(m, 0)?;
+    parts.extend(parts_of(&m["content"], 0)?);
     for c in m["tool_calls"].as_array().into_iter().flatten() {
         parts.push(tool_call(c, 0)?);
     }
@@ -427,10 +479,13 @@ pub fn write_response(r: &ChatResponse, created: u64) -> Value {
         }],
         ..ChatRequest::default()
     };
-    let message = write_request(&turn)
+    let mut message = write_request(&turn)
         .ok()
         .and_then(|v| v["messages"].get(0).cloned())
         .unwrap_or_else(|| json!({"role": "assistant", "content": null}));
+    if let Some(m) = message.as_object_mut() {
+        write_thinking(&r.parts, m);
+    }
     let (i, o) = (r.input_tokens, r.output_tokens);
     json!({
         "id": r.id,

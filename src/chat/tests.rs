@@ -346,3 +346,43 @@ fn what_cannot_be_carried_is_refused_by_name() {
         assert!(e.0.contains(names), "{names}: {e}");
     }
 }
+
+#[test]
+fn thinking_goes_to_anthropic_as_given_and_shows_in_openai_answers() {
+    let thought = json!({"type": "thinking", "thinking": "check the tool", "signature": "sig1"});
+    let redacted = json!({"type": "redacted_thinking", "data": "opaque"});
+    let call = json!({"type": "tool_use", "id": "t1", "name": "f", "input": {"a": 1}});
+    let v = json!({"model": "m", "max_tokens": 50, "messages": [
+        {"role": "user", "content": "hi"},
+        // Thinking after the call as sent: read back in Anthropic's order.
+        {"role": "assistant", "content": [call, thought, redacted]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+    ]});
+    let r = anthropic::read_request(&v).unwrap();
+    let written = anthropic::write_request(&r).unwrap();
+    assert_eq!(
+        written["messages"][1]["content"],
+        json!([thought, redacted, call])
+    );
+    // OpenAI-compatible upstreams are not sent it.
+    let to_openai = openai::write_request(&r).unwrap();
+    assert!(!to_openai.to_string().contains("sig1"), "{to_openai}");
+    assert!(r.text().contains("check the tool"));
+
+    // An answer with thinking, in OpenAI's shape and back.
+    let answer = anthropic::read_response(&json!({"id": "a", "model": "m",
+        "content": [thought, {"type": "text", "text": "done"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 3, "output_tokens": 4}}))
+    .unwrap();
+    let o = openai::write_response(&answer, 0);
+    let m = &o["choices"][0]["message"];
+    assert_eq!(m["reasoning_content"], "check the tool");
+    assert_eq!(m["thinking_blocks"], json!([thought]));
+    assert_eq!(m["content"], "done");
+    assert_eq!(openai::read_response(&o).unwrap().parts, answer.parts);
+
+    // A user turn does not think.
+    let bad = json!({"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": [thought]}]});
+    assert!(anthropic::read_request(&bad).is_err());
+}

@@ -34,6 +34,7 @@ mod restart;
 mod schemathesis;
 mod sdk;
 mod storage_faults;
+mod thinking;
 mod transcriptions;
 #[allow(dead_code)]
 mod upstream;

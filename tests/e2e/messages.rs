@@ -19,7 +19,7 @@ use crate::upstream::tools::{arguments_for, tool_answer};
 use crate::upstream::{Behavior, Kind, MockUpstream, words};
 
 /// A weather tool in Anthropic's shape, every property required.
-fn weather() -> Value {
+pub(crate) fn weather() -> Value {
     json!({"name": "get_weather", "description": "The weather in a city", "input_schema": {
         "type": "object",
         "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "metric": {"type": "boolean"}},
@@ -29,7 +29,7 @@ fn weather() -> Value {
 
 /// POSTs `body` as Anthropic's SDKs do: the key in `x-api-key`, with
 /// `anthropic-version`.
-async fn send(s: &TestServer, key: &str, path: &str, body: &Value) -> reqwest::Response {
+pub(crate) async fn send(s: &TestServer, key: &str, path: &str, body: &Value) -> reqwest::Response {
     s.http
         .post(format!("{}{path}", s.url))
         .header("x-api-key", key)
@@ -40,14 +40,19 @@ async fn send(s: &TestServer, key: &str, path: &str, body: &Value) -> reqwest::R
         .unwrap()
 }
 
-async fn call(s: &TestServer, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn call(
+    s: &TestServer,
+    key: &str,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
     let res = send(s, key, path, &body).await;
     let st = res.status();
     (st, res.json().await.unwrap())
 }
 
 /// A stream read to its end: each event's name and data, in order.
-async fn events(res: reqwest::Response) -> Vec<(String, Value)> {
+pub(crate) async fn events(res: reqwest::Response) -> Vec<(String, Value)> {
     let text = res.text().await.unwrap();
     text.split("\n\n")
         .filter(|e| !e.trim().is_empty())
@@ -386,7 +391,7 @@ async fn malformed_and_refused_messages_get_anthropics_error_shape() {
 
 /// A broker with an OpenAI mock serving `mock-chat` and an Anthropic mock
 /// serving `mock-claude`.
-fn two_formats(openai: &MockUpstream, claude: &MockUpstream) -> TestServer {
+pub(crate) fn two_formats(openai: &MockUpstream, claude: &MockUpstream) -> TestServer {
     let a = provider(
         "chatter",
         ProviderKind::Openai,
@@ -460,7 +465,7 @@ async fn messages_reach_either_upstream_translated_and_own_fields_only_anthropic
         &s,
         &key,
         "/v1/messages",
-        json!({"model": "mock-claude", "max_tokens": 30,
+        json!({"model": "mock-claude", "max_tokens": 2048,
         "thinking": thinking, "top_k": 5, "metadata": {"user_id": "u-7"},
         "messages": [{"role": "user", "content": "hello"}]}),
     )

@@ -665,6 +665,7 @@ async fn collect(adapter: &dyn Adapter, req: CallRequest) -> (String, Usage, Vec
             Chunk::Usage(u) => usage = u,
             Chunk::Finish(f) => finish.push(f),
             Chunk::ToolCall(c) => panic!("no tools were offered, yet: {c}"),
+            Chunk::Thinking(t) => panic!("no thinking was asked for, yet: {t:?}"),
         }
     }
     (text, usage, finish)

@@ -11,8 +11,8 @@ use oneflow::config::ProviderConfig;
 use oneflow::pricing::Usage;
 
 use super::{
-    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, count,
-    malformed, sse, url,
+    Adapter, CallError, CallRequest, CallResult, Chunk, ChunkStream, Operation, Output, Thinking,
+    count, malformed, sse, url,
 };
 
 const VERSION: &str = "2023-06-01";
@@ -161,14 +161,18 @@ impl Adapter for Anthropic {
                 .unwrap_or(&req.model)
                 .to_string();
             let blocks = v["content"].as_array().map_or(&[][..], Vec::as_slice);
-            let output = if blocks.iter().any(|b| b["type"] == "tool_use") {
+            let output = if blocks.iter().any(|b| {
+                matches!(
+                    b["type"].as_str(),
+                    Some("tool_use" | "thinking" | "redacted_thinking")
+                )
+            }) {
                 // OpenAI's shape of the same answer: its one choice.
                 let answer = oneflow::chat::anthropic::read_response(&v)
                     .map_err(|e| malformed(&name, &e.to_string()))?;
                 let whole = oneflow::chat::openai::write_response(&answer, 0);
                 Output::Choices(whole["choices"].as_array().cloned().unwrap_or_default())
             } else {
-                // Text blocks only; others (thinking) are not the answer.
                 Output::Text {
                     text: blocks
                         .iter()
@@ -239,6 +243,12 @@ fn chunks(
                             "content_block_start" => {
                                 let b = &v["content_block"];
                                 in_tool = b["type"] == "tool_use";
+                                if b["type"] == "redacted_thinking" {
+                                    let data = b["data"].as_str().unwrap_or_default();
+                                    return futures_util::stream::iter(vec![Ok(Chunk::Thinking(
+                                        Thinking::Redacted(data.to_string()),
+                                    ))]);
+                                }
                                 if !in_tool {
                                     return futures_util::stream::iter(Vec::new());
                                 }
@@ -258,6 +268,21 @@ fn chunks(
                                     })))]
                                 })
                                 .unwrap_or_default(),
+                            "content_block_delta"
+                                if v["delta"]["type"] == "thinking_delta"
+                                    || v["delta"]["type"] == "signature_delta" =>
+                            {
+                                let d = &v["delta"];
+                                let piece = match (d["thinking"].as_str(), d["signature"].as_str())
+                                {
+                                    (Some(t), _) if !t.is_empty() => Thinking::Text(t.to_string()),
+                                    (_, Some(s)) if !s.is_empty() => {
+                                        Thinking::Signature(s.to_string())
+                                    }
+                                    _ => return futures_util::stream::iter(Vec::new()),
+                                };
+                                vec![Ok(Chunk::Thinking(piece))]
+                            }
                             "content_block_delta" => v
                                 .pointer("/delta/text")
                                 .and_then(|t| t.as_str())

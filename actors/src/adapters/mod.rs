@@ -147,6 +147,8 @@ pub enum Chunk {
     /// `delta.tool_calls[]`: `index`, and `id`, `type`, `function.name`
     /// with the first piece; `function.arguments` text in every piece.
     ToolCall(serde_json::Value),
+    /// A piece of the model's thinking (Anthropic's extended thinking).
+    Thinking(Thinking),
     /// Usage the upstream reported (input, output or both so far).
     Usage(Usage),
     /// The upstream's reason for stopping.
@@ -154,6 +156,16 @@ pub enum Chunk {
 }
 
 pub type ChunkStream = BoxStream<'static, Result<Chunk, CallError>>;
+
+/// A streamed piece of thinking, as Anthropic sends it: text, then the
+/// block's signature; or a redacted block whole.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Thinking {
+    Text(String),
+    Signature(String),
+    Redacted(String),
+}
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -15,7 +15,7 @@ mod stats;
 mod worker;
 
 pub use crate::adapters::{
-    Adapter, CallError, CallRequest, Chunk, Content, JobProgress, Operation, Output,
+    Adapter, CallError, CallRequest, Chunk, Content, JobProgress, Operation, Output, Thinking,
 };
 pub use handle::ProviderHandle;
 pub use worker::Permit;

@@ -19,7 +19,7 @@ use super::Services;
 use super::held::{self, Ending, Held, Hold, fail, failure_code, finish, outcome_of};
 use super::job::RequestJob;
 use crate::error::BrokerError;
-use crate::provider::{CallError, Chunk};
+use crate::provider::{CallError, Chunk, Thinking};
 use crate::tokens;
 use crate::views::ErrorCode;
 use crate::wallet::Settlement;
@@ -31,6 +31,8 @@ pub enum StreamEvent {
     Delta(String),
     /// A piece of a tool call, OpenAI-shaped (see `Chunk::ToolCall`).
     ToolCall(serde_json::Value),
+    /// A piece of the model's thinking (Anthropic providers).
+    Thinking(Thinking),
     /// The stream is over; the request is settled.
     End {
         finish_reason: String,
@@ -150,6 +152,8 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
         let mut delivered_tokens = 0u64;
         let mut deltas = 0u64;
         let mut text = String::new();
+        // Thinking delivered: output to count, not the answer's text.
+        let mut thought = String::new();
         let mut finish_reason = "stop".to_string();
         let mut stopped: Option<(ErrorCode, String)> = None;
         // Only text moves the deadline on: an upstream that sends nothing
@@ -187,21 +191,35 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                     reported_final = u.output_tokens > 0 || reported_final;
                 }
                 Ok(Some(Ok(Chunk::Finish(f)))) => finish_reason = f,
-                Ok(Some(Ok(chunk @ (Chunk::Delta(_) | Chunk::ToolCall(_))))) => {
+                Ok(Some(Ok(
+                    chunk @ (Chunk::Delta(_) | Chunk::ToolCall(_) | Chunk::Thinking(_)),
+                ))) => {
                     deadline = tokio::time::Instant::now() + idle;
-                    // A tool call's arguments are output as text is.
-                    let (event, said) = match chunk {
+                    // A tool call's arguments and thinking are output as
+                    // text is; a signature or a redacted block is not text.
+                    let (event, said, shown) = match chunk {
                         Chunk::ToolCall(v) => {
                             let args = v["function"]["arguments"].as_str().unwrap_or_default();
                             let said = args.to_string();
-                            (StreamEvent::ToolCall(v), said)
+                            (StreamEvent::ToolCall(v), said, true)
                         }
-                        Chunk::Delta(d) => (StreamEvent::Delta(d.clone()), d),
+                        Chunk::Delta(d) => (StreamEvent::Delta(d.clone()), d, true),
+                        Chunk::Thinking(t) => {
+                            let said = match &t {
+                                Thinking::Text(text) => text.clone(),
+                                _ => String::new(),
+                            };
+                            (StreamEvent::Thinking(t), said, false)
+                        }
                         _ => unreachable!("matched above"),
                     };
                     // Words, as the hold's bound counts them: the check must
                     // not cut a stream short by overcounting.
-                    let tokens = count_words(&said).max(1);
+                    let tokens = if said.is_empty() && !shown {
+                        0
+                    } else {
+                        count_words(&said).max(1)
+                    };
                     let would = Usage {
                         input_tokens: input_bound,
                         output_tokens: delivered_tokens + tokens,
@@ -232,8 +250,12 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
                         }
                     }
                     delivered_tokens += tokens;
-                    deltas += 1;
-                    text.push_str(&said);
+                    deltas += u64::from(tokens > 0);
+                    if shown {
+                        text.push_str(&said);
+                    } else {
+                        thought.push_str(&said);
+                    }
                 }
             }
         }
@@ -253,7 +275,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             // counts it (`tokens.rs`; the simulated ones count words). A
             // delta is at least one token.
             let (prompt, said) = (h.job.op.prompt_text(), reported.input_tokens);
-            let delivered = text.clone();
+            let delivered = format!("{text}{thought}");
             let counted = tokio::task::spawn_blocking(move || {
                 let input = if said > 0 {
                     said

@@ -1,6 +1,9 @@
 //! Anthropic's Messages API as the mock speaks it: text, a `tool_use`
 //! block when tools are offered, and text about a tool's result after a
-//! `tool_result` block.
+//! `tool_result` block. With `thinking` enabled, every answer opens with a
+//! signed thinking block, and a tool loop is refused, as the real API
+//! refuses it, unless the assistant turn before the tool results starts
+//! with the thinking block it was given, signature intact.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -87,6 +90,10 @@ pub fn route(req: &Request, key: &str) -> Route {
         Ok(t) => t,
         Err(why) => return bad(&why),
     };
+    let thinking = match thinking(&body, max_tokens, messages) {
+        Ok(t) => t,
+        Err(why) => return bad(&why),
+    };
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     // After a tool's result, text about it; else a call of the chosen tool.
     let results: Vec<String> = messages[messages.len() - 1]["content"]
@@ -113,12 +120,71 @@ pub fn route(req: &Request, key: &str) -> Route {
             request_id: format!("req_mock{id:08}"),
             model: model.to_string(),
             call,
+            thinking,
         }),
         content,
         prompt_tokens: words(&text.join(" ")),
         max_tokens: Some(max_tokens),
         stream: body.get("stream").and_then(|s| s.as_bool()) == Some(true),
     })
+}
+
+/// The thinking every answer opens with when `thinking` is enabled.
+pub const THINKING: &str = "mock thinks it over";
+
+/// What the mock signs a thinking block's text with: a signature a
+/// client cannot make without being given it.
+pub fn signature(text: &str) -> String {
+    let sum = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("mocksig{sum:016x}")
+}
+
+/// With `thinking` enabled: its text, after checking its budget and, when
+/// the request ends with tool results, that the assistant turn before
+/// them opens with a thinking block the mock signed.
+fn thinking(body: &Value, max_tokens: u64, messages: &[Value]) -> Result<Option<String>, String> {
+    let t = &body["thinking"];
+    match t["type"].as_str() {
+        None | Some("disabled") => return Ok(None),
+        Some("enabled") => {}
+        Some(other) => return Err(format!("thinking.type: unknown kind '{other}'")),
+    }
+    let budget = t["budget_tokens"].as_u64().unwrap_or(0);
+    if budget < 1024 {
+        return Err("thinking.enabled.budget_tokens: must be at least 1024".into());
+    }
+    if budget >= max_tokens {
+        return Err("max_tokens must be greater than thinking.budget_tokens".into());
+    }
+    let last = &messages[messages.len() - 1];
+    let answers_tools = last["role"] == "user"
+        && last["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"));
+    if answers_tools && messages.len() >= 2 {
+        let i = messages.len() - 2;
+        let first = &messages[i]["content"][0];
+        match first["type"].as_str() {
+            Some("thinking") => {
+                let text = first["thinking"].as_str().unwrap_or_default();
+                if first["signature"].as_str() != Some(signature(text).as_str()) {
+                    return Err(format!(
+                        "messages.{i}.content.0: the thinking block's `signature` is not valid"
+                    ));
+                }
+            }
+            Some("redacted_thinking") => {}
+            other => {
+                return Err(format!(
+                    "messages.{i}.content.0.type: expected `thinking` or `redacted_thinking`, found `{}`: with thinking enabled, the assistant turn before tool results must open with its thinking block",
+                    other.unwrap_or("text")
+                ));
+            }
+        }
+    }
+    Ok(Some(THINKING.to_string()))
 }
 
 /// The tool an answer calls, with its input schema: the one `tool_choice`
@@ -160,6 +226,8 @@ struct Messages {
     request_id: String,
     model: String,
     call: Option<ToolUse>,
+    /// The thinking block the answer opens with, if thinking is enabled.
+    thinking: Option<String>,
 }
 
 /// A `tool_use` block's id and tool.
@@ -178,6 +246,18 @@ impl Messages {
     }
 }
 
+impl Messages {
+    /// Output tokens: the answer's and the thinking's.
+    fn output(&self, tokens: Tokens) -> u64 {
+        tokens.completion + self.thinking.as_deref().map_or(0, words)
+    }
+
+    /// The index of the answer's block: after the thinking block, if any.
+    fn index(&self) -> u64 {
+        u64::from(self.thinking.is_some())
+    }
+}
+
 impl TextFormat for Messages {
     fn plain(&self, text: &str, finish: Finish, tokens: Tokens) -> Value {
         let block = match &self.call {
@@ -191,12 +271,15 @@ impl TextFormat for Messages {
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [block],
+            "content": match &self.thinking {
+                None => json!([block]),
+                Some(t) => json!([{"type": "thinking", "thinking": t, "signature": signature(t)}, block]),
+            },
             "stop_reason": self.stop_reason(finish),
             "stop_sequence": null,
             "usage": {
                 "input_tokens": tokens.prompt,
-                "output_tokens": tokens.completion,
+                "output_tokens": self.output(tokens),
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,
             },
@@ -204,23 +287,51 @@ impl TextFormat for Messages {
     }
 
     fn open(&self, prompt_tokens: u64) -> Vec<String> {
-        vec![
-            event(
-                "message_start",
-                &json!({"type": "message_start", "message": {
-                    "id": self.id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.model,
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": {"input_tokens": prompt_tokens, "output_tokens": 1},
-                }}),
-            ),
-            event(
+        let mut frames = vec![event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": self.id,
+                "type": "message",
+                "role": "assistant",
+                "model": self.model,
+                "content": [],
+                "stop_reason": null,
+                "stop_sequence": null,
+                "usage": {"input_tokens": prompt_tokens, "output_tokens": 1},
+            }}),
+        )];
+        if let Some(t) = &self.thinking {
+            let block =
+                |kind: &str, v: Value| event(kind, &json!({"type": kind, "index": 0, "delta": v}));
+            frames.push(event(
                 "content_block_start",
                 &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            ));
+            for (i, w) in t.split(' ').enumerate() {
+                let piece = if i == 0 {
+                    w.to_string()
+                } else {
+                    format!(" {w}")
+                };
+                frames.push(block(
+                    "content_block_delta",
+                    json!({"type": "thinking_delta", "thinking": piece}),
+                ));
+            }
+            frames.push(block(
+                "content_block_delta",
+                json!({"type": "signature_delta", "signature": signature(t)}),
+            ));
+            frames.push(event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+        }
+        frames.extend([
+            event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": self.index(),
                 "content_block": match &self.call {
                     None => json!({"type": "text", "text": ""}),
                     Some(c) => json!({"type": "tool_use", "id": c.id, "name": c.name,
@@ -228,7 +339,8 @@ impl TextFormat for Messages {
                 }}),
             ),
             event("ping", &json!({"type": "ping"})),
-        ]
+        ]);
+        frames
     }
 
     fn piece(&self, text: &str) -> String {
@@ -238,7 +350,7 @@ impl TextFormat for Messages {
         };
         event(
             "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": delta}),
+            &json!({"type": "content_block_delta", "index": self.index(), "delta": delta}),
         )
     }
 
@@ -246,13 +358,13 @@ impl TextFormat for Messages {
         vec![
             event(
                 "content_block_stop",
-                &json!({"type": "content_block_stop", "index": 0}),
+                &json!({"type": "content_block_stop", "index": self.index()}),
             ),
             event(
                 "message_delta",
                 &json!({"type": "message_delta",
                         "delta": {"stop_reason": self.stop_reason(finish), "stop_sequence": null},
-                        "usage": {"output_tokens": tokens.completion}}),
+                        "usage": {"output_tokens": self.output(tokens)}}),
             ),
             event("message_stop", &json!({"type": "message_stop"})),
         ]

@@ -131,7 +131,7 @@
 //! [`MockUpstream::wait_for_disconnects`] to wait for it without sleeping
 //! a fixed time.
 
-mod anthropic;
+pub mod anthropic;
 mod chat;
 pub mod http;
 mod openai;

@@ -50,6 +50,7 @@ async fn streamed_calls(a: &dyn Adapter, op: Operation, model: &str) -> (Vec<Val
             Chunk::Usage(u) => output = u.output_tokens,
             Chunk::Finish(f) => finish = f,
             Chunk::Delta(t) => panic!("a call, not text: {t}"),
+            Chunk::Thinking(t) => panic!("no thinking was asked for, yet: {t:?}"),
         }
     }
     (calls, output, finish)

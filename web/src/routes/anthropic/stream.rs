@@ -1,7 +1,8 @@
 //! Streamed Messages answers in Anthropic's event sequence: `message_start`
 //! and a `ping`, then per content block `content_block_start`, its
-//! `content_block_delta`s (`text_delta` for text, `input_json_delta` for a
-//! tool call's arguments) and `content_block_stop`, then `message_delta`
+//! `content_block_delta`s (`thinking_delta` and `signature_delta` for
+//! thinking, `text_delta` for text, `input_json_delta` for a tool call's
+//! arguments) and `content_block_stop`, then `message_delta`
 //! with the stop reason and usage, and `message_stop`.
 //!
 //! Where the broker ended the stream (the hold ran out: `max_tokens`, as
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 
 use oneflow::chat::{anthropic::stop_reason, openai};
 use oneflow_actors::views::ErrorCode;
-use oneflow_actors::{RequestJob, StreamEvent};
+use oneflow_actors::{RequestJob, StreamEvent, Thinking};
 
 use super::error::MessagesResult;
 use crate::routes::openai::stream::{drain, sse_head};
@@ -25,6 +26,7 @@ use crate::state::AppState;
 #[derive(Clone, Copy, PartialEq)]
 enum Open {
     None,
+    Thinking,
     Text,
     Tool(u64),
 }
@@ -87,6 +89,42 @@ impl Writer {
                     self.start(Open::Text, json!({"type": "text", "text": ""}));
                 }
                 self.delta(json!({"type": "text_delta", "text": text}));
+                false
+            }
+            Some(StreamEvent::Thinking(t)) => {
+                match t {
+                    Thinking::Text(text) => {
+                        if self.open != Open::Thinking {
+                            self.start(
+                                Open::Thinking,
+                                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            );
+                        }
+                        self.delta(json!({"type": "thinking_delta", "thinking": text}));
+                    }
+                    Thinking::Signature(sig) => {
+                        if self.open != Open::Thinking {
+                            self.start(
+                                Open::Thinking,
+                                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                            );
+                        }
+                        self.delta(json!({"type": "signature_delta", "signature": sig}));
+                        // A signature ends its block.
+                        self.close();
+                    }
+                    Thinking::Redacted(data) => {
+                        self.start(
+                            Open::None,
+                            json!({"type": "redacted_thinking", "data": data}),
+                        );
+                        let index = self.next - 1;
+                        self.event(
+                            "content_block_stop",
+                            &json!({"type": "content_block_stop", "index": index}),
+                        );
+                    }
+                }
                 false
             }
             Some(StreamEvent::ToolCall(call)) => {

@@ -142,6 +142,9 @@ impl Writer {
                 }
                 false
             }
+            // Anthropic's thinking has no item of this format to go in
+            // (reasoning items are OpenAI's own, encrypted).
+            Some(StreamEvent::Thinking(_)) => false,
             Some(StreamEvent::ToolCall(call)) => {
                 // A call's first piece has its id and name; the rest carry
                 // arguments only.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use tokio::sync::mpsc;
 
-use oneflow_actors::{RequestJob, StreamEvent, StreamStart};
+use oneflow_actors::{RequestJob, StreamEvent, StreamStart, Thinking};
 
 use super::error::V1Result;
 use super::now_secs;
@@ -37,6 +37,10 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    /// Thinking text (Anthropic providers), in the field other gateways
+    /// and reasoning servers use for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<&'a [Value]>,
 }
@@ -140,6 +144,7 @@ impl ChunkHead {
                         delta: Delta {
                             role: first.then_some("assistant"),
                             content: Some(&d),
+                            reasoning_content: None,
                             tool_calls: None,
                         },
                         finish_reason: None,
@@ -153,6 +158,25 @@ impl ChunkHead {
                 self.write(out, &[choice], None);
                 false
             }
+            // Thinking text shows as `reasoning_content`; signatures and
+            // redacted blocks have no place in this format's stream.
+            Some(StreamEvent::Thinking(Thinking::Text(t))) => {
+                if let Kind::Chat = kind {
+                    let choice = ChunkChoice::Delta {
+                        index: 0,
+                        delta: Delta {
+                            role: first.then_some("assistant"),
+                            content: None,
+                            reasoning_content: Some(&t),
+                            tool_calls: None,
+                        },
+                        finish_reason: None,
+                    };
+                    self.write(out, &[choice], None);
+                }
+                false
+            }
+            Some(StreamEvent::Thinking(_)) => false,
             // Only chat requests have tools.
             Some(StreamEvent::ToolCall(call)) => {
                 if let Kind::Chat = kind {
@@ -162,6 +186,7 @@ impl ChunkHead {
                         delta: Delta {
                             role: first.then_some("assistant"),
                             content: None,
+                            reasoning_content: None,
                             tool_calls: Some(&calls),
                         },
                         finish_reason: None,
