@@ -211,15 +211,58 @@ async fn a_failed_refused_or_overcounted_job_costs_no_more_than_its_hold() {
     // The upstream says it made more seconds than were asked: the charge
     // stops at the hold.
     up.push(Behavior::Usage(json!("12")));
-    let job = start(&s, &key, ask).await;
+    let job = start(&s, &key, ask.clone()).await;
     let over = wait_job(&s, &key, job["id"].as_str().unwrap(), ended).await;
     assert_eq!(over["status"], "succeeded", "{over}");
     assert_eq!(credits(&over["cost"]), quote);
 
+    // An id that is a path is never put in a URL: the job fails at once,
+    // no poll follows, and the create is not sent again.
+    let before = up.request_count();
+    up.push(Behavior::Malformed);
+    let job = start(&s, &key, ask.clone()).await;
+    let hostile = wait_job(&s, &key, job["id"].as_str().unwrap(), ended).await;
+    assert_eq!(hostile["status"], "failed", "{hostile}");
+    assert_eq!(up.request_count(), before + 1);
+
+    // Refused prompts are the requests' doing: more of them than
+    // `circuit.failures` leave the provider's circuit closed.
+    for _ in 0..6 {
+        up.push(Behavior::StreamError { after: 0 });
+        let job = start(&s, &key, ask.clone()).await;
+        wait_job(&s, &key, job["id"].as_str().unwrap(), ended).await;
+    }
+    let job = start(&s, &key, ask.clone()).await;
+    let fine = wait_job(&s, &key, job["id"].as_str().unwrap(), ended).await;
+    assert_eq!(fine["status"], "succeeded", "{fine}");
+
     assert_eq!(held(&s, &key).await, Credits::ZERO);
-    assert_eq!(s.charges(&key).await, vec![quote]);
-    assert_eq!(s.balance(&key).await, Credits::from_credits(10) - quote);
+    assert_eq!(s.charges(&key).await, vec![quote, quote]);
+    assert_eq!(
+        s.balance(&key).await,
+        Credits::from_credits(10) - quote - quote
+    );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_content_bound_is_refused_not_passed_on() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let s = video_broker(&up, |c| c.jobs.max_content_bytes = 1000);
+    let (_, key) = s.user("hoarder", "10").await;
+    let job = start(
+        &s,
+        &key,
+        json!({"model": "sora-2", "prompt": "long", "seconds": 4}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let done = wait_job(&s, &key, id, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (st, v) = s.get(&key, &format!("/api/jobs/{id}/content")).await;
+    assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+    assert_eq!(v["error"]["code"], "upstream_too_large");
     s.stop().await;
 }
 
@@ -396,6 +439,9 @@ async fn jobs_answer_a_clear_4xx_for_what_they_cannot_take() {
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     wait_job(&s, &key, id, ended).await;
+    // Its place is given back: the next job starts.
+    let next = start(&s, &other, json!({"model": "video", "prompt": "now"})).await;
+    wait_job(&s, &other, next["id"].as_str().unwrap(), ended).await;
     s.stop().await;
 }
 

@@ -31,6 +31,53 @@ pub(crate) struct Videos {
 /// job is given up: one bad answer must not throw away minutes of work.
 const POLL_FAILURES: u32 = 3;
 
+/// One exchange with the job API (a create, a poll, a delete; a file's
+/// head, and each silence between its pieces): the job's own bound is
+/// `jobs.timeout_ms`, far too long for one stalled answer.
+const EXCHANGE: Duration = Duration::from_secs(60);
+
+/// Whether an upstream id can go into a URL path as it is. Checked before
+/// any use: an id holding `/`, `?` or `..` would point the broker's
+/// requests, and its key, at another resource.
+fn plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An answer the job API should never give: not worth creating the job
+/// again for (a retry would render it twice), and the provider's fault.
+fn broken(provider: &str, what: &str) -> CallError {
+    CallError::Upstream {
+        provider: provider.to_string(),
+        status: None,
+        message: format!("malformed response: {what}"),
+        retry_after: None,
+        transient: false,
+    }
+}
+
+/// A job the upstream says failed. A refusal of the prompt (moderation,
+/// an invalid request) is the request's doing, not the provider's: it must
+/// not count towards opening the provider's circuit, or any user could
+/// shut video off for everyone with a few refused prompts.
+fn failed(provider: &str, id: &str, error: &Value) -> CallError {
+    let code = error["code"].as_str().unwrap_or_default();
+    let why = error["message"].as_str().unwrap_or("no reason given");
+    let refused = ["moderation", "policy", "invalid", "safety"]
+        .iter()
+        .any(|k| code.contains(k));
+    CallError::Upstream {
+        provider: provider.to_string(),
+        status: refused.then_some(400),
+        message: format!("video job {id} failed: {}", super::truncate(why, 300)),
+        retry_after: None,
+        transient: false,
+    }
+}
+
 impl Videos {
     fn keyed(&self, b: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.key {
@@ -40,7 +87,8 @@ impl Videos {
     }
 
     async fn object(&self, b: reqwest::RequestBuilder) -> Result<Value, CallError> {
-        let res = super::send(&self.name, self.key.as_deref(), Ok(self.keyed(b))).await?;
+        let b = self.keyed(b).timeout(EXCHANGE);
+        let res = super::send(&self.name, self.key.as_deref(), Ok(b)).await?;
         let bytes = super::read_body(&self.name, res, self.max_body).await?;
         serde_json::from_slice(&bytes).map_err(|_| malformed(&self.name, "not JSON"))
     }
@@ -66,14 +114,15 @@ impl Videos {
         let mut v = self.object(post).await?;
         let id = v["id"]
             .as_str()
-            .filter(|id| !id.is_empty() && id.len() <= 200)
-            .ok_or_else(|| malformed(&self.name, "a video job without an id"))?
+            .filter(|id| plain_id(id))
+            .ok_or_else(|| broken(&self.name, "a video job without a plain id"))?
             .to_string();
         if let Some(p) = progress {
             p.started(&id);
         }
         let mut unfinished = Unfinished(Some((self.clone(), id.clone())));
         let mut failures = 0;
+        let mut wait = self.poll;
         loop {
             if let Some(p) = progress {
                 p.advanced(v["progress"].as_u64().unwrap_or(0));
@@ -82,21 +131,23 @@ impl Videos {
                 Some("completed") => break,
                 Some("failed") => {
                     unfinished.0 = None;
-                    let why = v["error"]["message"].as_str().unwrap_or("no reason given");
-                    return Err(CallError::upstream(
-                        &self.name,
-                        format!("video job {id} failed: {}", super::truncate(why, 300)),
-                    ));
+                    return Err(failed(&self.name, &id, &v["error"]));
                 }
                 Some("queued" | "in_progress") => {}
-                _ => return Err(malformed(&self.name, "a video job of unknown status")),
+                _ => return Err(broken(&self.name, "a video job of unknown status")),
             }
-            tokio::time::sleep(self.poll).await;
+            tokio::time::sleep(wait).await;
+            wait = self.poll;
             let get = self.client.get(url(&self.base, &format!("videos/{id}")));
             match self.object(get).await {
                 Ok(next) => {
                     v = next;
                     failures = 0;
+                }
+                // Asked to slow down: not a failure of the job.
+                Err(e) if e.code() == "upstream_rate_limited" => {
+                    let secs = e.retry_after().unwrap_or(1).min(60);
+                    wait = self.poll.max(Duration::from_secs(secs));
                 }
                 Err(e) if e.is_transient() && failures + 1 < POLL_FAILURES => failures += 1,
                 Err(e) => return Err(e),
@@ -122,11 +173,7 @@ impl Videos {
     /// The file of a finished job, passed on as it comes, at most `limit`
     /// bytes of it.
     pub(crate) async fn content(&self, id: &str, limit: u64) -> Result<Content, CallError> {
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !plain_id(id) {
             return Err(CallError::Unsupported {
                 provider: self.name.clone(),
                 what: "serve content it did not make".into(),
@@ -135,13 +182,19 @@ impl Videos {
         let get = self
             .client
             .get(url(&self.base, &format!("videos/{id}/content")));
-        let res = super::send(&self.name, self.key.as_deref(), Ok(self.keyed(get))).await?;
-        let too_large = CallError::TooLarge {
-            provider: self.name.clone(),
-            limit,
+        let head = super::send(&self.name, self.key.as_deref(), Ok(self.keyed(get)));
+        let timeout = |name: &str| CallError::Timeout {
+            provider: name.to_string(),
+            ms: EXCHANGE.as_millis() as u64,
         };
+        let res = tokio::time::timeout(EXCHANGE, head)
+            .await
+            .map_err(|_| timeout(&self.name))??;
         if res.content_length().is_some_and(|n| n > limit) {
-            return Err(too_large);
+            return Err(CallError::TooLarge {
+                provider: self.name.clone(),
+                limit,
+            });
         }
         let content_type = res
             .headers()
@@ -151,18 +204,37 @@ impl Videos {
             .to_string();
         let length = res.content_length();
         let name = self.name.clone();
-        let mut sent = 0u64;
-        let body = res
-            .bytes_stream()
-            .map(move |r| {
-                let b = r.map_err(|e| super::transport_error(&name, &e))?;
-                sent += b.len() as u64;
-                if sent > limit {
-                    return Err(too_large.clone());
+        // Each piece must come within `EXCHANGE` of the last, so a stalled
+        // upstream cannot keep the client waiting without end; an error or
+        // the bound ends the file.
+        let pieces = res.bytes_stream().boxed();
+        let body = futures_util::stream::unfold(Some((pieces, 0u64)), move |state| {
+            let name = name.clone();
+            async move {
+                let (mut pieces, sent) = state?;
+                let piece = match tokio::time::timeout(EXCHANGE, pieces.next()).await {
+                    Err(_) => Err(timeout(&name)),
+                    Ok(None) => return None,
+                    Ok(Some(Err(e))) => Err(super::transport_error(&name, &e)),
+                    Ok(Some(Ok(b))) => Ok(b),
+                };
+                match piece {
+                    Ok(b) if sent + b.len() as u64 > limit => Some((
+                        Err(CallError::TooLarge {
+                            provider: name,
+                            limit,
+                        }),
+                        None,
+                    )),
+                    Ok(b) => {
+                        let sent = sent + b.len() as u64;
+                        Some((Ok(b), Some((pieces, sent))))
+                    }
+                    Err(e) => Some((Err(e), None)),
                 }
-                Ok(b)
-            })
-            .boxed();
+            }
+        })
+        .boxed();
         Ok(Content {
             content_type,
             length,
@@ -186,7 +258,7 @@ impl Drop for Unfinished {
         };
         rt.spawn(async move {
             let delete = v.keyed(v.client.delete(url(&v.base, &format!("videos/{id}"))));
-            let _ = tokio::time::timeout(Duration::from_secs(10), delete.send()).await;
+            let _ = tokio::time::timeout(EXCHANGE, delete.send()).await;
         });
     }
 }

@@ -24,7 +24,7 @@ use super::job::RequestJob;
 use super::keys::Principal;
 use super::{Services, history, request};
 use crate::error::BrokerError;
-use crate::provider::{Content, JobProgress, Operation};
+use crate::provider::{CallError, Content, JobProgress, Operation};
 use crate::views::{JobStatus, JobView};
 
 /// The jobs running now, bounded by `jobs.max_running`.
@@ -50,6 +50,19 @@ struct Place(Arc<AtomicUsize>);
 impl Drop for Place {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A job shown as running: taken off the map when dropped, however its
+/// task ends (a panic too), so no job shows as running forever.
+struct Shown<'a> {
+    jobs: &'a DashMap<String, Arc<RunningJob>>,
+    id: String,
+}
+
+impl Drop for Shown<'_> {
+    fn drop(&mut self) {
+        self.jobs.remove(&self.id);
     }
 }
 
@@ -121,11 +134,18 @@ pub(crate) async fn start(
         let view = running_view(&id, &running);
         let s = this.clone();
         actix_rt::spawn(async move {
+            let _place = place;
+            let _shown = Shown {
+                jobs: &s.jobs.jobs,
+                id: id.clone(),
+            };
             // Its record is committed by the time this returns, so a
-            // reader that misses it here finds it in the history.
-            let _ = request::run_held(&s, h).await;
-            s.jobs.jobs.remove(&id);
-            drop(place);
+            // reader that misses it on the map finds it in the history.
+            if let Err(e) = request::run_held(&s, h).await {
+                // No record was written: the hold is released at the next
+                // start, and the job reads `interrupted` then.
+                eprintln!("oneflow: job {id} could not be settled: {e}");
+            }
         });
         Ok(view)
     })
@@ -225,9 +245,16 @@ pub(crate) async fn content(
         .adapter
         .content(&address, s.config.jobs.max_content_bytes)
         .await
-        .map_err(|e| BrokerError::Upstream {
-            code: failure_code(&e),
-            message: e.to_string(),
-            retry_after: e.retry_after(),
+        .map_err(|e| match e {
+            // The provider was configured anew since (another kind, or
+            // another upstream): the file is out of reach, not failing.
+            CallError::Unsupported { .. } => BrokerError::Conflict(format!(
+                "job {id}'s provider can no longer serve its content"
+            )),
+            e => BrokerError::Upstream {
+                code: failure_code(&e),
+                message: e.to_string(),
+                retry_after: e.retry_after(),
+            },
         })
 }

@@ -8,7 +8,8 @@
 //! [`Behavior`]: `Ok` completes on the second poll; `Status` refuses the
 //! create; `StreamError` fails on the first poll; `Usage(v)` completes
 //! with `seconds: v` (a hostile count); `Endless` renders until the test
-//! calls [`release`].
+//! calls [`release`]; `Malformed` answers the create with an id that is a
+//! path (`../`), as a hostile upstream might.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,7 +120,7 @@ fn create(req: &Request, base_url: &str, behavior: Behavior) -> Reply {
             &format!("Invalid value: '{seconds}'. Supported values are: '4', '8', and '12'."),
         );
     }
-    let fate = match behavior {
+    let fate = match behavior.clone() {
         Behavior::Status(s, retry_after) => {
             let mut r = error(s, "The server had an error while processing your request.");
             if let Some(secs) = retry_after {
@@ -132,6 +133,12 @@ fn create(req: &Request, base_url: &str, behavior: Behavior) -> Reply {
         Behavior::Endless { .. } => Fate::Gated,
         _ => Fate::Complete(json!(seconds)),
     };
+    if behavior == Behavior::Malformed {
+        return Reply::json(
+            200,
+            &json!({"id": "../../files/secret", "object": "video", "status": "queued", "progress": 0}),
+        );
+    }
     let id = format!("video_mock{}", NEXT.fetch_add(1, Ordering::Relaxed));
     let object = json!({
         "id": id, "object": "video", "model": model, "status": "queued", "progress": 0,

@@ -50,7 +50,18 @@ pub async fn content(
 ) -> Result<HttpResponse, ApiError> {
     let content = s.broker.job_content(&c.0, &id).await?;
     let mut res = HttpResponse::Ok();
-    res.content_type(content.content_type);
+    // The upstream's type only if it says video: anything else is passed
+    // on as bytes to save, never as something a browser would render.
+    let ct = content.content_type.to_ascii_lowercase();
+    if ct.starts_with("video/") && ct.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        res.content_type(ct);
+    } else {
+        res.content_type("application/octet-stream");
+    }
+    res.insert_header((
+        "content-disposition",
+        format!("attachment; filename=\"{}.mp4\"", id.as_str()),
+    ));
     if let Some(n) = content.length {
         res.no_chunking(n);
     }
