@@ -608,11 +608,19 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
         .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
         .collect();
     // A message, a stream, a tool call, its result's answer, a streamed
-    // tool call.
-    assert_eq!(want.len(), 5, "{report}");
+    // tool call; then a streamed call with thinking and its loop.
+    assert_eq!(want.len(), 7, "{report}");
     assert_eq!(s.charges(&key).await, want);
     let sent = claude.requests();
-    assert_eq!(sent.len(), 5);
+    assert_eq!(sent.len(), 7);
+    assert_eq!(report["thought"], crate::upstream::anthropic::THINKING);
+    // The thinking went back upstream as the SDK held it, signature and all.
+    let back = &sent[6].body["messages"][1]["content"][0];
+    assert_eq!(back["type"], "thinking", "{}", sent[6].body);
+    assert_eq!(
+        back["signature"],
+        crate::upstream::anthropic::signature(crate::upstream::anthropic::THINKING)
+    );
     // The calls' output tokens are the words of the input the upstream
     // wrote, and the result went up as a tool_result for that call.
     let args = arguments_for(&sent[2].body["tools"][0]["input_schema"]);

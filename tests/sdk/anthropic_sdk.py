@@ -101,8 +101,44 @@ def main():
     report["output_tokens"].append(final.usage.output_tokens)
     report["input_tokens"].append(final.usage.input_tokens)
 
+    if UPSTREAM:
+        thinking_loop(client, weather_ask, report)
     bad_request(client, ask, report)
     json.dump(report, sys.stdout)
+
+
+def thinking_loop(client, weather_ask, report):
+    """Extended thinking through an Anthropic upstream (the mock thinks when
+    asked): the SDK parses the signed thinking block, streamed and whole, and
+    a tool loop sending the assistant turn back as the SDK holds it is
+    served (the upstream refuses one without the block)."""
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    with client.messages.stream(
+        model=MODEL, max_tokens=2048, thinking=thinking, tools=[WEATHER], messages=weather_ask
+    ) as stream:
+        thought = "".join(e.thinking for e in stream if e.type == "thinking")
+        first = stream.get_final_message()
+    block = first.content[0]
+    check(block.type == "thinking" and block.thinking == thought and block.signature, f"thinking: {first}")
+    call = next(b for b in first.content if b.type == "tool_use")
+    report["output_tokens"].append(first.usage.output_tokens)
+    report["input_tokens"].append(first.usage.input_tokens)
+    answer = client.messages.create(
+        model=MODEL,
+        max_tokens=2048,
+        thinking=thinking,
+        tools=[WEATHER],
+        messages=weather_ask
+        + [
+            {"role": "assistant", "content": first.content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 degrees"}]},
+        ],
+    )
+    check(answer.content[0].type == "thinking", f"thinking again: {answer}")
+    check(answer.content[-1].type == "text" and "18" in answer.content[-1].text, f"an answer: {answer}")
+    report["thought"] = thought
+    report["output_tokens"].append(answer.usage.output_tokens)
+    report["input_tokens"].append(answer.usage.input_tokens)
 
 
 def bad_request(client, ask, report):
