@@ -15,6 +15,7 @@
 //! as nothing.
 
 mod flac;
+mod mp4;
 mod mpeg;
 mod wav;
 
@@ -71,6 +72,11 @@ pub fn format_of(b: &[u8]) -> Option<Format> {
         Some(Format::Wav)
     } else if at(0, b"fLaC") {
         Some(Format::Flac)
+    } else if [b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"]
+        .iter()
+        .any(|kind| at(4, *kind))
+    {
+        Some(Format::Mp4)
     } else if at(0, b"ID3") {
         // An ID3v2 tag opens most MP3s, and now and then a FLAC.
         match mpeg::skip_id3(b) {
@@ -90,6 +96,7 @@ pub fn seconds(b: &[u8]) -> Result<f64, AudioError> {
     let s = match format {
         Format::Wav => wav::seconds(b),
         Format::Mpeg => mpeg::seconds(b),
+        Format::Mp4 => mp4::seconds(b),
         Format::Flac => flac::seconds(b),
         // Read in the commits that follow.
         _ => Err(AudioError::Unknown),
