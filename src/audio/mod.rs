@@ -17,7 +17,9 @@
 mod flac;
 mod mp4;
 mod mpeg;
+mod ogg;
 mod wav;
+mod webm;
 
 /// The longest recording OneFlow will time: 24 hours. A file that says it
 /// holds more is taken as malformed (hostile or broken), not billed.
@@ -72,6 +74,10 @@ pub fn format_of(b: &[u8]) -> Option<Format> {
         Some(Format::Wav)
     } else if at(0, b"fLaC") {
         Some(Format::Flac)
+    } else if at(0, b"OggS") {
+        Some(Format::Ogg)
+    } else if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
+        Some(Format::Matroska)
     } else if [b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide"]
         .iter()
         .any(|kind| at(4, *kind))
@@ -98,8 +104,8 @@ pub fn seconds(b: &[u8]) -> Result<f64, AudioError> {
         Format::Mpeg => mpeg::seconds(b),
         Format::Mp4 => mp4::seconds(b),
         Format::Flac => flac::seconds(b),
-        // Read in the commits that follow.
-        _ => Err(AudioError::Unknown),
+        Format::Ogg => ogg::seconds(b),
+        Format::Matroska => webm::seconds(b),
     }?;
     if s.is_finite() && (0.0..=MAX_SECONDS).contains(&s) {
         Ok(s)
@@ -127,4 +133,12 @@ fn be(b: &[u8], at: usize, n: usize) -> Option<u64> {
 fn le(b: &[u8], at: usize, n: usize) -> Option<u64> {
     let bytes = b.get(at..at.checked_add(n)?)?;
     (n <= 8).then(|| bytes.iter().rev().fold(0, |v, &x| (v << 8) | u64::from(x)))
+}
+
+/// Where `needle` next occurs in `hay` at or after `from`.
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
 }
