@@ -21,6 +21,9 @@ mod ogg;
 mod wav;
 mod webm;
 
+#[cfg(test)]
+mod tests;
+
 /// The longest recording OneFlow will time: 24 hours. A file that says it
 /// holds more is taken as malformed (hostile or broken), not billed.
 pub const MAX_SECONDS: f64 = 24.0 * 3600.0;
