@@ -378,7 +378,7 @@ async fn what_cannot_be_timed_or_is_too_large_is_refused_before_anything_is_held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_sdk_transcribes_a_wav_file_it_made() {
+async fn the_openai_sdk_transcribes_a_wav_file_it_made_and_an_mp3() {
     let up = MockUpstream::start(Kind::OpenAi);
     let s = per_second(&up);
     let (_, key) = s.user("sdk-listener", "10").await;
@@ -391,12 +391,21 @@ async fn the_openai_sdk_transcribes_a_wav_file_it_made() {
         ],
     )
     .await;
-    // The script's WAV is 1.5 s: two started seconds at 0.01.
+    // The script's WAV is 1.5 s: two started seconds at 0.01. Its MP3
+    // (the FFmpeg fixture) is 2.5 s: three.
     assert_eq!(report["seconds"].as_f64(), Some(2.0), "{report}");
-    assert_eq!(s.charges(&key).await, vec![Credits(20_000)]);
+    assert_eq!(report["mp3_seconds"].as_f64(), Some(3.0), "{report}");
+    assert_eq!(
+        report["mp3_text"],
+        "Simulated transcript of 3 seconds of audio."
+    );
+    assert_eq!(
+        s.charges(&key).await,
+        vec![Credits(20_000), Credits(30_000)]
+    );
     assert_eq!(
         s.balance(&key).await,
-        Credits::from_credits(10) - Credits(20_000)
+        Credits::from_credits(10) - Credits(50_000)
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
