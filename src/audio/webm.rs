@@ -90,8 +90,8 @@ impl Blocks {
             }
         }
         self.previous = Some((track, ts));
+        self.last = self.first.map_or(ts, |_| self.last.max(ts));
         self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
-        self.last = self.last.max(ts);
     }
 }
 
@@ -256,6 +256,9 @@ mod tests {
             cluster(1000, (0..75).map(|i| i * 20)),
         ];
         assert_eq!(seconds(&file(&live.concat())), Ok(2.5));
+        // Blocks before their cluster's timecode count from the first.
+        let early = cluster(0, (0..10).map(|i| i * 20 - 1000));
+        assert_eq!(seconds(&file(&early)), Ok(0.2));
     }
 
     #[test]
