@@ -32,13 +32,15 @@ macro_rules! fixture {
 /// without a Xing/LAME header is timed by whole frames, with the
 /// encoder's delay and padding (2.534 s); FFmpeg's WebM Duration counts
 /// Opus's 6.5 ms pre-skip and rounds to the millisecond (2.508 s); the
-/// blocks of one without a Duration end at 2.501 s; the others say 2.5 s
-/// to the sample.
-const FIXTURES: [Fixture; 9] = [
+/// blocks of one without a Duration end at 2.501 s; a fragmented M4A's
+/// fragments hold AAC's priming, 64 ms; the others say 2.5 s to the
+/// sample.
+const FIXTURES: [Fixture; 10] = [
     fixture!("cbr.mp3", Mpeg, 0.05),
     fixture!("vbr-xing.mp3", Mpeg, 0.001),
     fixture!("tone.m4a", Mp4, 0.001),
     fixture!("faststart.m4a", Mp4, 0.001),
+    fixture!("fragmented.m4a", Mp4, 0.07),
     fixture!("tone.flac", Flac, 0.001),
     fixture!("opus.ogg", Ogg, 0.001),
     fixture!("vorbis.ogg", Ogg, 0.001),

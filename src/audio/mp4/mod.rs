@@ -1,7 +1,9 @@
 //! MP4, M4A and MOV (ISO base media): the movie header (`moov` → `mvhd`)
 //! gives a timescale and a duration in it, wherever `moov` sits. A
 //! fragmented file whose `mvhd` says 0 gives its length in `mvex` →
-//! `mehd`.
+//! `mehd`, or else its fragments do (fragments.rs).
+
+mod fragments;
 
 use super::{AudioError, Format, be};
 
@@ -130,13 +132,13 @@ pub(super) fn seconds(b: &[u8]) -> Result<f64, AudioError> {
             None => 0,
         }
     };
-    if duration == 0 {
-        return Err(AudioError::Unreadable(
-            Format::Mp4,
-            "`mvhd` gives a duration of 0 and no `mehd` gives the fragments'",
-        ));
+    if duration > 0 {
+        return Ok(duration as f64 / timescale as f64);
     }
-    Ok(duration as f64 / timescale as f64)
+    fragments::seconds(b, &moov)?.ok_or(AudioError::Unreadable(
+        Format::Mp4,
+        "`mvhd` gives a duration of 0, and no `mehd` or fragment gives one",
+    ))
 }
 
 #[cfg(test)]
