@@ -1,8 +1,11 @@
 //! MPEG audio: MPEG-1, 2 and 2.5, layers I, II and III (MP3, MPGA). After
 //! any ID3v2 tag, the first frame's Xing/Info or VBRI header counts the
-//! frames (less the encoder's delay and padding that a LAME tag gives);
-//! without one the frames are walked, each header giving its length and
-//! samples, up to the end, an ID3v1 `TAG` or anything else.
+//! frames (less the encoder's delay and padding that a LAME tag gives),
+//! if the file's bytes bear the count out; otherwise the frames are
+//! walked, each header giving its length and samples, up to the end or
+//! an ID3v1 `TAG` or anything else. Past garbage the walk goes on only
+//! where a new run of frames is confirmed: a decoder would play those
+//! too, so they are not left unbilled.
 
 use super::{AudioError, Format, be};
 
@@ -48,8 +51,10 @@ struct Frame {
     samples: u32,
     /// The whole frame's bytes, header included.
     len: usize,
-    /// The shortest frame of this kind (lowest bitrate, no padding).
+    /// The shortest and longest frames of this kind (lowest bitrate and
+    /// no padding, highest and padding).
     min_len: usize,
+    max_len: usize,
 }
 
 fn frame(b: &[u8], at: usize) -> Option<Frame> {
@@ -99,6 +104,7 @@ fn frame(b: &[u8], at: usize) -> Option<Frame> {
         samples: samples as u32,
         len: len(bitrate, ((h >> 9) & 1) as usize),
         min_len: len(1, 0),
+        max_len: len(14, 1),
     })
 }
 
@@ -126,7 +132,12 @@ fn confirmed(b: &[u8], at: usize) -> bool {
 
 /// The first trusted frame at or after `from`, within [`SEARCH`] bytes.
 pub(super) fn find_stream(b: &[u8], from: usize) -> Option<usize> {
-    let end = b.len().min(from.saturating_add(SEARCH));
+    find_run(b, from, SEARCH)
+}
+
+/// The first trusted frame at or after `from`, within `within` bytes.
+fn find_run(b: &[u8], from: usize, within: usize) -> Option<usize> {
+    let end = b.len().min(from.saturating_add(within));
     (from..end).find(|&at| b[at] == 0xFF && confirmed(b, at))
 }
 
@@ -226,6 +237,15 @@ fn count(b: &[u8], at: usize, f: &Frame) -> Result<Count, AudioError> {
             "its Xing/VBRI header counts more frames than the file can hold",
         ));
     }
+    // Fewer frames (and the header's own) than fill the bytes held even
+    // at the highest bitrate: the count is short of what a decoder would
+    // play, so the frames are walked.
+    if (frames + 1) * (f.max_len as u64) < held as u64 {
+        return Ok(Count::Walk {
+            delay,
+            most: u64::MAX,
+        });
+    }
     Ok(Count::Samples(total))
 }
 
@@ -238,14 +258,23 @@ pub(super) fn seconds(b: &[u8]) -> Result<f64, AudioError> {
         Count::Walk { delay, most } => (at + first.len, delay, most),
         Count::Absent => (at, 0, u64::MAX),
     };
-    let mut samples = 0u64;
-    while let Some(f) = frame(b, pos) {
-        if f.kind != first.kind || pos + f.len > b.len() {
-            break;
+    // Runs of frames, each of one kind; each run after the first begins
+    // where a confirmed one is found past what ended the one before.
+    let (mut kind, mut seconds) = (first.kind, 0.0);
+    loop {
+        match frame(b, pos) {
+            Some(f) if f.kind == kind && pos + f.len <= b.len() => {
+                seconds += f64::from(f.samples) / f64::from(f.rate);
+                pos += f.len;
+            }
+            _ => match find_run(b, pos + 1, usize::MAX).and_then(|at| Some((at, frame(b, at)?))) {
+                Some((at, f)) => (pos, kind) = (at, f.kind),
+                None => break,
+            },
         }
-        samples += u64::from(f.samples);
-        pos += f.len;
     }
-    let samples = samples.saturating_sub(delay).min(most);
-    Ok(samples as f64 / f64::from(first.rate))
+    let rate = f64::from(first.rate);
+    Ok((seconds - delay as f64 / rate)
+        .max(0.0)
+        .min(most as f64 / rate))
 }

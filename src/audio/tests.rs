@@ -231,6 +231,10 @@ mod mpeg {
         let mut junk = frames(10);
         junk.extend([0xFF; 1000]);
         assert_eq!(seconds(&junk), Ok(10.0 * 1152.0 / 44_100.0));
+        // Unless a run of frames follows it, which a decoder would play.
+        junk.extend(frames(10));
+        let twenty = seconds(&junk).unwrap();
+        assert!((twenty - 20.0 * 1152.0 / 44_100.0).abs() < 1e-9, "{twenty}");
     }
 
     #[test]
@@ -248,6 +252,12 @@ mod mpeg {
         assert!(malformed(&xing(u32::MAX)));
         // No count: the 10 frames after the header are walked.
         assert_eq!(seconds(&xing(0)), Ok(10.0 * 1152.0 / 44_100.0));
+        // A count short of what the bytes hold even at 320 kbit/s (1,045
+        // bytes a frame): the frames are walked.
+        let mut short = xing(2);
+        short.extend(frames(40));
+        let fifty = seconds(&short).unwrap();
+        assert!((fifty - 50.0 * 1152.0 / 44_100.0).abs() < 1e-9, "{fifty}");
     }
 
     #[test]
