@@ -1,8 +1,9 @@
-//! Ogg: the pages of the file's first logical stream are walked to the
-//! last one that gives a granule position, which counts that stream's
-//! samples. Opus: (granule − `OpusHead`'s pre-skip) / 48,000; Vorbis:
+//! Ogg: the pages are walked, and each link of the file (the streams
+//! that begin together; a chained file has several, one after another)
+//! is timed by the last granule position of its first Opus, Vorbis or
+//! FLAC stream. Opus: (granule − `OpusHead`'s pre-skip) / 48,000; Vorbis:
 //! granule / the identification header's rate; FLAC in Ogg: granule / the
-//! rate of the STREAMINFO it carries.
+//! rate of the STREAMINFO it carries. The links' lengths add up.
 
 use super::{AudioError, Format, find, flac, le};
 
@@ -13,6 +14,8 @@ fn bad(why: &'static str) -> AudioError {
 /// A page's header is 27 bytes and its segment table; `None` if what is at
 /// `at` is not a whole page.
 struct Page {
+    /// The first page of its stream.
+    bos: bool,
     granule: u64,
     serial: u32,
     body: usize,
@@ -28,6 +31,7 @@ fn page(b: &[u8], at: usize) -> Option<Page> {
     let body = at + 27 + segments;
     let end = body + table.iter().map(|&n| usize::from(n)).sum::<usize>();
     (end <= b.len()).then_some(Page {
+        bos: b.get(at + 5)? & 2 != 0,
         granule: le(b, at + 6, 8)?,
         serial: le(b, at + 14, 4)? as u32,
         body,
@@ -44,18 +48,20 @@ enum Codec {
     Rate(u64),
 }
 
-fn codec(packet: &[u8]) -> Result<Codec, AudioError> {
+/// The codec a stream's first packet announces; `None` for one that is
+/// not timed here (Theora video, say).
+fn codec(packet: &[u8]) -> Result<Option<Codec>, AudioError> {
     if packet.starts_with(b"OpusHead") {
         // Version, channels, then the pre-skip (16 bits).
         let pre_skip = le(packet, 10, 2).ok_or(bad("its OpusHead is cut short"))?;
-        Ok(Codec::Opus { pre_skip })
+        Ok(Some(Codec::Opus { pre_skip }))
     } else if packet.starts_with(b"\x01vorbis") {
         // Version (32 bits), channels, then the rate (32 bits).
         let rate = le(packet, 12, 4).ok_or(bad("its Vorbis header is cut short"))?;
         if rate == 0 {
             return Err(bad("its Vorbis header gives a rate of 0"));
         }
-        Ok(Codec::Rate(rate))
+        Ok(Some(Codec::Rate(rate)))
     } else if packet.starts_with(b"\x7FFLAC") {
         // Mapping version, header count, `fLaC`, a block header, then
         // STREAMINFO.
@@ -63,56 +69,93 @@ fn codec(packet: &[u8]) -> Result<Codec, AudioError> {
             .get(17..17 + 34)
             .ok_or(bad("its FLAC header is cut short"))?;
         match flac::streaminfo(info) {
-            Some((rate, _)) if rate > 0 => Ok(Codec::Rate(rate)),
+            Some((rate, _)) if rate > 0 => Ok(Some(Codec::Rate(rate))),
             _ => Err(bad("its FLAC header gives no sample rate")),
         }
     } else {
-        Err(AudioError::Unreadable(
-            Format::Ogg,
-            "its first stream is not Opus, Vorbis or FLAC",
-        ))
+        Ok(None)
+    }
+}
+
+/// One link: its timed stream (serial and codec) and the last granule
+/// position that stream's pages gave after its headers.
+#[derive(Default)]
+struct Link {
+    timed: Option<(u32, Codec)>,
+    last: Option<u64>,
+    /// Whether a page other than a first one has come: a first page
+    /// after that begins the next link.
+    started: bool,
+}
+
+impl Link {
+    fn seconds(&self) -> Result<Option<f64>, AudioError> {
+        let (Some((_, codec)), Some(granule)) = (&self.timed, self.last) else {
+            return Ok(None);
+        };
+        if granule > i64::MAX as u64 {
+            return Err(bad("a granule position is negative"));
+        }
+        Ok(Some(match codec {
+            Codec::Opus { pre_skip } => {
+                let samples = granule
+                    .checked_sub(*pre_skip)
+                    .ok_or(bad("it ends before its Opus pre-skip"))?;
+                samples as f64 / 48_000.0
+            }
+            Codec::Rate(rate) => granule as f64 / *rate as f64,
+        }))
     }
 }
 
 pub(super) fn seconds(b: &[u8]) -> Result<f64, AudioError> {
-    let first = page(b, 0).ok_or(bad("its first page is cut short"))?;
-    let packet = &b[first.body..first.end];
-    let codec = codec(packet)?;
-    // Pages of other streams (a chained or multiplexed file) are passed
-    // over; a page that is not whole (a file cut short, a damaged page) is
+    page(b, 0).ok_or(bad("its first page is cut short"))?;
+    let (mut total, mut timed, mut known) = (0.0, 0, false);
+    let mut link = Link::default();
+    // A page that is not whole (a file cut short, a damaged page) is
     // passed over to the next capture pattern.
-    let mut last = None;
-    let mut at = first.end;
+    let mut at = 0;
     while at < b.len() {
-        match page(b, at) {
-            Some(p) => {
-                // -1: no packet ends on this page.
-                if p.serial == first.serial && p.granule != u64::MAX {
-                    last = Some(p.granule);
-                }
-                at = p.end;
-            }
-            None => match find(b, b"OggS", at + 1) {
+        let Some(p) = page(b, at) else {
+            match find(b, b"OggS", at + 1) {
                 Some(next) => at = next,
                 None => break,
-            },
+            }
+            continue;
+        };
+        at = p.end;
+        if p.bos {
+            if link.started {
+                if let Some(s) = std::mem::take(&mut link).seconds()? {
+                    (total, timed) = (total + s, timed + 1);
+                }
+            }
+            if link.timed.is_none() {
+                link.timed = codec(&b[p.body..p.end])?.map(|c| (p.serial, c));
+                known |= link.timed.is_some();
+            }
+            continue;
+        }
+        link.started = true;
+        // -1: no packet ends on this page; 0: the headers'.
+        let ours = link.timed.as_ref().is_some_and(|(s, _)| *s == p.serial);
+        if ours && p.granule != u64::MAX && p.granule != 0 {
+            link.last = Some(p.granule);
         }
     }
-    let granule = last.ok_or(AudioError::Unreadable(
-        Format::Ogg,
-        "no page after its headers gives a granule position",
-    ))?;
-    if granule > i64::MAX as u64 {
-        return Err(bad("its last granule position is negative"));
+    if let Some(s) = link.seconds()? {
+        (total, timed) = (total + s, timed + 1);
     }
-    match codec {
-        Codec::Opus { pre_skip } => {
-            let samples = granule
-                .checked_sub(pre_skip)
-                .ok_or(bad("it ends before its Opus pre-skip"))?;
-            Ok(samples as f64 / 48_000.0)
-        }
-        Codec::Rate(rate) => Ok(granule as f64 / rate as f64),
+    match (timed, known) {
+        (0, false) => Err(AudioError::Unreadable(
+            Format::Ogg,
+            "none of its streams is Opus, Vorbis or FLAC",
+        )),
+        (0, true) => Err(AudioError::Unreadable(
+            Format::Ogg,
+            "no page after its headers gives a granule position",
+        )),
+        _ => Ok(total),
     }
 }
 
@@ -122,8 +165,16 @@ mod tests {
 
     /// A page of `serial` with one packet of `body` (under 255 bytes).
     fn page(serial: u32, granule: u64, body: &[u8]) -> Vec<u8> {
+        let mut p = bos(serial, body);
+        p[5] = 0;
+        p[6..14].copy_from_slice(&granule.to_le_bytes());
+        p
+    }
+
+    /// The first page of a stream.
+    fn bos(serial: u32, body: &[u8]) -> Vec<u8> {
         let mut p = b"OggS\0\x02".to_vec();
-        p.extend(granule.to_le_bytes());
+        p.extend(0u64.to_le_bytes());
         p.extend(serial.to_le_bytes());
         p.extend([0u8; 8]);
         p.push(1);
@@ -141,7 +192,7 @@ mod tests {
         ]
         .concat();
         [
-            page(7, 0, &head),
+            bos(7, &head),
             page(7, 0, b"OpusTags"),
             page(7, 24_000, &[0x55; 100]),
             page(9, 999_999_999, &[0x55; 100]),
@@ -158,7 +209,7 @@ mod tests {
             &[0; 13],
         ]
         .concat();
-        [page(3, 0, &head), page(3, last, &[0x55; 100])].concat()
+        [bos(3, &head), page(3, last, &[0x55; 100])].concat()
     }
 
     fn malformed(b: &[u8]) -> bool {
@@ -166,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_granule_of_the_first_stream_is_the_length() {
+    fn the_last_granule_of_each_link_gives_its_length() {
         assert_eq!(seconds(&opus(312, 120_312)), Ok(2.5));
         assert_eq!(seconds(&vorbis(8000, 20_000)), Ok(2.5));
         // The last page cut short: the one before it counts.
@@ -178,6 +229,14 @@ mod tests {
         junk.extend([0x4F; 300]);
         junk.extend(page(7, 96_312, &[1; 10]));
         assert_eq!(seconds(&junk), Ok(2.0));
+        // A chained file: links of 1 s and 1.5 s, one after the other.
+        let chained = [opus(312, 48_312), opus(312, 72_312)].concat();
+        assert_eq!(seconds(&chained), Ok(2.5));
+        // Video and audio together: the audio is timed.
+        let mut both = bos(5, b"\x80theora");
+        both.extend(vorbis(8000, 20_000));
+        both.extend(page(5, 4_000_000, &[1; 10]));
+        assert_eq!(seconds(&both), Ok(2.5));
     }
 
     #[test]
@@ -186,11 +245,11 @@ mod tests {
         assert!(malformed(&opus(312, u64::MAX - 1)));
         assert!(malformed(&vorbis(0, 20_000)));
         assert!(malformed(b"OggS\0"));
-        assert!(malformed(&page(1, 0, b"OpusHead")));
+        assert!(malformed(&bos(1, b"OpusHead")));
         // At a rate of 1, 10^9 samples are 31 years.
         assert!(malformed(&vorbis(1, 1_000_000_000)));
         assert!(matches!(
-            seconds(&page(1, 0, b"\x80theora")),
+            seconds(&bos(1, b"\x80theora")),
             Err(AudioError::Unreadable(Format::Ogg, _))
         ));
         assert!(matches!(
