@@ -1,7 +1,8 @@
 //! `/v1/audio/transcriptions` and `/translations`: a real WAV file in a
-//! real form, charged by its seconds; the upload passed to an
-//! OpenAI-protocol upstream; what cannot be timed or is too large refused;
-//! the official SDK.
+//! real form, charged by its seconds; MP3, M4A, Ogg and WebM recordings
+//! made by FFmpeg (tests/fixtures/audio/) charged by theirs; the upload
+//! passed to an OpenAI-protocol upstream; what cannot be timed or is too
+//! large refused; the official SDK.
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -12,7 +13,7 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{TestServer, assert_ledger_balances};
-use crate::upstream::{Kind, MockUpstream};
+use crate::upstream::{Kind, MOCK_API_KEY, MockUpstream};
 
 /// A 16-bit mono PCM WAV of `samples` frames at 16 kHz.
 fn wav(samples: usize) -> Vec<u8> {
@@ -34,10 +35,47 @@ fn wav(samples: usize) -> Vec<u8> {
     b
 }
 
+/// Recordings FFmpeg made of 2.5 s of a tone (tests/fixtures/audio/).
+const CBR_MP3: &[u8] = include_bytes!("../fixtures/audio/cbr.mp3");
+const XING_MP3: &[u8] = include_bytes!("../fixtures/audio/vbr-xing.mp3");
+const M4A: &[u8] = include_bytes!("../fixtures/audio/tone.m4a");
+const OGG_OPUS: &[u8] = include_bytes!("../fixtures/audio/opus.ogg");
+const LIVE_WEBM: &[u8] = include_bytes!("../fixtures/audio/live.webm");
+
+/// `n` bytes of noise from a fixed seed (xorshift).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The M4A fixture with its movie header saying 108,000 ticks of a second.
+fn thirty_hours() -> Vec<u8> {
+    let mut b = M4A.to_vec();
+    let mvhd = b.windows(4).position(|w| w == b"mvhd").unwrap();
+    // Type, version 0 and flags, two times, then the timescale and duration.
+    let scale = mvhd + 4 + 4 + 8;
+    b[scale..scale + 4].copy_from_slice(&1u32.to_be_bytes());
+    b[scale + 4..scale + 8].copy_from_slice(&108_000u32.to_be_bytes());
+    b
+}
+
 const BOUNDARY: &str = "test-boundary-4b1d";
 
-/// A `multipart/form-data` body: the text fields, then the file.
+/// A `multipart/form-data` body: the text fields, then the file as
+/// `talk.wav`.
 fn form(fields: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
+    form_named(fields, Some("talk.wav"), file)
+}
+
+/// A form whose file goes by `name` (or by none).
+fn form_named(fields: &[(&str, &str)], name: Option<&str>, file: &[u8]) -> Vec<u8> {
     let mut b = Vec::new();
     for (k, v) in fields {
         b.extend_from_slice(
@@ -45,8 +83,11 @@ fn form(fields: &[(&str, &str)], file: &[u8]) -> Vec<u8> {
                 .as_bytes(),
         );
     }
+    let file_name = name
+        .map(|n| format!("; filename=\"{n}\""))
+        .unwrap_or_default();
     b.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"talk.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"{file_name}\r\nContent-Type: application/octet-stream\r\n\r\n")
             .as_bytes(),
     );
     b.extend_from_slice(file);
@@ -161,6 +202,118 @@ async fn a_recording_is_transcribed_and_charged_by_its_seconds() {
 }
 
 #[tokio::test]
+async fn mp3_m4a_ogg_and_webm_recordings_are_charged_by_the_seconds_they_hold() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let s = per_second(&up);
+    let (_, key) = s.user("format-listener", "10").await;
+    // Each holds 2.5 s, three started seconds at 0.01 (the simulated
+    // provider): an MP3 timed by its frames, an M4A by its movie header.
+    for (name, file) in [("tone.mp3", CBR_MP3), ("tone.m4a", M4A)] {
+        let (st, body) = upload(
+            &s,
+            &key,
+            "/v1/audio/transcriptions",
+            form_named(&[("model", "listener")], Some(name), file),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{name}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["usage"]["seconds"], 3, "{name}: {v}");
+        assert_eq!(v["text"], "Simulated transcript of 3 seconds of audio.");
+    }
+    assert_eq!(
+        s.charges(&key).await,
+        vec![Credits(30_000), Credits(30_000)]
+    );
+
+    // To the OpenAI-protocol mock, which (like OpenAI) takes these
+    // formats only under a matching name: an MP3 with a Xing header, an
+    // Ogg Opus translated, and a browser's WebM sent without a file name,
+    // which OneFlow names by its bytes. Three seconds at 0.02 each.
+    let cases = [
+        (
+            "/v1/audio/transcriptions",
+            Some("talk.mp3"),
+            XING_MP3,
+            "mp3",
+        ),
+        ("/v1/audio/translations", Some("talk.ogg"), OGG_OPUS, "ogg"),
+        ("/v1/audio/transcriptions", None, LIVE_WEBM, "webm"),
+    ];
+    for (i, (path, name, file, kind)) in cases.into_iter().enumerate() {
+        let (st, body) = upload(
+            &s,
+            &key,
+            path,
+            form_named(&[("model", "whisper-1")], name, file),
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{kind}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["text"].as_str().unwrap().ends_with(&format!("({kind})")),
+            "{v}"
+        );
+        let sent = &up.requests()[i];
+        assert_eq!(sent.path, path);
+        assert!(
+            sent.raw_body.windows(file.len()).any(|w| w == file),
+            "the {kind} file did not arrive whole"
+        );
+        let file_name = format!("filename=\"{}\"", name.unwrap_or("audio.webm"));
+        assert!(
+            String::from_utf8_lossy(&sent.raw_body).contains(&file_name),
+            "{kind}: sent without {file_name}"
+        );
+    }
+    assert_eq!(
+        s.charges(&key).await,
+        vec![
+            Credits(30_000),
+            Credits(30_000),
+            Credits(60_000),
+            Credits(60_000),
+            Credits(60_000)
+        ]
+    );
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
+    s.stop().await;
+}
+
+/// The mock takes what OpenAI takes: a format it knows by its bytes,
+/// under a name with its extension.
+#[tokio::test]
+async fn the_openai_mock_refuses_what_openai_would() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let client = reqwest::Client::new();
+    for (name, file, status) in [
+        ("a.mp3", XING_MP3, 200),
+        ("a.m4a", M4A, 200),
+        ("a.wav", &wav(1600)[..], 200),
+        ("a.txt", XING_MP3, 400),
+        ("a.mp3", &noise(5000)[..], 400),
+    ] {
+        let res = client
+            .post(format!("{}/v1/audio/transcriptions", up.base_url()))
+            .bearer_auth(MOCK_API_KEY)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(form_named(&[("model", "whisper-1")], Some(name), file))
+            .send()
+            .await
+            .unwrap();
+        let st = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        assert_eq!(st, status, "{name}: {text}");
+        if status == 400 {
+            assert!(text.contains("Invalid file format"), "{text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn what_cannot_be_timed_or_is_too_large_is_refused_before_anything_is_held() {
     let up = MockUpstream::start(Kind::OpenAi);
     let s = per_second(&up);
@@ -169,7 +322,19 @@ async fn what_cannot_be_timed_or_is_too_large_is_refused_before_anything_is_held
         (
             form(&[("model", "listener")], b"ID3\x03 an mp3"),
             422,
-            "WAV",
+            "cannot be read",
+        ),
+        // Random bytes named as an MP3: the bytes decide.
+        (
+            form_named(&[("model", "listener")], Some("noise.mp3"), &noise(50_000)),
+            422,
+            "cannot be read",
+        ),
+        // An M4A whose header claims 30 hours is not billed as such.
+        (
+            form_named(&[("model", "listener")], Some("long.m4a"), &thirty_hours()),
+            422,
+            "24 hours",
         ),
         (form(&[], &wav(100)), 400, "model"),
         (
@@ -213,7 +378,7 @@ async fn what_cannot_be_timed_or_is_too_large_is_refused_before_anything_is_held
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_openai_sdk_transcribes_a_wav_file_it_made() {
+async fn the_openai_sdk_transcribes_a_wav_file_it_made_and_an_mp3() {
     let up = MockUpstream::start(Kind::OpenAi);
     let s = per_second(&up);
     let (_, key) = s.user("sdk-listener", "10").await;
@@ -226,12 +391,21 @@ async fn the_openai_sdk_transcribes_a_wav_file_it_made() {
         ],
     )
     .await;
-    // The script's WAV is 1.5 s: two started seconds at 0.01.
+    // The script's WAV is 1.5 s: two started seconds at 0.01. Its MP3
+    // (the FFmpeg fixture) is 2.5 s: three.
     assert_eq!(report["seconds"].as_f64(), Some(2.0), "{report}");
-    assert_eq!(s.charges(&key).await, vec![Credits(20_000)]);
+    assert_eq!(report["mp3_seconds"].as_f64(), Some(3.0), "{report}");
+    assert_eq!(
+        report["mp3_text"],
+        "Simulated transcript of 3 seconds of audio."
+    );
+    assert_eq!(
+        s.charges(&key).await,
+        vec![Credits(20_000), Credits(30_000)]
+    );
     assert_eq!(
         s.balance(&key).await,
-        Credits::from_credits(10) - Credits(20_000)
+        Credits::from_credits(10) - Credits(50_000)
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;

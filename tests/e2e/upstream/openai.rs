@@ -118,19 +118,61 @@ pub fn route(req: &Request, key: &str, base_url: &str) -> Route {
 /// A transcription upload: a form with `model` and a `file` part, as
 /// OpenAI takes it; the answer names the file's size.
 fn transcription(req: &Request) -> Route {
-    let ct = req.header("content-type").unwrap_or_default();
-    if !ct.starts_with("multipart/form-data; boundary=") {
-        return bad("Expected multipart/form-data.");
+    /// What OpenAI takes, by the file's first bytes: the format's name,
+    /// and the extensions it goes by.
+    fn format(file: &[u8]) -> Option<(&'static str, &'static [&'static str])> {
+        let at = |i: usize, magic: &[u8]| file.get(i..i + magic.len()) == Some(magic);
+        let mpeg_sync = file.len() > 1 && file[0] == 0xFF && file[1] & 0xE0 == 0xE0;
+        Some(if at(0, b"RIFF") && at(8, b"WAVE") {
+            ("wav", &["wav"])
+        } else if at(0, b"fLaC") {
+            ("flac", &["flac"])
+        } else if at(0, b"OggS") {
+            ("ogg", &["ogg", "oga", "opus"])
+        } else if at(0, &[0x1A, 0x45, 0xDF, 0xA3]) {
+            ("webm", &["webm"])
+        } else if at(4, b"ftyp") {
+            ("mp4", &["m4a", "mp4"])
+        } else if at(0, b"ID3") || mpeg_sync {
+            ("mp3", &["mp3", "mpga", "mpeg"])
+        } else {
+            return None;
+        })
     }
-    let body = String::from_utf8_lossy(&req.body);
-    if !body.contains("name=\"model\"") {
+    const INVALID: &str = "Invalid file format. Supported formats: ['flac', 'm4a', 'mp3', 'mp4', 'mpeg', 'mpga', 'oga', 'ogg', 'wav', 'webm']";
+    let ct = req.header("content-type").unwrap_or_default();
+    let Some(boundary) = ct.strip_prefix("multipart/form-data; boundary=") else {
+        return bad("Expected multipart/form-data.");
+    };
+    let find = |needle: &[u8], from: usize| {
+        req.body
+            .get(from..)?
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + from)
+    };
+    if find(b"name=\"model\"", 0).is_none() {
         return bad("you must provide a model parameter");
     }
-    let Some(at) = body.find("name=\"file\"") else {
+    let Some(at) = find(b"name=\"file\"", 0) else {
         return bad("you must provide a file");
     };
-    if !body[at..].contains("RIFF") {
-        return bad("Invalid file format.");
+    // The part's head (its file name), then its bytes up to the boundary.
+    let head_end = find(b"\r\n\r\n", at).unwrap_or(req.body.len());
+    let head = String::from_utf8_lossy(&req.body[at..head_end]);
+    let extension = head
+        .split("filename=\"")
+        .nth(1)
+        .and_then(|n| n.split('"').next())
+        .and_then(|n| n.rsplit_once('.'))
+        .map(|(_, ext)| ext.to_ascii_lowercase());
+    let start = (head_end + 4).min(req.body.len());
+    let end = find(format!("\r\n--{boundary}").as_bytes(), start).unwrap_or(req.body.len());
+    let Some((kind, extensions)) = format(&req.body[start..end]) else {
+        return bad(INVALID);
+    };
+    if !extension.is_some_and(|e| extensions.contains(&e.as_str())) {
+        return bad(INVALID);
     }
     let what = if req.path.ends_with("translations") {
         "translation"
@@ -139,7 +181,7 @@ fn transcription(req: &Request) -> Route {
     };
     Route::Fixed(Reply::json(
         200,
-        &json!({"text": format!("mock {what} of {} bytes", req.body.len())}),
+        &json!({"text": format!("mock {what} of {} bytes ({kind})", req.body.len())}),
     ))
 }
 

@@ -139,7 +139,7 @@ pub fn v1_response() {}
     params(RouteHeaders),
     request_body(content = Form, content_type = "multipart/form-data"),
     responses(
-        (status = 200, description = "The text (`response_format=text`: the bare text), charged by the recording's seconds (started seconds count)",
+        (status = 200, description = "The text (`response_format=text`: the bare text), charged by the recording's seconds as its headers give them (started seconds count)",
             content(
                 (Transcription = "application/json"),
                 (String = "text/plain"),
@@ -148,7 +148,7 @@ pub fn v1_response() {}
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
         (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
         (status = 413, description = "Upload larger than `server.max_audio_bytes`", body = OpenAiErrorBody),
-        (status = 422, description = "The file is not a recording whose length can be read (`inconsistent_request`: WAV only), no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
+        (status = 422, description = "The file is not a recording whose length can be read (`inconsistent_request`): not WAV, MP3 (MPEG audio), MP4/M4A, FLAC, Ogg (Opus, Vorbis) or WebM by its first bytes, whatever its name; malformed; silent on its length (a FLAC of unknown total, a WebM with neither Duration nor blocks); or over 24 hours. Or no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
         (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
     ))]
 pub fn v1_transcriptions() {}
@@ -166,7 +166,7 @@ pub fn v1_transcriptions() {}
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),
         (status = 402, description = "Not enough credits or over budget", body = OpenAiErrorBody),
         (status = 413, description = "Upload larger than `server.max_audio_bytes`", body = OpenAiErrorBody),
-        (status = 422, description = "The file is not a recording whose length can be read (WAV only), no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
+        (status = 422, description = "The file is not a recording whose length can be read (as for transcriptions: WAV, MP3, MP4/M4A, FLAC, Ogg or WebM, read from its headers), no provider can serve it as asked, or the Idempotency-Key was used with another form", body = OpenAiErrorBody),
         (status = 502, description = "Every provider tried failed", body = OpenAiErrorBody),
     ))]
 pub fn v1_translations() {}

@@ -1,7 +1,8 @@
 //! `POST /v1/audio/transcriptions` and `/v1/audio/translations`: a
 //! recording uploaded as `multipart/form-data`, bounded by
 //! `server.max_audio_bytes`, quoted and charged by the seconds it holds
-//! (read from the file itself, `oneflow::audio`), and answered as OpenAI
+//! (read from the file's own headers, whatever its name says: WAV, MP3,
+//! MP4/M4A, FLAC, Ogg, WebM; `oneflow::audio`), and answered as OpenAI
 //! does: `{"text"}` as JSON, or the bare text.
 
 use actix_web::http::header::CONTENT_TYPE;
@@ -11,7 +12,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use oneflow::audio::{billed_seconds, wav_seconds};
+use oneflow::audio::{Format, billed_seconds, format_of, seconds as audio_seconds};
 use oneflow::request::Ask;
 use oneflow_actors::{Operation, Output, RequestJob};
 
@@ -102,8 +103,10 @@ async fn read(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError
 pub(crate) struct Form {
     /// A provider name or model of the audio modality.
     model: String,
-    /// The recording: WAV (its length is read from the file; other
-    /// containers are 422 `inconsistent_request`).
+    /// The recording: WAV, MP3 (MPEG audio), MP4/M4A, FLAC, Ogg (Opus,
+    /// Vorbis) or WebM, told by its first bytes. Its length is read from
+    /// its headers; a file whose length cannot be read (another format, or
+    /// malformed, or over 24 hours) is 422 `inconsistent_request`.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
     // A form has no null: the optional fields are left out, not null.
@@ -178,8 +181,9 @@ async fn transcribe(
     };
     // Well formed, but no length OneFlow can read: what the form's
     // schema cannot say, so 422.
-    let seconds =
-        billed_seconds(wav_seconds(&file.data).map_err(|e| ApiError::Inconsistent(e.to_string()))?);
+    let seconds = billed_seconds(
+        audio_seconds(&file.data).map_err(|e| ApiError::Inconsistent(format!("`file`: {e}")))?,
+    );
     if let Some(t) = text_of("temperature")? {
         if !t
             .trim()
@@ -215,7 +219,19 @@ async fn transcribe(
         &json!({"model": model, "translate": translate, "fields": passed, "plain": plain, "file": digest}),
     )?;
     let (strategy, constraints) = route_wish(req, None)?;
-    let file_name = file.file_name.clone().unwrap_or_else(|| "audio.wav".into());
+    // Upstreams tell the format by the name's extension: a file sent
+    // without a name gets one that matches its bytes.
+    let file_name = file.file_name.clone().unwrap_or_else(|| {
+        let ext = match format_of(&file.data) {
+            Some(Format::Mpeg) => "mp3",
+            Some(Format::Mp4) => "m4a",
+            Some(Format::Flac) => "flac",
+            Some(Format::Ogg) => "ogg",
+            Some(Format::Matroska) => "webm",
+            Some(Format::Wav) | None => "wav",
+        };
+        format!("audio.{ext}")
+    });
     let ask = Ask::Transcription { seconds };
     let job = RequestJob {
         model,
