@@ -403,9 +403,41 @@ async fn the_openai_sdk_transcribes_a_wav_file_it_made_and_an_mp3() {
         s.charges(&key).await,
         vec![Credits(20_000), Credits(30_000)]
     );
+
+    // The same through the OpenAI mock (`whisper-1`, 0.02 a second): the
+    // upload reaches it as OpenAI takes it, and the same seconds are
+    // charged at its rate.
+    let report = crate::tools::run_sdk(
+        "openai_audio.py",
+        vec![
+            ("ONEFLOW_BASE_URL", format!("{}/v1", s.url)),
+            ("ONEFLOW_KEY", key.clone()),
+            ("ONEFLOW_AUDIO_MODEL", "whisper-1".into()),
+        ],
+    )
+    .await;
+    assert_eq!(report["seconds"].as_f64(), Some(2.0), "{report}");
+    assert_eq!(report["mp3_seconds"].as_f64(), Some(3.0), "{report}");
+    assert!(
+        report["mp3_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("mock transcript"),
+        "{report}"
+    );
+    assert_eq!(up.request_count(), 2);
+    assert_eq!(
+        s.charges(&key).await,
+        vec![
+            Credits(20_000),
+            Credits(30_000),
+            Credits(40_000),
+            Credits(60_000)
+        ]
+    );
     assert_eq!(
         s.balance(&key).await,
-        Credits::from_credits(10) - Credits(50_000)
+        Credits::from_credits(10) - Credits(150_000)
     );
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
