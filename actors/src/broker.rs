@@ -123,8 +123,10 @@ impl Broker {
         &self.services.config
     }
 
-    /// Commits what is queued and stops the persistence thread.
+    /// Deletes the video jobs still rendering upstream, commits what is
+    /// queued and stops the persistence thread.
     pub async fn shutdown(&self) {
+        jobs::cancel_running(&self.services).await;
         self.services.persist.shutdown().await;
         self.services.wallets.stop().await;
     }

@@ -21,9 +21,9 @@ use crate::upstream::{Behavior, Kind, MockUpstream, videos};
 /// Micro-credits per second of video of the mock's provider.
 const PER_SECOND: i64 = 100_000;
 
-/// A broker whose `sora` provider is the OpenAI mock's video API,
-/// answering to `sora-2`, asking a job's state every 20 ms.
-fn video_broker(up: &MockUpstream, tweak: impl FnOnce(&mut Config)) -> TestServer {
+/// Adds a `sora` provider: the OpenAI mock's video API, answering to
+/// `sora-2`, asking a job's state every 20 ms.
+fn with_video(c: &mut Config, up: &MockUpstream) {
     let mut p = provider(
         "sora",
         ProviderKind::Openai,
@@ -36,10 +36,15 @@ fn video_broker(up: &MockUpstream, tweak: impl FnOnce(&mut Config)) -> TestServe
     p.poll_interval_ms = 20;
     p.request.default_seconds = 4;
     p.request.max_seconds = 12;
+    c.providers.push(p);
+    c.retry.backoff_base_ms = 5;
+    c.retry.backoff_max_ms = 20;
+}
+
+/// A broker with the `sora` provider ([`with_video`]).
+fn video_broker(up: &MockUpstream, tweak: impl FnOnce(&mut Config)) -> TestServer {
     TestServer::start_with(move |c| {
-        c.providers.push(p);
-        c.retry.backoff_base_ms = 5;
-        c.retry.backoff_max_ms = 20;
+        with_video(c, up);
         tweak(c);
     })
 }
@@ -310,6 +315,43 @@ async fn a_job_past_its_timeout_is_deleted_upstream_and_its_hold_released() {
         deletes[0].path,
         format!("/v1/videos/{}", videos::deleted(&up.base_url())[0])
     );
+    s.stop().await;
+}
+
+/// A graceful stop deletes upstream the renders still running: nobody
+/// would pay for them. After the restart the job has ended with nothing
+/// charged and no hold left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_deletes_the_renders_still_running() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let s = TestServer::start_in(dir.path(), |c| with_video(c, &up));
+    let (_, key) = s.user("stopped", "10").await;
+    up.push(Behavior::Endless {
+        delay: Duration::ZERO,
+    });
+    let job = start(
+        &s,
+        &key,
+        json!({"model": "sora-2", "prompt": "stop me", "seconds": 4}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    wait_job(&s, &key, &id, |v| v["status"] == "running").await;
+    s.stop().await;
+    assert_eq!(videos::deleted(&up.base_url()).len(), 1);
+
+    let s = TestServer::start_in(dir.path(), |c| with_video(c, &up));
+    let (st, v) = s.get(&key, &format!("/api/jobs/{id}")).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert!(
+        ["interrupted", "failed"].contains(&v["status"].as_str().unwrap()),
+        "{v}"
+    );
+    assert_eq!(credits(&v["cost"]), Credits::ZERO);
+    assert_eq!(held(&s, &key).await, Credits::ZERO);
+    assert_eq!(s.balance(&key).await, Credits::from_credits(10));
+    assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
 }
 

@@ -289,6 +289,13 @@ pub trait Adapter: Send + Sync + 'static {
             Ok(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))) as ChunkStream)
         })
     }
+    /// Stops a job still running upstream (`id` as the upstream named it).
+    /// Only providers that run jobs have one.
+    fn cancel(&self, id: &str) -> BoxFuture<'static, ()> {
+        let _ = id;
+        Box::pin(async {})
+    }
+
     /// The file a finished job made, `address` being what its call gave
     /// ([`Output::Clip`]), at most `limit` bytes. Only providers that make
     /// files later (video jobs) have one.

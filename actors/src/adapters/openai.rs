@@ -382,6 +382,11 @@ impl Adapter for OpenAi {
         })
     }
 
+    fn cancel(&self, id: &str) -> BoxFuture<'static, ()> {
+        let (videos, id) = (self.videos.clone(), id.to_string());
+        Box::pin(async move { videos.delete(&id).await })
+    }
+
     fn content(&self, address: &str, limit: u64) -> BoxFuture<'static, Result<Content, CallError>> {
         let (videos, id) = (self.videos.clone(), address.to_string());
         Box::pin(async move { videos.content(&id, limit).await })

@@ -2,7 +2,7 @@
 //! what the plan allows already in it.
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -116,37 +116,35 @@ impl Operation {
 }
 
 /// How far a running job got, as its adapter last heard: written by the
-/// adapter, read by `GET /api/jobs/{id}` while the job runs.
+/// adapter, read by `GET /api/jobs/{id}` while the job runs and by a
+/// graceful stop, which deletes the upstream jobs still rendering.
 #[derive(Debug, Default)]
 pub struct JobProgress {
     percent: AtomicU8,
-    started: std::sync::atomic::AtomicBool,
-    upstream_id: OnceLock<String>,
+    /// The provider and the upstream's id of the job now running (a retry
+    /// or a fallback replaces them, and starts its progress again).
+    upstream: Mutex<Option<(String, String)>>,
 }
 
 impl JobProgress {
-    /// The upstream accepted the job under `id`.
-    pub fn started(&self, id: &str) {
-        let _ = self.upstream_id.set(id.to_string());
-        self.started.store(true, Ordering::Relaxed);
+    /// `provider` accepted the job under `id`.
+    pub fn started(&self, provider: &str, id: &str) {
+        if let Ok(mut u) = self.upstream.lock() {
+            *u = Some((provider.to_string(), id.to_string()));
+        }
+        self.percent.store(0, Ordering::Relaxed);
     }
 
     /// The upstream says it is `percent` done (capped at 100).
     pub fn advanced(&self, percent: u64) {
-        self.started.store(true, Ordering::Relaxed);
         self.percent
             .fetch_max(percent.min(100) as u8, Ordering::Relaxed);
     }
 
-    /// Whether the upstream has taken the job, and how far it got.
-    pub fn read(&self) -> (bool, u8) {
-        (
-            self.started.load(Ordering::Relaxed),
-            self.percent.load(Ordering::Relaxed),
-        )
-    }
-
-    pub fn upstream_id(&self) -> Option<&str> {
-        self.upstream_id.get().map(String::as_str)
+    /// The provider and upstream id of the job now running, if one is, and
+    /// how far it got.
+    pub fn read(&self) -> (Option<(String, String)>, u8) {
+        let upstream = self.upstream.lock().ok().and_then(|u| u.clone());
+        (upstream, self.percent.load(Ordering::Relaxed))
     }
 }

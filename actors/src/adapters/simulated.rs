@@ -275,7 +275,7 @@ impl Adapter for Simulated {
             if let Some(p) = &progress {
                 // A clip renders in four steps of its latency, as a job
                 // upstream reports progress while it runs.
-                p.started(&req.request_id);
+                p.started(&name, &req.request_id);
                 for step in 1..=4u64 {
                     tokio::time::sleep(latency / 4).await;
                     p.advanced(step * 25);

@@ -118,7 +118,7 @@ impl Videos {
             .ok_or_else(|| broken(&self.name, "a video job without a plain id"))?
             .to_string();
         if let Some(p) = progress {
-            p.started(&id);
+            p.started(&self.name, &id);
         }
         let mut unfinished = Unfinished(Some((self.clone(), id.clone())));
         let mut failures = 0;
@@ -168,6 +168,14 @@ impl Videos {
             },
             model: v["model"].as_str().unwrap_or(&req.model).to_string(),
         })
+    }
+
+    /// Deletes a job upstream (it stops rendering), if its id is plain.
+    pub(crate) async fn delete(&self, id: &str) {
+        if plain_id(id) {
+            let delete = self.keyed(self.client.delete(url(&self.base, &format!("videos/{id}"))));
+            let _ = tokio::time::timeout(EXCHANGE, delete.send()).await;
+        }
     }
 
     /// The file of a finished job, passed on as it comes, at most `limit`
@@ -256,9 +264,6 @@ impl Drop for Unfinished {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        rt.spawn(async move {
-            let delete = v.keyed(v.client.delete(url(&v.base, &format!("videos/{id}"))));
-            let _ = tokio::time::timeout(EXCHANGE, delete.send()).await;
-        });
+        rt.spawn(async move { v.delete(&id).await });
     }
 }

@@ -155,7 +155,10 @@ pub(crate) async fn start(
 }
 
 fn running_view(id: &str, j: &RunningJob) -> JobView {
-    let (started, progress) = j.progress.read();
+    let (upstream, progress) = j.progress.read();
+    let started = upstream.is_some();
+    // The provider running it now (after a fallback, not the first).
+    let provider = upstream.map_or_else(|| j.provider.clone(), |(p, _)| p);
     JobView {
         id: id.to_string(),
         status: if started {
@@ -165,7 +168,7 @@ fn running_view(id: &str, j: &RunningJob) -> JobView {
         },
         progress,
         model: j.model.clone(),
-        provider: j.provider.clone(),
+        provider,
         quote: j.quote,
         cost: None,
         seconds: None,
@@ -257,4 +260,23 @@ pub(crate) async fn content(
                 retry_after: e.retry_after(),
             },
         })
+}
+
+/// Deletes upstream the jobs still rendering, so that a stopping broker
+/// leaves no render the user will not pay for (the jobs read
+/// `interrupted` after the next start, their holds released). Bounded:
+/// a stop must not wait on an upstream.
+pub(crate) async fn cancel_running(s: &Services) {
+    let running: Vec<(String, String)> = s
+        .jobs
+        .jobs
+        .iter()
+        .filter_map(|j| j.progress.read().0)
+        .collect();
+    let cancels = running.into_iter().filter_map(|(provider, id)| {
+        let p = s.provider(&provider).ok()?;
+        Some(p.adapter.cancel(&id))
+    });
+    let all = futures_util::future::join_all(cancels);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), all).await;
 }
