@@ -87,6 +87,22 @@ async fn wait_job(api: &Api, key: &str, id: &str, done: impl Fn(&Value) -> bool)
     }
 }
 
+/// A succeeded job's file, after checking it comes as a video attachment.
+async fn video(api: &Api, key: &str, id: &str) -> Vec<u8> {
+    let res = api
+        .http
+        .get(format!("{}/api/jobs/{id}/content", api.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "video/mp4");
+    let disposition = res.headers()["content-disposition"].to_str().unwrap();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    res.bytes().await.unwrap().to_vec()
+}
+
 fn ended(v: &Value) -> bool {
     ["succeeded", "failed", "interrupted"].contains(&v["status"].as_str().unwrap())
 }
@@ -158,16 +174,7 @@ async fn a_video_job_holds_while_it_renders_and_settles_by_the_seconds_made() {
     );
 
     // The file, passed on from the upstream.
-    let res = s
-        .http
-        .get(format!("{}/api/jobs/{id}/content", s.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "video/mp4");
-    assert_eq!(res.bytes().await.unwrap().to_vec(), videos::mp4());
+    assert_eq!(video(&s, &key, &id).await, videos::mp4());
 
     // The job is its request in the history.
     let (st, rec) = s.get(&key, &format!("/api/history/requests/{id}")).await;
@@ -371,16 +378,7 @@ async fn a_simulated_video_job_runs_offline_and_request_videos_are_jobs_too() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["seconds"], 3);
     assert_eq!(credits(&done["cost"]), Credits::from_credits(20));
-    let res = s
-        .http
-        .get(format!("{}/api/jobs/{id}/content", s.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["content-type"], "video/mp4");
-    assert_eq!(&res.bytes().await.unwrap()[4..12], b"ftypisom");
+    assert_eq!(&video(&s, &key, id).await[4..12], b"ftypisom");
 
     // A video asked of /api/request waits for its job; it is shown here too.
     let (st, v) = s

@@ -592,21 +592,8 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
         tool_answer("18 degrees and sunny"),
         "{report}"
     );
-    // Each charge is the usage the SDK reported times the rate card
-    // (0.001 a prompt token, 0.003 a completion token).
-    let tokens = |k: &str| -> Vec<i64> {
-        report[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_i64().unwrap())
-            .collect()
-    };
-    let want: Vec<Credits> = tokens("input_tokens")
-        .into_iter()
-        .zip(tokens("output_tokens"))
-        .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
-        .collect();
+    // Each charge is the usage the SDK reported times the rate card.
+    let (want, output_tokens) = crate::tools::reported_charges(&report);
     // A message, a stream, a tool call, its result's answer, a streamed
     // tool call; then a streamed call with thinking and its loop.
     assert_eq!(want.len(), 7, "{report}");
@@ -624,8 +611,8 @@ async fn the_anthropic_sdk_through_an_anthropic_upstream_pays_what_it_reports() 
     // The calls' output tokens are the words of the input the upstream
     // wrote, and the result went up as a tool_result for that call.
     let args = arguments_for(&sent[2].body["tools"][0]["input_schema"]);
-    assert_eq!(tokens("output_tokens")[2], words(&args) as i64, "{report}");
-    assert_eq!(tokens("output_tokens")[4], words(&args) as i64, "{report}");
+    assert_eq!(output_tokens[2], words(&args) as i64, "{report}");
+    assert_eq!(output_tokens[4], words(&args) as i64, "{report}");
     let result = &sent[3].body["messages"][2]["content"][0];
     assert_eq!(result["type"], "tool_result", "{}", sent[3].body);
     let called = &sent[3].body["messages"][1]["content"][0];

@@ -414,27 +414,15 @@ async fn responses_sdk_through_an_openai_upstream(native: bool) -> Vec<Recorded>
         tool_answer("18 degrees and sunny"),
         "{report}"
     );
-    let tokens = |k: &str| -> Vec<i64> {
-        report[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_i64().unwrap())
-            .collect()
-    };
-    // 0.001 a prompt token, 0.003 a completion token.
-    let want: Vec<Credits> = tokens("input_tokens")
-        .into_iter()
-        .zip(tokens("output_tokens"))
-        .map(|(i, o)| Credits(i * 1_000 + o * 3_000))
-        .collect();
+    // Each charge is the usage the SDK reported times the rate card.
+    let (want, output_tokens) = crate::tools::reported_charges(&report);
     // Plain, streamed, a call, its output's answer, a streamed call.
     assert_eq!(want.len(), 5, "{report}");
     assert_eq!(s.charges(&key).await, want);
     // A call's output tokens are the words of the arguments it holds.
     let args = arguments_for(&weather()["parameters"]);
-    assert_eq!(tokens("output_tokens")[2], words(&args) as i64, "{report}");
-    assert_eq!(tokens("output_tokens")[4], words(&args) as i64, "{report}");
+    assert_eq!(output_tokens[2], words(&args) as i64, "{report}");
+    assert_eq!(output_tokens[4], words(&args) as i64, "{report}");
     assert_ledger_balances(&s.ledger(&key).await, s.balance(&key).await);
     s.stop().await;
     up.requests()

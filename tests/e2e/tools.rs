@@ -133,6 +133,27 @@ pub async fn run_sdk(script: &str, env: Vec<(&'static str, String)>) -> serde_js
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The charges an SDK report's usage makes at the mocks' text rate card
+/// (0.001 a prompt token, 0.003 a completion token): its `input_tokens`
+/// and `output_tokens` lists, request by request; and the output tokens.
+pub fn reported_charges(report: &serde_json::Value) -> (Vec<oneflow::Credits>, Vec<i64>) {
+    let tokens = |k: &str| -> Vec<i64> {
+        report[k]
+            .as_array()
+            .unwrap_or_else(|| panic!("no `{k}` in {report}"))
+            .iter()
+            .map(|t| t.as_i64().unwrap())
+            .collect()
+    };
+    let output = tokens("output_tokens");
+    let charges = tokens("input_tokens")
+        .into_iter()
+        .zip(output.iter())
+        .map(|(i, o)| oneflow::Credits(i * 1_000 + o * 3_000))
+        .collect();
+    (charges, output)
+}
+
 fn repo_file(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
