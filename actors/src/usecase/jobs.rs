@@ -32,6 +32,11 @@ use crate::views::{JobStatus, JobView};
 pub(crate) struct Running {
     jobs: DashMap<String, Arc<RunningJob>>,
     count: Arc<AtomicUsize>,
+    /// Where jobs run: the arbiter the broker started on, which outlives
+    /// the HTTP workers. A job spawned on the worker that took its request
+    /// would be dropped when the workers stop, before the broker's stop
+    /// could delete its render upstream.
+    home: Option<actix_rt::ArbiterHandle>,
 }
 
 /// What a running job shows.
@@ -67,6 +72,27 @@ impl Drop for Shown<'_> {
 }
 
 impl Running {
+    /// Jobs will run on the arbiter this is made on, if there is one.
+    pub(crate) fn here() -> Running {
+        Running {
+            home: actix_rt::Arbiter::try_current(),
+            ..Running::default()
+        }
+    }
+
+    /// Runs `job` at home. A home that stopped means the broker is
+    /// stopping: the job is dropped, as it would be anywhere else.
+    fn spawn(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        match &self.home {
+            Some(home) => {
+                home.spawn(job);
+            }
+            None => {
+                actix_rt::spawn(job);
+            }
+        }
+    }
+
     fn take(&self, max: usize) -> Result<Place, BrokerError> {
         if self.count.fetch_add(1, Ordering::Relaxed) >= max {
             self.count.fetch_sub(1, Ordering::Relaxed);
@@ -133,7 +159,7 @@ pub(crate) async fn start(
         s.jobs.jobs.insert(id.clone(), running.clone());
         let view = running_view(&id, &running);
         let s = this.clone();
-        actix_rt::spawn(async move {
+        this.jobs.spawn(async move {
             let _place = place;
             let _shown = Shown {
                 jobs: &s.jobs.jobs,

@@ -102,7 +102,7 @@ impl Services {
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),
             exports: Default::default(),
-            jobs: Default::default(),
+            jobs: jobs::Running::here(),
         }
     }
 
