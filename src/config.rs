@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::choice::{Strategy, Weights};
+pub use crate::cluster::{CoordinationConfig, StorageBackend, StorageConfig};
 use crate::pricing::Modality;
 
 // Defined in `provider`, below `request` and `routing`, so those read a
@@ -29,6 +30,8 @@ pub struct Config {
     pub circuit: CircuitConfig,
     pub jobs: JobsConfig,
     pub metrics: MetricsConfig,
+    pub storage: StorageConfig,
+    pub coordination: CoordinationConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -303,6 +306,8 @@ impl Default for Config {
             circuit: CircuitConfig::default(),
             jobs: JobsConfig::default(),
             metrics: MetricsConfig::default(),
+            storage: StorageConfig::default(),
+            coordination: CoordinationConfig::default(),
             providers: default_providers(),
         }
     }
@@ -406,6 +411,8 @@ impl Config {
         if self.jobs.timeout_ms == 0 || self.jobs.max_running == 0 {
             return Err(bad("jobs", "timeout_ms and max_running must be above 0"));
         }
+        self.storage.validate().map_err(|(k, r)| bad(k, r))?;
+        self.coordination.validate().map_err(|(k, r)| bad(k, r))?;
         if self.circuit.failures == 0 {
             return Err(bad("circuit.failures", "must be at least 1"));
         }

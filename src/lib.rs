@@ -9,6 +9,7 @@ pub mod audio;
 pub mod budget;
 pub mod chat;
 pub mod choice;
+pub mod cluster;
 pub mod config;
 pub mod ledger;
 pub mod money;

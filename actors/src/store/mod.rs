@@ -25,6 +25,7 @@ mod batch;
 pub mod faulty;
 #[cfg(test)]
 mod model_tests;
+pub mod postgres;
 mod redb;
 pub mod rollups;
 #[cfg(test)]

@@ -1,0 +1,56 @@
+//! [`Store`] on PostgreSQL, for any number of nodes sharing one ledger.
+//!
+//! `pool.rs` holds the connections, `schema.rs` the tables and their
+//! migrations, `store_impl.rs` the [`Store`] methods (the same batches and
+//! reads as the redb file). The wallet's conditional writes, which keep two
+//! nodes from spending the same money, are the shared wallets' own
+//! (`crate::wallet::shared`), run through [`PgStore::apply`] in a
+//! transaction they open.
+
+use std::sync::Arc;
+
+use crate::store::{Store, StoreError};
+
+mod pool;
+mod schema;
+mod store_impl;
+
+pub use pool::{Conn, Pg, PgSettings, pg_err};
+pub use schema::{PG_SCHEMA_VERSION, migrate};
+
+/// The PostgreSQL store of one node.
+pub struct PgStore {
+    pub(crate) pg: Pg,
+    /// Written into every hold this node opens (see `holds` in schema.rs).
+    pub(crate) node_id: String,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date, and returns the store.
+    pub fn open(settings: &PgSettings, node_id: &str) -> Result<Arc<PgStore>, StoreError> {
+        let pg = Pg::connect(settings)?;
+        let p = pg.clone();
+        pg.block(async move {
+            let mut c = p.get().await?;
+            migrate(&mut c).await
+        })??;
+        Ok(Arc::new(PgStore {
+            pg,
+            node_id: node_id.to_string(),
+        }))
+    }
+
+    /// The connections, for the shared wallets and the node registry.
+    pub fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+}
+
+/// Both kinds as the broker holds them.
+pub fn as_store(s: Arc<PgStore>) -> Arc<dyn Store> {
+    s
+}
