@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use oneflow::Credits;
 use oneflow::budget::BudgetConfig;
-use oneflow::config::Config;
+use oneflow::config::{Config, StorageBackend};
 use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 use oneflow::request::AiRequest;
@@ -24,6 +24,7 @@ use crate::ids::now_ms;
 use crate::metrics;
 use crate::persistence::{CommitFigures, Persistence};
 use crate::provider::{Content, ProviderHandle};
+use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::{RedbStore, Store, User, WriteOp};
 use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
 use crate::usecase::export::{self, ExportQuery};
@@ -33,9 +34,76 @@ use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
     Services, budgets, history, job::RequestJob, jobs, kept, preferences, status, users,
 };
+use crate::views::{ClusterView, JobView, RequestOutcome, WalletView};
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
-use crate::views::{JobView, RequestOutcome, WalletView};
-use crate::wallet::{IdemKey, IdemLimits, ToppedUp, WalletSettings, Wallets};
+use crate::wallet::{
+    IdemKey, IdemLimits, LocalWallets, SharedWallets, ToppedUp, WalletSettings, Wallets,
+};
+
+/// Opens the configured store: the redb file under `server.data_dir`, or
+/// the PostgreSQL database (then also returned as such, for the shared
+/// wallets and the node registry).
+fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Option<Arc<PgStore>>), BrokerError> {
+    match config.storage.backend {
+        StorageBackend::Redb => {
+            let dir = Path::new(&config.server.data_dir);
+            std::fs::create_dir_all(dir).map_err(|e| {
+                BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+            let store = RedbStore::open_with_cache(
+                &dir.join("oneflow.redb"),
+                config.persistence.cache_bytes,
+            )?;
+            Ok((Arc::new(store), None))
+        }
+        StorageBackend::Postgres => {
+            let settings = pg_settings(config)?;
+            let node = config.storage.node_id.clone().unwrap_or_else(new_node_id);
+            let pg = PgStore::open(&settings, &node)?;
+            eprintln!("oneflow: node {node} on a shared PostgreSQL store");
+            Ok((pg.clone(), Some(pg)))
+        }
+    }
+}
+
+/// The PostgreSQL connection settings of a configuration.
+pub fn pg_settings(config: &Config) -> Result<PgSettings, BrokerError> {
+    let s = &config.storage;
+    let url = s.url.clone().ok_or_else(|| {
+        BrokerError::Unavailable("storage.url is needed for the postgres backend".into())
+    })?;
+    Ok(PgSettings {
+        url,
+        schema: s.schema.clone(),
+        pool_size: s.pool_size,
+        statement_timeout_ms: s.statement_timeout_ms,
+    })
+}
+
+/// A name for a node nobody named: host, process and a random part, so two
+/// starts of one process are two nodes (the first one's holds are released
+/// when its lease runs out).
+fn new_node_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into());
+    let mut r = [0u8; 3];
+    let _ = getrandom::fill(&mut r);
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(40)
+        .collect();
+    format!(
+        "{host}-{}-{:02x}{:02x}{:02x}",
+        std::process::id(),
+        r[0],
+        r[1],
+        r[2]
+    )
+}
 
 /// The broker: cheap to clone, shared by every HTTP worker.
 #[derive(Clone)]
@@ -51,15 +119,20 @@ impl Broker {
         config: Config,
         admin_key: Option<&str>,
     ) -> Result<(Broker, Option<String>), BrokerError> {
-        let dir = Path::new(&config.server.data_dir);
-        std::fs::create_dir_all(dir).map_err(|e| {
-            BrokerError::Unavailable(format!("cannot create {}: {e}", dir.display()))
-        })?;
         metrics::install();
-        let store: Arc<dyn Store> = Arc::new(RedbStore::open_with_cache(
-            &dir.join("oneflow.redb"),
-            config.persistence.cache_bytes,
-        )?);
+        let c = &config.coordination;
+        if config.storage.backend == StorageBackend::Postgres && c.required && c.redis_url.is_none()
+        {
+            return Err(BrokerError::Unavailable(
+                "coordination.required is set but coordination.redis_url is not: this node would run with per-node limits".into(),
+            ));
+        }
+        let (store, shared) = open_store(&config)?;
+        if shared.is_some() && config.coordination.redis_url.is_none() {
+            eprintln!(
+                "oneflow: no coordination.redis_url: provider limits are this node's own, not shared with other nodes"
+            );
+        }
         let now = now_ms();
         // Provider configs first, so recovery knows each provider's modality.
         let provider_ops = config
@@ -98,9 +171,19 @@ impl Broker {
                 retention_ms: config.idempotency.retention_ms(),
             },
         };
-        let wallets = Wallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
-            BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
-        })?;
+        let wallets = match &shared {
+            None => Wallets::Local(
+                LocalWallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
+                    BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
+                })?,
+            ),
+            Some(pg) => {
+                let lease = Duration::from_secs(config.storage.hold_lease_secs);
+                let p = &config.persistence;
+                let start = SharedWallets::start(pg.clone(), settings, lease, p.queue, p.max_batch);
+                Wallets::Shared(pg.pg().block(start)??)
+            }
+        };
         let public = crate::adapters::http_client(false).map_err(BrokerError::Unavailable)?;
         let private = crate::adapters::http_client(true).map_err(BrokerError::Unavailable)?;
         let providers = config
@@ -112,7 +195,7 @@ impl Broker {
                 ProviderHandle::start(p.clone(), adapter, config.circuit.clone())
             })
             .collect();
-        let services = Services::new(config, store, persist, wallets, providers);
+        let services = Services::new(config, store, persist, wallets, providers, shared);
         let broker = Broker {
             services: Arc::new(services),
         };
@@ -370,6 +453,12 @@ impl Broker {
     /// Wallets in memory and writes queued, for status and metrics.
     pub fn runtime_figures(&self) -> (usize, usize) {
         status::runtime_figures(&self.services)
+    }
+
+    /// Where the ledger is kept and, on a shared store, this node and
+    /// every node seen.
+    pub async fn cluster(&self) -> Result<ClusterView, BrokerError> {
+        status::cluster(&self.services).await
     }
 
     /// Group-commit figures since start: commits, writes, mean commit time.

@@ -77,6 +77,12 @@ pub const CIRCUIT_STATE: &str = "oneflow_provider_circuit_state";
 pub const BATCH_SIZE: &str = "oneflow_persistence_batch_writes";
 /// How long one commit of the persistence thread took.
 pub const COMMIT_DURATION: &str = "oneflow_persistence_commit_duration_seconds";
+/// Wallet changes carried by one commit of a node on a shared store.
+pub const SHARED_BATCH: &str = "oneflow_shared_batch_changes";
+/// How long one such commit took.
+pub const SHARED_COMMIT: &str = "oneflow_shared_commit_duration_seconds";
+/// Such commits that failed (every change in them was answered an error).
+pub const SHARED_FAILED: &str = "oneflow_shared_commit_failures_total";
 
 /// Every series name above, for checks that the dashboard and the docs
 /// use no other.
@@ -96,6 +102,9 @@ pub const ALL: &[&str] = &[
     CIRCUIT_STATE,
     BATCH_SIZE,
     COMMIT_DURATION,
+    SHARED_BATCH,
+    SHARED_COMMIT,
+    SHARED_FAILED,
 ];
 
 /// Label names.
@@ -168,6 +177,8 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
         .set_buckets_for_metric(full(UPSTREAM_DURATION), LATENCY_BUCKETS)?
         .set_buckets_for_metric(full(ADDED_LATENCY), FINE_BUCKETS)?
         .set_buckets_for_metric(full(COMMIT_DURATION), FINE_BUCKETS)?
+        .set_buckets_for_metric(full(SHARED_COMMIT), FINE_BUCKETS)?
+        .set_buckets_for_metric(full(SHARED_BATCH), BATCH_BUCKETS)?
         .set_buckets_for_metric(full(BATCH_SIZE), BATCH_BUCKETS)
 }
 
@@ -225,6 +236,19 @@ fn describe() {
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
     );
     describe_histogram!(BATCH_SIZE, "Writes per persistence commit.");
+    describe_histogram!(
+        SHARED_BATCH,
+        "Wallet changes per commit to the shared store."
+    );
+    describe_histogram!(
+        SHARED_COMMIT,
+        Unit::Seconds,
+        "Duration of one commit to the shared store."
+    );
+    describe_counter!(
+        SHARED_FAILED,
+        "Commits to the shared store that failed; their changes were answered an error."
+    );
     describe_histogram!(
         COMMIT_DURATION,
         Unit::Seconds,
@@ -422,4 +446,13 @@ pub fn rate_limited(provider: &str) {
 pub fn commit(writes: usize, took: Duration) {
     histogram!(BATCH_SIZE).record(writes as f64);
     histogram!(COMMIT_DURATION).record(took.as_secs_f64());
+}
+
+/// A node on a shared store committed `changes` wallet changes in `took`.
+pub fn shared_commit(changes: usize, took: Duration, ok: bool) {
+    histogram!(SHARED_BATCH).record(changes as f64);
+    histogram!(SHARED_COMMIT).record(took.as_secs_f64());
+    if !ok {
+        counter!(SHARED_FAILED).increment(1);
+    }
 }

@@ -344,3 +344,32 @@ pub struct JobView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_url: Option<String>,
 }
+
+/// Where the ledger is kept and which nodes share it (`/api/status`, for
+/// admins).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ClusterView {
+    /// `redb` (this node alone) or `postgres` (shared by every node on it).
+    pub storage: &'static str,
+    /// This node's name on a shared store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Every node seen on the shared store, newest first (at most 100).
+    pub nodes: Vec<NodeSeen>,
+    /// `shared` (Redis coordinates the nodes' provider limits) or
+    /// `per-node` (each node keeps its own).
+    pub limits: &'static str,
+}
+
+/// A node as `/api/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NodeSeen {
+    pub id: String,
+    pub version: String,
+    pub started_at: i64,
+    /// The last renewal of its lease, by the database's clock; 0 once the
+    /// node stopped cleanly.
+    pub heartbeat_at: i64,
+    /// Renewed within the lease.
+    pub alive: bool,
+}

@@ -147,7 +147,7 @@ async fn get(api: &Api, key: &str, path: &str) -> Value {
 }
 
 /// Every request record of the caller, newest first, read `limit` a page.
-async fn history(api: &Api, key: &str, limit: usize) -> Vec<RequestRecord> {
+pub(crate) async fn history(api: &Api, key: &str, limit: usize) -> Vec<RequestRecord> {
     let mut out: Vec<RequestRecord> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -85,7 +85,8 @@ pub struct OpenHold {
 }
 
 impl OpenHold {
-    fn interrupted(&self) -> RequestRecord {
+    /// The record of a request whose broker stopped before it finished.
+    pub(crate) fn interrupted(&self) -> RequestRecord {
         let h = &self.hold;
         RequestRecord {
             id: h.request_id.clone(),

@@ -43,14 +43,21 @@ fn view(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
     }
 }
 
+/// How long a node sharing its store trusts a key it read: a revocation
+/// made through another node is seen within this.
+pub(crate) const SHARED_KEY_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The principal behind a bearer token, if it is a known key.
 pub(crate) async fn authenticate(
     s: &Services,
     token: &str,
 ) -> Result<Option<Principal>, BrokerError> {
     let hash = key_hash(token);
-    if let Some(p) = s.keys.get(&hash) {
-        return Ok(Some(p.clone()));
+    if let Some(e) = s.keys.get(&hash) {
+        let (p, at) = e.value();
+        if s.key_ttl.is_none_or(|ttl| at.elapsed() < ttl) {
+            return Ok(Some(p.clone()));
+        }
     }
     lookup_key(s, hash).await
 }
@@ -63,13 +70,15 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
     let _shared = s.key_lookups.read().await;
     let store = s.store.clone();
     let Some(rec) = blocking(move || store.api_key(&hash)).await? else {
+        // Revoked through another node since it was cached here.
+        s.keys.remove(&hash);
         return Ok(None);
     };
     let p = Principal {
         user_id: rec.user_id,
         role: rec.role,
     };
-    s.keys.insert(hash, p.clone());
+    s.keys.insert(hash, (p.clone(), std::time::Instant::now()));
     Ok(Some(p))
 }
 

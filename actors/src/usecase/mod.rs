@@ -64,7 +64,13 @@ pub(crate) struct Services {
     pub(crate) providers: Vec<ProviderHandle>,
     /// Authenticated keys: hash -> principal. A revocation removes its entry
     /// after the delete commits (see `keys.rs`).
-    pub(crate) keys: DashMap<[u8; 32], keys::Principal>,
+    pub(crate) keys: DashMap<[u8; 32], (keys::Principal, std::time::Instant)>,
+    /// How long a cached key stands: for ever on a node of its own (every
+    /// revocation passes through it), briefly when nodes share a store (a
+    /// key revoked through another node must stop working here too).
+    pub(crate) key_ttl: Option<std::time::Duration>,
+    /// The shared store, when nodes share one: nodes and leases.
+    pub(crate) shared: Option<Arc<crate::store::postgres::PgStore>>,
     /// Held shared by a key's store read and cache insert, and exclusively
     /// by a revocation's commit and cache removal: a read that began before
     /// the revocation cannot put the key back in the cache after it.
@@ -90,7 +96,9 @@ impl Services {
         persist: Persistence,
         wallets: Wallets,
         providers: Vec<ProviderHandle>,
+        shared: Option<Arc<crate::store::postgres::PgStore>>,
     ) -> Services {
+        let key_ttl = shared.as_ref().map(|_| keys::SHARED_KEY_TTL);
         Services {
             config,
             store,
@@ -98,6 +106,8 @@ impl Services {
             wallets,
             providers,
             keys: DashMap::new(),
+            key_ttl,
+            shared,
             key_lookups: tokio::sync::RwLock::new(()),
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),

@@ -5,9 +5,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::Services;
+use crate::error::BrokerError;
 use crate::metrics;
 use crate::persistence::CommitFigures;
-use crate::views::ProviderView;
+use crate::views::{ClusterView, ProviderView};
 
 /// Every configured provider with its health, circuit and counters.
 pub(crate) fn providers(s: &Services) -> Vec<ProviderView> {
@@ -35,6 +36,31 @@ pub(crate) fn providers(s: &Services) -> Vec<ProviderView> {
             }
         })
         .collect()
+}
+
+/// The store, this node, and the nodes seen on a shared store.
+pub(crate) async fn cluster(s: &Services) -> Result<ClusterView, BrokerError> {
+    let limits = if s.config.coordination.redis_url.is_some() {
+        "shared"
+    } else {
+        "per-node"
+    };
+    let Some(pg) = &s.shared else {
+        return Ok(ClusterView {
+            storage: "redb",
+            node_id: None,
+            nodes: Vec::new(),
+            limits,
+        });
+    };
+    let lease_ms = (s.config.storage.hold_lease_secs * 1000) as i64;
+    let nodes = pg.nodes(lease_ms).await?;
+    Ok(ClusterView {
+        storage: "postgres",
+        node_id: Some(pg.node_id().to_string()),
+        nodes,
+        limits,
+    })
 }
 
 /// Wallets in memory and writes queued.

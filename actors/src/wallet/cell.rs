@@ -364,32 +364,36 @@ impl WalletCell {
     }
 
     pub(super) fn view(&mut self, now: oneflow::time::Millis) -> Result<WalletView, WalletError> {
-        let w = self.wallet()?;
-        // The wallet's clock, as holds use it, so the view agrees with them.
-        let now = now.max(w.clock);
-        let held = w.held();
-        let windows = Window::ALL
-            .iter()
-            .map(|&window| {
-                let limit = w.budget.overall().get(window);
-                let spent = w.spend.spent(window, now, None);
-                WindowView {
-                    window,
-                    limit,
-                    spent,
-                    held,
-                    remaining: limit.map(|l| (l - spent - held).max(Credits::ZERO)),
-                    resets_at: window.end(now),
-                }
-            })
-            .collect();
-        Ok(WalletView {
-            balance: w.balance,
-            available: w.available(),
-            held,
-            open_holds: w.holds.len(),
-            budget: w.budget.clone(),
-            windows,
+        Ok(view_of(self.wallet()?, now))
+    }
+}
+
+/// What a wallet shows its owner: balance, holds and each budget window.
+pub(super) fn view_of(w: &Wallet, now: oneflow::time::Millis) -> WalletView {
+    // The wallet's clock, as holds use it, so the view agrees with them.
+    let now = now.max(w.clock);
+    let held = w.held();
+    let windows = Window::ALL
+        .iter()
+        .map(|&window| {
+            let limit = w.budget.overall().get(window);
+            let spent = w.spend.spent(window, now, None);
+            WindowView {
+                window,
+                limit,
+                spent,
+                held,
+                remaining: limit.map(|l| (l - spent - held).max(Credits::ZERO)),
+                resets_at: window.end(now),
+            }
         })
+        .collect();
+    WalletView {
+        balance: w.balance,
+        available: w.available(),
+        held,
+        open_holds: w.holds.len(),
+        budget: w.budget.clone(),
+        windows,
     }
 }

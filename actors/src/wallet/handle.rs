@@ -1,4 +1,4 @@
-//! [`Wallets`]: finds or loads a user's wallet cell and runs each
+//! [`LocalWallets`]: finds or loads a user's wallet cell and runs each
 //! operation's synchronous step under its lock, on the caller's thread.
 //!
 //! A step is a few microseconds of arithmetic and a send to the persistence
@@ -89,7 +89,7 @@ impl Inner {
 
 /// Finds or loads the wallet of a user and changes it. Cheap to clone.
 #[derive(Clone)]
-pub struct Wallets {
+pub struct LocalWallets {
     inner: Arc<Inner>,
 }
 
@@ -145,13 +145,13 @@ async fn after_commit<R>(
     Ok(then(&mut c))
 }
 
-impl Wallets {
+impl LocalWallets {
     /// Starts the thread that drops idle wallets.
     pub fn start(
         store: Arc<dyn Store>,
         persist: Persistence,
         settings: WalletSettings,
-    ) -> std::io::Result<Wallets> {
+    ) -> std::io::Result<LocalWallets> {
         // The purge runs a few times per retention, at least every ten
         // minutes.
         let retention = Duration::from_millis(settings.idempotency.retention_ms.max(0) as u64);
@@ -185,7 +185,7 @@ impl Wallets {
         if let Ok(mut s) = inner.sweeper.lock() {
             *s = Some((tx, thread));
         }
-        Ok(Wallets { inner })
+        Ok(LocalWallets { inner })
     }
 
     /// Stops the sweeper and lets go of every wallet in memory (their
@@ -234,7 +234,7 @@ impl Wallets {
         self.with_found(|| self.cell(user_id), f)
     }
 
-    /// [`Wallets::with`], the cell found by `find` (tests hand it a stale
+    /// [`LocalWallets::with`], the cell found by `find` (tests hand it a stale
     /// one first).
     fn with_found<R>(
         &self,
@@ -357,7 +357,7 @@ mod tests {
     use crate::store::{RedbStore, Role, User, WriteOp};
     use oneflow::Credits;
 
-    fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Persistence, Wallets) {
+    fn setup(dir: &std::path::Path) -> (Arc<dyn Store>, Persistence, LocalWallets) {
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.join("t.redb")).unwrap());
         let persist = Persistence::start(store.clone(), 1024, 4096).unwrap();
         let user = User {
@@ -378,7 +378,7 @@ mod tests {
                 retention_ms: Millis::MAX / 2,
             },
         };
-        let wallets = Wallets::start(store.clone(), persist.clone(), settings).unwrap();
+        let wallets = LocalWallets::start(store.clone(), persist.clone(), settings).unwrap();
         (store, persist, wallets)
     }
 

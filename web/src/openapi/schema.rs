@@ -116,6 +116,9 @@ pub struct Status {
     /// Group-commit figures since start.
     #[schema(value_type = Option<Object>)]
     pub persistence: Option<serde_json::Value>,
+    /// Where the ledger is kept, this node, and every node seen on a
+    /// shared store.
+    pub cluster: Option<oneflow_actors::views::ClusterView>,
 }
 
 // `json!` around the new ledger entry, in routes/credits.rs.

@@ -42,7 +42,9 @@ pub async fn status(
     // admins see it.
     if c.0.is_admin() {
         let (wallets_alive, writes_queued) = s.broker.runtime_figures();
+        let cluster = s.broker.cluster().await?;
         let system = json!({
+            "cluster": cluster,
             "uptime_secs": s.started_at.elapsed().as_secs(),
             "wallets_alive": wallets_alive,
             "writes_queued": writes_queued,

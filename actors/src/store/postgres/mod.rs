@@ -11,12 +11,16 @@ use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
 
+mod nodes;
 mod pool;
 mod schema;
 mod store_impl;
+mod wallets;
 
+pub use nodes::Orphan;
 pub use pool::{Conn, Pg, PgSettings, pg_err};
 pub use schema::{PG_SCHEMA_VERSION, migrate};
+pub use wallets::{Answer, Change, Claim, Versioned};
 
 /// The PostgreSQL store of one node.
 pub struct PgStore {

@@ -193,6 +193,12 @@ impl Pg {
             .map_err(|e| StoreError::Backend(format!("postgres connect task: {e}")))?
     }
 
+    /// Runs `fut` in the background on the connections' thread, which
+    /// outlives the HTTP workers (the node's lease is renewed there).
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.inner.rt.spawn(fut);
+    }
+
     /// Runs `fut` on the connections' thread and waits for it: how the
     /// synchronous store methods query. Never call it from that thread.
     pub fn block<T: Send + 'static>(

@@ -1,0 +1,315 @@
+//! The statements that keep two nodes from spending the same money: a
+//! wallet row is changed only under its row lock, in the same transaction
+//! as the rows that record the change, and a node sends its changes in
+//! batches (`crate::wallet::shared`), one transaction for every change
+//! ready meanwhile.
+//!
+//! Idempotency keys are claimed here too: one row per key, inserted by the
+//! first node to see it, so a key sent to two nodes at once runs once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio_postgres::types::Json;
+
+use oneflow::ledger::Wallet;
+use oneflow::time::Millis;
+
+use super::{PgStore, pg_err};
+use crate::store::{IdempotencyRecord, StoreError, WriteOp};
+
+/// A wallet as stored, with its version.
+pub type Versioned = (i64, Wallet);
+
+/// Told whether the batch a change was in committed.
+pub type Answer = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
+
+/// One change to one user's wallet in a batch: given the wallet (`None`
+/// if the user has none), it changes it and returns the rows that record
+/// the change (`None` if it changed nothing: a refusal) and how to answer
+/// once the batch ends.
+pub type Change = Box<dyn FnOnce(Option<&mut Wallet>) -> (Option<Vec<WriteOp>>, Answer) + Send>;
+
+/// What claiming an idempotency key found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The key is this node's to run.
+    Won,
+    /// Another request holds it and has not answered yet.
+    Running,
+    /// Its first answer.
+    Answered(IdempotencyRecord),
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl PgStore {
+    /// The user's wallet and its version, made (empty, with the user's
+    /// budget) on first use; `None` if there is no such user.
+    pub async fn load_wallet(&self, user_id: &str) -> Result<Option<Versioned>, StoreError> {
+        let c = self.pg.get().await?;
+        let select = "SELECT version, state FROM wallets WHERE user_id = $1";
+        if let Some(row) = c.query_opt(select, &[&user_id]).await.map_err(pg_err)? {
+            let Json(w): Json<Wallet> = row.try_get(1).map_err(corrupt)?;
+            return Ok(Some((row.get(0), w)));
+        }
+        let user = c
+            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
+            .await
+            .map_err(pg_err)?;
+        if user.is_none() {
+            return Ok(None);
+        }
+        let mut w = Wallet::new(user_id.to_string());
+        let budget = c
+            .query_opt("SELECT data FROM budgets WHERE user_id = $1", &[&user_id])
+            .await
+            .map_err(pg_err)?;
+        if let Some(row) = budget {
+            let Json(b) = row.try_get(0).map_err(corrupt)?;
+            w.budget = b;
+        }
+        // Another node may make it at the same moment: the first one wins
+        // and both read the same row back.
+        c.execute(
+            "INSERT INTO wallets (user_id, version, state) VALUES ($1, 0, $2)
+             ON CONFLICT (user_id) DO NOTHING",
+            &[&user_id, &Json(&w)],
+        )
+        .await
+        .map_err(pg_err)?;
+        let row = c.query_one(select, &[&user_id]).await.map_err(pg_err)?;
+        let Json(w): Json<Wallet> = row.try_get(1).map_err(corrupt)?;
+        Ok(Some((row.get(0), w)))
+    }
+
+    /// Applies a batch of wallet changes in one transaction: locks every
+    /// wallet the batch touches (in user order, the same order on every
+    /// node, so two nodes' batches never deadlock), runs each change on
+    /// its wallet in the order given, writes the changed wallets and every
+    /// row the changes made, commits, and only then answers each change.
+    /// A change given no wallet (no such user) or that refuses writes
+    /// nothing; the rest of the batch goes on without it.
+    pub async fn commit_changes(
+        &self,
+        batch: Vec<(String, Change)>,
+    ) -> Result<(), Arc<StoreError>> {
+        let mut users: Vec<String> = batch.iter().map(|(u, _)| u.clone()).collect();
+        users.sort();
+        users.dedup();
+        let result = self.commit_locked(&users, batch).await;
+        let (answers, result) = match result {
+            Ok(answers) => (answers, Ok(())),
+            Err((answers, e)) => (answers, Err(Arc::new(e))),
+        };
+        for answer in answers {
+            answer(result.clone());
+        }
+        result
+    }
+
+    async fn commit_locked(
+        &self,
+        users: &[String],
+        batch: Vec<(String, Change)>,
+    ) -> Result<Vec<Answer>, (Vec<Answer>, StoreError)> {
+        let mut answers: Vec<Answer> = Vec::with_capacity(batch.len());
+        let mut pending = batch.into_iter();
+        let fail = |answers: Vec<Answer>, rest: std::vec::IntoIter<(String, Change)>, e| {
+            // Changes never run are answered too: with the batch's error.
+            let mut answers = answers;
+            for (_, change) in rest {
+                answers.push(change(None).1);
+            }
+            (answers, e)
+        };
+        if let Err(e) = self.make_missing(users).await {
+            return Err(fail(answers, pending, e));
+        }
+        let mut c = match self.pg.get().await {
+            Ok(c) => c,
+            Err(e) => return Err(fail(answers, pending, e)),
+        };
+        let txn = match c.transaction().await {
+            Ok(t) => t,
+            Err(e) => return Err(fail(answers, pending, pg_err(e))),
+        };
+        let rows = txn
+            .query(
+                "SELECT user_id, state FROM wallets WHERE user_id = ANY($1)
+                 ORDER BY user_id FOR UPDATE",
+                &[&users],
+            )
+            .await;
+        let rows = match rows {
+            Ok(r) => r,
+            Err(e) => return Err(fail(answers, pending, pg_err(e))),
+        };
+        let mut wallets: HashMap<String, (Wallet, bool)> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            match row.try_get::<_, Json<Wallet>>(1) {
+                Ok(Json(w)) => {
+                    wallets.insert(row.get(0), (w, false));
+                }
+                Err(e) => return Err(fail(answers, pending, corrupt(e))),
+            }
+        }
+        let mut ops = Vec::new();
+        for (user, change) in pending.by_ref() {
+            let slot = wallets.get_mut(&user);
+            let (made, answer) = match slot {
+                Some((w, changed)) => {
+                    let (made, answer) = change(Some(w));
+                    *changed |= made.is_some();
+                    (made, answer)
+                }
+                None => change(None),
+            };
+            ops.extend(made.into_iter().flatten());
+            answers.push(answer);
+        }
+        let (ids, states): (Vec<&str>, Vec<Json<&Wallet>>) = wallets
+            .iter()
+            .filter(|(_, (_, changed))| *changed)
+            .map(|(u, (w, _))| (u.as_str(), Json(w)))
+            .unzip();
+        let write = async {
+            if !ids.is_empty() {
+                txn.execute(
+                    "UPDATE wallets SET state = v.state, version = wallets.version + 1
+                     FROM unnest($1::text[], $2::jsonb[]) AS v(user_id, state)
+                     WHERE wallets.user_id = v.user_id",
+                    &[&ids, &states],
+                )
+                .await
+                .map_err(pg_err)?;
+            }
+            if !ops.is_empty() {
+                self.apply(&txn, ops).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = write.await {
+            return Err((answers, e));
+        }
+        drop((ids, states));
+        match txn.commit().await {
+            Ok(()) => Ok(answers),
+            Err(e) => Err((answers, pg_err(e))),
+        }
+    }
+
+    /// Makes the wallet rows of users who have none yet (users with no
+    /// row in `users` get none: their changes find no wallet).
+    async fn make_missing(&self, users: &[String]) -> Result<(), StoreError> {
+        let c = self.pg.get().await?;
+        let rows = c
+            .query(
+                "SELECT u.id FROM users u WHERE u.id = ANY($1)
+                 AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = u.id)",
+                &[&users],
+            )
+            .await
+            .map_err(pg_err)?;
+        drop(c);
+        for row in rows {
+            let id: String = row.get(0);
+            self.load_wallet(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims `key` for this node, or says who has it. An answer older
+    /// than `expired_before` no longer stands: its key is claimed anew.
+    pub async fn claim_key(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: Millis,
+        expired_before: Millis,
+    ) -> Result<Claim, StoreError> {
+        let c = self.pg.get().await?;
+        let won = c
+            .execute(
+                "INSERT INTO idempotency (user_id, key, answered_at, node_id, record)
+                 VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (user_id, key) DO NOTHING",
+                &[&user_id, &key, &now, &self.node_id],
+            )
+            .await
+            .map_err(pg_err)?;
+        if won == 1 {
+            return Ok(Claim::Won);
+        }
+        let row = c
+            .query_opt(
+                "SELECT answered_at, record FROM idempotency WHERE user_id = $1 AND key = $2",
+                &[&user_id, &key],
+            )
+            .await
+            .map_err(pg_err)?;
+        let Some(row) = row else {
+            // Freed between the two statements: try once more from the top.
+            return Ok(Claim::Running);
+        };
+        let at: i64 = row.get(0);
+        let record: Option<Json<IdempotencyRecord>> = row.try_get(1).map_err(corrupt)?;
+        match record {
+            None => Ok(Claim::Running),
+            Some(Json(r)) if r.answered_at() >= expired_before => Ok(Claim::Answered(r)),
+            Some(_) => {
+                let taken = c
+                    .execute(
+                        "UPDATE idempotency SET record = NULL, node_id = $4, answered_at = $5
+                         WHERE user_id = $1 AND key = $2 AND answered_at = $3
+                           AND record IS NOT NULL",
+                        &[&user_id, &key, &at, &self.node_id, &now],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                Ok(if taken == 1 {
+                    Claim::Won
+                } else {
+                    Claim::Running
+                })
+            }
+        }
+    }
+
+    /// Frees a claim this node made whose request failed or never held
+    /// money, so the key may be used again.
+    pub async fn drop_claim(&self, user_id: &str, key: &str) -> Result<(), StoreError> {
+        let c = self.pg.get().await?;
+        c.execute(
+            "DELETE FROM idempotency WHERE user_id = $1 AND key = $2
+             AND record IS NULL AND node_id = $3",
+            &[&user_id, &key, &self.node_id],
+        )
+        .await
+        .map_err(pg_err)?;
+        Ok(())
+    }
+
+    /// The key's row now: `Ok(None)` if it is gone (its request failed).
+    pub async fn key_state(&self, user_id: &str, key: &str) -> Result<Option<Claim>, StoreError> {
+        let c = self.pg.get().await?;
+        let row = c
+            .query_opt(
+                "SELECT record FROM idempotency WHERE user_id = $1 AND key = $2",
+                &[&user_id, &key],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(match row {
+            None => None,
+            Some(row) => match row
+                .try_get::<_, Option<Json<IdempotencyRecord>>>(0)
+                .map_err(corrupt)?
+            {
+                Some(Json(r)) => Some(Claim::Answered(r)),
+                None => Some(Claim::Running),
+            },
+        })
+    }
+}
