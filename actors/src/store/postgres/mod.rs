@@ -2,7 +2,8 @@
 //!
 //! `pool.rs` holds the connections, `schema.rs` the tables and their
 //! migrations, `store_impl.rs` the [`Store`] methods (the same batches and
-//! reads as the redb file). The wallet's conditional writes, which keep two
+//! reads as the redb file): `apply.rs` writes a batch, `reads.rs` holds
+//! the query and snapshot-walk helpers the reads share. The wallet's conditional writes, which keep two
 //! nodes from spending the same money, are the shared wallets' own
 //! (`crate::wallet::shared`), run through [`PgStore::apply`] in a
 //! transaction they open.
@@ -11,9 +12,13 @@ use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
 
+mod apply;
 mod pool;
+mod reads;
 mod schema;
 mod store_impl;
+#[cfg(test)]
+mod tests;
 
 pub use pool::{Conn, Pg, PgSettings, pg_err};
 pub use schema::{PG_SCHEMA_VERSION, migrate};
