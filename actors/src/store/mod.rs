@@ -30,6 +30,7 @@ mod redb;
 pub mod rollups;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, SCHEMA_VERSION};
 
