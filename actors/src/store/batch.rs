@@ -19,34 +19,7 @@ use super::{StoreError, WriteOp, rollups};
 /// deltas are summed first so each rollup row is read and written once.
 /// The final state is the same as applying every op in order.
 pub(super) fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(), StoreError> {
-    let mut last_snapshot: HashMap<&str, usize> = HashMap::new();
-    let mut opened: HashSet<(&str, u64)> = HashSet::new();
-    let mut closed: HashSet<(&str, u64)> = HashSet::new();
-    for (i, op) in ops.iter().enumerate() {
-        match op {
-            WriteOp::PutWallet { user_id, .. } => {
-                last_snapshot.insert(user_id.as_str(), i);
-            }
-            WriteOp::PutHold(h) => {
-                opened.insert((h.hold.user_id.as_str(), h.hold.id));
-            }
-            WriteOp::DeleteHold { user_id, id } => {
-                closed.insert((user_id.as_str(), *id));
-            }
-            _ => {}
-        }
-    }
-    let skip: Vec<bool> = ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| match op {
-            WriteOp::PutWallet { user_id, .. } => last_snapshot.get(user_id.as_str()) != Some(&i),
-            WriteOp::PutHold(h) => closed.contains(&(h.hold.user_id.as_str(), h.hold.id)),
-            WriteOp::DeleteHold { user_id, id } => opened.contains(&(user_id.as_str(), *id)),
-            _ => false,
-        })
-        .collect();
-    drop((last_snapshot, opened, closed));
+    let skip = moot(&ops);
 
     let mut users = txn.open_table(USERS)?;
     let mut keys = txn.open_table(API_KEYS)?;
@@ -154,4 +127,37 @@ pub(super) fn apply_all(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<(),
     }
     rollup_deltas.apply(txn)?;
     Ok(())
+}
+
+/// Which writes of a batch a later one makes moot (true: skip it): a
+/// user's wallet snapshots but the last, and a hold both opened and closed
+/// within the batch (its open and its close). Every backend skips the same
+/// ones, so they all end in the same state.
+pub(super) fn moot(ops: &[WriteOp]) -> Vec<bool> {
+    let mut last_snapshot: HashMap<&str, usize> = HashMap::new();
+    let mut opened: HashSet<(&str, u64)> = HashSet::new();
+    let mut closed: HashSet<(&str, u64)> = HashSet::new();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            WriteOp::PutWallet { user_id, .. } => {
+                last_snapshot.insert(user_id.as_str(), i);
+            }
+            WriteOp::PutHold(h) => {
+                opened.insert((h.hold.user_id.as_str(), h.hold.id));
+            }
+            WriteOp::DeleteHold { user_id, id } => {
+                closed.insert((user_id.as_str(), *id));
+            }
+            _ => {}
+        }
+    }
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| match op {
+            WriteOp::PutWallet { user_id, .. } => last_snapshot.get(user_id.as_str()) != Some(&i),
+            WriteOp::PutHold(h) => closed.contains(&(h.hold.user_id.as_str(), h.hold.id)),
+            WriteOp::DeleteHold { user_id, id } => opened.contains(&(user_id.as_str(), *id)),
+            _ => false,
+        })
+        .collect()
 }

@@ -30,6 +30,7 @@ mod redb;
 pub mod rollups;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, SCHEMA_VERSION};
 
@@ -41,7 +42,12 @@ pub enum StoreError {
     Backend(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
-    #[error("the data file has schema version {found}, this build reads {SCHEMA_VERSION}")]
+    /// Data written by a newer build. The message names both backends'
+    /// versions: the variant is shared, so it cannot tell which one failed.
+    #[error(
+        "the stored data has schema version {found}, which this build cannot read (it reads version {SCHEMA_VERSION} of a redb file, up to {} of a PostgreSQL schema)",
+        postgres::PG_SCHEMA_VERSION
+    )]
     Schema { found: u64 },
     #[error("the persistence queue is closed")]
     Closed,
@@ -264,6 +270,25 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Calls `f` on each wallet snapshot as stored (the bytes of its last
+    /// `PutWallet`, or the same JSON), ordered by user id, until it
+    /// returns false. Copying a store reads through this.
+    fn each_wallet(
+        &self,
+        f: &mut dyn FnMut(String, Vec<u8>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Every budget ever set, by user id.
+    fn budgets(&self) -> Result<Vec<(String, BudgetConfig)>, StoreError>;
+    /// Every stored provider configuration, by name.
+    fn providers(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Calls `f` on each stored idempotency answer (user, key, record),
+    /// ordered by user then key, until it returns false. Claims still
+    /// running have no answer and are not walked.
+    fn each_idempotency(
+        &self,
+        f: &mut dyn FnMut(String, String, IdempotencyRecord) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError>;
 
     /// Calls `f` on each request of one user (or everyone's) created in
     /// `[from, to)`, oldest first within a user, until it returns false.

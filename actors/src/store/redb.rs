@@ -379,6 +379,59 @@ impl Store for RedbStore {
         self.get(IDEMPOTENCY, (user_id, key))
     }
 
+    fn each_wallet(
+        &self,
+        f: &mut dyn FnMut(String, Vec<u8>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(WALLETS)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            if !f(k.value().to_string(), v.value().to_vec())? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn budgets(&self) -> Result<Vec<(String, BudgetConfig)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(BUDGETS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), dec(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn providers(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(PROVIDERS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), dec(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn each_idempotency(
+        &self,
+        f: &mut dyn FnMut(String, String, IdempotencyRecord) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(IDEMPOTENCY)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let (user, key) = k.value();
+            if !f(user.to_string(), key.to_string(), dec(v.value())?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn each_request(
         &self,
         user_id: Option<&str>,

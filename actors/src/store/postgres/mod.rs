@@ -2,19 +2,24 @@
 //!
 //! `pool.rs` holds the connections, `schema.rs` the tables and their
 //! migrations, `store_impl.rs` the [`Store`] methods (the same batches and
-//! reads as the redb file). The wallet's conditional writes, which keep two
-//! nodes from spending the same money, are the shared wallets' own
-//! (`crate::wallet::shared`), run through [`PgStore::apply`] in a
-//! transaction they open.
+//! reads as the redb file): `apply.rs` writes a batch, `reads.rs` holds
+//! the query and snapshot-walk helpers the reads share. `wallets.rs` holds
+//! the batched wallet changes under row locks that keep two nodes from
+//! spending the same money (driven by `crate::wallet::shared`), and
+//! `nodes.rs` the nodes' leases.
 
 use std::sync::Arc;
 
 use crate::store::{Store, StoreError};
 
+mod apply;
 mod nodes;
 mod pool;
+mod reads;
 mod schema;
 mod store_impl;
+#[cfg(test)]
+mod tests;
 mod wallets;
 
 pub use nodes::Orphan;

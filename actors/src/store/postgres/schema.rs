@@ -20,34 +20,36 @@ const MIGRATION_LOCK: i64 = 0x0F1E_F10E;
 /// Version `i + 1` is `MIGRATIONS[i]`. Never edit one that has shipped:
 /// add the next.
 const MIGRATIONS: &[&str] = &[r#"
+-- Text keys compare as bytes ("C"): pages and walks come out in the order
+-- the redb store gives, whatever the database's default collation.
 CREATE TABLE users (
-    id text PRIMARY KEY,
+    id text COLLATE "C" PRIMARY KEY,
     data jsonb NOT NULL
 );
 CREATE TABLE api_keys (
     hash bytea PRIMARY KEY,
-    user_id text NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
     data jsonb NOT NULL
 );
 -- The wallet as the ledger leaves it (balance, holds, budget windows):
 -- every change is written only where `version` is still the one it was
 -- computed from, so no two nodes can both spend the same money.
 CREATE TABLE wallets (
-    user_id text PRIMARY KEY,
+    user_id text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
     state jsonb NOT NULL
 );
 CREATE TABLE budgets (
-    user_id text PRIMARY KEY,
+    user_id text COLLATE "C" PRIMARY KEY,
     data jsonb NOT NULL
 );
 CREATE TABLE providers (
-    name text PRIMARY KEY,
+    name text COLLATE "C" PRIMARY KEY,
     config jsonb NOT NULL
 );
 -- Append-only, one row per entry.
 CREATE TABLE ledger (
-    user_id text NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
     seq bigint NOT NULL,
     entry jsonb NOT NULL,
     PRIMARY KEY (user_id, seq)
@@ -55,16 +57,16 @@ CREATE TABLE ledger (
 -- Holds open now, with the node that opened them: a dead node's are
 -- released by another (nodes below).
 CREATE TABLE holds (
-    user_id text NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
     hold_id bigint NOT NULL,
-    node_id text NOT NULL,
+    node_id text COLLATE "C" NOT NULL,
     data jsonb NOT NULL,
     PRIMARY KEY (user_id, hold_id)
 );
 CREATE INDEX holds_by_node ON holds (node_id);
 CREATE TABLE requests (
-    id text PRIMARY KEY,
-    user_id text NOT NULL,
+    id text COLLATE "C" PRIMARY KEY,
+    user_id text COLLATE "C" NOT NULL,
     created_at bigint NOT NULL,
     record jsonb NOT NULL
 );
@@ -72,22 +74,24 @@ CREATE INDEX requests_by_user ON requests (user_id, created_at, id);
 CREATE INDEX requests_by_time ON requests (created_at, id);
 -- `record` NULL: claimed by `node_id` and running; set: the first answer.
 CREATE TABLE idempotency (
-    user_id text NOT NULL,
-    key text NOT NULL,
+    user_id text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
     answered_at bigint NOT NULL,
-    node_id text,
+    node_id text COLLATE "C",
     record jsonb,
     PRIMARY KEY (user_id, key)
 );
-CREATE INDEX idempotency_by_time ON idempotency (answered_at);
+-- The purge reads answered records oldest first.
+CREATE INDEX idempotency_by_time ON idempotency (answered_at, user_id, key)
+    WHERE record IS NOT NULL;
 -- Sums of finished requests per scope (a user id, or '' for everyone),
 -- bucket width (0 minute, 1 hour, 2 day), bucket start and provider;
 -- added to by upsert, so nodes never overwrite each other's sums.
 CREATE TABLE rollups (
-    scope text NOT NULL,
+    scope text COLLATE "C" NOT NULL,
     width smallint NOT NULL,
     start bigint NOT NULL,
-    provider text NOT NULL,
+    provider text COLLATE "C" NOT NULL,
     count bigint NOT NULL,
     successes bigint NOT NULL,
     cost bigint NOT NULL,
@@ -100,8 +104,8 @@ CREATE TABLE rollups (
 );
 -- Every node that ran, and when it last renewed its lease.
 CREATE TABLE nodes (
-    id text PRIMARY KEY,
-    version text NOT NULL,
+    id text COLLATE "C" PRIMARY KEY,
+    version text COLLATE "C" NOT NULL,
     started_at bigint NOT NULL,
     heartbeat_at bigint NOT NULL
 );
