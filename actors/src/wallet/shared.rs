@@ -18,7 +18,6 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
 use oneflow::Credits;
@@ -44,8 +43,6 @@ struct Inner {
     settings: WalletSettings,
     /// Changes waiting for the writer; bounded (a full queue is 503).
     queue: mpsc::Sender<(String, Change)>,
-    /// Holds each user has open through this node.
-    in_flight: DashMap<String, usize>,
     /// (user, hold id) of every hold a request of this node waits on: the
     /// sweep leaves those alone however old they are.
     open: Mutex<HashSet<(String, u64)>>,
@@ -111,7 +108,6 @@ impl SharedWallets {
                 store: store.clone(),
                 settings,
                 queue: tx,
-                in_flight: DashMap::new(),
                 open: Mutex::new(HashSet::new()),
                 lease,
                 stop: Mutex::new(Some(stop)),
@@ -143,10 +139,10 @@ impl SharedWallets {
         }
     }
 
-    /// Users with holds open through this node (a shared node keeps no
-    /// wallet in memory).
+    /// Holds open through this node (a shared node keeps no wallet in
+    /// memory).
     pub fn alive(&self) -> usize {
-        self.inner.in_flight.len()
+        self.inner.open.lock().map_or(0, |o| o.len())
     }
 
     fn lease_ms(&self) -> i64 {
@@ -364,12 +360,14 @@ impl SharedWallets {
             }
         }
         let key = m.idem.as_ref().map(|k| k.key.clone());
-        if !self.count_in(user_id) {
-            self.unclaim(user_id, key.as_deref()).await;
-            return Err(WalletError::TooManyInFlight);
-        }
+        let max = self.inner.settings.max_in_flight;
         let result = self
             .change(user_id, false, move |w| {
+                // Every node's holds are in the row: the bound is the
+                // user's, whichever nodes their requests went to.
+                if w.holds.len() >= max {
+                    return Err(WalletError::TooManyInFlight);
+                }
                 let (hold, entry) = w.hold(&m.request_id, &m.provider, m.amount, m.now)?;
                 let id = hold.id;
                 let open = OpenHold {
@@ -392,30 +390,10 @@ impl SharedWallets {
                 Ok(Reserved::Held { hold_id })
             }
             Err(e) => {
-                self.count_out(user_id);
                 self.unclaim(user_id, key.as_deref()).await;
                 Err(e)
             }
         }
-    }
-
-    /// Counts a hold in for the user, unless they are at
-    /// `wallets.max_in_flight` on this node.
-    fn count_in(&self, user_id: &str) -> bool {
-        let max = self.inner.settings.max_in_flight;
-        let mut n = self.inner.in_flight.entry(user_id.to_string()).or_insert(0);
-        if *n >= max {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn count_out(&self, user_id: &str) {
-        self.inner.in_flight.remove_if_mut(user_id, |_, n| {
-            *n = n.saturating_sub(1);
-            *n == 0
-        });
     }
 
     pub async fn finish(&self, user_id: &str, m: Finish) -> Result<Finished, WalletError> {
@@ -468,7 +446,6 @@ impl SharedWallets {
             })
             .await;
         // However it went, this request waits on the hold no more.
-        self.count_out(user_id);
         self.set_open(user_id, hold_id, false);
         if !keep || result.is_err() {
             self.unclaim(user_id, key.as_deref()).await;
@@ -560,7 +537,7 @@ impl SharedWallets {
     /// Read from the row, not the copy: another node may have changed it.
     pub async fn view(&self, user_id: &str, now: Millis) -> Result<WalletView, WalletError> {
         match self.inner.store.load_wallet(user_id).await {
-            Ok(Some((_, w))) => Ok(view_of(&w, now)),
+            Ok(Some(w)) => Ok(view_of(&w, now)),
             Ok(None) => Err(WalletError::UnknownUser),
             Err(e) => Err(store_err(e)),
         }

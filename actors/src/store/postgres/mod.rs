@@ -25,13 +25,15 @@ mod wallets;
 pub use nodes::Orphan;
 pub use pool::{Conn, Pg, PgSettings, pg_err};
 pub use schema::{PG_SCHEMA_VERSION, migrate};
-pub use wallets::{Answer, Change, Claim, Versioned};
+pub use wallets::{Answer, Change, Claim};
 
 /// The PostgreSQL store of one node.
 pub struct PgStore {
     pub(crate) pg: Pg,
     /// Written into every hold this node opens (see `holds` in schema.rs).
     pub(crate) node_id: String,
+    /// Users this node knows have a wallet row (`wallets.rs`).
+    pub(crate) wallet_rows: dashmap::DashSet<String>,
 }
 
 impl PgStore {
@@ -46,6 +48,7 @@ impl PgStore {
         Ok(Arc::new(PgStore {
             pg,
             node_id: node_id.to_string(),
+            wallet_rows: dashmap::DashSet::new(),
         }))
     }
 

@@ -10,16 +10,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tokio_postgres::GenericClient;
 use tokio_postgres::types::Json;
 
-use oneflow::ledger::Wallet;
+use oneflow::budget::BudgetConfig;
+use oneflow::ledger::{Hold, Wallet};
 use oneflow::time::Millis;
 
 use super::{PgStore, pg_err};
-use crate::store::{IdempotencyRecord, StoreError, WriteOp};
+use crate::store::{IdempotencyRecord, OpenHold, StoreError, WriteOp};
 
-/// A wallet as stored, with its version.
-pub type Versioned = (i64, Wallet);
+/// Users whose wallet row a node remembers having seen, at most; past it
+/// the memory starts again (the cost is one statement per batch).
+const WALLET_ROWS_KEPT: usize = 100_000;
 
 /// Told whether the batch a change was in committed.
 pub type Answer = Box<dyn FnOnce(Result<(), Arc<StoreError>>) + Send>;
@@ -45,44 +48,67 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-impl PgStore {
-    /// The user's wallet and its version, made (empty, with the user's
-    /// budget) on first use; `None` if there is no such user.
-    pub async fn load_wallet(&self, user_id: &str) -> Result<Option<Versioned>, StoreError> {
-        let c = self.pg.get().await?;
-        let select = "SELECT version, state FROM wallets WHERE user_id = $1";
-        if let Some(row) = c.query_opt(select, &[&user_id]).await.map_err(pg_err)? {
-            let Json(w): Json<Wallet> = row.try_get(1).map_err(corrupt)?;
-            return Ok(Some((row.get(0), w)));
-        }
-        let user = c
-            .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
-            .await
-            .map_err(pg_err)?;
-        if user.is_none() {
-            return Ok(None);
-        }
-        let mut w = Wallet::new(user_id.to_string());
-        let budget = c
-            .query_opt("SELECT data FROM budgets WHERE user_id = $1", &[&user_id])
-            .await
-            .map_err(pg_err)?;
-        if let Some(row) = budget {
-            let Json(b) = row.try_get(0).map_err(corrupt)?;
-            w.budget = b;
-        }
-        // Another node may make it at the same moment: the first one wins
-        // and both read the same row back.
-        c.execute(
-            "INSERT INTO wallets (user_id, version, state) VALUES ($1, 0, $2)
-             ON CONFLICT (user_id) DO NOTHING",
-            &[&user_id, &Json(&w)],
-        )
+/// Puts each user's open holds and budget into their wallet: the wallet's
+/// row keeps neither (as the redb snapshot does not), the `holds` and
+/// `budgets` tables do.
+async fn attach(
+    c: &impl GenericClient,
+    users: &[String],
+    wallets: &mut HashMap<String, &mut Wallet>,
+) -> Result<(), StoreError> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
+    let holds = c.query(
+        "SELECT user_id, data FROM holds WHERE user_id = ANY($1)",
+        &params,
+    );
+    let budgets = c.query(
+        "SELECT user_id, data FROM budgets WHERE user_id = ANY($1)",
+        &params,
+    );
+    let (holds, budgets) = futures_util::future::try_join(holds, budgets)
         .await
         .map_err(pg_err)?;
-        let row = c.query_one(select, &[&user_id]).await.map_err(pg_err)?;
-        let Json(w): Json<Wallet> = row.try_get(1).map_err(corrupt)?;
-        Ok(Some((row.get(0), w)))
+    for row in holds {
+        let Json(open): Json<OpenHold> = row.try_get(1).map_err(corrupt)?;
+        if let Some(w) = wallets.get_mut(row.get::<_, &str>(0)) {
+            w.holds.insert(open.hold.id, open.hold);
+        }
+    }
+    for row in budgets {
+        let Json(b): Json<BudgetConfig> = row.try_get(1).map_err(corrupt)?;
+        if let Some(w) = wallets.get_mut(row.get::<_, &str>(0)) {
+            w.budget = b;
+        }
+    }
+    Ok(())
+}
+
+impl PgStore {
+    /// The user's wallet as it is now, with its open holds and budget;
+    /// `None` if there is no such user (or they never had money moved).
+    pub async fn load_wallet(&self, user_id: &str) -> Result<Option<Wallet>, StoreError> {
+        let c = self.pg.get().await?;
+        let users = [user_id.to_string()];
+        let row = c
+            .query_opt("SELECT state FROM wallets WHERE user_id = $1", &[&user_id])
+            .await
+            .map_err(pg_err)?;
+        let mut w = match row {
+            Some(row) => row.try_get::<_, Json<Wallet>>(0).map_err(corrupt)?.0,
+            None => {
+                let user = c
+                    .query_opt("SELECT 1 FROM users WHERE id = $1", &[&user_id])
+                    .await
+                    .map_err(pg_err)?;
+                if user.is_none() {
+                    return Ok(None);
+                }
+                Wallet::new(user_id)
+            }
+        };
+        let mut one = HashMap::from([(user_id.to_string(), &mut w)]);
+        attach(&*c, &users, &mut one).await?;
+        Ok(Some(w))
     }
 
     /// Applies a batch of wallet changes in one transaction: locks every
@@ -156,6 +182,21 @@ impl PgStore {
                 Err(e) => return Err(fail(answers, pending, corrupt(e))),
             }
         }
+        // Read under the wallets' locks: every node changes a user's holds
+        // and budget only while holding that user's wallet row.
+        let mut refs: HashMap<String, &mut Wallet> = wallets
+            .iter_mut()
+            .map(|(u, (w, _))| (u.clone(), w))
+            .collect();
+        if let Err(e) = attach(&txn, users, &mut refs).await {
+            return Err(fail(answers, pending, e));
+        }
+        drop(refs);
+        let before: HashMap<(String, u64), Hold> = wallets
+            .values()
+            .flat_map(|(w, _)| w.holds.values())
+            .map(|h| ((h.user_id.clone(), h.id), h.clone()))
+            .collect();
         let mut ops = Vec::new();
         for (user, change) in pending.by_ref() {
             let slot = wallets.get_mut(&user);
@@ -175,6 +216,17 @@ impl PgStore {
             .filter(|(_, (_, changed))| *changed)
             .map(|(u, (w, _))| (u.as_str(), Json(w)))
             .unzip();
+        // A hold moved to another provider (a fallback) keeps its row.
+        let moved: Vec<(String, i64, Json<&Hold>)> = wallets
+            .values()
+            .flat_map(|(w, _)| w.holds.values())
+            .filter(|h| {
+                before
+                    .get(&(h.user_id.clone(), h.id))
+                    .is_some_and(|old| old != *h)
+            })
+            .map(|h| (h.user_id.clone(), h.id as i64, Json(h)))
+            .collect();
         let write = async {
             if !ids.is_empty() {
                 txn.execute(
@@ -182,6 +234,15 @@ impl PgStore {
                      FROM unnest($1::text[], $2::jsonb[]) AS v(user_id, state)
                      WHERE wallets.user_id = v.user_id",
                     &[&ids, &states],
+                )
+                .await
+                .map_err(pg_err)?;
+            }
+            for (user, id, hold) in &moved {
+                txn.execute(
+                    "UPDATE holds SET data = jsonb_set(data, '{hold}', $3)
+                     WHERE user_id = $1 AND hold_id = $2",
+                    &[user, id, hold],
                 )
                 .await
                 .map_err(pg_err)?;
@@ -194,7 +255,7 @@ impl PgStore {
         if let Err(e) = write.await {
             return Err((answers, e));
         }
-        drop((ids, states));
+        drop((ids, states, moved));
         match txn.commit().await {
             Ok(()) => Ok(answers),
             Err(e) => Err((answers, pg_err(e))),
@@ -202,21 +263,33 @@ impl PgStore {
     }
 
     /// Makes the wallet rows of users who have none yet (users with no
-    /// row in `users` get none: their changes find no wallet).
+    /// row in `users` get none: their changes find no wallet). Another
+    /// node may make one at the same moment: the first one wins. Users
+    /// this node saw a row for are not asked about again.
     async fn make_missing(&self, users: &[String]) -> Result<(), StoreError> {
+        let new: Vec<&String> = users
+            .iter()
+            .filter(|u| !self.wallet_rows.contains(u.as_str()))
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let states: Vec<Json<Wallet>> = new.iter().map(|u| Json(Wallet::new(u.as_str()))).collect();
         let c = self.pg.get().await?;
-        let rows = c
-            .query(
-                "SELECT u.id FROM users u WHERE u.id = ANY($1)
-                 AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.user_id = u.id)",
-                &[&users],
-            )
-            .await
-            .map_err(pg_err)?;
-        drop(c);
-        for row in rows {
-            let id: String = row.get(0);
-            self.load_wallet(&id).await?;
+        c.execute(
+            "INSERT INTO wallets (user_id, version, state)
+             SELECT v.user_id, 0, v.state FROM unnest($1::text[], $2::jsonb[]) AS v(user_id, state)
+             WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
+             ON CONFLICT (user_id) DO NOTHING",
+            &[&new, &states],
+        )
+        .await
+        .map_err(pg_err)?;
+        if self.wallet_rows.len() > WALLET_ROWS_KEPT {
+            self.wallet_rows.clear();
+        }
+        for u in new {
+            self.wallet_rows.insert(u.clone());
         }
         Ok(())
     }
