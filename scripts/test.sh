@@ -45,6 +45,7 @@ need /usr/bin/chromium chromium
 need /usr/bin/chromedriver chromium-driver
 need promtool prometheus
 need script bsdutils
+need psql postgresql-client
 if [ "${#packages[@]}" -gt 0 ]; then
   cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -78,6 +79,15 @@ if ! cmp -s "$requirements" "$venv/requirements.txt" || [ ! -x "$venv/bin/python
   cp "$requirements" "$venv/requirements.txt"
 fi
 export ONEFLOW_PYTHON="${ONEFLOW_PYTHON:-$venv/bin/python}"
+
+# --- PostgreSQL --------------------------------------------------------------
+# The PostgreSQL store's tests (actors/src/store/postgres/tests.rs) need a
+# running server; each works in a schema of its own and drops it. They
+# never skip, so say here, before the long build, when there is none.
+export ONEFLOW_TEST_PG_URL="${ONEFLOW_TEST_PG_URL:-postgres://root@127.0.0.1/test}"
+if ! psql "$ONEFLOW_TEST_PG_URL" -Atqc 'select 1' >/dev/null 2>&1; then
+  fail "the PostgreSQL store's tests need a server at $ONEFLOW_TEST_PG_URL that lets this user create schemas (set ONEFLOW_TEST_PG_URL to another)"
+fi
 
 [ "$setup_only" -eq 1 ] && exit 0
 

@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod storage_cli;
 pub mod throttle;
 
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use oneflow_web::cli;
 use oneflow_web::settings::{self, Overrides};
+use oneflow_web::storage_cli::{self, Direction};
 
 /// See the workspace Cargo.toml: glibc's malloc was a tenth of the CPU.
 #[global_allocator]
@@ -35,6 +36,33 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Bring the PostgreSQL schema up to date (needs storage.backend =
+    /// "postgres"); prints the versions applied.
+    Migrate {
+        /// A TOML config file (default: ./oneflow.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy the redb file <data-dir>/oneflow.redb into the configured,
+    /// empty PostgreSQL (storage.url, storage.schema), then check the copy.
+    ExportStore {
+        /// Directory of the redb file (overrides config).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// A TOML config file (default: ./oneflow.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Copy the configured PostgreSQL into a new redb file
+    /// <data-dir>/oneflow.redb (made, or empty), then check the copy.
+    ImportStore {
+        /// Directory of the redb file (overrides config).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// A TOML config file (default: ./oneflow.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Client commands: talk to a running broker over HTTP.
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -48,6 +76,13 @@ fn main() -> std::process::ExitCode {
             data_dir,
             config,
         } => serve(config, Overrides { bind, data_dir }),
+        Command::Migrate { config } => storage_cli::run_migrate(config),
+        Command::ExportStore { data_dir, config } => {
+            storage_cli::run_transfer(config, data_dir, Direction::Export)
+        }
+        Command::ImportStore { data_dir, config } => {
+            storage_cli::run_transfer(config, data_dir, Direction::Import)
+        }
         Command::Client(cmd) => cli::run(&cli.conn, cmd),
     }
 }

@@ -158,7 +158,7 @@ pub(super) async fn apply_batch(
         let ids: Vec<&str> = b.users.keys().map(String::as_str).collect();
         let data: Vec<Json<&User>> = b.users.values().map(Json).collect();
         steps.push(run(
-            "INSERT INTO users (id, data) SELECT * FROM unnest($1::text[], $2::jsonb[])
+            "INSERT INTO users (id, data) SELECT * FROM unnest($1::text[], $2::json[])
              ON CONFLICT (id) DO UPDATE SET data = excluded.data",
             vec![param(ids), param(data)],
         ));
@@ -179,7 +179,7 @@ pub(super) async fn apply_batch(
     if !put_hashes.is_empty() {
         steps.push(run(
             "INSERT INTO api_keys (hash, user_id, data)
-             SELECT * FROM unnest($1::bytea[], $2::text[], $3::jsonb[])
+             SELECT * FROM unnest($1::bytea[], $2::text[], $3::json[])
              ON CONFLICT (hash) DO UPDATE SET user_id = excluded.user_id, data = excluded.data",
             vec![param(put_hashes), param(put_users), param(put_keys)],
         ));
@@ -204,7 +204,7 @@ pub(super) async fn apply_batch(
         // write only over the version they read.
         steps.push(run(
             "INSERT INTO wallets (user_id, version, state)
-             SELECT u, 1, s::jsonb FROM unnest($1::text[], $2::text[]) AS t(u, s)
+             SELECT u, 1, s::json FROM unnest($1::text[], $2::text[]) AS t(u, s)
              ON CONFLICT (user_id) DO UPDATE
              SET version = wallets.version + 1, state = excluded.state",
             vec![param(users), param(states)],
@@ -215,7 +215,7 @@ pub(super) async fn apply_batch(
         let users: Vec<&str> = b.budgets.keys().map(String::as_str).collect();
         let data: Vec<Json<&BudgetConfig>> = b.budgets.values().map(Json).collect();
         steps.push(run(
-            "INSERT INTO budgets (user_id, data) SELECT * FROM unnest($1::text[], $2::jsonb[])
+            "INSERT INTO budgets (user_id, data) SELECT * FROM unnest($1::text[], $2::json[])
              ON CONFLICT (user_id) DO UPDATE SET data = excluded.data",
             vec![param(users), param(data)],
         ));
@@ -225,7 +225,7 @@ pub(super) async fn apply_batch(
         let names: Vec<&str> = b.providers.keys().map(String::as_str).collect();
         let data: Vec<Json<&serde_json::Value>> = b.providers.values().map(Json).collect();
         steps.push(run(
-            "INSERT INTO providers (name, config) SELECT * FROM unnest($1::text[], $2::jsonb[])
+            "INSERT INTO providers (name, config) SELECT * FROM unnest($1::text[], $2::json[])
              ON CONFLICT (name) DO UPDATE SET config = excluded.config",
             vec![param(names), param(data)],
         ));
@@ -239,7 +239,7 @@ pub(super) async fn apply_batch(
         // the whole batch fails rather than overwrite history.
         steps.push(run(
             "INSERT INTO ledger (user_id, seq, entry)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::jsonb[])",
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::json[])",
             vec![param(users), param(seqs), param(data)],
         ));
     }
@@ -257,7 +257,7 @@ pub(super) async fn apply_batch(
         let (ids, data): (Vec<i64>, Vec<Json<&OpenHold>>) = rest.into_iter().unzip();
         steps.push(run(
             "INSERT INTO holds (user_id, hold_id, node_id, data)
-             SELECT u, i, $3, d FROM unnest($1::text[], $2::int8[], $4::jsonb[]) AS t(u, i, d)
+             SELECT u, i, $3, d FROM unnest($1::text[], $2::int8[], $4::json[]) AS t(u, i, d)
              ON CONFLICT (user_id, hold_id) DO UPDATE
              SET node_id = excluded.node_id, data = excluded.data",
             vec![param(users), param(ids), param(node_id), param(data)],
@@ -283,7 +283,7 @@ pub(super) async fn apply_batch(
         let data: Vec<Json<&RequestRecord>> = b.requests.values().map(|r| Json(&**r)).collect();
         steps.push(run(
             "INSERT INTO requests (id, user_id, created_at, record)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::jsonb[])
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::json[])
              ON CONFLICT (id) DO UPDATE SET user_id = excluded.user_id,
                  created_at = excluded.created_at, record = excluded.record",
             vec![param(ids), param(users), param(times), param(data)],
@@ -380,7 +380,7 @@ async fn idempotency(txn: &Transaction<'_>, steps: &[Idem]) -> Result<(), StoreE
                 txn.execute(
                     "INSERT INTO idempotency (user_id, key, answered_at, node_id, record)
                      SELECT u, k, a, NULL, r
-                     FROM unnest($1::text[], $2::text[], $3::int8[], $4::jsonb[]) AS t(u, k, a, r)
+                     FROM unnest($1::text[], $2::text[], $3::int8[], $4::json[]) AS t(u, k, a, r)
                      ON CONFLICT (user_id, key) DO UPDATE SET answered_at = excluded.answered_at,
                          node_id = NULL, record = excluded.record",
                     &[&users, &keys, &at, &data],

@@ -2,8 +2,11 @@
 //! `oneflow migrate` and at every start, each version once, under an
 //! advisory lock so that nodes starting together do not race.
 //!
-//! Rows keep the same JSON the redb store keeps (`jsonb`), with the columns
-//! queries select or order by beside it. Amounts are micro-credits
+//! Rows keep the same JSON the redb store keeps, with the columns queries
+//! select or order by beside it. The JSON columns are `json`, not `jsonb`:
+//! `jsonb` refuses a string holding U+0000, which any prompt or answer may
+//! hold, and one such request would fail its whole batch; nothing queries
+//! inside the JSON, and `json` keeps it byte for byte. Amounts are micro-credits
 //! (`bigint`), times milliseconds since the Unix epoch (`bigint`).
 
 use tokio_postgres::Client;
@@ -24,12 +27,12 @@ const MIGRATIONS: &[&str] = &[r#"
 -- the redb store gives, whatever the database's default collation.
 CREATE TABLE users (
     id text COLLATE "C" PRIMARY KEY,
-    data jsonb NOT NULL
+    data json NOT NULL
 );
 CREATE TABLE api_keys (
     hash bytea PRIMARY KEY,
     user_id text COLLATE "C" NOT NULL,
-    data jsonb NOT NULL
+    data json NOT NULL
 );
 -- The wallet as the ledger leaves it (balance, holds, budget windows):
 -- every change is written only where `version` is still the one it was
@@ -37,21 +40,21 @@ CREATE TABLE api_keys (
 CREATE TABLE wallets (
     user_id text COLLATE "C" PRIMARY KEY,
     version bigint NOT NULL,
-    state jsonb NOT NULL
+    state json NOT NULL
 );
 CREATE TABLE budgets (
     user_id text COLLATE "C" PRIMARY KEY,
-    data jsonb NOT NULL
+    data json NOT NULL
 );
 CREATE TABLE providers (
     name text COLLATE "C" PRIMARY KEY,
-    config jsonb NOT NULL
+    config json NOT NULL
 );
 -- Append-only, one row per entry.
 CREATE TABLE ledger (
     user_id text COLLATE "C" NOT NULL,
     seq bigint NOT NULL,
-    entry jsonb NOT NULL,
+    entry json NOT NULL,
     PRIMARY KEY (user_id, seq)
 );
 -- Holds open now, with the node that opened them: a dead node's are
@@ -60,7 +63,7 @@ CREATE TABLE holds (
     user_id text COLLATE "C" NOT NULL,
     hold_id bigint NOT NULL,
     node_id text COLLATE "C" NOT NULL,
-    data jsonb NOT NULL,
+    data json NOT NULL,
     PRIMARY KEY (user_id, hold_id)
 );
 CREATE INDEX holds_by_node ON holds (node_id);
@@ -68,7 +71,7 @@ CREATE TABLE requests (
     id text COLLATE "C" PRIMARY KEY,
     user_id text COLLATE "C" NOT NULL,
     created_at bigint NOT NULL,
-    record jsonb NOT NULL
+    record json NOT NULL
 );
 CREATE INDEX requests_by_user ON requests (user_id, created_at, id);
 CREATE INDEX requests_by_time ON requests (created_at, id);
@@ -78,7 +81,7 @@ CREATE TABLE idempotency (
     key text COLLATE "C" NOT NULL,
     answered_at bigint NOT NULL,
     node_id text COLLATE "C",
-    record jsonb,
+    record json,
     PRIMARY KEY (user_id, key)
 );
 -- The purge reads answered records oldest first.

@@ -183,7 +183,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let user = param(user_id.to_string());
-        // A cursor past the largest time we can store is before nothing.
+        // A cursor past the largest time we store is after every request.
         let rows = match before.filter(|c| i64::try_from(c.created_at).is_ok()) {
             Some(c) => self.rows(
                 "SELECT record FROM requests WHERE user_id = $1 AND (created_at, id) < ($2, $3)
