@@ -14,7 +14,7 @@ use tokio_postgres::GenericClient;
 use tokio_postgres::types::Json;
 
 use oneflow::budget::BudgetConfig;
-use oneflow::ledger::{Hold, Wallet};
+use oneflow::ledger::Wallet;
 use oneflow::time::Millis;
 
 use super::{PgStore, pg_err};
@@ -55,7 +55,7 @@ async fn attach(
     c: &impl GenericClient,
     users: &[String],
     wallets: &mut HashMap<String, &mut Wallet>,
-) -> Result<(), StoreError> {
+) -> Result<HashMap<(String, u64), OpenHold>, StoreError> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&users];
     let holds = c.query(
         "SELECT user_id, data FROM holds WHERE user_id = ANY($1)",
@@ -68,11 +68,13 @@ async fn attach(
     let (holds, budgets) = futures_util::future::try_join(holds, budgets)
         .await
         .map_err(pg_err)?;
+    let mut open_holds = HashMap::with_capacity(holds.len());
     for row in holds {
         let Json(open): Json<OpenHold> = row.try_get(1).map_err(corrupt)?;
         if let Some(w) = wallets.get_mut(row.get::<_, &str>(0)) {
-            w.holds.insert(open.hold.id, open.hold);
+            w.holds.insert(open.hold.id, open.hold.clone());
         }
+        open_holds.insert((open.hold.user_id.clone(), open.hold.id), open);
     }
     for row in budgets {
         let Json(b): Json<BudgetConfig> = row.try_get(1).map_err(corrupt)?;
@@ -80,7 +82,7 @@ async fn attach(
             w.budget = b;
         }
     }
-    Ok(())
+    Ok(open_holds)
 }
 
 impl PgStore {
@@ -188,15 +190,11 @@ impl PgStore {
             .iter_mut()
             .map(|(u, (w, _))| (u.clone(), w))
             .collect();
-        if let Err(e) = attach(&txn, users, &mut refs).await {
-            return Err(fail(answers, pending, e));
-        }
+        let before = match attach(&txn, users, &mut refs).await {
+            Ok(b) => b,
+            Err(e) => return Err(fail(answers, pending, e)),
+        };
         drop(refs);
-        let before: HashMap<(String, u64), Hold> = wallets
-            .values()
-            .flat_map(|(w, _)| w.holds.values())
-            .map(|h| ((h.user_id.clone(), h.id), h.clone()))
-            .collect();
         let mut ops = Vec::new();
         for (user, change) in pending.by_ref() {
             let slot = wallets.get_mut(&user);
@@ -216,22 +214,25 @@ impl PgStore {
             .filter(|(_, (_, changed))| *changed)
             .map(|(u, (w, _))| (u.as_str(), Json(w)))
             .unzip();
-        // A hold moved to another provider (a fallback) keeps its row.
-        let moved: Vec<(String, i64, Json<&Hold>)> = wallets
+        // A hold moved to another provider (a fallback) keeps its row, with
+        // the hold as it now is.
+        let moved: Vec<(String, i64, Json<OpenHold>)> = wallets
             .values()
             .flat_map(|(w, _)| w.holds.values())
-            .filter(|h| {
-                before
-                    .get(&(h.user_id.clone(), h.id))
-                    .is_some_and(|old| old != *h)
+            .filter_map(|h| {
+                let old = before.get(&(h.user_id.clone(), h.id))?;
+                (old.hold != *h).then(|| {
+                    let mut open = old.clone();
+                    open.hold = h.clone();
+                    (h.user_id.clone(), h.id as i64, Json(open))
+                })
             })
-            .map(|h| (h.user_id.clone(), h.id as i64, Json(h)))
             .collect();
         let write = async {
             if !ids.is_empty() {
                 txn.execute(
                     "UPDATE wallets SET state = v.state, version = wallets.version + 1
-                     FROM unnest($1::text[], $2::jsonb[]) AS v(user_id, state)
+                     FROM unnest($1::text[], $2::json[]) AS v(user_id, state)
                      WHERE wallets.user_id = v.user_id",
                     &[&ids, &states],
                 )
@@ -240,8 +241,7 @@ impl PgStore {
             }
             for (user, id, hold) in &moved {
                 txn.execute(
-                    "UPDATE holds SET data = jsonb_set(data, '{hold}', $3)
-                     WHERE user_id = $1 AND hold_id = $2",
+                    "UPDATE holds SET data = $3 WHERE user_id = $1 AND hold_id = $2",
                     &[user, id, hold],
                 )
                 .await
@@ -278,7 +278,7 @@ impl PgStore {
         let c = self.pg.get().await?;
         c.execute(
             "INSERT INTO wallets (user_id, version, state)
-             SELECT v.user_id, 0, v.state FROM unnest($1::text[], $2::jsonb[]) AS v(user_id, state)
+             SELECT v.user_id, 0, v.state FROM unnest($1::text[], $2::json[]) AS v(user_id, state)
              WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id)
              ON CONFLICT (user_id) DO NOTHING",
             &[&new, &states],
