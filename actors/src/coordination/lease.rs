@@ -70,13 +70,6 @@ impl Lease {
     }
 }
 
-impl Drop for Lease {
-    fn drop(&mut self) {
-        // Dropping `stop` is the signal; nothing to do here but let it go.
-        self.stop.take();
-    }
-}
-
 impl Coordinator {
     /// A slot among `max` for `provider` across every node, or `None` if
     /// all are taken.
