@@ -19,6 +19,7 @@ use oneflow::records::RequestRecord;
 use oneflow::request::AiRequest;
 use oneflow::routing::Strategy;
 
+use crate::coordination::Coordinator;
 use crate::error::BrokerError;
 use crate::ids::now_ms;
 use crate::metrics;
@@ -43,7 +44,10 @@ use crate::wallet::{
 /// Opens the configured store: the redb file under `server.data_dir`, or
 /// the PostgreSQL database (then also returned as such, for the shared
 /// wallets and the node registry).
-fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Option<Arc<PgStore>>), BrokerError> {
+/// The store, and the same store as PostgreSQL when it is that.
+type Opened = (Arc<dyn Store>, Option<Arc<PgStore>>);
+
+fn open_store(config: &Config, node: &str) -> Result<Opened, BrokerError> {
     match config.storage.backend {
         StorageBackend::Redb => {
             let dir = Path::new(&config.server.data_dir);
@@ -58,12 +62,35 @@ fn open_store(config: &Config) -> Result<(Arc<dyn Store>, Option<Arc<PgStore>>),
         }
         StorageBackend::Postgres => {
             let settings = pg_settings(config)?;
-            let node = config.storage.node_id.clone().unwrap_or_else(new_node_id);
-            let pg = PgStore::open(&settings, &node)?;
+            let pg = PgStore::open(&settings, node)?;
             eprintln!("oneflow: node {node} on a shared PostgreSQL store");
             Ok((pg.clone(), Some(pg)))
         }
     }
+}
+
+/// The Redis coordinator, when `coordination.redis_url` is set. A Redis
+/// that is down at start is waited for in the background (limits are the
+/// node's share meanwhile), unless `coordination.required` says this node
+/// must not run without it: then one bounded ping decides.
+fn coordinator(config: &Config, node: &str) -> Result<Option<Coordinator>, BrokerError> {
+    let c = &config.coordination;
+    let Some(url) = &c.redis_url else {
+        return Ok(None);
+    };
+    if c.required {
+        let ping = redis::Client::open(url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn));
+        if let Err(e) = ping {
+            return Err(BrokerError::Unavailable(format!(
+                "coordination.required is set and Redis does not answer: {e}"
+            )));
+        }
+    }
+    let coord =
+        Coordinator::connect(c, node).map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+    Ok(Some(coord))
 }
 
 /// The PostgreSQL connection settings of a configuration.
@@ -127,7 +154,9 @@ impl Broker {
                 "coordination.required is set but coordination.redis_url is not: this node would run with per-node limits".into(),
             ));
         }
-        let (store, shared) = open_store(&config)?;
+        let node = config.storage.node_id.clone().unwrap_or_else(new_node_id);
+        let coord = coordinator(&config, &node)?;
+        let (store, shared) = open_store(&config, &node)?;
         if shared.is_some() && config.coordination.redis_url.is_none() {
             eprintln!(
                 "oneflow: no coordination.redis_url: provider limits are this node's own, not shared with other nodes"
@@ -192,13 +221,13 @@ impl Broker {
             .map(|p| {
                 let client = if p.allow_private { &private } else { &public };
                 let adapter = crate::adapters::build(p, client);
-                ProviderHandle::start(p.clone(), adapter, config.circuit.clone())
+                ProviderHandle::start(p.clone(), adapter, config.circuit.clone(), coord.clone())
             })
             .collect();
-        let services = Services::new(config, store, persist, wallets, providers, shared);
-        let broker = Broker {
-            services: Arc::new(services),
-        };
+        let services = Services::new(config, store, persist, wallets, providers, shared, coord);
+        let services = Arc::new(services);
+        keys::forget_revoked(&services);
+        let broker = Broker { services };
         Ok((broker, new_admin_key))
     }
 

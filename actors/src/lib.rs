@@ -22,6 +22,7 @@
 
 pub mod adapters;
 pub mod broker;
+pub mod coordination;
 pub mod error;
 pub mod ids;
 pub mod metrics;

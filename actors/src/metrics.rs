@@ -25,6 +25,7 @@
 //! code from fixed sets. Users appear only with `[metrics] per_user_labels`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::metrics::{
@@ -83,6 +84,13 @@ pub const SHARED_BATCH: &str = "oneflow_shared_batch_changes";
 pub const SHARED_COMMIT: &str = "oneflow_shared_commit_duration_seconds";
 /// Such commits that failed (every change in them was answered an error).
 pub const SHARED_FAILED: &str = "oneflow_shared_commit_failures_total";
+/// 1 while this node shares its provider limits through Redis, or has no
+/// Redis configured; 0 while Redis is unreachable and the node runs on its
+/// share of each limit.
+pub const COORDINATION_UP: &str = "oneflow_coordination_up";
+/// Provider calls admitted on this node's share of the limits because
+/// Redis was unreachable, by `provider`.
+pub const COORDINATION_FALLBACKS: &str = "oneflow_coordination_fallbacks_total";
 
 /// Every series name above, for checks that the dashboard and the docs
 /// use no other.
@@ -105,6 +113,8 @@ pub const ALL: &[&str] = &[
     SHARED_BATCH,
     SHARED_COMMIT,
     SHARED_FAILED,
+    COORDINATION_UP,
+    COORDINATION_FALLBACKS,
 ];
 
 /// Label names.
@@ -236,6 +246,14 @@ fn describe() {
         "Circuit breaker state: 0 closed, 1 half-open, 2 open."
     );
     describe_histogram!(BATCH_SIZE, "Writes per persistence commit.");
+    describe_gauge!(
+        COORDINATION_UP,
+        "1 while limits are shared through Redis (or no Redis is configured), 0 while this node runs on its share."
+    );
+    describe_counter!(
+        COORDINATION_FALLBACKS,
+        "Provider calls admitted on this node's share of the limits because Redis was unreachable."
+    );
     describe_histogram!(
         SHARED_BATCH,
         "Wallet changes per commit to the shared store."
@@ -283,9 +301,15 @@ pub fn render(
         // `rate()` and the dashboard see every provider from the start.
         counter!(RATE_LIMITED, PROVIDER => name.clone()).increment(0);
         counter!(USAGE_ANOMALIES, PROVIDER => name.clone()).increment(0);
-        counter!(CREDITS_CHARGED, PROVIDER => name).increment(0);
+        counter!(CREDITS_CHARGED, PROVIDER => name.clone()).increment(0);
+        counter!(COORDINATION_FALLBACKS, PROVIDER => name).increment(0);
     }
     gauge!(HOLDS_OPEN).increment(0.0);
+    gauge!(COORDINATION_UP).set(if COORDINATED.load(Ordering::Relaxed) {
+        1.0
+    } else {
+        0.0
+    });
     counter!(IDEMPOTENCY_PURGED).increment(0);
     Some(handle.render())
 }
@@ -440,6 +464,23 @@ pub fn idempotency_purged(n: usize) {
 /// A provider's full queue turned a call away.
 pub fn rate_limited(provider: &str) {
     counter!(RATE_LIMITED, PROVIDER => provider.to_string()).increment(1);
+}
+
+/// Whether Redis answered last, as [`COORDINATION_UP`] shows it. Kept here
+/// as well as in the gauge so that a scrape shows it even when it changed
+/// before the recorder was installed. A node without Redis is "up": nothing
+/// about it is degraded.
+static COORDINATED: AtomicBool = AtomicBool::new(true);
+
+/// Redis became reachable (`true`) or unreachable (`false`).
+pub fn coordination_up(up: bool) {
+    COORDINATED.store(up, Ordering::Relaxed);
+    gauge!(COORDINATION_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// A call to `provider` was admitted on this node's share of its limits.
+pub fn coordination_fallback(provider: &str) {
+    counter!(COORDINATION_FALLBACKS, PROVIDER => provider.to_string()).increment(1);
 }
 
 /// The persistence thread committed `writes` writes in `took`.

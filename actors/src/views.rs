@@ -356,8 +356,10 @@ pub struct ClusterView {
     pub node_id: Option<String>,
     /// Every node seen on the shared store, newest first (at most 100).
     pub nodes: Vec<NodeSeen>,
-    /// `shared` (Redis coordinates the nodes' provider limits) or
-    /// `per-node` (each node keeps its own).
+    /// `shared` (Redis coordinates the nodes' provider limits), `fallback`
+    /// (Redis is configured but unreachable: each node admits its share,
+    /// the limit divided by the nodes it last saw) or `per-node` (no
+    /// Redis: each node keeps its own).
     pub limits: &'static str,
 }
 

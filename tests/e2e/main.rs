@@ -35,6 +35,7 @@ mod responses;
 mod restart;
 mod schemathesis;
 mod sdk;
+mod shared_limits;
 mod storage_faults;
 mod thinking;
 mod transcriptions;

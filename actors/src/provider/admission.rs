@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use oneflow::config::ProviderConfig;
 
 use super::stats::ProviderStats;
+use crate::coordination::Coordinator;
 
 /// Pump the queue after this long: a rate limiter said "not yet" to the call at
 /// the head of the queue.
@@ -46,28 +47,70 @@ pub(super) struct Admission {
     /// A `WakeIn` is on its way or scheduled.
     pub(super) wake_pending: bool,
     pub(super) stats: Arc<ProviderStats>,
+    /// Shares the limits with the other nodes; `None`: they are this
+    /// node's alone.
+    pub(super) coord: Option<Coordinator>,
+    /// The node count the local limits are divided by: 1 unless Redis is
+    /// unreachable, when this node keeps to its share of each limit.
+    share: u32,
 }
 
 impl Admission {
-    pub(super) fn new(cfg: ProviderConfig, stats: Arc<ProviderStats>) -> Admission {
-        let limiter = NonZeroU32::new(cfg.limits.requests_per_second).map(|rps| {
-            let burst = NonZeroU32::new(cfg.limits.burst).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
-        });
-        let per_minute = NonZeroU32::new(cfg.limits.requests_per_minute)
-            .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
-        let tokens = NonZeroU32::new(cfg.limits.tokens_per_minute)
-            .map(|tpm| RateLimiter::direct(Quota::per_minute(tpm)));
-        Admission {
+    pub(super) fn new(
+        cfg: ProviderConfig,
+        stats: Arc<ProviderStats>,
+        coord: Option<Coordinator>,
+    ) -> Admission {
+        let mut a = Admission {
             cfg,
-            limiter,
-            per_minute,
-            tokens,
+            limiter: None,
+            per_minute: None,
+            tokens: None,
             queue: VecDeque::new(),
             in_flight: 0,
             wake_pending: false,
             stats,
+            coord,
+            share: 1,
+        };
+        a.build_limiters();
+        a
+    }
+
+    /// (Re)builds the local limiters for the current share. A rebuilt
+    /// limiter starts full: a switch lets at most one extra burst through.
+    fn build_limiters(&mut self) {
+        let l = &self.cfg.limits;
+        let share = self.share;
+        self.limiter = NonZeroU32::new(share_of(l.requests_per_second, share)).map(|rps| {
+            let burst = NonZeroU32::new(share_of(l.burst, share)).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct(Quota::per_second(rps).allow_burst(burst))
+        });
+        self.per_minute = NonZeroU32::new(share_of(l.requests_per_minute, share))
+            .map(|rpm| RateLimiter::direct(Quota::per_minute(rpm)));
+        self.tokens = NonZeroU32::new(self.tokens_per_minute())
+            .map(|tpm| RateLimiter::direct(Quota::per_minute(tpm)));
+    }
+
+    /// Whole limits while Redis shares them (or there is no Redis: this
+    /// node is all there is); the node's share while Redis is unreachable.
+    fn reshare(&mut self) {
+        let share = match &self.coord {
+            Some(c) if !c.healthy() => c.node_count(),
+            _ => 1,
+        };
+        if share != self.share {
+            self.share = share;
+            self.build_limiters();
         }
+    }
+
+    fn max_concurrency(&self) -> u32 {
+        share_of(self.cfg.limits.max_concurrency, self.share)
+    }
+
+    fn tokens_per_minute(&self) -> u32 {
+        share_of(self.cfg.limits.tokens_per_minute, self.share)
     }
 
     /// Admits queued calls, in order, while the concurrency cap and the
@@ -75,7 +118,9 @@ impl Admission {
     /// a limiter said "not yet" and no wake is scheduled yet.
     pub(super) fn pump(&mut self) -> Option<Duration> {
         let mut wake = None;
-        while self.in_flight < self.cfg.limits.max_concurrency && !self.queue.is_empty() {
+        self.reshare();
+        let tokens_per_minute = self.tokens_per_minute();
+        while self.in_flight < self.max_concurrency() && !self.queue.is_empty() {
             // A caller that gave up while queued does not spend the limits.
             while self.queue.front().is_some_and(|w| w.reply.is_closed()) {
                 self.queue.pop_front();
@@ -95,7 +140,7 @@ impl Admission {
                 };
                 let verdict = if front.passed == 0 {
                     // Tokens above a whole minute's quota are admitted alone.
-                    match NonZeroU32::new(front.tokens.min(self.cfg.limits.tokens_per_minute)) {
+                    match NonZeroU32::new(front.tokens.min(tokens_per_minute)) {
                         Some(n) => l.check_n(n).unwrap_or(Ok(())),
                         None => Ok(()),
                     }
@@ -135,6 +180,16 @@ impl Admission {
     pub(super) fn retry_after(&self) -> u64 {
         let rps = u64::from(self.cfg.limits.requests_per_second.max(1));
         (self.queue.len() as u64 / rps).clamp(1, 60)
+    }
+}
+
+/// A limit divided among `nodes`: 0 (no limit) stays 0, anything else
+/// leaves each node at least 1.
+pub(super) fn share_of(limit: u32, nodes: u32) -> u32 {
+    if limit == 0 {
+        0
+    } else {
+        (limit / nodes.max(1)).max(1)
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -12,6 +13,12 @@ use super::admission::{Admission, Waiting, WakeIn, lock};
 use super::stats::ProviderStats;
 use super::worker::{Permit, ProviderWorker, Queued};
 use super::{Adapter, CallError};
+use crate::coordination::{Admit, Coordinator, Lease, Limit};
+
+/// The longest nap between two asks of the shared limits: a wait Redis
+/// gave is slept in pieces so that a node that lost Redis meanwhile finds
+/// out and falls back to its share.
+const MAX_NAP: Duration = Duration::from_millis(500);
 
 /// A started provider: its config, adapter, worker and figures.
 #[derive(Clone)]
@@ -21,17 +28,26 @@ pub struct ProviderHandle {
     admission: Arc<Mutex<Admission>>,
     worker: Addr<ProviderWorker>,
     pub stats: Arc<ProviderStats>,
+    /// Shares the limits with the other nodes, when there are others.
+    coord: Option<Coordinator>,
 }
 
 impl ProviderHandle {
-    /// Starts the worker for `cfg` on the current arbiter.
+    /// Starts the worker for `cfg` on the current arbiter. With a
+    /// coordinator, the provider's limits are shared with the other nodes
+    /// that use it; without, they are this node's alone.
     pub fn start(
         cfg: ProviderConfig,
         adapter: Arc<dyn Adapter>,
         circuit: CircuitConfig,
+        coord: Option<Coordinator>,
     ) -> ProviderHandle {
         let stats = Arc::new(ProviderStats::new(circuit));
-        let admission = Arc::new(Mutex::new(Admission::new(cfg.clone(), stats.clone())));
+        let admission = Arc::new(Mutex::new(Admission::new(
+            cfg.clone(),
+            stats.clone(),
+            coord.clone(),
+        )));
         let worker = ProviderWorker {
             admission: admission.clone(),
         }
@@ -42,12 +58,14 @@ impl ProviderHandle {
             admission,
             worker,
             stats,
+            coord,
         }
     }
 
     /// Waits for a slot under the provider's limits, or answers at once
     /// that its queue is full. A call with room to run is admitted here,
-    /// on the caller's thread.
+    /// on the caller's thread; with a coordinator, it then waits for the
+    /// limits shared with the other nodes too.
     pub async fn acquire(&self, tokens: u32) -> Result<Permit, CallError> {
         let (rx, wake) = {
             let mut a = lock(&self.admission);
@@ -84,10 +102,80 @@ impl ProviderHandle {
             // The worker dropped the queue entry without a grant.
             return Err(CallError::Unavailable(self.config.name.clone()));
         }
-        Ok(Permit {
+        let mut permit = Permit {
             admission: self.admission.clone(),
             worker: self.worker.clone(),
-        })
+            lease: None,
+        };
+        if let Some(c) = &self.coord {
+            permit.lease = self.shared(c, tokens).await;
+        }
+        Ok(permit)
+    }
+
+    /// Passes the limits shared with the other nodes: the rates, then a
+    /// concurrency slot. The local ones were passed first, so a queue of
+    /// this node's waits here at most `max_concurrency` deep. `None` (no
+    /// slot to hold) when Redis is unreachable: then the local limits,
+    /// now at this node's share, are the ones that count.
+    async fn shared(&self, c: &Coordinator, tokens: u32) -> Option<Lease> {
+        let name = &self.config.name;
+        let l = &self.config.limits;
+        let minute = Duration::from_secs(60);
+        let limits = [
+            (
+                limit(
+                    "rps",
+                    l.requests_per_second,
+                    Duration::from_secs(1),
+                    l.burst,
+                ),
+                1,
+            ),
+            (
+                limit("rpm", l.requests_per_minute, minute, l.requests_per_minute),
+                1,
+            ),
+            (
+                limit("tpm", l.tokens_per_minute, minute, l.tokens_per_minute),
+                tokens,
+            ),
+        ];
+        loop {
+            match c.admit(name, &limits).await {
+                Ok(Admit::Go) => break,
+                Ok(Admit::RetryIn(wait)) => tokio::time::sleep(wait.min(MAX_NAP)).await,
+                Err(_) => {
+                    crate::metrics::coordination_fallback(name);
+                    return None;
+                }
+            }
+        }
+        // Slots free up when a call ends, which nothing announces: ask
+        // again soon, then less often.
+        let mut nap = Duration::from_millis(5);
+        loop {
+            match c.acquire(name, l.max_concurrency).await {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) => {
+                    tokio::time::sleep(nap).await;
+                    nap = (nap * 2).min(Duration::from_millis(100));
+                }
+                Err(_) => {
+                    crate::metrics::coordination_fallback(name);
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn limit(name: &'static str, rate: u32, period: Duration, burst: u32) -> Limit {
+    Limit {
+        name,
+        rate,
+        period,
+        burst,
     }
 }
 
@@ -109,7 +197,7 @@ mod tests {
             &cfg.name,
             cfg.simulated.clone(),
         ));
-        ProviderHandle::start(cfg, adapter, CircuitConfig::default())
+        ProviderHandle::start(cfg, adapter, CircuitConfig::default(), None)
     }
 
     /// A caller granted a slot while queued, who goes away before taking

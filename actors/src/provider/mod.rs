@@ -11,6 +11,8 @@
 
 mod admission;
 mod handle;
+#[cfg(test)]
+mod shared_tests;
 mod stats;
 mod worker;
 

@@ -6,6 +6,7 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::admission::{Admission, WakeIn, lock};
+use crate::coordination::Lease;
 
 /// The actor in front of one provider: the timer that pumps its queue when
 /// a rate limiter has room again. Calls run in the caller's task, so one
@@ -40,6 +41,9 @@ impl Handler<WakeIn> for ProviderWorker {
 pub struct Permit {
     pub(super) admission: Arc<Mutex<Admission>>,
     pub(super) worker: Addr<ProviderWorker>,
+    /// The slot in the provider's concurrency shared with the other nodes;
+    /// given back with the permit.
+    pub(super) lease: Option<Lease>,
 }
 
 impl Drop for Permit {
@@ -76,6 +80,7 @@ impl Drop for Queued<'_> {
             drop(Permit {
                 admission: self.admission.clone(),
                 worker: self.worker.clone(),
+                lease: None,
             });
         }
     }

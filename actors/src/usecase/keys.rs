@@ -8,6 +8,7 @@
 //! revocation epoch lets that lookup notice and read again.
 
 use super::{ADMIN_ID, Services, blocking};
+use crate::coordination::Notice;
 use crate::error::BrokerError;
 use crate::ids::{api_key, key_hash, key_prefix, now_ms};
 use crate::store::{ApiKeyRecord, WriteOp};
@@ -41,6 +42,31 @@ fn view(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
         prefix: r.prefix,
         created_at: r.created_at,
     }
+}
+
+/// Drops from this node's cache the keys other nodes revoke, as their
+/// notices arrive, for as long as the services live.
+pub(crate) fn forget_revoked(s: &std::sync::Arc<Services>) {
+    let Some(c) = &s.coord else { return };
+    let mut notices = c.subscribe();
+    let services = std::sync::Arc::downgrade(s);
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            let notice = match notices.recv().await {
+                Ok(n) => n,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            };
+            let Some(s) = services.upgrade() else { break };
+            if let Notice::KeyRevoked { hash_hex } = notice {
+                s.keys.retain(|h, _| {
+                    let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+                    hex != hash_hex
+                });
+            }
+        }
+    });
 }
 
 /// How long a node sharing its store trusts a key it read: a revocation
@@ -155,6 +181,14 @@ pub(crate) async fn revoke(
             .await
             .map_err(BrokerError::Store)?;
         s.keys.remove(&hash);
+    }
+    // The other nodes would see it within SHARED_KEY_TTL anyway; this makes
+    // it at once. A notice lost with Redis costs only that wait.
+    if let Some(c) = &s.coord {
+        let hash_hex = hash.iter().map(|b| format!("{b:02x}")).collect();
+        if let Err(e) = c.publish(Notice::KeyRevoked { hash_hex }).await {
+            eprintln!("oneflow: could not tell the other nodes of a revoked key: {e}");
+        }
     }
     Ok(view(&hash, record))
 }

@@ -71,6 +71,8 @@ pub(crate) struct Services {
     pub(crate) key_ttl: Option<std::time::Duration>,
     /// The shared store, when nodes share one: nodes and leases.
     pub(crate) shared: Option<Arc<crate::store::postgres::PgStore>>,
+    /// Redis, when the nodes share limits and notices through it.
+    pub(crate) coord: Option<crate::coordination::Coordinator>,
     /// Held shared by a key's store read and cache insert, and exclusively
     /// by a revocation's commit and cache removal: a read that began before
     /// the revocation cannot put the key back in the cache after it.
@@ -97,6 +99,7 @@ impl Services {
         wallets: Wallets,
         providers: Vec<ProviderHandle>,
         shared: Option<Arc<crate::store::postgres::PgStore>>,
+        coord: Option<crate::coordination::Coordinator>,
     ) -> Services {
         let key_ttl = shared.as_ref().map(|_| keys::SHARED_KEY_TTL);
         Services {
@@ -108,6 +111,7 @@ impl Services {
             keys: DashMap::new(),
             key_ttl,
             shared,
+            coord,
             key_lookups: tokio::sync::RwLock::new(()),
             key_writes: tokio::sync::Mutex::new(()),
             strategies: DashMap::new(),

@@ -40,10 +40,11 @@ pub(crate) fn providers(s: &Services) -> Vec<ProviderView> {
 
 /// The store, this node, and the nodes seen on a shared store.
 pub(crate) async fn cluster(s: &Services) -> Result<ClusterView, BrokerError> {
-    let limits = if s.config.coordination.redis_url.is_some() {
-        "shared"
-    } else {
-        "per-node"
+    let limits = match &s.coord {
+        Some(c) if c.healthy() => "shared",
+        // Configured, but Redis does not answer: each node on its share.
+        Some(_) => "fallback",
+        None => "per-node",
     };
     let Some(pg) = &s.shared else {
         return Ok(ClusterView {

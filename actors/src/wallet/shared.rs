@@ -312,7 +312,7 @@ impl SharedWallets {
             Claim::Answered(r) if r.body_hash != k.body_hash => {
                 Err(WalletError::IdempotencyMismatch)
             }
-            Claim::Answered(r) => Ok(Some(Reserved::Replay(Arc::new(r)))),
+            Claim::Answered(r) => Ok(Some(Reserved::Replay(Arc::new(*r)))),
             Claim::Running => Ok(Some(Reserved::Wait(self.wait_for(user_id, k)))),
         }
     }
@@ -334,7 +334,7 @@ impl SharedWallets {
                 tokio::time::sleep(KEY_POLL).await;
                 match store.key_state(&user, &key).await {
                     Ok(Some(Claim::Answered(r))) if r.body_hash == hash => {
-                        let _ = tx.send(Arc::new(r));
+                        let _ = tx.send(Arc::new(*r));
                         return;
                     }
                     Ok(Some(Claim::Running)) => {}

@@ -41,7 +41,7 @@ pub enum Claim {
     /// Another request holds it and has not answered yet.
     Running,
     /// Its first answer.
-    Answered(IdempotencyRecord),
+    Answered(Box<IdempotencyRecord>),
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
@@ -330,7 +330,7 @@ impl PgStore {
         let record: Option<Json<IdempotencyRecord>> = row.try_get(1).map_err(corrupt)?;
         match record {
             None => Ok(Claim::Running),
-            Some(Json(r)) if r.answered_at() >= expired_before => Ok(Claim::Answered(r)),
+            Some(Json(r)) if r.answered_at() >= expired_before => Ok(Claim::Answered(Box::new(r))),
             Some(_) => {
                 let taken = c
                     .execute(
@@ -380,7 +380,7 @@ impl PgStore {
                 .try_get::<_, Option<Json<IdempotencyRecord>>>(0)
                 .map_err(corrupt)?
             {
-                Some(Json(r)) => Some(Claim::Answered(r)),
+                Some(Json(r)) => Some(Claim::Answered(Box::new(r))),
                 None => Some(Claim::Running),
             },
         })

@@ -1,0 +1,210 @@
+//! Provider limits shared by two nodes through Redis: the machine's Redis
+//! (a key prefix per test) for the shared rate, and a Redis of the test's
+//! own, killed half way, for the fallback to each node's share.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use oneflow::config::{Config, ProviderKind};
+use oneflow::pricing::Modality;
+
+use crate::pg::PgSchema;
+use crate::providers::provider;
+use crate::support::{ADMIN_KEY, TestServer};
+use crate::upstream::{Kind, MockUpstream};
+
+const RATE: u32 = 50;
+const BURST: u32 = 10;
+
+/// A node on `pg` whose one provider is the OpenAI mock `up`, limited to
+/// `RATE` requests a second (burst `BURST`), sharing limits through
+/// `redis` under `prefix`.
+fn node(pg: &PgSchema, name: &str, up: &MockUpstream, redis: &str, prefix: &str) -> TestServer {
+    let mut p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        up,
+        &["mock-chat"],
+    );
+    p.limits.requests_per_second = RATE;
+    p.limits.burst = BURST;
+    p.limits.max_concurrency = 64;
+    p.limits.queue = 1024;
+    let (redis, prefix) = (redis.to_string(), prefix.to_string());
+    TestServer::start_with(move |c: &mut Config| {
+        pg.apply(c, name);
+        c.providers = vec![p];
+        c.coordination.redis_url = Some(redis);
+        c.coordination.prefix = prefix;
+    })
+}
+
+fn prefix() -> String {
+    let mut r = [0u8; 6];
+    getrandom::fill(&mut r).unwrap();
+    let hex: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("t{hex}:")
+}
+
+/// Clients on both nodes until `until`: each answer's status.
+async fn load(
+    a: &TestServer,
+    b: &TestServer,
+    key: &str,
+    clients: usize,
+    until: Instant,
+) -> Vec<StatusCode> {
+    let body = json!({"model": "mock-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+    let futs = (0..clients).map(|i| {
+        let node = if i % 2 == 0 { a } else { b };
+        let body = body.clone();
+        async move {
+            let mut seen = Vec::new();
+            while Instant::now() < until {
+                let (st, _) = node.post(key, "/v1/chat/completions", body.clone()).await;
+                seen.push(st);
+            }
+            seen
+        }
+    });
+    join_all(futs).await.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_send_the_upstream_no_more_than_its_one_rate() {
+    let pg = PgSchema::new();
+    let up = MockUpstream::start(Kind::OpenAi);
+    let prefix = prefix();
+    let redis = "redis://127.0.0.1:6379/";
+    let a = node(&pg, "a", &up, redis, &prefix);
+    let b = node(&pg, "b", &up, redis, &prefix);
+    let (_, key) = a.user("rl", "1000000").await;
+    // A node admits on its own until Redis first answers it (a moment
+    // after its start); the window begins once both share.
+    for node in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, v) = node.get(ADMIN_KEY, "/api/status").await;
+            if v["cluster"]["limits"] == "shared" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Redis never answered: {v}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let secs = 10;
+    let started = Instant::now();
+    let end = started + Duration::from_secs(secs);
+    // Counted at the end of the window, while the clients' last requests
+    // still wait in the queues: those are admitted after it. Whatever was
+    // admitted within it has reached the mock or is on its way (which only
+    // lowers the count).
+    let count = async {
+        tokio::time::sleep_until(end.into()).await;
+        up.request_count()
+    };
+    let (statuses, received) = tokio::join!(load(&a, &b, &key, 32, end), count);
+    assert!(
+        received <= (RATE as u64 * secs + BURST as u64) as usize,
+        "the upstream got {received} requests in {secs} s at a shared {RATE}/s (burst {BURST})"
+    );
+    assert!(
+        received > (RATE + BURST) as usize,
+        "hardly any traffic went through: {received}"
+    );
+    let served = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(served > 0);
+    let (_, v) = a.get(ADMIN_KEY, "/api/status").await;
+    assert_eq!(v["cluster"]["limits"], "shared", "{v}");
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A Redis of the test's own on a free port, killed when dropped.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start_on(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis { child, port }
+    }
+
+    fn start() -> OwnRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        OwnRedis::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn both_nodes_keep_serving_on_their_share_when_redis_goes_away() {
+    let pg = PgSchema::new();
+    let up = MockUpstream::start(Kind::OpenAi);
+    let redis = OwnRedis::start();
+    let a = node(&pg, "a", &up, &redis.url(), "t:");
+    let b = node(&pg, "b", &up, &redis.url(), "t:");
+    let (_, key) = a.user("fb", "1000000").await;
+    let before = load(&a, &b, &key, 4, Instant::now() + Duration::from_secs(1)).await;
+    assert!(before.iter().all(|s| *s == StatusCode::OK), "{before:?}");
+    drop(redis);
+    // Neither node answers a 5xx while it finds Redis gone and falls back.
+    let after = load(&a, &b, &key, 8, Instant::now() + Duration::from_secs(3)).await;
+    assert!(
+        after
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{after:?}"
+    );
+    assert!(after.contains(&StatusCode::OK));
+    for node in [&a, &b] {
+        let (_, v) = node.get(ADMIN_KEY, "/api/status").await;
+        assert_eq!(v["cluster"]["limits"], "fallback", "{v}");
+        let text = node.metrics_text().await;
+        assert!(
+            text.lines().any(|l| l == "oneflow_coordination_up 0"),
+            "{text}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
