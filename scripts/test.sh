@@ -46,6 +46,9 @@ need /usr/bin/chromedriver chromium-driver
 need promtool prometheus
 need script bsdutils
 need psql postgresql-client
+# The coordination tests start (and kill) a Redis of their own.
+need redis-server redis-server
+need redis-cli redis-tools
 if [ "${#packages[@]}" -gt 0 ]; then
   cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
   if ! command -v apt-get >/dev/null 2>&1; then
@@ -87,6 +90,13 @@ export ONEFLOW_PYTHON="${ONEFLOW_PYTHON:-$venv/bin/python}"
 export ONEFLOW_TEST_PG_URL="${ONEFLOW_TEST_PG_URL:-postgres://root@127.0.0.1/test}"
 if ! psql "$ONEFLOW_TEST_PG_URL" -Atqc 'select 1' >/dev/null 2>&1; then
   fail "the PostgreSQL store's tests need a server at $ONEFLOW_TEST_PG_URL that lets this user create schemas (set ONEFLOW_TEST_PG_URL to another)"
+fi
+
+# --- Redis -------------------------------------------------------------------
+# The shared-limit tests also use the machine's Redis (a key prefix each).
+export ONEFLOW_TEST_REDIS_URL="${ONEFLOW_TEST_REDIS_URL:-redis://127.0.0.1:6379/}"
+if ! redis-cli -u "$ONEFLOW_TEST_REDIS_URL" ping 2>/dev/null | grep -q PONG; then
+  fail "the shared-limit tests need a Redis at $ONEFLOW_TEST_REDIS_URL (set ONEFLOW_TEST_REDIS_URL to another)"
 fi
 
 [ "$setup_only" -eq 1 ] && exit 0

@@ -305,6 +305,10 @@ pub fn render(
         counter!(COORDINATION_FALLBACKS, PROVIDER => name).increment(0);
     }
     gauge!(HOLDS_OPEN).increment(0.0);
+    // A node on redb never commits to a shared store: these show empty,
+    // so one dashboard serves both kinds of node.
+    let _ = (histogram!(SHARED_BATCH), histogram!(SHARED_COMMIT));
+    counter!(SHARED_FAILED).increment(0);
     gauge!(COORDINATION_UP).set(if COORDINATED.load(Ordering::Relaxed) {
         1.0
     } else {

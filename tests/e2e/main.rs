@@ -37,6 +37,7 @@ mod schemathesis;
 mod sdk;
 mod shared_limits;
 mod storage_faults;
+mod store_copy;
 mod thinking;
 mod transcriptions;
 #[allow(dead_code)]

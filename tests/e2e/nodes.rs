@@ -347,13 +347,20 @@ async fn a_node_killed_mid_flight_leaves_nothing_held_or_lost() {
     let mut history = BTreeMap::new();
     let mut released_by_b = 0;
     for key in &keys {
-        for r in crate::durability::history(&api_b, key, 500).await {
+        let records = crate::durability::history(&api_b, key, 500).await;
+        let spent: Credits = records.iter().map(|r| r.cost).sum();
+        for r in records {
             assert!(
                 history.insert(r.id.clone(), r.cost).is_none(),
                 "{} twice in history",
                 r.id
             );
         }
+        // Each key's one top-up, less what its history says it spent.
+        assert_eq!(
+            api_b.balance(key).await,
+            Credits::from_credits(100_000) - spent
+        );
         let ledger = api_b.ledger(key).await;
         let releases: Vec<u64> = ledger
             .iter()

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-pub(crate) const REDIS: &str = "redis://127.0.0.1:6379";
+/// The machine's Redis, or `ONEFLOW_TEST_REDIS_URL`.
+pub(crate) fn redis() -> String {
+    std::env::var("ONEFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
 
 /// Short timings, so that leases run out and heartbeats happen within a
 /// test.
@@ -169,7 +172,7 @@ fn limit(name: &'static str, rate: u32, period: Duration, burst: u32) -> Limit {
 #[tokio::test]
 async fn a_fresh_bucket_admits_its_burst_then_says_when() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
     let slow = [(limit("rpm", 1, Duration::from_secs(60), 5), 1)];
     for i in 0..5 {
         assert_eq!(a.admit("p", &slow).await.unwrap(), Admit::Go, "call {i}");
@@ -182,7 +185,7 @@ async fn a_fresh_bucket_admits_its_burst_then_says_when() {
         Admit::Go => panic!("admitted past the burst"),
     }
     drop(a);
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// Two nodes hammering one limit of 20/s with a burst of 5 for a second
@@ -190,8 +193,8 @@ async fn a_fresh_bucket_admits_its_burst_then_says_when() {
 #[tokio::test]
 async fn two_nodes_share_one_rate() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     let rps = [(limit("rps", 20, Duration::from_secs(1), 5), 1)];
     let window = Duration::from_secs(1);
     let start = Instant::now();
@@ -216,7 +219,7 @@ async fn two_nodes_share_one_rate() {
         run(b.clone())
     );
     drop((a, b));
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
     let total = n1 + n2 + n3 + n4;
     assert!((1..=20 + 5).contains(&total), "{total} admitted");
 }
@@ -225,7 +228,7 @@ async fn two_nodes_share_one_rate() {
 #[tokio::test]
 async fn a_refusal_charges_no_limit() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
     let minute = Duration::from_secs(60);
     // Two requests and 1000 tokens a minute, none refilled within the test.
     let call = |tokens| {
@@ -250,7 +253,7 @@ async fn a_refusal_charges_no_limit() {
     let tokens_only = [(limit("tpm", 1000, minute, 1000), 100)];
     assert_eq!(a.admit("p", &tokens_only).await.unwrap(), Admit::Go);
     drop(a);
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// Three slots across two nodes: a fourth is refused on either; a slot
@@ -258,8 +261,8 @@ async fn a_refusal_charges_no_limit() {
 #[tokio::test]
 async fn leases_cap_concurrency_across_nodes() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     let a1 = a.acquire("p", 3).await.unwrap().unwrap();
     let _a2 = a.acquire("p", 3).await.unwrap().unwrap();
     let b1 = b.acquire("p", 3).await.unwrap().unwrap();
@@ -280,7 +283,7 @@ async fn leases_cap_concurrency_across_nodes() {
     b1.release().await.unwrap();
     assert!(a.acquire("p", 3).await.unwrap().is_some());
     drop((a, b, got));
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// A held lease is renewed past its length; the slots of a node that died
@@ -289,8 +292,8 @@ async fn leases_cap_concurrency_across_nodes() {
 #[tokio::test]
 async fn a_dead_nodes_slots_come_back_after_their_lease() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     let held = a.acquire("p", 2).await.unwrap().unwrap();
     let dead = a.acquire("p", 2).await.unwrap().unwrap();
     // Three lease lengths: renewed all along.
@@ -323,15 +326,15 @@ async fn a_dead_nodes_slots_come_back_after_their_lease() {
         .await
     );
     drop(b);
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// A notice reaches the other node and not its sender.
 #[tokio::test]
 async fn a_notice_reaches_the_others_not_its_sender() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     let (mut to_a, mut to_b) = (a.subscribe(), b.subscribe());
     let revoked = Notice::KeyRevoked {
         hash_hex: "ab12".into(),
@@ -346,15 +349,15 @@ async fn a_notice_reaches_the_others_not_its_sender() {
     assert_eq!(got.unwrap().unwrap(), Notice::ConfigChanged);
     assert!(to_b.try_recv().is_err(), "b heard itself");
     drop((a, b));
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// Failed authentications count across nodes, per key.
 #[tokio::test]
 async fn auth_failures_are_counted_across_nodes() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     assert!(!a.count_failure("192.0.2.1", 3).await.unwrap());
     assert_eq!(b.failure_wait("192.0.2.1", 3).await.unwrap(), None);
     assert!(!b.count_failure("192.0.2.1", 3).await.unwrap());
@@ -363,7 +366,7 @@ async fn auth_failures_are_counted_across_nodes() {
     assert!(wait <= Duration::from_secs(60), "{wait:?}");
     assert_eq!(b.failure_wait("192.0.2.2", 3).await.unwrap(), None);
     drop((a, b));
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// Nodes count each other; when Redis dies, calls fail within the timeout

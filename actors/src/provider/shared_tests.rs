@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use oneflow::config::{CircuitConfig, ProviderConfig, default_providers};
 
 use super::ProviderHandle;
-use crate::coordination::tests::{REDIS, TestRedis, clean, eventually, fresh_prefix, node, quick};
+use crate::coordination::tests::{TestRedis, clean, eventually, fresh_prefix, node, quick, redis};
 use crate::coordination::{CoordError, Coordinator};
 
 fn limited(rps: u32, burst: u32) -> ProviderConfig {
@@ -68,8 +68,8 @@ async fn hammer(providers: &[ProviderHandle], callers: usize, window: Duration) 
 #[actix_rt::test]
 async fn two_nodes_keep_to_one_rate_between_them() {
     let prefix = fresh_prefix();
-    let a = node(REDIS, &prefix, "a", quick()).await;
-    let b = node(REDIS, &prefix, "b", quick()).await;
+    let a = node(&redis(), &prefix, "a", quick()).await;
+    let b = node(&redis(), &prefix, "b", quick()).await;
     let cfg = limited(10, 2);
     let providers = [start(&cfg, &a), start(&cfg, &b)];
     let admitted = hammer(&providers, 4, Duration::from_secs(1)).await;
@@ -93,7 +93,7 @@ async fn two_nodes_keep_to_one_rate_between_them() {
     drop(slots);
     drop(providers);
     drop((a, b));
-    clean(REDIS, &prefix).await;
+    clean(&redis(), &prefix).await;
 }
 
 /// Redis dies under two nodes: a provider keeps serving at its node's

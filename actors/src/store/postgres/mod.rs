@@ -5,7 +5,7 @@
 //! reads as the redb file): `apply.rs` writes a batch, `reads.rs` holds
 //! the query and snapshot-walk helpers the reads share. `wallets.rs` holds
 //! the batched wallet changes under row locks that keep two nodes from
-//! spending the same money (driven by `crate::wallet::shared`), and
+//! spending the same money (driven by the shared wallets, `wallet/shared.rs`), and
 //! `nodes.rs` the nodes' leases.
 
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The statements that keep two nodes from spending the same money: a
 //! wallet row is changed only under its row lock, in the same transaction
 //! as the rows that record the change, and a node sends its changes in
-//! batches (`crate::wallet::shared`), one transaction for every change
+//! batches (the shared wallets, `wallet/shared.rs`), one transaction for every change
 //! ready meanwhile.
 //!
 //! Idempotency keys are claimed here too: one row per key, inserted by the
