@@ -387,6 +387,17 @@ impl Broker {
         keys::authenticate(&self.services, token).await
     }
 
+    /// Counts a failed authentication from `client` with the other nodes
+    /// (through Redis): whether, counting theirs, it is over `per_minute`
+    /// in this minute. `false` when there is no Redis or it does not answer:
+    /// the caller's own count stands then.
+    pub async fn shared_auth_failure(&self, client: &str, per_minute: u32) -> bool {
+        match &self.services.coord {
+            Some(c) => c.count_failure(client, per_minute).await.unwrap_or(false),
+            None => false,
+        }
+    }
+
     /// Makes a new key for `user_id` with that user's role.
     pub async fn create_key(&self, user_id: &str) -> Result<CreatedKey, BrokerError> {
         keys::create(&self.services, user_id).await

@@ -209,3 +209,54 @@ async fn both_nodes_keep_serving_on_their_share_when_redis_goes_away() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_authentications_are_counted_by_both_nodes_together() {
+    let pg = PgSchema::new();
+    let up = MockUpstream::start(Kind::OpenAi);
+    let prefix = prefix();
+    let redis = std::env::var("ONEFLOW_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
+    let limit = 5;
+    let start = |name: &'static str| {
+        let mut p = provider(
+            "oai",
+            ProviderKind::Openai,
+            Modality::Text,
+            &up,
+            &["mock-chat"],
+        );
+        p.limits = Default::default();
+        let (redis, prefix, pg) = (redis.clone(), prefix.clone(), &pg);
+        TestServer::start_with(move |c: &mut Config| {
+            pg.apply(c, name);
+            c.providers = vec![p];
+            c.coordination.redis_url = Some(redis);
+            c.coordination.prefix = prefix;
+            c.server.auth_failures_per_minute = limit;
+        })
+    };
+    let (a, b) = (start("a"), start("b"));
+    let wrong = "sk-0123456789abcdef0123456789abcdef";
+    // Three wrong keys on A, two on B: five from this address in all.
+    for (node, times) in [(&a, 3), (&b, 2)] {
+        for _ in 0..times {
+            let (st, v) = node.get(wrong, "/api/status").await;
+            assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+        }
+    }
+    // B has seen two itself, but the nodes together saw five: refused,
+    // even with a good key, before the key is looked at.
+    let (st, v) = b.get(wrong, "/api/status").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_auth_failures");
+    let (st, _) = b.get(ADMIN_KEY, "/api/status").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    // A learns it at its next failure.
+    let (st, _) = a.get(wrong, "/api/status").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = a.get(wrong, "/api/status").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    a.stop().await;
+    b.stop().await;
+}

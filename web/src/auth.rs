@@ -73,12 +73,24 @@ pub(crate) async fn authenticate_by(
     } else {
         None
     };
-    found.ok_or_else(|| {
-        if let Some(ip) = ip {
-            state.auth_throttle.failed(ip);
+    if let Some(p) = found {
+        return Ok(p);
+    }
+    if let Some(ip) = ip {
+        state.auth_throttle.failed(ip);
+        // Only failures ask the other nodes, so a good key costs no Redis
+        // call; a guesser spread over the nodes is refused by each from its
+        // first failure after the shared count is reached.
+        let per_minute = state.broker.config().server.auth_failures_per_minute;
+        if state
+            .broker
+            .shared_auth_failure(&ip.to_string(), per_minute)
+            .await
+        {
+            state.auth_throttle.block(ip);
         }
-        ApiError::Unauthorized
-    })
+    }
+    Err(ApiError::Unauthorized)
 }
 
 impl FromRequest for Caller {

@@ -2,6 +2,9 @@
 //! minute, that address is answered 429 without its key being looked at,
 //! so guessing keys costs the guesser, not the store.
 //!
+//! With Redis (`[coordination]`) the nodes also count together: a failure
+//! that brings the shared count over the limit blocks the address here too.
+//!
 //! The address is the connection's peer. Behind a reverse proxy every
 //! client shares the proxy's address; such a deployment throttles at the
 //! proxy (forwarded headers are not trusted here: a client writes them).
@@ -48,6 +51,15 @@ impl AuthThrottle {
             return Err((WINDOW - elapsed).as_secs().max(1));
         }
         Ok(())
+    }
+
+    /// Refuses `ip` for the rest of its window: the nodes together counted
+    /// it over the limit (see `auth.rs`).
+    pub fn block(&self, ip: IpAddr) {
+        self.failed(ip);
+        if let Some(mut e) = self.seen.get_mut(&ip) {
+            e.1 = e.1.max(self.per_minute);
+        }
     }
 
     /// Counts one failed authentication from `ip`.
