@@ -69,10 +69,6 @@ pub(crate) fn forget_revoked(s: &std::sync::Arc<Services>) {
     });
 }
 
-/// How long a node sharing its store trusts a key it read: a revocation
-/// made through another node is seen within this.
-pub(crate) const SHARED_KEY_TTL: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// The principal behind a bearer token, if it is a known key.
 pub(crate) async fn authenticate(
     s: &Services,
@@ -81,7 +77,7 @@ pub(crate) async fn authenticate(
     let hash = key_hash(token);
     if let Some(e) = s.keys.get(&hash) {
         let (p, at) = e.value();
-        if s.key_ttl.is_none_or(|ttl| at.elapsed() < ttl) {
+        if s.fresh(*at) {
             return Ok(Some(p.clone()));
         }
     }
@@ -182,7 +178,7 @@ pub(crate) async fn revoke(
             .map_err(BrokerError::Store)?;
         s.keys.remove(&hash);
     }
-    // The other nodes would see it within SHARED_KEY_TTL anyway; this makes
+    // The other nodes would see it within SHARED_CACHE_TTL anyway; this makes
     // it at once. A notice lost with Redis costs only that wait.
     if let Some(c) = &s.coord {
         let hash_hex = hash.iter().map(|b| format!("{b:02x}")).collect();

@@ -54,6 +54,10 @@ pub mod status;
 pub mod stream;
 pub mod users;
 
+/// How long a node sharing its store trusts what it read of keys and
+/// strategies: a change made through another node is seen within this.
+pub(crate) const SHARED_CACHE_TTL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What every use case works with: started once by `Broker::start`,
 /// shared by every HTTP worker behind an `Arc`.
 pub(crate) struct Services {
@@ -65,10 +69,11 @@ pub(crate) struct Services {
     /// Authenticated keys: hash -> principal. A revocation removes its entry
     /// after the delete commits (see `keys.rs`).
     pub(crate) keys: DashMap<[u8; 32], (keys::Principal, std::time::Instant)>,
-    /// How long a cached key stands: for ever on a node of its own (every
-    /// revocation passes through it), briefly when nodes share a store (a
-    /// key revoked through another node must stop working here too).
-    pub(crate) key_ttl: Option<std::time::Duration>,
+    /// How long what this node cached of the store (keys, strategies)
+    /// stands: for ever on a node of its own (every change passes through
+    /// it), briefly when nodes share a store (a key revoked or a strategy
+    /// set through another node must take effect here too).
+    pub(crate) cache_ttl: Option<std::time::Duration>,
     /// The shared store, when nodes share one: nodes and leases.
     pub(crate) shared: Option<Arc<crate::store::postgres::PgStore>>,
     /// Redis, when the nodes share limits and notices through it.
@@ -82,7 +87,7 @@ pub(crate) struct Services {
     pub(crate) key_writes: tokio::sync::Mutex<()>,
     /// Each user's default routing strategy, as stored (None: the global
     /// one); filled on first use.
-    pub(crate) strategies: DashMap<String, Option<Strategy>>,
+    pub(crate) strategies: DashMap<String, (Option<Strategy>, std::time::Instant)>,
     /// Exports running now, by caller (`export.rs`).
     pub(crate) exports: export::Running,
     /// Video jobs running in the background (`jobs.rs`).
@@ -101,7 +106,7 @@ impl Services {
         shared: Option<Arc<crate::store::postgres::PgStore>>,
         coord: Option<crate::coordination::Coordinator>,
     ) -> Services {
-        let key_ttl = shared.as_ref().map(|_| keys::SHARED_KEY_TTL);
+        let cache_ttl = shared.as_ref().map(|_| SHARED_CACHE_TTL);
         Services {
             config,
             store,
@@ -109,7 +114,7 @@ impl Services {
             wallets,
             providers,
             keys: DashMap::new(),
-            key_ttl,
+            cache_ttl,
             shared,
             coord,
             key_lookups: tokio::sync::RwLock::new(()),
@@ -118,6 +123,11 @@ impl Services {
             exports: Default::default(),
             jobs: jobs::Running::here(),
         }
+    }
+
+    /// Whether a cache entry made at `at` still stands.
+    pub(crate) fn fresh(&self, at: std::time::Instant) -> bool {
+        self.cache_ttl.is_none_or(|ttl| at.elapsed() < ttl)
     }
 
     /// The handle of the provider with this name.

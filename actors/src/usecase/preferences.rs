@@ -8,20 +8,25 @@ use crate::error::BrokerError;
 use crate::store::WriteOp;
 
 /// The user's default strategy (`None`: the global one). Read from the
-/// store once, then from memory.
+/// store once, then from memory (briefly, when nodes share the store).
 pub(crate) async fn user_strategy(
     s: &Services,
     user_id: &str,
 ) -> Result<Option<Strategy>, BrokerError> {
     if let Some(cached) = s.strategies.get(user_id) {
-        return Ok(*cached);
+        let (strategy, at) = *cached;
+        if s.fresh(at) {
+            return Ok(strategy);
+        }
     }
     let store = s.store.clone();
     let id = user_id.to_string();
     let user = blocking(move || store.user(&id))
         .await?
         .ok_or(BrokerError::NotFound("user"))?;
-    s.strategies.insert(user_id.to_string(), user.strategy);
+    let now = std::time::Instant::now();
+    s.strategies
+        .insert(user_id.to_string(), (user.strategy, now));
     Ok(user.strategy)
 }
 
@@ -42,7 +47,8 @@ pub(crate) async fn set_user_strategy(
         .write(vec![WriteOp::PutUser(user)])
         .await
         .map_err(BrokerError::Store)?;
-    s.strategies.insert(user_id.to_string(), strategy);
+    let now = std::time::Instant::now();
+    s.strategies.insert(user_id.to_string(), (strategy, now));
     Ok(strategy)
 }
 
