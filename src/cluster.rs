@@ -33,8 +33,10 @@ pub struct StorageConfig {
     /// A node that has not renewed its lease for this long is taken for
     /// dead: whichever node sees it first releases the holds it left.
     pub hold_lease_secs: u64,
-    /// This node's name in the holds it opens and in `/api/status`;
-    /// made up at start when unset (host name, process id, a random part).
+    /// This node's name in `/api/status` and in the holds it opens, where
+    /// a random part is added per start (`a@3f9c01d2`), so that a restart
+    /// under the same name never takes the old process's holds for its
+    /// own. Unset: the host name and process id.
     pub node_id: Option<String>,
 }
 

@@ -107,29 +107,29 @@ pub fn pg_settings(config: &Config) -> Result<PgSettings, BrokerError> {
     })
 }
 
-/// A name for a node nobody named: host, process and a random part, so two
-/// starts of one process are two nodes (the first one's holds are released
-/// when its lease runs out).
-fn new_node_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".into());
-    let mut r = [0u8; 3];
+/// This process's id among the nodes: its name (`storage.node_id`, or the
+/// host and process id) and a random part, so that a node restarted under
+/// the same name is a new owner of holds and idempotency claims, and the
+/// old process's are released when its lease runs out, never taken for
+/// the new one's.
+fn node_id(name: Option<&str>) -> String {
+    let name = name.map(str::to_string).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".into());
+        let host: String = host
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .take(40)
+            .collect();
+        format!("{host}-{}", std::process::id())
+    });
+    let mut r = [0u8; 4];
     let _ = getrandom::fill(&mut r);
-    let host: String = host
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .take(40)
-        .collect();
-    format!(
-        "{host}-{}-{:02x}{:02x}{:02x}",
-        std::process::id(),
-        r[0],
-        r[1],
-        r[2]
-    )
+    let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{name}@{tag}")
 }
 
 /// The broker: cheap to clone, shared by every HTTP worker.
@@ -154,7 +154,7 @@ impl Broker {
                 "coordination.required is set but coordination.redis_url is not: this node would run with per-node limits".into(),
             ));
         }
-        let node = config.storage.node_id.clone().unwrap_or_else(new_node_id);
+        let node = node_id(config.storage.node_id.as_deref());
         let coord = coordinator(&config, &node)?;
         let (store, shared) = open_store(&config, &node)?;
         if shared.is_some() && config.coordination.redis_url.is_none() {

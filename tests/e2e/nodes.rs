@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use oneflow::Credits;
 use oneflow::ledger::EntryKind;
+use oneflow::records::RequestStatus;
 
 use crate::pg::PgSchema;
 use crate::process::Proc;
@@ -116,8 +117,18 @@ async fn two_nodes_serve_exactly_37_of_500_under_a_daily_budget_for_37() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_idempotency_key_sent_to_both_nodes_at_once_runs_once() {
     let pg = PgSchema::new();
-    let a = node(&pg, "a");
-    let b = node(&pg, "b");
+    // Slow answers, so the two sends of a key overlap: the second finds
+    // the first's claim and waits for its answer.
+    let slow = |name: &'static str| {
+        let pg = &pg;
+        TestServer::start_with(move |c| {
+            pg.apply(c, name);
+            for p in &mut c.providers {
+                p.simulated.latency_ms = 300;
+            }
+        })
+    };
+    let (a, b) = (slow("a"), slow("b"));
     let (_, key) = a.user("ida", "100").await;
     let body = json!({"model": "audio", "prompt": "once"});
     for round in 0..5 {
@@ -194,14 +205,17 @@ async fn status_lists_both_nodes() {
     assert_eq!(st, StatusCode::OK, "{v}");
     let cluster = &v["cluster"];
     assert_eq!(cluster["storage"], "postgres");
-    assert_eq!(cluster["node_id"], "a");
+    assert!(
+        cluster["node_id"].as_str().unwrap().starts_with("a@"),
+        "{cluster}"
+    );
     assert_eq!(cluster["limits"], "per-node");
     let mut seen: Vec<&str> = cluster["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|n| n["alive"] == true)
-        .map(|n| n["id"].as_str().unwrap())
+        .map(|n| n["id"].as_str().unwrap().split('@').next().unwrap())
         .collect();
     seen.sort();
     assert_eq!(seen, ["a", "b"]);
@@ -212,11 +226,44 @@ async fn status_lists_both_nodes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|n| n["id"] == "b")
+        .find(|n| n["id"].as_str().unwrap().starts_with("b@"))
         .cloned()
         .unwrap();
     assert_eq!(b_row["alive"], false, "{b_row}");
     a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_response_kept_by_one_node_is_retrieved_from_the_other() {
+    let pg = PgSchema::new();
+    let a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let (_, key) = a.user("kept", "100").await;
+    let (st, r) = a
+        .post(
+            &key,
+            "/v1/responses",
+            json!({"model": "gpt", "input": "keep this", "max_output_tokens": 10}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let id = r["id"].as_str().unwrap();
+    // Kept under a key no client can send (it begins with NUL, which
+    // PostgreSQL's text cannot hold: the store maps it).
+    let (st, got) = b.get(&key, &format!("/v1/responses/{id}")).await;
+    assert_eq!(st, StatusCode::OK, "{got}");
+    assert_eq!(got, r);
+    // A follow-up through B continues A's conversation.
+    let (st, next) = b
+        .post(
+            &key,
+            "/v1/responses",
+            json!({"model": "gpt", "input": "and then?", "previous_response_id": id, "max_output_tokens": 10}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    a.stop().await;
+    b.stop().await;
 }
 
 /// A child-process node on the schema, with slow audio so requests are in
@@ -301,7 +348,10 @@ async fn a_node_killed_mid_flight_leaves_nothing_held_or_lost() {
         .unwrap();
     // B keeps answering while A's holds wait for its lease to run out.
     let killed = Instant::now();
-    let left: usize = pg.query("SELECT count(*) FROM holds WHERE node_id = 'a'")[0]
+    // The server finishes what A had sent it (a commit, or its rollback)
+    // before the holds A left are counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left: usize = pg.query("SELECT count(*) FROM holds WHERE node_id LIKE 'a@%'")[0]
         .as_deref()
         .unwrap()
         .parse()
@@ -319,7 +369,7 @@ async fn a_node_killed_mid_flight_leaves_nothing_held_or_lost() {
     // Within the lease (and B's next look), nothing of A's is held.
     let deadline = killed + Duration::from_secs(pg.lease_secs + 2);
     loop {
-        let open = pg.query("SELECT count(*) FROM holds WHERE node_id = 'a'");
+        let open = pg.query("SELECT count(*) FROM holds WHERE node_id LIKE 'a@%'");
         if open == [Some("0".into())] {
             break;
         }
@@ -346,9 +396,14 @@ async fn a_node_killed_mid_flight_leaves_nothing_held_or_lost() {
     // no hold was released twice; every balance is what its ledger says.
     let mut history = BTreeMap::new();
     let mut released_by_b = 0;
+    let mut interrupted = 0;
     for key in &keys {
         let records = crate::durability::history(&api_b, key, 500).await;
         let spent: Credits = records.iter().map(|r| r.cost).sum();
+        interrupted += records
+            .iter()
+            .filter(|r| r.status == RequestStatus::Interrupted)
+            .count();
         for r in records {
             assert!(
                 history.insert(r.id.clone(), r.cost).is_none(),
@@ -386,8 +441,10 @@ async fn a_node_killed_mid_flight_leaves_nothing_held_or_lost() {
         assert_eq!(charged, cost, "{id}");
     }
     assert_eq!(pg.query("SELECT count(*) FROM holds"), [Some("0".into())]);
-    // Each hold A left was released once, by B (A came back only after).
+    // Each hold A left was released once, by B (A came back only after),
+    // its request recorded as interrupted.
     assert_eq!(released_by_b, left);
+    assert_eq!(interrupted, left);
     let log = b.stderr_text();
     assert!(log.contains("holds left by stopped nodes"), "{log}");
     drop(a);

@@ -18,8 +18,10 @@
 mod cell;
 mod handle;
 mod idempotency;
+mod lease;
 mod messages;
 mod shared;
+mod steps;
 mod wallets;
 
 pub use handle::{LocalWallets, WalletSettings};

@@ -15,14 +15,15 @@
 //! under the row lock, and a hold already released is no longer there.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
-use oneflow::Credits;
 use oneflow::budget::BudgetConfig;
 use oneflow::ledger::{Refusal, Wallet};
+use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
 use crate::store::postgres::{Answer, Change, Claim, PgStore};
@@ -31,14 +32,24 @@ use crate::views::WalletView;
 
 use super::cell::view_of;
 use super::handle::WalletSettings;
+use super::lease::{self, Beat};
 use super::messages::*;
+use super::steps::{Step, finish_step};
 
-/// How often a key another request holds is looked at again.
+/// How often a key another request holds is looked at again, at first;
+/// the wait doubles up to `KEY_POLL_MAX`.
 const KEY_POLL: Duration = Duration::from_millis(20);
+const KEY_POLL_MAX: Duration = Duration::from_millis(500);
+/// Repeats one node lets wait for another request's answer at once; past
+/// it a repeat is answered 503 (retry shortly).
+const MAX_WAITERS: usize = 1024;
+/// How long a finish keeps trying through store errors before it gives its
+/// hold up to the sweep (which records the request as interrupted).
+const FINISH_PATIENCE: Duration = Duration::from_secs(30);
 /// The longest a repeat waits for the first request with its key.
 const KEY_WAIT: Duration = Duration::from_secs(600);
 
-struct Inner {
+pub(super) struct Inner {
     store: Arc<PgStore>,
     settings: WalletSettings,
     /// Changes waiting for the writer; bounded (a full queue is 503).
@@ -47,8 +58,15 @@ struct Inner {
     /// sweep leaves those alone however old they are.
     open: Mutex<HashSet<(String, u64)>>,
     lease: Duration,
-    /// Dropped to end the lease task.
-    stop: Mutex<Option<oneshot::Sender<()>>>,
+    beat: Beat,
+    /// Idempotency keys this node claimed and has not answered or freed:
+    /// the sweep frees any other claim of this node (a lost answer).
+    claims: Mutex<HashSet<(String, String)>>,
+    /// Repeats waiting for another request's answer, bounded.
+    waiters: Arc<Semaphore>,
+    /// Tells the lease tasks to end; they are awaited at stop.
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// The wallets of a node that shares its ledger. Cheap to clone.
@@ -85,9 +103,6 @@ async fn write_loop(store: Arc<PgStore>, mut rx: mpsc::Receiver<(String, Change)
     }
 }
 
-/// A change's result and the rows that record it.
-type Step<R> = Result<(R, Vec<WriteOp>), WalletError>;
-
 impl SharedWallets {
     /// Registers the node and starts its lease task.
     pub async fn start(
@@ -98,11 +113,11 @@ impl SharedWallets {
         max_batch: usize,
     ) -> Result<SharedWallets, StoreError> {
         store.register_node(env!("CARGO_PKG_VERSION")).await?;
-        let (stop, stopped) = oneshot::channel();
         let (tx, rx) = mpsc::channel(queue.max(2));
         store
             .pg()
             .spawn(write_loop(store.clone(), rx, max_batch.max(1)));
+        let (stop, stopped) = watch::channel(false);
         let w = SharedWallets {
             inner: Arc::new(Inner {
                 store: store.clone(),
@@ -110,32 +125,83 @@ impl SharedWallets {
                 queue: tx,
                 open: Mutex::new(HashSet::new()),
                 lease,
-                stop: Mutex::new(Some(stop)),
+                beat: Beat::new(),
+                claims: Mutex::new(HashSet::new()),
+                waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+                stop,
+                tasks: Mutex::new(Vec::new()),
             }),
         };
-        let weak = Arc::downgrade(&w.inner);
-        store.pg().spawn(async move {
-            let every = lease / 4;
-            let mut stopped = stopped;
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => break,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                let Some(inner) = weak.upgrade() else { break };
-                SharedWallets { inner }.tick().await;
-            }
-        });
+        let tasks = lease::start(&w, stopped);
+        if let Ok(mut t) = w.inner.tasks.lock() {
+            *t = tasks;
+        }
         Ok(w)
     }
 
-    /// Ends the lease task and gives the lease up, so whatever this node
-    /// still had open is released by the next node that looks.
+    /// Ends the lease tasks, then gives the lease up, so whatever this node
+    /// still had open is released by the next node that looks (a renewal
+    /// already under way cannot take it back after).
     pub async fn stop(&self) {
-        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
-        drop(stop);
+        let _ = self.inner.stop.send(true);
+        let tasks = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
         if let Err(e) = self.inner.store.leave().await {
             eprintln!("oneflow: could not give up this node's lease: {e}");
+        }
+    }
+
+    pub(super) fn store(&self) -> &Arc<PgStore> {
+        &self.inner.store
+    }
+
+    pub(super) fn lease(&self) -> Duration {
+        self.inner.lease
+    }
+
+    pub(super) fn beat(&self) -> &Beat {
+        &self.inner.beat
+    }
+
+    pub(super) fn retention_ms(&self) -> Millis {
+        self.inner.settings.idempotency.retention_ms
+    }
+
+    pub(super) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(super) fn upgrade(w: &Weak<Inner>) -> Option<SharedWallets> {
+        w.upgrade().map(|inner| SharedWallets { inner })
+    }
+
+    /// The writer task ended (it only does if it panicked).
+    pub(super) fn writer_gone(&self) -> bool {
+        self.inner.queue.is_closed()
+    }
+
+    pub(super) fn has_claim(&self, user_id: &str, key: &str) -> bool {
+        self.inner
+            .claims
+            .lock()
+            .is_ok_and(|c| c.contains(&(user_id.to_string(), key.to_string())))
+    }
+
+    fn set_claim(&self, user_id: &str, key: &str, held: bool) {
+        if let Ok(mut c) = self.inner.claims.lock() {
+            let k = (user_id.to_string(), key.to_string());
+            if held {
+                c.insert(k);
+            } else {
+                c.remove(&k);
+            }
         }
     }
 
@@ -145,100 +211,7 @@ impl SharedWallets {
         self.inner.open.lock().map_or(0, |o| o.len())
     }
 
-    fn lease_ms(&self) -> i64 {
-        self.inner.lease.as_millis() as i64
-    }
-
-    /// One turn of the lease task: renew, release what dead nodes left.
-    async fn tick(&self) {
-        let s = &self.inner.store;
-        if let Err(e) = s.heartbeat().await {
-            eprintln!("oneflow: renewing this node's lease failed: {e}");
-            return;
-        }
-        if let Err(e) = self.release_orphans().await {
-            eprintln!("oneflow: releasing holds of stopped nodes failed: {e}");
-        }
-        if let Err(e) = s.drop_dead_claims(self.lease_ms()).await {
-            eprintln!("oneflow: freeing idempotency keys of stopped nodes failed: {e}");
-        }
-    }
-
-    /// Releases the holds of nodes whose lease ran out, and this node's own
-    /// holds that no request of it waits on (a commit whose answer was
-    /// lost). Returns how many this node released.
-    pub async fn release_orphans(&self) -> Result<usize, StoreError> {
-        let now = crate::ids::now_ms();
-        let orphans = self
-            .inner
-            .store
-            .orphan_holds(self.lease_ms(), now - self.lease_ms(), 1000)
-            .await?;
-        let mut released = 0;
-        for o in orphans {
-            let h = &o.hold.hold;
-            let mine = o.node_id == self.inner.store.node_id();
-            if mine && self.is_open(&h.user_id, h.id) {
-                continue;
-            }
-            match self.release_orphan(&o.hold, now).await {
-                Ok(true) => released += 1,
-                Ok(false) => {}
-                Err(e) => eprintln!("oneflow: releasing hold {} failed: {e}", h.id),
-            }
-        }
-        if released > 0 {
-            eprintln!("oneflow: released {released} holds left by stopped nodes");
-        }
-        Ok(released)
-    }
-
-    /// `false`: another node released it first (the row that still named
-    /// it is deleted).
-    async fn release_orphan(&self, open: &OpenHold, now: Millis) -> Result<bool, WalletError> {
-        let h = open.hold.clone();
-        let record = match self.inner.store.has_request(&h.request_id).await {
-            Ok(true) => None,
-            Ok(false) => Some(open.interrupted()),
-            Err(e) => return Err(store_err(e)),
-        };
-        let user = h.user_id.clone();
-        let uid = user.clone();
-        let result = self
-            .change(&user, true, move |w| {
-                let note = "released: the node running the request stopped";
-                let entry = w.release(h.id, Some(note), now)?;
-                let mut ops = vec![
-                    WriteOp::AppendEntry(entry),
-                    WriteOp::DeleteHold {
-                        user_id: uid,
-                        id: h.id,
-                    },
-                ];
-                if let Some(r) = record {
-                    ops.push(WriteOp::PutRequest(Box::new(r)));
-                }
-                Ok(((), ops))
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                crate::metrics::hold_closed();
-                Ok(true)
-            }
-            Err(WalletError::Refused(Refusal::UnknownHold(_))) => {
-                self.inner
-                    .store
-                    .forget_hold(&user, h.id)
-                    .await
-                    .map_err(store_err)?;
-                Ok(false)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn is_open(&self, user_id: &str, hold_id: u64) -> bool {
+    pub(super) fn is_open(&self, user_id: &str, hold_id: u64) -> bool {
         self.inner
             .open
             .lock()
@@ -259,7 +232,7 @@ impl SharedWallets {
     /// Queues `step` for the writer and waits for its commit. `wait`:
     /// a full queue is waited out (a finish, which must not be lost)
     /// rather than refused (anything new).
-    async fn change<R: Send + 'static>(
+    pub(super) async fn change<R: Send + 'static>(
         &self,
         user_id: &str,
         wait: bool,
@@ -308,19 +281,32 @@ impl SharedWallets {
             .await
             .map_err(store_err)?;
         match claim {
-            Claim::Won => Ok(None),
+            Claim::Won => {
+                self.set_claim(user_id, &k.key, true);
+                Ok(None)
+            }
             Claim::Answered(r) if r.body_hash != k.body_hash => {
                 Err(WalletError::IdempotencyMismatch)
             }
             Claim::Answered(r) => Ok(Some(Reserved::Replay(Arc::new(*r)))),
-            Claim::Running => Ok(Some(Reserved::Wait(self.wait_for(user_id, k)))),
+            Claim::Running => Ok(Some(Reserved::Wait(self.wait_for(user_id, k)?))),
         }
     }
 
     /// Looks at a key another request holds until it has an answer. If
     /// that request fails (its claim is freed), the wait ends in an error
     /// and the client may retry.
-    fn wait_for(&self, user_id: &str, k: &IdemKey) -> oneshot::Receiver<Arc<IdempotencyRecord>> {
+    fn wait_for(
+        &self,
+        user_id: &str,
+        k: &IdemKey,
+    ) -> Result<oneshot::Receiver<Arc<IdempotencyRecord>>, WalletError> {
+        let permit = self
+            .inner
+            .waiters
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WalletError::Busy)?;
         let (tx, rx) = oneshot::channel();
         let (store, user, key, hash) = (
             self.inner.store.clone(),
@@ -329,9 +315,13 @@ impl SharedWallets {
             k.body_hash,
         );
         tokio::spawn(async move {
+            let _permit = permit;
             let deadline = Instant::now() + KEY_WAIT;
+            let mut pause = KEY_POLL;
+            // A client that left closes the receiver: stop looking.
             while Instant::now() < deadline && !tx.is_closed() {
-                tokio::time::sleep(KEY_POLL).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(KEY_POLL_MAX);
                 match store.key_state(&user, &key).await {
                     Ok(Some(Claim::Answered(r))) if r.body_hash == hash => {
                         let _ = tx.send(Arc::new(*r));
@@ -342,11 +332,12 @@ impl SharedWallets {
                 }
             }
         });
-        rx
+        Ok(rx)
     }
 
     async fn unclaim(&self, user_id: &str, key: Option<&str>) {
         if let Some(key) = key {
+            self.set_claim(user_id, key, false);
             if let Err(e) = self.inner.store.drop_claim(user_id, key).await {
                 eprintln!("oneflow: freeing an idempotency key failed: {e}");
             }
@@ -354,6 +345,13 @@ impl SharedWallets {
     }
 
     pub async fn reserve(&self, user_id: &str, m: Reserve) -> Result<Reserved, WalletError> {
+        // Past three quarters of a lease without a renewal, the other nodes
+        // may soon take this one for dead and release its holds.
+        if !self.inner.beat.fresh(self.inner.lease * 3 / 4) {
+            return Err(WalletError::Unavailable(
+                "this node cannot renew its lease on the shared store; it takes no new requests until it can".into(),
+            ));
+        }
         if let Some(k) = &m.idem {
             if let Some(r) = self.claim(user_id, k, m.now).await? {
                 return Ok(r);
@@ -396,64 +394,72 @@ impl SharedWallets {
         }
     }
 
+    /// Settles or releases a hold. A store error is tried again (the
+    /// hold stays this node's meanwhile), for up to `FINISH_PATIENCE`: a
+    /// request that was served must be charged, not left to the sweep. A
+    /// try whose commit happened though its answer was lost shows as the
+    /// request's record on the next.
     pub async fn finish(&self, user_id: &str, m: Finish) -> Result<Finished, WalletError> {
         let provider = m.record.provider.clone();
         let keep = matches!(m.settlement, Settlement::Charge(_));
         let key = m.idem.as_ref().map(|(k, _)| k.clone());
-        let hold_id = m.hold_id;
-        let user = user_id.to_string();
-        let result = self
-            .change(user_id, true, move |w| {
-                let (entries, charged, shortfall) = match &m.settlement {
-                    Settlement::Charge(cost) => {
-                        let s = w.settle(m.hold_id, *cost, m.now)?;
-                        (s.entries, s.charged, s.shortfall)
+        let (hold_id, request_id) = (m.hold_id, m.record.id.clone());
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        let mut failed_before = false;
+        let result = loop {
+            let step = finish_step(m.clone(), user_id.to_string(), keep);
+            match self.change(user_id, true, step).await {
+                Err(WalletError::Store(e)) if started.elapsed() < FINISH_PATIENCE => {
+                    if !failed_before {
+                        eprintln!("oneflow: settling {request_id} failed ({e}); trying again");
                     }
-                    Settlement::Release(note) => (
-                        vec![w.release(m.hold_id, Some(note), m.now)?],
-                        Credits::ZERO,
-                        Credits::ZERO,
-                    ),
-                };
-                let finished = Finished {
-                    charged,
-                    balance: w.balance,
-                    available: w.available(),
-                };
-                let mut record = m.record;
-                record.cost = charged;
-                record.shortfall = shortfall;
-                let mut ops: Vec<WriteOp> = entries.into_iter().map(WriteOp::AppendEntry).collect();
-                ops.push(WriteOp::DeleteHold {
-                    user_id: user.clone(),
-                    id: m.hold_id,
-                });
-                ops.push(WriteOp::PutRequest(record));
-                if let (Some((key, mut idem)), true) = (m.idem, keep) {
-                    if let Some(r) = idem.result.as_mut() {
-                        r.cost = charged;
-                        r.balance = finished.balance;
-                        r.available = finished.available;
-                    }
-                    idem.at = m.now;
-                    ops.push(WriteOp::PutIdempotency {
-                        user_id: user,
-                        key,
-                        record: Box::new(idem),
-                    });
+                    failed_before = true;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
-                Ok((finished, ops))
-            })
-            .await;
+                Err(WalletError::Refused(Refusal::UnknownHold(_))) if failed_before => {
+                    break self.committed_before(user_id, &request_id).await;
+                }
+                other => break other,
+            }
+        };
         // However it went, this request waits on the hold no more.
         self.set_open(user_id, hold_id, false);
-        if !keep || result.is_err() {
+        if keep && result.is_ok() {
+            // Answered: the key's row holds the answer now.
+            if let Some(k) = &key {
+                self.set_claim(user_id, k, false);
+            }
+        } else {
             self.unclaim(user_id, key.as_deref()).await;
         }
         let finished = result?;
         crate::metrics::hold_closed();
         crate::metrics::charged(&provider, finished.charged);
         Ok(finished)
+    }
+
+    /// The figures of a finish whose commit happened though its answer was
+    /// lost: its record, and the wallet as it is now.
+    async fn committed_before(&self, user_id: &str, id: &str) -> Result<Finished, WalletError> {
+        let store = &self.inner.store;
+        let record: Option<RequestRecord> = store.request_record(id).await.map_err(store_err)?;
+        let Some(record) = record else {
+            return Err(WalletError::Unavailable(format!(
+                "the hold of {id} was released before it could be settled"
+            )));
+        };
+        let w = store
+            .load_wallet(user_id)
+            .await
+            .map_err(store_err)?
+            .ok_or(WalletError::UnknownUser)?;
+        Ok(Finished {
+            charged: record.cost,
+            balance: w.balance,
+            available: w.available(),
+        })
     }
 
     pub async fn top_up(&self, user_id: &str, m: TopUp) -> Result<ToppedUp, WalletError> {

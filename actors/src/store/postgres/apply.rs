@@ -373,7 +373,8 @@ async fn idempotency(txn: &Transaction<'_>, steps: &[Idem]) -> Result<(), StoreE
         match step {
             Idem::Put(puts) => {
                 let users: Vec<&str> = puts.keys().map(|(u, _)| u.as_str()).collect();
-                let keys: Vec<&str> = puts.keys().map(|(_, k)| k.as_str()).collect();
+                let keys: Vec<std::borrow::Cow<'_, str>> =
+                    puts.keys().map(|(_, k)| super::pg_key(k)).collect();
                 let at: Vec<i64> = puts.values().map(|r| r.answered_at()).collect();
                 let data: Vec<Json<&IdempotencyRecord>> =
                     puts.values().map(|r| Json(&**r)).collect();

@@ -27,6 +27,27 @@ pub use pool::{Conn, Pg, PgSettings, pg_err};
 pub use schema::{PG_SCHEMA_VERSION, migrate};
 pub use wallets::{Answer, Change, Claim};
 
+/// Kept responses' idempotency keys hold NULs, which no client can send
+/// (`usecase/kept.rs`); PostgreSQL's `text` refuses NUL, so in the
+/// database they hold U+0001 instead, which no client can send either
+/// (clients' keys are printable ASCII).
+pub(crate) fn pg_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.contains('\0') {
+        key.replace('\0', "\u{1}").into()
+    } else {
+        key.into()
+    }
+}
+
+/// The key as the layers above know it (see [`pg_key`]).
+pub(crate) fn key_from_pg(key: String) -> String {
+    if key.contains('\u{1}') {
+        key.replace('\u{1}', "\0")
+    } else {
+        key
+    }
+}
+
 /// The PostgreSQL store of one node.
 pub struct PgStore {
     pub(crate) pg: Pg,

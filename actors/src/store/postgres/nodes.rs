@@ -8,8 +8,13 @@
 use tokio_postgres::types::Json;
 
 use super::{PgStore, pg_err};
-use crate::store::{OpenHold, StoreError};
+use oneflow::records::RequestRecord;
+
+use crate::store::{OpenHold, StoreError, WriteOp};
 use crate::views::NodeSeen;
+
+/// Taken by the node purging expired idempotency answers.
+const PURGE_LOCK: i64 = 0x0F1E_0001;
 
 /// The server's clock in milliseconds since the Unix epoch.
 const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -42,9 +47,9 @@ impl PgStore {
         Ok(())
     }
 
-    /// Renews this node's lease.
-    pub async fn heartbeat(&self) -> Result<(), StoreError> {
-        let c = self.pg.get().await?;
+    /// Renews this node's lease, on `c` (a connection of the lease's own,
+    /// so a busy pool never delays it).
+    pub async fn heartbeat(&self, c: &tokio_postgres::Client) -> Result<(), StoreError> {
         let sql = format!("UPDATE nodes SET heartbeat_at = {NOW_MS} WHERE id = $1");
         c.execute(&sql, &[&self.node_id]).await.map_err(pg_err)?;
         Ok(())
@@ -84,27 +89,35 @@ impl PgStore {
             .collect())
     }
 
-    /// Holds of nodes whose lease ran out (or that never registered), and
-    /// this node's own holds opened before `own_before` (by the hold's
-    /// clock) that `mine` says no request of it is waiting on. At most
-    /// `limit`.
-    pub async fn orphan_holds(
-        &self,
-        lease_ms: i64,
-        own_before: i64,
-        limit: i64,
-    ) -> Result<Vec<Orphan>, StoreError> {
-        let c = self.pg.get().await?;
+    /// Holds of nodes whose lease ran out (or that never registered),
+    /// oldest first, at most `limit`.
+    pub async fn orphan_holds(&self, lease_ms: i64, limit: i64) -> Result<Vec<Orphan>, StoreError> {
         let sql = format!(
             "SELECT h.node_id, h.data FROM holds h LEFT JOIN nodes n ON n.id = h.node_id
-             WHERE (h.node_id <> $1 AND (n.id IS NULL OR n.heartbeat_at < {NOW_MS} - $2))
-                OR (h.node_id = $1 AND (h.data->'hold'->>'at')::bigint < $3)
-             LIMIT $4"
+             WHERE h.node_id <> $1 AND (n.id IS NULL OR n.heartbeat_at < {NOW_MS} - $2)
+             ORDER BY h.hold_id LIMIT $3"
         );
-        let rows = c
-            .query(&sql, &[&self.node_id, &lease_ms, &own_before, &limit])
+        self.orphans(&sql, &[&self.node_id, &lease_ms, &limit])
             .await
-            .map_err(pg_err)?;
+    }
+
+    /// This node's own holds opened before `before` (by the hold's clock),
+    /// oldest first, at most `limit`: the caller knows which of them a
+    /// request still waits on.
+    pub async fn own_old_holds(&self, before: i64, limit: i64) -> Result<Vec<Orphan>, StoreError> {
+        let sql = "SELECT node_id, data FROM holds
+             WHERE node_id = $1 AND (data->'hold'->>'at')::bigint < $2
+             ORDER BY hold_id LIMIT $3";
+        self.orphans(sql, &[&self.node_id, &before, &limit]).await
+    }
+
+    async fn orphans(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Orphan>, StoreError> {
+        let c = self.pg.get().await?;
+        let rows = c.query(sql, params).await.map_err(pg_err)?;
         rows.iter()
             .map(|r| {
                 let Json(hold): Json<OpenHold> = r.try_get(1).map_err(corrupt)?;
@@ -114,6 +127,38 @@ impl PgStore {
                 })
             })
             .collect()
+    }
+
+    /// This node's idempotency claims made before `before`, still without
+    /// an answer.
+    pub async fn own_old_claims(&self, before: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let c = self.pg.get().await?;
+        let rows = c
+            .query(
+                "SELECT user_id, key FROM idempotency
+                 WHERE record IS NULL AND node_id = $1 AND answered_at < $2 LIMIT 1000",
+                &[&self.node_id, &before],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Deletes answered idempotency records older than `before`, at most
+    /// `limit`, unless another node is purging right now (one is enough).
+    pub async fn purge_answers(&self, before: i64, limit: usize) -> Result<(), StoreError> {
+        let mut c = self.pg.get().await?;
+        let txn = c.transaction().await.map_err(pg_err)?;
+        let row = txn
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])
+            .await
+            .map_err(pg_err)?;
+        if !row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        self.apply(&txn, vec![WriteOp::PurgeIdempotency { before, limit }])
+            .await?;
+        txn.commit().await.map_err(pg_err)
     }
 
     /// Frees the idempotency claims of nodes whose lease ran out: their
@@ -141,6 +186,18 @@ impl PgStore {
         .await
         .map_err(pg_err)?;
         Ok(())
+    }
+
+    /// A request's record, if it has one.
+    pub async fn request_record(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
+        let c = self.pg.get().await?;
+        let row = c
+            .query_opt("SELECT record FROM requests WHERE id = $1", &[&id])
+            .await
+            .map_err(pg_err)?;
+        row.map(|r| r.try_get::<_, Json<RequestRecord>>(0).map(|j| j.0))
+            .transpose()
+            .map_err(corrupt)
     }
 
     /// Whether a request has its record.

@@ -86,7 +86,17 @@ impl Drop for Conn {
 
 /// Any driver failure is a backend failure to the layers above.
 pub fn pg_err(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Backend(format!("postgres: {e}"))
+    // The driver's own text for a server error is only "db error": the
+    // server's message and code are what an operator needs.
+    match e.as_db_error() {
+        Some(db) => StoreError::Backend(format!(
+            "postgres: {} ({}){}",
+            db.message(),
+            db.code().code(),
+            db.detail().map(|d| format!(": {d}")).unwrap_or_default()
+        )),
+        None => StoreError::Backend(format!("postgres: {e}")),
+    }
 }
 
 impl Pg {
@@ -195,8 +205,17 @@ impl Pg {
 
     /// Runs `fut` in the background on the connections' thread, which
     /// outlives the HTTP workers (the node's lease is renewed there).
-    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
-        self.inner.rt.spawn(fut);
+    pub fn spawn(
+        &self,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        self.inner.rt.spawn(fut)
+    }
+
+    /// A connection of its own, outside the pool, for what must not wait
+    /// behind the pool's users (the node's lease).
+    pub async fn dedicated(&self) -> Result<Client, StoreError> {
+        self.open().await
     }
 
     /// Runs `fut` on the connections' thread and waits for it: how the

@@ -235,7 +235,10 @@ impl Store for PgStore {
         self.row(
             "SELECT record FROM idempotency
              WHERE user_id = $1 AND key = $2 AND record IS NOT NULL",
-            vec![param(user_id.to_string()), param(key.to_string())],
+            vec![
+                param(user_id.to_string()),
+                param(super::pg_key(key).into_owned()),
+            ],
         )?
         .map(|r| json(&r, 0))
         .transpose()
@@ -290,7 +293,8 @@ impl Store for PgStore {
             },
             |row| {
                 let (user, key): (String, String) = (col(row, 0)?, col(row, 1)?);
-                Ok(((user.clone(), key.clone()), (user, key, json(row, 2)?)))
+                let shown = super::key_from_pg(key.clone());
+                Ok(((user.clone(), key), (user, shown, json(row, 2)?)))
             },
             &mut |(user, key, record)| f(user, key, record),
         )

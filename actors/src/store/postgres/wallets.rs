@@ -285,11 +285,20 @@ impl PgStore {
         )
         .await
         .map_err(pg_err)?;
+        // Only users that have a row now: one created later gets its row
+        // then.
+        let have = c
+            .query(
+                "SELECT user_id FROM wallets WHERE user_id = ANY($1)",
+                &[&new],
+            )
+            .await
+            .map_err(pg_err)?;
         if self.wallet_rows.len() > WALLET_ROWS_KEPT {
             self.wallet_rows.clear();
         }
-        for u in new {
-            self.wallet_rows.insert(u.clone());
+        for row in have {
+            self.wallet_rows.insert(row.get(0));
         }
         Ok(())
     }
@@ -303,6 +312,24 @@ impl PgStore {
         now: Millis,
         expired_before: Millis,
     ) -> Result<Claim, StoreError> {
+        // Twice at most: a row freed between the insert and the read is
+        // claimed again once.
+        for _ in 0..2 {
+            if let Some(claim) = self.try_claim(user_id, key, now, expired_before).await? {
+                return Ok(claim);
+            }
+        }
+        Ok(Claim::Running)
+    }
+
+    async fn try_claim(
+        &self,
+        user_id: &str,
+        key: &str,
+        now: Millis,
+        expired_before: Millis,
+    ) -> Result<Option<Claim>, StoreError> {
+        let key = &*super::pg_key(key);
         let c = self.pg.get().await?;
         let won = c
             .execute(
@@ -313,7 +340,7 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         if won == 1 {
-            return Ok(Claim::Won);
+            return Ok(Some(Claim::Won));
         }
         let row = c
             .query_opt(
@@ -323,14 +350,13 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         let Some(row) = row else {
-            // Freed between the two statements: try once more from the top.
-            return Ok(Claim::Running);
+            return Ok(None);
         };
         let at: i64 = row.get(0);
         let record: Option<Json<IdempotencyRecord>> = row.try_get(1).map_err(corrupt)?;
-        match record {
-            None => Ok(Claim::Running),
-            Some(Json(r)) if r.answered_at() >= expired_before => Ok(Claim::Answered(Box::new(r))),
+        let claim = match record {
+            None => Claim::Running,
+            Some(Json(r)) if r.answered_at() >= expired_before => Claim::Answered(Box::new(r)),
             Some(_) => {
                 let taken = c
                     .execute(
@@ -341,18 +367,20 @@ impl PgStore {
                     )
                     .await
                     .map_err(pg_err)?;
-                Ok(if taken == 1 {
+                if taken == 1 {
                     Claim::Won
                 } else {
                     Claim::Running
-                })
+                }
             }
-        }
+        };
+        Ok(Some(claim))
     }
 
     /// Frees a claim this node made whose request failed or never held
     /// money, so the key may be used again.
     pub async fn drop_claim(&self, user_id: &str, key: &str) -> Result<(), StoreError> {
+        let key = &*super::pg_key(key);
         let c = self.pg.get().await?;
         c.execute(
             "DELETE FROM idempotency WHERE user_id = $1 AND key = $2
@@ -366,6 +394,7 @@ impl PgStore {
 
     /// The key's row now: `Ok(None)` if it is gone (its request failed).
     pub async fn key_state(&self, user_id: &str, key: &str) -> Result<Option<Claim>, StoreError> {
+        let key = &*super::pg_key(key);
         let c = self.pg.get().await?;
         let row = c
             .query_opt(
