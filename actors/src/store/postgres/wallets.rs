@@ -185,7 +185,11 @@ impl PgStore {
             }
         }
         // Read under the wallets' locks: every node changes a user's holds
-        // and budget only while holding that user's wallet row.
+        // and budget only while holding that user's wallet row. A statement
+        // of its own, after the lock: in READ COMMITTED a statement reads
+        // from a snapshot taken when it starts, so folding this read into
+        // the locking statement would read holds as they were before the
+        // batch it waited for committed.
         let mut refs: HashMap<String, &mut Wallet> = wallets
             .iter_mut()
             .map(|(u, (w, _))| (u.clone(), w))
