@@ -58,24 +58,18 @@ async fn a_node_on_postgres_shows_what_the_exported_redb_file_held() {
     let (_, admin_analytics) = single.get(ADMIN_KEY, "/api/analytics").await;
     let tmp = single.stop().await.unwrap();
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oneflow"));
-    cmd.arg("export-store")
-        .arg("--data-dir")
-        .arg(tmp.path())
-        .current_dir(tmp.path());
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ONEFLOW__") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.envs(pg.env("copy"));
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "export-store failed: {said}");
+    // The schema first, by hand (a start would make it too); a second
+    // migrate has nothing to do.
+    let (ok, said) = oneflow(&["migrate"], tmp.path(), &pg).await;
+    assert!(ok && said.contains("applied schema versions 1"), "{said}");
+    let (ok, said) = oneflow(&["migrate"], tmp.path(), &pg).await;
+    assert!(ok && said.contains("no migration applied"), "{said}");
+    let dir = tmp.path().to_str().unwrap();
+    let (ok, said) = oneflow(&["export-store", "--data-dir", dir], tmp.path(), &pg).await;
+    assert!(ok, "export-store failed: {said}");
+    // Into a store that is not empty, never.
+    let (ok, said) = oneflow(&["export-store", "--data-dir", dir], tmp.path(), &pg).await;
+    assert!(!ok, "a second export went into a filled store: {said}");
 
     let node = TestServer::start_with(|c| pg.apply(c, "after"));
     for (key, was) in keys.iter().zip(&before) {
@@ -96,5 +90,44 @@ async fn a_node_on_postgres_shows_what_the_exported_redb_file_held() {
         )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
+    let mut after_pg = Vec::new();
+    for key in &keys {
+        after_pg.push(figures(&node, key).await);
+    }
     node.stop().await;
+
+    // And back: PostgreSQL into a new redb file, which a single node reads
+    // as the PostgreSQL node left it.
+    let back = tempfile::tempdir().unwrap();
+    let dir = back.path().to_str().unwrap();
+    let (ok, said) = oneflow(&["import-store", "--data-dir", dir], back.path(), &pg).await;
+    assert!(ok, "import-store failed: {said}");
+    let single = TestServer::start_in(back.path(), |_| {});
+    for (key, was) in keys.iter().zip(&after_pg) {
+        let now = figures(&single, key).await;
+        assert_eq!(now.0, was.0, "the wallet");
+        assert!(now.1 == was.1, "the history differs");
+        assert_eq!(now.2, was.2, "the analytics");
+    }
+    single.stop().await;
+}
+
+/// Runs the binary with `args` on `pg`'s schema: whether it succeeded, and
+/// what it said.
+async fn oneflow(args: &[&str], dir: &std::path::Path, pg: &PgSchema) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oneflow"));
+    cmd.args(args).current_dir(dir);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ONEFLOW__") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(pg.env("copy"));
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
 }
