@@ -9,10 +9,10 @@
 //! reads what it left, so no two nodes can spend the same money, and the
 //! node's commits carry many requests each, as a single node's do.
 //!
-//! Holds carry this node's id; a task on the connections' thread renews
-//! the node's lease and releases the holds of nodes whose lease ran out
-//! (`nodes.rs` in the store), exactly once: a release is itself a change
-//! under the row lock, and a hold already released is no longer there.
+//! Holds carry this node's id; tasks on the connections' thread renew the
+//! node's lease and release the holds of nodes whose lease ran out
+//! (`lease.rs`), exactly once: a release is itself a change under the row
+//! lock, and a hold already released is no longer there.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
@@ -85,7 +85,9 @@ fn closed() -> WalletError {
 
 /// The node's one writer: takes the first change queued and every other
 /// one ready, commits them together, and starts again at once (no timer:
-/// a batch is whatever queued while the last commit ran).
+/// a batch is whatever queued while the last commit ran). One, not more:
+/// two writers measured slower (docs/performance.md), their batches
+/// queueing on the same rollup rows.
 async fn write_loop(store: Arc<PgStore>, mut rx: mpsc::Receiver<(String, Change)>, max: usize) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
