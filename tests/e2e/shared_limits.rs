@@ -260,3 +260,29 @@ async fn failed_authentications_are_counted_by_both_nodes_together() {
     a.stop().await;
     b.stop().await;
 }
+
+#[test]
+fn a_node_that_must_share_its_limits_refuses_to_start_without_redis() {
+    let pg = PgSchema::new();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("oneflow.toml"), "").unwrap();
+    // A port nothing listens on: Redis is configured but does not answer.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead_url = format!("redis://127.0.0.1:{dead}/");
+    for redis in [None, Some(dead_url.as_str())] {
+        let mut env = pg.env("strict");
+        env.push(("ONEFLOW__COORDINATION__REQUIRED".into(), "true".into()));
+        if let Some(url) = redis {
+            env.push(("ONEFLOW__COORDINATION__REDIS_URL".into(), url.into()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let Err((_, stderr)) = crate::process::Proc::try_spawn_with(tmp.path(), &env) else {
+            panic!("a node started with coordination.required and no Redis ({redis:?})");
+        };
+        assert!(stderr.contains("coordination.required"), "{stderr}");
+    }
+}
