@@ -13,11 +13,12 @@ use oneflow::ledger::{LedgerEntry, Refusal, Wallet};
 use oneflow::time::Window;
 
 use crate::persistence::{Job, Persistence, Slot};
-use crate::store::{IdempotencyRecord, OpenHold, Store, StoreError, WriteOp};
+use crate::store::{IdempotencyRecord, Store, StoreError, WriteOp};
 use crate::views::{WalletView, WindowView};
 
 use super::idempotency::{IdemLimits, IdemState};
 use super::messages::*;
+use super::steps;
 
 /// The commit a caller waits for after the lock is let go.
 pub(super) type Commit = oneshot::Receiver<Result<(), Arc<StoreError>>>;
@@ -181,18 +182,7 @@ impl WalletCell {
         let now_slot = persist.reserve().map_err(|_| WalletError::Busy)?;
         let later_slot = persist.reserve().map_err(|_| WalletError::Busy)?;
         let w = self.wallet()?;
-        let (hold, entry) = w.hold(&m.request_id, &m.provider, m.amount, m.now)?;
-        let hold_id = hold.id;
-        let open = OpenHold {
-            hold,
-            model: m.model.clone(),
-            modality: m.modality,
-            prompt_preview: m.prompt_preview.clone(),
-        };
-        let mut ops = vec![
-            WriteOp::AppendEntry(entry),
-            WriteOp::PutHold(Box::new(open)),
-        ];
+        let (hold_id, mut ops) = steps::hold(w, m)?;
         ops.extend(self.snapshot_op());
         // The hold needs no commit of its own: a crash before the finish
         // charges nothing and its client was never answered.
@@ -230,45 +220,15 @@ impl WalletCell {
             Some(s) => s,
             None => persist.reserve().map_err(|_| WalletError::Busy)?,
         };
-        let w = self.wallet()?;
-        let (entries, charged, shortfall) = match &m.settlement {
-            Settlement::Charge(cost) => {
-                let s = w.settle(m.hold_id, *cost, m.now)?;
-                (s.entries, s.charged, s.shortfall)
-            }
-            Settlement::Release(note) => (
-                vec![w.release(m.hold_id, Some(note), m.now)?],
-                Credits::ZERO,
-                Credits::ZERO,
-            ),
-        };
-        let finished = Finished {
-            charged,
-            balance: w.balance,
-            available: w.available(),
-        };
-        let mut record = m.record;
-        record.cost = charged;
-        record.shortfall = shortfall;
-        let mut ops: Vec<WriteOp> = entries.into_iter().map(WriteOp::AppendEntry).collect();
-        ops.push(WriteOp::DeleteHold {
-            user_id: self.user_id.clone(),
-            id: m.hold_id,
-        });
-        ops.push(WriteOp::PutRequest(record));
-        // A success is remembered for the key, with the figures only the
-        // wallet knows. A failure charged nothing and may be worth retrying,
-        // so its key is freed once those waiting on it have the answer.
         let keep = matches!(m.settlement, Settlement::Charge(_));
-        let idem = m.idem.map(|(key, mut record)| {
-            if let Some(r) = record.result.as_mut() {
-                r.cost = charged;
-                r.balance = finished.balance;
-                r.available = finished.available;
-            }
-            record.at = m.now;
-            (key, Arc::new(record), keep)
-        });
+        self.wallet()?;
+        // The wallet and the user's id are two fields: borrowed apart.
+        let w = self.wallet.as_mut().ok_or(WalletError::UnknownUser)?;
+        let (finished, mut ops, idem) = steps::finish(w, &self.user_id, m)?;
+        // A success is remembered for the key. A failure charged nothing
+        // and may be worth retrying, so its key is freed once those
+        // waiting on it have the answer.
+        let idem = idem.map(|(key, record)| (key, Arc::new(record), keep));
         if let Some((key, record, true)) = &idem {
             ops.push(WriteOp::PutIdempotency {
                 user_id: self.user_id.clone(),

@@ -27,14 +27,14 @@ use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
 use crate::store::postgres::{Answer, Change, Claim, PgStore};
-use crate::store::{IdempotencyRecord, OpenHold, StoreError, WriteOp};
+use crate::store::{IdempotencyRecord, StoreError, WriteOp};
 use crate::views::WalletView;
 
 use super::cell::view_of;
 use super::handle::WalletSettings;
 use super::lease::{self, Beat};
 use super::messages::*;
-use super::steps::{Step, finish_step};
+use super::steps::{self, Step, finish_step};
 
 /// How often a key another request holds is looked at again, at first;
 /// the wait doubles up to `KEY_POLL_MAX`.
@@ -368,18 +368,7 @@ impl SharedWallets {
                 if w.holds.len() >= max {
                     return Err(WalletError::TooManyInFlight);
                 }
-                let (hold, entry) = w.hold(&m.request_id, &m.provider, m.amount, m.now)?;
-                let id = hold.id;
-                let open = OpenHold {
-                    hold,
-                    model: m.model,
-                    modality: m.modality,
-                    prompt_preview: m.prompt_preview,
-                };
-                let ops = vec![
-                    WriteOp::AppendEntry(entry),
-                    WriteOp::PutHold(Box::new(open)),
-                ];
+                let (id, ops) = steps::hold(w, &m)?;
                 Ok((id, ops))
             })
             .await;
