@@ -191,7 +191,7 @@ impl Broker {
         .map_err(|e| {
             BrokerError::Unavailable(format!("cannot start the persistence thread: {e}"))
         })?;
-        let settings = WalletSettings {
+        let mut settings = WalletSettings {
             idle_stop: Duration::from_secs(config.wallets.idle_stop_secs),
             max_in_flight: config.wallets.max_in_flight,
             idempotency: IdemLimits {
@@ -199,15 +199,20 @@ impl Broker {
                 memory_bytes: config.idempotency.memory_bytes,
                 retention_ms: config.idempotency.retention_ms(),
             },
+            reporter: None,
         };
+        let scheduler = crate::scheduler::Scheduler::default();
         let wallets = match &shared {
-            None => Wallets::Local(
+            None => Wallets::Local({
+                let every = LocalWallets::purge_every(&settings);
+                settings.reporter = Some(scheduler.reporter("idempotency-purge", every, every));
                 LocalWallets::start(store.clone(), persist.clone(), settings).map_err(|e| {
                     BrokerError::Unavailable(format!("cannot start the wallet sweeper: {e}"))
-                })?,
-            ),
+                })?
+            }),
             Some(pg) => {
                 let lease = Duration::from_secs(config.storage.hold_lease_secs);
+                settings.reporter = Some(scheduler.reporter("shared-sweep", lease / 4, lease / 4));
                 let p = &config.persistence;
                 let start = SharedWallets::start(pg.clone(), settings, lease, p.queue, p.max_batch);
                 Wallets::Shared(pg.pg().block(start)??)
@@ -225,6 +230,10 @@ impl Broker {
             })
             .collect();
         let services = Services::new(config, store, persist, wallets, providers, shared, coord);
+        let services = Services {
+            scheduler,
+            ..services
+        };
         let services = Arc::new(services);
         keys::forget_revoked(&services);
         let broker = Broker { services };
@@ -238,6 +247,7 @@ impl Broker {
     /// Deletes the video jobs still rendering upstream, commits what is
     /// queued and stops the persistence thread.
     pub async fn shutdown(&self) {
+        self.services.scheduler.stop();
         jobs::cancel_running(&self.services).await;
         self.services.persist.shutdown().await;
         self.services.wallets.stop().await;
@@ -502,6 +512,11 @@ impl Broker {
     }
 
     /// Group-commit figures since start: commits, writes, mean commit time.
+    /// The background tasks and their last runs.
+    pub fn tasks(&self) -> Vec<crate::views::TaskView> {
+        self.services.scheduler.tasks()
+    }
+
     pub fn persistence_figures(&self) -> CommitFigures {
         status::persistence_figures(&self.services)
     }

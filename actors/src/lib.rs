@@ -28,6 +28,7 @@ pub mod ids;
 pub mod metrics;
 pub mod persistence;
 mod provider;
+pub mod scheduler;
 pub mod store;
 pub mod tokens;
 mod usecase;

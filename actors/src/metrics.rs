@@ -91,6 +91,12 @@ pub const COORDINATION_UP: &str = "oneflow_coordination_up";
 /// Provider calls admitted on this node's share of the limits because
 /// Redis was unreachable, by `provider`.
 pub const COORDINATION_FALLBACKS: &str = "oneflow_coordination_fallbacks_total";
+/// Runs of background tasks (`scheduler.rs`), by `task` and `outcome`
+/// (`ok`, `error`).
+pub const TASK_RUNS: &str = "oneflow_task_runs_total";
+/// When each background task last finished a run, in seconds since the
+/// Unix epoch, by `task`.
+pub const TASK_LAST_RUN: &str = "oneflow_task_last_run_timestamp_seconds";
 
 /// Every series name above, for checks that the dashboard and the docs
 /// use no other.
@@ -115,6 +121,8 @@ pub const ALL: &[&str] = &[
     SHARED_FAILED,
     COORDINATION_UP,
     COORDINATION_FALLBACKS,
+    TASK_RUNS,
+    TASK_LAST_RUN,
 ];
 
 /// Label names.
@@ -125,6 +133,8 @@ pub const STATUS: &str = "status";
 pub const CODE: &str = "code";
 pub const USER: &str = "user";
 pub const DIRECTION: &str = "direction";
+pub const TASK: &str = "task";
+pub const OUTCOME: &str = "outcome";
 
 /// Request and upstream latency: a millisecond to two minutes.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -271,6 +281,11 @@ fn describe() {
         COMMIT_DURATION,
         Unit::Seconds,
         "Duration of one persistence commit."
+    );
+    describe_counter!(TASK_RUNS, "Runs of background tasks, by outcome.");
+    describe_gauge!(
+        TASK_LAST_RUN,
+        "When each background task last finished a run (Unix seconds)."
     );
 }
 
@@ -500,4 +515,11 @@ pub fn shared_commit(changes: usize, took: Duration, ok: bool) {
     if !ok {
         counter!(SHARED_FAILED).increment(1);
     }
+}
+
+/// Background task `task` finished a run at `now` (ms since the epoch).
+pub fn task_ran(task: &'static str, ok: bool, now: i64) {
+    let outcome = if ok { "ok" } else { "error" };
+    counter!(TASK_RUNS, TASK => task, OUTCOME => outcome).increment(1);
+    gauge!(TASK_LAST_RUN, TASK => task).set(now as f64 / 1000.0);
 }

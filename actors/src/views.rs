@@ -345,6 +345,26 @@ pub struct JobView {
     pub content_url: Option<String>,
 }
 
+/// A background task and its last run (`/api/status`, for admins).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TaskView {
+    pub name: String,
+    /// Its period, in milliseconds.
+    pub every_ms: u64,
+    /// When its last run began (milliseconds since the Unix epoch); null
+    /// before the first.
+    #[schema(value_type = Option<i64>)]
+    pub last_run_at: Option<Millis>,
+    pub last_duration_ms: Option<u64>,
+    /// Why the last run failed; null when it succeeded.
+    pub last_error: Option<String>,
+    /// When the next run is due (milliseconds since the Unix epoch).
+    #[schema(value_type = Option<i64>)]
+    pub next_run_at: Option<Millis>,
+    pub runs: u64,
+    pub failures: u64,
+}
+
 /// Where the ledger is kept and which nodes share it (`/api/status`, for
 /// admins).
 #[derive(Clone, Debug, Serialize, utoipa::ToSchema)]

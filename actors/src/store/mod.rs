@@ -21,6 +21,7 @@ use oneflow::time::Millis;
 use crate::views::RequestOutcome;
 
 mod batch;
+pub mod docs;
 #[cfg(any(test, feature = "failpoints"))]
 pub mod faulty;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub mod rollups;
 mod tests;
 pub mod transfer;
 
+pub use self::docs::{Doc, DocWrite};
 pub use self::redb::{DEFAULT_CACHE_BYTES, RedbStore, SCHEMA_VERSION};
 
 /// A storage failure: always our fault, never the client's.
@@ -270,6 +272,22 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// The document `kind`/`id`, if stored (see `docs.rs`).
+    fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError>;
+    /// Up to `limit` documents of `kind` whose ids start with `prefix`, in
+    /// id order (as bytes), after the id `after` if given.
+    fn docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Doc)>, StoreError>;
+    /// Applies every write, atomically and durably, if each finds the
+    /// version it names; `Ok(false)`, with nothing written, if any does
+    /// not. Callable from any thread, beside the persistence thread.
+    fn write_docs(&self, writes: Vec<DocWrite>) -> Result<bool, StoreError>;
 
     /// Calls `f` on each wallet snapshot as stored (the bytes of its last
     /// `PutWallet`, or the same JSON), ordered by user id, until it

@@ -15,9 +15,10 @@ use oneflow::ledger::{LedgerEntry, Wallet};
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
+use super::docs::{pack, unpack};
 use super::{
-    ApiKeyRecord, IdempotencyRecord, OpenHold, RequestCursor, Role, Store, StoreError, User,
-    WriteOp, batch, rollups,
+    ApiKeyRecord, Doc, DocWrite, IdempotencyRecord, OpenHold, RequestCursor, Role, Store,
+    StoreError, User, WriteOp, batch, rollups,
 };
 
 /// Bumped when the file format changes. Version 2 stores a batch's ledger
@@ -51,6 +52,8 @@ pub(super) const IDEMPOTENCY: TableDefinition<(&str, &str), &[u8]> =
     TableDefinition::new("idempotency");
 /// (answered at, user, key): the idempotency records by age, so the purge
 /// of expired ones reads only what it deletes.
+/// (kind, id): documents, each its version then its body (`docs.rs`).
+pub(super) const DOCS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("docs");
 pub(super) const IDEMPOTENCY_BY_TIME: TableDefinition<(u64, &str, &str), ()> =
     TableDefinition::new("idempotency_by_time");
 
@@ -207,6 +210,7 @@ impl RedbStore {
             txn.open_table(TRANSACTIONS)?;
             txn.open_table(HOLDS)?;
             txn.open_table(IDEMPOTENCY)?;
+            txn.open_table(DOCS)?;
         }
         let indexed = index_idempotency(&txn)?;
         if indexed > 0 {
@@ -233,6 +237,75 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
+    fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOCS)?;
+        let v = t.get((kind, id))?;
+        v.map(|v| unpack(v.value())).transpose()
+    }
+
+    fn docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Doc)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOCS)?;
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+        let mut out = Vec::new();
+        for row in t.range((kind, start)..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            let (k_kind, id) = k.value();
+            if k_kind != kind || !id.starts_with(prefix) {
+                break;
+            }
+            if after == Some(id) {
+                continue;
+            }
+            out.push((id.to_string(), unpack(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn write_docs(&self, writes: Vec<DocWrite>) -> Result<bool, StoreError> {
+        for w in &writes {
+            w.check()?;
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut t = txn.open_table(DOCS)?;
+            for w in &writes {
+                let found = match t.get((w.kind.as_str(), w.id.as_str()))? {
+                    Some(v) => unpack(v.value())?.version,
+                    None => 0,
+                };
+                if found != w.expected {
+                    // Dropping the transaction uncommitted aborts it.
+                    return Ok(false);
+                }
+                match &w.body {
+                    Some(b) => {
+                        t.insert(
+                            (w.kind.as_str(), w.id.as_str()),
+                            pack(found + 1, b).as_slice(),
+                        )?;
+                    }
+                    None => {
+                        t.remove((w.kind.as_str(), w.id.as_str()))?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
     /// Commits `ops` in one durable transaction.
     fn commit(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;

@@ -92,6 +92,8 @@ pub(crate) struct Services {
     pub(crate) exports: export::Running,
     /// Video jobs running in the background (`jobs.rs`).
     pub(crate) jobs: jobs::Running,
+    /// The background tasks (`scheduler.rs`).
+    pub(crate) scheduler: crate::scheduler::Scheduler,
 }
 
 impl Services {
@@ -122,6 +124,7 @@ impl Services {
             strategies: DashMap::new(),
             exports: Default::default(),
             jobs: jobs::Running::here(),
+            scheduler: crate::scheduler::Scheduler::default(),
         }
     }
 

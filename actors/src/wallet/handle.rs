@@ -33,6 +33,8 @@ pub struct WalletSettings {
     /// Requests one user may have holding money at once.
     pub max_in_flight: usize,
     pub idempotency: IdemLimits,
+    /// Where the idempotency purge reports its runs (`scheduler.rs`).
+    pub reporter: Option<crate::scheduler::Reporter>,
 }
 
 type Shared = Arc<Mutex<WalletCell>>;
@@ -70,9 +72,12 @@ impl Inner {
 
     /// Deletes idempotency records whose retention has ended. Skipped when
     /// the persistence queue is full: requests come first.
-    fn purge(&self, now: Millis) {
+    fn purge(&self, now: Millis) -> Result<(), String> {
         let before = now.saturating_sub(self.settings.idempotency.retention_ms);
-        if let Ok(slot) = self.persist.reserve() {
+        let Ok(slot) = self.persist.reserve() else {
+            return Err("skipped: the persistence queue is full".into());
+        };
+        {
             // A waiter (whom nobody asks) makes it commit now, not with the
             // next request's commit.
             let (done, _) = tokio::sync::oneshot::channel();
@@ -84,6 +89,7 @@ impl Inner {
                 done: Some(done),
             });
         }
+        Ok(())
     }
 }
 
@@ -146,16 +152,20 @@ async fn after_commit<R>(
 }
 
 impl LocalWallets {
+    /// The purge runs a few times per retention, at least every ten
+    /// minutes.
+    pub fn purge_every(settings: &WalletSettings) -> Duration {
+        let retention = Duration::from_millis(settings.idempotency.retention_ms.max(0) as u64);
+        (retention / 4).min(Duration::from_secs(600))
+    }
+
     /// Starts the thread that drops idle wallets.
     pub fn start(
         store: Arc<dyn Store>,
         persist: Persistence,
         settings: WalletSettings,
     ) -> std::io::Result<LocalWallets> {
-        // The purge runs a few times per retention, at least every ten
-        // minutes.
-        let retention = Duration::from_millis(settings.idempotency.retention_ms.max(0) as u64);
-        let purge_every = (retention / 4).min(Duration::from_secs(600));
+        let purge_every = Self::purge_every(&settings);
         let every = (settings.idle_stop / 4)
             .min(purge_every)
             .max(Duration::from_millis(250));
@@ -178,7 +188,10 @@ impl LocalWallets {
                     inner.sweep();
                     if purged.elapsed() >= purge_every {
                         purged = Instant::now();
-                        inner.purge(crate::ids::now_ms());
+                        let outcome = inner.purge(crate::ids::now_ms());
+                        if let Some(r) = &inner.settings.reporter {
+                            r.ran(purged, outcome, purge_every);
+                        }
                     }
                 }
             })?;
@@ -370,6 +383,7 @@ mod tests {
         };
         block_on(persist.write(vec![WriteOp::PutUser(user)])).unwrap();
         let settings = WalletSettings {
+            reporter: None,
             idle_stop: Duration::ZERO,
             max_in_flight: 16,
             idempotency: IdemLimits {

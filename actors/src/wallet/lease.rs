@@ -91,7 +91,11 @@ pub(super) fn start(w: &SharedWallets, stop: watch::Receiver<bool>) -> Vec<JoinH
                 let Some(w) = SharedWallets::upgrade(&w) else {
                     break;
                 };
-                sweep_once(&w, Instant::now() + every).await;
+                let started = Instant::now();
+                let outcome = sweep_once(&w, started + every).await;
+                if let Some(r) = w.reporter() {
+                    r.ran(started, outcome, every);
+                }
             }
         })
     };
@@ -128,14 +132,19 @@ async fn renew_once(w: &SharedWallets, conn: &mut Option<tokio_postgres::Client>
     }
 }
 
-async fn sweep_once(w: &SharedWallets, until: Instant) {
+/// One turn of the sweep; every step runs even when one before failed,
+/// and the failures are returned together.
+async fn sweep_once(w: &SharedWallets, until: Instant) -> Result<(), String> {
+    let mut failed = Vec::new();
     if let Err(e) = release_orphans(w, until).await {
-        eprintln!("oneflow: releasing holds of stopped nodes failed: {e}");
+        failed.push(format!("releasing holds of stopped nodes failed: {e}"));
     }
     let store = w.store();
     let lease_ms = w.lease().as_millis() as i64;
     if let Err(e) = store.drop_dead_claims(lease_ms).await {
-        eprintln!("oneflow: freeing idempotency keys of stopped nodes failed: {e}");
+        failed.push(format!(
+            "freeing idempotency keys of stopped nodes failed: {e}"
+        ));
     }
     let now = crate::ids::now_ms();
     match store.own_old_claims(now - lease_ms).await {
@@ -146,14 +155,21 @@ async fn sweep_once(w: &SharedWallets, until: Instant) {
                 }
             }
         }
-        Err(e) => eprintln!("oneflow: reading this node's idempotency claims failed: {e}"),
+        Err(e) => failed.push(format!(
+            "reading this node's idempotency claims failed: {e}"
+        )),
     }
     let retention = w.retention_ms();
     if let Err(e) = store
         .purge_answers(now.saturating_sub(retention), PURGE_BATCH)
         .await
     {
-        eprintln!("oneflow: purging expired idempotency answers failed: {e}");
+        failed.push(format!("purging expired idempotency answers failed: {e}"));
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
     }
 }
 

@@ -172,6 +172,10 @@ impl SharedWallets {
         &self.inner.beat
     }
 
+    pub(super) fn reporter(&self) -> Option<&crate::scheduler::Reporter> {
+        self.inner.settings.reporter.as_ref()
+    }
+
     pub(super) fn retention_ms(&self) -> Millis {
         self.inner.settings.idempotency.retention_ms
     }

@@ -119,6 +119,9 @@ pub struct Status {
     /// Where the ledger is kept, this node, and every node seen on a
     /// shared store.
     pub cluster: Option<oneflow_actors::views::ClusterView>,
+    /// The background tasks (reports, deliveries, alerts, purges), each
+    /// with its last and next run.
+    pub tasks: Option<Vec<oneflow_actors::views::TaskView>>,
 }
 
 // `json!` around the new ledger entry, in routes/credits.rs.

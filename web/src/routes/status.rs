@@ -45,6 +45,7 @@ pub async fn status(
         let cluster = s.broker.cluster().await?;
         let system = json!({
             "cluster": cluster,
+            "tasks": s.broker.tasks(),
             "uptime_secs": s.started_at.elapsed().as_secs(),
             "wallets_alive": wallets_alive,
             "writes_queued": writes_queued,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::store::{Store, StoreError};
 
 mod apply;
+mod docs;
 mod nodes;
 mod pool;
 mod reads;

@@ -15,14 +15,15 @@ use super::pool::pg_err;
 use crate::store::StoreError;
 
 /// The newest schema this build writes.
-pub const PG_SCHEMA_VERSION: i32 = 1;
+pub const PG_SCHEMA_VERSION: i32 = 2;
 
 /// Any number; every OneFlow node takes this lock to migrate.
 const MIGRATION_LOCK: i64 = 0x0F1E_F10E;
 
 /// Version `i + 1` is `MIGRATIONS[i]`. Never edit one that has shipped:
 /// add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 -- Text keys compare as bytes ("C"): pages and walks come out in the order
 -- the redb store gives, whatever the database's default collation.
 CREATE TABLE users (
@@ -112,7 +113,19 @@ CREATE TABLE nodes (
     started_at bigint NOT NULL,
     heartbeat_at bigint NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Documents (store/docs.rs): the account side's records, each written only
+-- where `version` is still the one its writer read.
+CREATE TABLE docs (
+    kind text COLLATE "C" NOT NULL,
+    id text COLLATE "C" NOT NULL,
+    version bigint NOT NULL,
+    body bytea NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+"#,
+];
 
 /// Brings the schema up to [`PG_SCHEMA_VERSION`]; returns the versions it
 /// applied. A database written by a newer build is refused.

@@ -14,8 +14,8 @@ use super::apply::{apply_batch, big, key_time, width};
 use super::pool::pg_err;
 use super::reads::{Param, col, corrupt, json, param, rollup};
 use crate::store::{
-    ApiKeyRecord, IdempotencyRecord, OpenHold, Recovery, RequestCursor, Role, Store, StoreError,
-    User, WriteOp,
+    ApiKeyRecord, Doc, DocWrite, IdempotencyRecord, OpenHold, Recovery, RequestCursor, Role, Store,
+    StoreError, User, WriteOp,
 };
 
 impl PgStore {
@@ -69,6 +69,24 @@ fn entry_row(row: &Row) -> Result<((String, i64), LedgerEntry), StoreError> {
 }
 
 impl Store for PgStore {
+    fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        self.doc_get(kind, id)
+    }
+
+    fn docs(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Doc)>, StoreError> {
+        self.doc_list(kind, prefix, after, limit)
+    }
+
+    fn write_docs(&self, writes: Vec<DocWrite>) -> Result<bool, StoreError> {
+        self.doc_write(writes)
+    }
+
     /// One transaction, committed before this returns: PostgreSQL's commit
     /// is the durability.
     fn commit(&self, ops: Vec<WriteOp>) -> Result<(), StoreError> {

@@ -107,6 +107,7 @@ fn redb() -> (tempfile::TempDir, RedbStore) {
     (dir, s)
 }
 
+mod docs;
 mod reads;
 mod workload;
 
