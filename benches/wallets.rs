@@ -52,7 +52,7 @@ fn main() {
                                 id: id.clone(),
                                 name: "bench".into(),
                                 email: "bench@example.com".into(),
-                                role: Role::User,
+                                role: Role::Member,
                                 created_at: 0,
                                 strategy: None,
                             })

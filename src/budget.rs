@@ -53,6 +53,36 @@ pub struct BudgetConfig {
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[schema(read_only)]
     pub set_by_admin: bool,
+    /// Caps on what one spender may take from this wallet: a member of
+    /// the team that owns it (by user id), or one API key (by key id).
+    /// They are checked on the same hold as the wallet's own caps, so no
+    /// interleaving of requests can overspend either. At most
+    /// [`MAX_SPENDERS`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spenders: BTreeMap<String, SpenderBudget>,
+}
+
+/// Most spenders one wallet's budget may cap.
+pub const MAX_SPENDERS: usize = 1000;
+
+/// One spender's caps inside a wallet's budget: overall and per provider.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpenderBudget {
+    pub daily: Option<Credits>,
+    pub weekly: Option<Credits>,
+    pub monthly: Option<Credits>,
+    pub per_provider: BTreeMap<String, BudgetLimits>,
+}
+
+impl SpenderBudget {
+    pub fn overall(&self) -> BudgetLimits {
+        BudgetLimits {
+            daily: self.daily,
+            weekly: self.weekly,
+            monthly: self.monthly,
+        }
+    }
 }
 
 /// Why a budget is not acceptable.
@@ -60,6 +90,8 @@ pub struct BudgetConfig {
 pub enum BudgetError {
     #[error("budget `{0}` must not be negative")]
     Negative(String),
+    #[error("a budget may cap at most {MAX_SPENDERS} spenders")]
+    TooManySpenders,
 }
 
 impl BudgetConfig {
@@ -72,60 +104,96 @@ impl BudgetConfig {
     }
 
     /// The first cap of `self` that `new` removes or raises, by name
-    /// (`daily`, `per_provider.image.weekly`, ...), if any.
+    /// (`daily`, `per_provider.image.weekly`, `spenders.usr_1.daily`, ...),
+    /// if any.
     pub fn loosened_by(&self, new: &BudgetConfig) -> Option<String> {
-        fn looser(old: Option<Credits>, new: Option<Credits>) -> bool {
-            match (old, new) {
-                (Some(_), None) => true,
-                (Some(o), Some(n)) => n > o,
-                (None, _) => false,
-            }
+        if let Some(l) = loosened(
+            "",
+            (&self.overall(), &self.per_provider),
+            (&new.overall(), &new.per_provider),
+        ) {
+            return Some(l);
         }
-        let windows = |l: &BudgetLimits| {
-            [
-                ("daily", l.daily),
-                ("weekly", l.weekly),
-                ("monthly", l.monthly),
-            ]
-        };
-        let pairs = windows(&self.overall())
-            .into_iter()
-            .zip(windows(&new.overall()));
-        for ((name, o), (_, n)) in pairs {
-            if looser(o, n) {
-                return Some(name.to_string());
-            }
-        }
-        for (p, old) in &self.per_provider {
-            let new = new.per_provider.get(p).cloned().unwrap_or_default();
-            for ((name, o), (_, n)) in windows(old).into_iter().zip(windows(&new)) {
-                if looser(o, n) {
-                    return Some(format!("per_provider.{p}.{name}"));
-                }
+        for (id, old) in &self.spenders {
+            let new = new.spenders.get(id).cloned().unwrap_or_default();
+            let at = format!("spenders.{id}.");
+            let l = loosened(
+                &at,
+                (&old.overall(), &old.per_provider),
+                (&new.overall(), &new.per_provider),
+            );
+            if l.is_some() {
+                return l;
             }
         }
         None
     }
 
     pub fn validate(&self) -> Result<(), BudgetError> {
-        let overall = self.overall();
-        let named = [
-            ("daily", overall.daily),
-            ("weekly", overall.weekly),
-            ("monthly", overall.monthly),
-        ];
-        for (name, v) in named {
-            if v.is_some_and(Credits::is_negative) {
-                return Err(BudgetError::Negative(name.to_string()));
-            }
+        negative("", &self.overall(), &self.per_provider)?;
+        if self.spenders.len() > MAX_SPENDERS {
+            return Err(BudgetError::TooManySpenders);
         }
-        for (p, l) in &self.per_provider {
-            if l.amounts().any(Credits::is_negative) {
-                return Err(BudgetError::Negative(format!("per_provider.{p}")));
-            }
+        for (id, b) in &self.spenders {
+            negative(&format!("spenders.{id}."), &b.overall(), &b.per_provider)?;
         }
         Ok(())
     }
+}
+
+/// Caps as the checks below read them: overall, and per provider.
+type Caps<'a> = (&'a BudgetLimits, &'a BTreeMap<String, BudgetLimits>);
+
+fn windows(l: &BudgetLimits) -> [(&'static str, Option<Credits>); 3] {
+    [
+        ("daily", l.daily),
+        ("weekly", l.weekly),
+        ("monthly", l.monthly),
+    ]
+}
+
+/// The first cap of `old` that `new` removes or raises, named after `at`.
+fn loosened(at: &str, old: Caps, new: Caps) -> Option<String> {
+    fn looser(old: Option<Credits>, new: Option<Credits>) -> bool {
+        match (old, new) {
+            (Some(_), None) => true,
+            (Some(o), Some(n)) => n > o,
+            (None, _) => false,
+        }
+    }
+    for ((name, o), (_, n)) in windows(old.0).into_iter().zip(windows(new.0)) {
+        if looser(o, n) {
+            return Some(format!("{at}{name}"));
+        }
+    }
+    for (p, o) in old.1 {
+        let n = new.1.get(p).cloned().unwrap_or_default();
+        for ((name, o), (_, n)) in windows(o).into_iter().zip(windows(&n)) {
+            if looser(o, n) {
+                return Some(format!("{at}per_provider.{p}.{name}"));
+            }
+        }
+    }
+    None
+}
+
+/// The first negative cap, named after `at`.
+fn negative(
+    at: &str,
+    overall: &BudgetLimits,
+    per_provider: &BTreeMap<String, BudgetLimits>,
+) -> Result<(), BudgetError> {
+    for (name, v) in windows(overall) {
+        if v.is_some_and(Credits::is_negative) {
+            return Err(BudgetError::Negative(format!("{at}{name}")));
+        }
+    }
+    for (p, l) in per_provider {
+        if l.amounts().any(Credits::is_negative) {
+            return Err(BudgetError::Negative(format!("{at}per_provider.{p}")));
+        }
+    }
+    Ok(())
 }
 
 /// What was charged in the current window of one kind, overall and by

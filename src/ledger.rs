@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{BudgetConfig, Spend};
+use crate::budget::{BudgetConfig, BudgetLimits, Spend};
 use crate::money::{Credits, MAX_CREDITS};
 use crate::time::{Millis, Window};
 
@@ -62,6 +62,11 @@ pub struct Hold {
     pub provider: String,
     pub amount: Credits,
     pub at: Millis,
+    /// Who inside the wallet spends it (a team member's user id, a key's
+    /// id): each one's own caps in the wallet's budget bound this hold too,
+    /// and its charge counts in each one's windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spenders: Vec<String>,
 }
 
 /// Running sums of the entries that move the balance, kept so the invariant
@@ -82,11 +87,14 @@ pub enum Refusal {
     )]
     InsufficientBalance { needed: Credits, available: Credits },
     #[error(
-        "{window} budget{} exceeded: limit {limit}, already spent {spent}, held {held}, this request may cost up to {needed}",
+        "{window} budget{}{} exceeded: limit {limit}, already spent {spent}, held {held}, this request may cost up to {needed}",
+        .spender.as_ref().map(|s| format!(" of {s}")).unwrap_or_default(),
         .provider.as_ref().map(|p| format!(" for provider {p}")).unwrap_or_default()
     )]
     BudgetExceeded {
         window: Window,
+        /// The spender whose own cap it is; `None`: the wallet's.
+        spender: Option<String>,
         provider: Option<String>,
         limit: Credits,
         spent: Credits,
@@ -131,6 +139,10 @@ pub struct Wallet {
     pub holds: BTreeMap<u64, Hold>,
     #[serde(skip)]
     pub budget: BudgetConfig,
+    /// What each spender (see [`Hold::spenders`]) was charged in the
+    /// current windows.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spender_spend: BTreeMap<String, Spend>,
 }
 
 impl Wallet {
@@ -160,10 +172,12 @@ impl Wallet {
         self.holds.values().map(|h| h.amount).sum()
     }
 
-    fn held_at(&self, provider: &str) -> Credits {
+    /// Held by one spender (or anyone: `None`), at one provider (or any).
+    fn held_by(&self, spender: Option<&str>, provider: Option<&str>) -> Credits {
         self.holds
             .values()
-            .filter(|h| h.provider == provider)
+            .filter(|h| provider.is_none_or(|p| h.provider == p))
+            .filter(|h| spender.is_none_or(|s| h.spenders.iter().any(|x| x == s)))
             .map(|h| h.amount)
             .sum()
     }
@@ -225,33 +239,54 @@ impl Wallet {
         Ok(self.entry(EntryKind::TopUp, amount, None, None, note, at))
     }
 
-    /// The first budget rule that `amount` more at `provider` would break.
+    /// The first budget rule that `amount` more at `provider`, spent by
+    /// `spenders`, would break: the wallet's caps, then each spender's.
     pub fn check_budget(
         &self,
         amount: Credits,
         provider: &str,
+        spenders: &[String],
         now: Millis,
     ) -> Result<(), Refusal> {
         let now = now.max(self.clock);
-        let held = self.held();
-        let held_p = self.held_at(provider);
-        let overall = self.budget.overall();
-        let scoped = [
-            (None, Some(&overall), held),
-            (
-                Some(provider),
-                self.budget.per_provider.get(provider),
-                held_p,
-            ),
-        ];
-        for (scope, limits, held) in scoped {
+        let b = &self.budget;
+        let caps = (&b.overall(), b.per_provider.get(provider));
+        self.check_caps(None, caps, amount, provider, now)?;
+        for s in spenders {
+            let Some(sb) = b.spenders.get(s) else {
+                continue;
+            };
+            let caps = (&sb.overall(), sb.per_provider.get(provider));
+            self.check_caps(Some(s), caps, amount, provider, now)?;
+        }
+        Ok(())
+    }
+
+    /// Checks one set of caps (the wallet's, or one spender's): overall,
+    /// and at `provider`, each counting what is spent and held in its scope.
+    fn check_caps(
+        &self,
+        spender: Option<&str>,
+        (overall, at_provider): (&BudgetLimits, Option<&BudgetLimits>),
+        amount: Credits,
+        provider: &str,
+        now: Millis,
+    ) -> Result<(), Refusal> {
+        let spend = match spender {
+            None => Some(&self.spend),
+            Some(s) => self.spender_spend.get(s),
+        };
+        let scoped = [(None, Some(overall)), (Some(provider), at_provider)];
+        for (scope, limits) in scoped {
             let Some(limits) = limits else { continue };
+            let held = self.held_by(spender, scope);
             for w in Window::ALL {
                 let Some(limit) = limits.get(w) else { continue };
-                let spent = self.spend.spent(w, now, scope);
+                let spent = spend.map_or(Credits::ZERO, |sp| sp.spent(w, now, scope));
                 if spent + held + amount > limit {
                     return Err(Refusal::BudgetExceeded {
                         window: w,
+                        spender: spender.map(str::to_string),
                         provider: scope.map(str::to_string),
                         limit,
                         spent,
@@ -272,6 +307,19 @@ impl Wallet {
         amount: Credits,
         now: Millis,
     ) -> Result<(Hold, LedgerEntry), Refusal> {
+        self.hold_as(request_id, provider, amount, &[], now)
+    }
+
+    /// [`Wallet::hold`] for `spenders` inside the wallet, within each
+    /// one's own caps as well as the wallet's.
+    pub fn hold_as(
+        &mut self,
+        request_id: &str,
+        provider: &str,
+        amount: Credits,
+        spenders: &[String],
+        now: Millis,
+    ) -> Result<(Hold, LedgerEntry), Refusal> {
         let now = self.tick(now);
         if amount.is_negative() {
             return Err(Refusal::NotPositive);
@@ -283,7 +331,7 @@ impl Wallet {
                 available,
             });
         }
-        self.check_budget(amount, provider, now)?;
+        self.check_budget(amount, provider, spenders, now)?;
         let id = self.next_seq;
         let hold = Hold {
             user_id: self.user_id.clone(),
@@ -292,6 +340,7 @@ impl Wallet {
             provider: provider.to_string(),
             amount,
             at: now,
+            spenders: spenders.to_vec(),
         };
         self.holds.insert(id, hold.clone());
         let entry = self.entry(
@@ -317,23 +366,24 @@ impl Wallet {
         if hold.provider == provider {
             return Ok(());
         }
-        let amount = hold.amount;
-        if let Some(limits) = self.budget.per_provider.get(provider) {
-            let held = self.held_at(provider);
-            for w in Window::ALL {
-                let Some(limit) = limits.get(w) else { continue };
-                let spent = self.spend.spent(w, now, Some(provider));
-                if spent + held + amount > limit {
-                    return Err(Refusal::BudgetExceeded {
-                        window: w,
-                        provider: Some(provider.to_string()),
-                        limit,
-                        spent,
-                        held,
-                        needed: amount,
-                    });
-                }
-            }
+        let (amount, spenders) = (hold.amount, hold.spenders.clone());
+        // The overall caps already count the hold; the new provider's own
+        // caps (the wallet's and each spender's) see it as new there.
+        let none = BudgetLimits::default();
+        let b = &self.budget;
+        self.check_caps(
+            None,
+            (&none, b.per_provider.get(provider)),
+            amount,
+            provider,
+            now,
+        )?;
+        for s in &spenders {
+            let Some(sb) = b.spenders.get(s) else {
+                continue;
+            };
+            let caps = (&none, sb.per_provider.get(provider));
+            self.check_caps(Some(s), caps, amount, provider, now)?;
         }
         if let Some(h) = self.holds.get_mut(&hold_id) {
             h.provider = provider.to_string();
@@ -361,6 +411,7 @@ impl Wallet {
         hold.amount -= charged;
         let (request_id, provider, held_at) =
             (hold.request_id.clone(), hold.provider.clone(), hold.at);
+        let spenders = std::mem::take(&mut hold.spenders);
         let mut entries = Vec::with_capacity(2);
         if charged > Credits::ZERO {
             self.balance -= charged;
@@ -369,6 +420,12 @@ impl Wallet {
             // one whose cap was checked), or to a later one if that has
             // passed: a settle that crosses midnight is yesterday's spend.
             self.spend.record(held_at, &provider, charged);
+            for s in spenders {
+                self.spender_spend
+                    .entry(s)
+                    .or_default()
+                    .record(held_at, &provider, charged);
+            }
             entries.push(self.entry(
                 EntryKind::Charge,
                 charged,

@@ -4,6 +4,7 @@
 //! Pure by design: no actors, async runtime, storage or HTTP here, so every
 //! rule is testable in microseconds and the runtime can be replaced.
 
+pub mod access;
 pub mod analytics;
 pub mod audio;
 pub mod budget;
@@ -12,6 +13,8 @@ pub mod choice;
 pub mod cluster;
 pub mod config;
 pub mod ledger;
+#[cfg(test)]
+mod ledger_spenders;
 pub mod money;
 pub mod pricing;
 pub mod provider;

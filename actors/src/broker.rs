@@ -409,8 +409,15 @@ impl Broker {
     }
 
     /// Makes a new key for `user_id` with that user's role.
-    pub async fn create_key(&self, user_id: &str) -> Result<CreatedKey, BrokerError> {
-        keys::create(&self.services, user_id).await
+    /// A new key for `user_id`, of `role` (default: the user's own), made
+    /// by a credential of role `by`.
+    pub async fn create_key(
+        &self,
+        user_id: &str,
+        role: Option<crate::views::Role>,
+        by: crate::views::Role,
+    ) -> Result<CreatedKey, BrokerError> {
+        keys::create(&self.services, user_id, role, by).await
     }
 
     /// Keys of one user, or of everyone with `None`, oldest first.

@@ -517,6 +517,15 @@ pub fn shared_commit(changes: usize, took: Duration, ok: bool) {
     }
 }
 
+/// Background task `task` exists: its series show from the first scrape,
+/// its last run at 0 until it has run.
+pub fn task_announced(task: &'static str) {
+    for outcome in ["ok", "error"] {
+        counter!(TASK_RUNS, TASK => task, OUTCOME => outcome).increment(0);
+    }
+    gauge!(TASK_LAST_RUN, TASK => task).increment(0.0);
+}
+
 /// Background task `task` finished a run at `now` (ms since the epoch).
 pub fn task_ran(task: &'static str, ok: bool, now: i64) {
     let outcome = if ok { "ok" } else { "error" };

@@ -133,6 +133,7 @@ impl Scheduler {
     }
 
     fn announce(&self, name: &'static str, first: Duration, every: Duration) {
+        metrics::task_announced(name);
         if let Ok(mut t) = self.tasks.lock() {
             let s = t.entry(name).or_default();
             s.every_ms = every.as_millis() as u64;

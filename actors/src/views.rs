@@ -191,13 +191,8 @@ pub struct WalletView {
     pub windows: Vec<WindowView>,
 }
 
-/// Who may do what.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    User,
-}
+/// Who may do what (the domain's `access` module).
+pub use oneflow::access::Role;
 
 /// A new user and their key, shown once.
 #[derive(Clone, Debug, Serialize, ToSchema)]

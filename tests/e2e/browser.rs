@@ -243,7 +243,7 @@ async fn scenario(c: &Client, s: &TestServer, uid: &str, key: &str, start: Credi
     )
     .await;
     assert_eq!(shown, json!("100.123457"));
-    assert_eq!(text_of(c, "who").await, format!("{uid} (user)"));
+    assert_eq!(text_of(c, "who").await, format!("{uid} (member)"));
     // Providers are listed with their health.
     wait_js(
         c,

@@ -163,7 +163,7 @@ async fn json_output_agrees_with_the_api_to_the_micro_credit() {
     let users = table(&url, ADMIN_KEY, &["user", "list"]);
     let row = users.lines().find(|l| l.starts_with(&id)).unwrap();
     assert!(
-        row.contains("cleo@example.com") && row.contains("user"),
+        row.contains("cleo@example.com") && row.contains("member"),
         "{users}"
     );
     let rows = table(&url, &k2, &["history"]);

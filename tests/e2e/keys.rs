@@ -104,13 +104,13 @@ async fn users_cannot_make_list_or_revoke_keys_of_others() {
     assert_eq!(theirs, none);
     assert_eq!(status_of(&s, &bob2).await, StatusCode::OK);
 
-    // A key made by the admin for ann is a user key of ann's.
+    // A key made by the admin for ann is a member key of ann's.
     let (st, v) = s
         .post(ADMIN_KEY, "/api/keys", json!({"user_id": ann_id}))
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(v["user_id"], ann_id.as_str());
-    assert_eq!(v["role"], "user");
+    assert_eq!(v["role"], "member");
     let (st, v) = s.get(v["api_key"].as_str().unwrap(), "/api/users").await;
     assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
 

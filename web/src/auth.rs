@@ -1,23 +1,13 @@
-//! Bearer-key authentication as extractors: `Caller` for any valid key,
-//! `AdminCaller` for administrators only.
+//! Bearer-key authentication: who a request's credential is. What that
+//! caller may do is `access.rs`'s business.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{HttpRequest, web};
 
 use oneflow_actors::Principal;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// An authenticated caller.
-pub struct Caller(pub Principal);
-
-/// An authenticated administrator.
-pub struct AdminCaller(pub Principal);
 
 /// The key a request carries: `Authorization: Bearer <key>`, or, where
 /// Anthropic's clients call (`x_api_key`), their `x-api-key: <key>`.
@@ -91,44 +81,4 @@ pub(crate) async fn authenticate_by(
         }
     }
     Err(ApiError::Unauthorized)
-}
-
-impl FromRequest for Caller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { authenticate(req).await.map(Caller) })
-    }
-}
-
-impl FromRequest for AdminCaller {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let p = authenticate(req).await?;
-            if !p.is_admin() {
-                return Err(ApiError::Forbidden);
-            }
-            Ok(AdminCaller(p))
-        })
-    }
-}
-
-impl Caller {
-    /// Whose data to act on: the caller's own, or, for an admin, the user
-    /// named in `user_id`.
-    pub fn subject(&self, user_id: Option<&str>) -> Result<String, ApiError> {
-        match user_id {
-            None => Ok(self.0.user_id.clone()),
-            Some(u) if u == self.0.user_id => Ok(u.to_string()),
-            // A user asking for someone else's data learns nothing of it.
-            Some(_) if !self.0.is_admin() => Err(ApiError::NotFound("user".into())),
-            Some(u) => Ok(u.to_string()),
-        }
-    }
 }

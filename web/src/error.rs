@@ -12,6 +12,18 @@ use serde_json::json;
 use oneflow_actors::BrokerError;
 
 /// What went wrong, as a client should see it.
+/// What a permission lets one do, for the 403's message.
+fn need_verb(p: oneflow::access::Permission) -> &'static str {
+    use oneflow::access::Permission as P;
+    match p {
+        P::Public | P::Read => "read this account's figures",
+        P::Spend => "send charged requests",
+        P::Manage => "change this account's settings",
+        P::Export => "export records",
+        P::Administer => "use this administrators' endpoint",
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("missing or invalid API key; send `Authorization: Bearer <key>`")]
@@ -19,8 +31,12 @@ pub enum ApiError {
     /// Too many wrong keys from this address; the seconds to wait.
     #[error("too many failed authentications from this address; retry later")]
     AuthThrottled(u64),
-    #[error("this endpoint is for administrators")]
-    Forbidden,
+    /// The caller's role does not allow what the route does.
+    #[error("a {} credential may not {}", role.name(), need_verb(*need))]
+    Forbidden {
+        role: oneflow::access::Role,
+        need: oneflow::access::Permission,
+    },
     #[error("{0} not found")]
     NotFound(String),
     /// A route that exists, asked with a method it does not answer; the
@@ -68,7 +84,7 @@ impl ApiError {
         match self {
             ApiError::Unauthorized => "unauthorized",
             ApiError::AuthThrottled(_) => "too_many_auth_failures",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest(_) => "invalid_request",
@@ -97,7 +113,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AuthThrottled(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -198,6 +214,7 @@ mod tests {
             },
             Refusal::BudgetExceeded {
                 window: Window::Daily,
+                spender: None,
                 provider: None,
                 limit: Credits::ZERO,
                 spent: Credits::ZERO,

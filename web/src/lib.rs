@@ -1,6 +1,7 @@
 //! OneFlow's HTTP layer: routes, authentication, errors, configuration
 //! loading, and the server both `main` and the tests start.
 
+pub mod access;
 pub mod auth;
 pub mod cli;
 pub mod error;

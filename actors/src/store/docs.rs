@@ -18,7 +18,10 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use redb::{ReadableDatabase, ReadableTable};
+
 use super::StoreError;
+use super::redb::{DOCS, RedbStore};
 
 /// Longest kind, in bytes.
 pub const MAX_KIND: usize = 64;
@@ -123,4 +126,77 @@ pub(super) fn unpack(bytes: &[u8]) -> Result<Doc, StoreError> {
         version: u64::from_le_bytes(v),
         body: body.to_vec(),
     })
+}
+
+/// Documents on the redb file: one table keyed by (kind, id), written in a
+/// transaction of its own that waits for the file's one writer.
+impl RedbStore {
+    pub(super) fn doc_get(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOCS)?;
+        let v = t.get((kind, id))?;
+        v.map(|v| unpack(v.value())).transpose()
+    }
+
+    pub(super) fn doc_list(
+        &self,
+        kind: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Doc)>, StoreError> {
+        let r = self.db.begin_read()?;
+        let t = r.open_table(DOCS)?;
+        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
+        let mut out = Vec::new();
+        for row in t.range((kind, start)..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = row?;
+            let (k_kind, id) = k.value();
+            if k_kind != kind || !id.starts_with(prefix) {
+                break;
+            }
+            if after == Some(id) {
+                continue;
+            }
+            out.push((id.to_string(), unpack(v.value())?));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn doc_write(&self, writes: Vec<DocWrite>) -> Result<bool, StoreError> {
+        for w in &writes {
+            w.check()?;
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::Immediate)?;
+        {
+            let mut t = txn.open_table(DOCS)?;
+            for w in &writes {
+                let found = match t.get((w.kind.as_str(), w.id.as_str()))? {
+                    Some(v) => unpack(v.value())?.version,
+                    None => 0,
+                };
+                if found != w.expected {
+                    // Dropping the transaction uncommitted aborts it.
+                    return Ok(false);
+                }
+                match &w.body {
+                    Some(b) => {
+                        t.insert(
+                            (w.kind.as_str(), w.id.as_str()),
+                            pack(found + 1, b).as_slice(),
+                        )?;
+                    }
+                    None => {
+                        t.remove((w.kind.as_str(), w.id.as_str()))?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(true)
+    }
 }

@@ -15,7 +15,6 @@ use oneflow::ledger::{LedgerEntry, Wallet};
 use oneflow::records::RequestRecord;
 use oneflow::time::Millis;
 
-use super::docs::{pack, unpack};
 use super::{
     ApiKeyRecord, Doc, DocWrite, IdempotencyRecord, OpenHold, RequestCursor, Role, Store,
     StoreError, User, WriteOp, batch, rollups,
@@ -238,10 +237,7 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(DOCS)?;
-        let v = t.get((kind, id))?;
-        v.map(|v| unpack(v.value())).transpose()
+        self.doc_get(kind, id)
     }
 
     fn docs(
@@ -251,59 +247,11 @@ impl Store for RedbStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Doc)>, StoreError> {
-        let r = self.db.begin_read()?;
-        let t = r.open_table(DOCS)?;
-        let start = after.filter(|a| *a >= prefix).unwrap_or(prefix);
-        let mut out = Vec::new();
-        for row in t.range((kind, start)..)? {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = row?;
-            let (k_kind, id) = k.value();
-            if k_kind != kind || !id.starts_with(prefix) {
-                break;
-            }
-            if after == Some(id) {
-                continue;
-            }
-            out.push((id.to_string(), unpack(v.value())?));
-        }
-        Ok(out)
+        self.doc_list(kind, prefix, after, limit)
     }
 
     fn write_docs(&self, writes: Vec<DocWrite>) -> Result<bool, StoreError> {
-        for w in &writes {
-            w.check()?;
-        }
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::Immediate)?;
-        {
-            let mut t = txn.open_table(DOCS)?;
-            for w in &writes {
-                let found = match t.get((w.kind.as_str(), w.id.as_str()))? {
-                    Some(v) => unpack(v.value())?.version,
-                    None => 0,
-                };
-                if found != w.expected {
-                    // Dropping the transaction uncommitted aborts it.
-                    return Ok(false);
-                }
-                match &w.body {
-                    Some(b) => {
-                        t.insert(
-                            (w.kind.as_str(), w.id.as_str()),
-                            pack(found + 1, b).as_slice(),
-                        )?;
-                    }
-                    None => {
-                        t.remove((w.kind.as_str(), w.id.as_str()))?;
-                    }
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(true)
+        self.doc_write(writes)
     }
 
     /// Commits `ops` in one durable transaction.

@@ -17,6 +17,7 @@ fn hold(id: u64) -> WriteOp {
         provider: "p".into(),
         amount: Credits(9),
         at: 0,
+        spenders: vec!["usr_m".into()],
     };
     WriteOp::PutHold(Box::new(OpenHold {
         hold,

@@ -104,20 +104,45 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
     Ok(Some(p))
 }
 
-/// Makes a new key for `user_id` with that user's role, committed before
-/// the answer.
-pub(crate) async fn create(s: &Services, user_id: &str) -> Result<CreatedKey, BrokerError> {
+/// Makes a new key for `user_id`, committed before the answer. Its role
+/// is `role`, or the user's own; it may do no more than the user, nor
+/// than the credential (`by`) that asks for it: a member can make a
+/// read-only key for a dashboard, never an admin key.
+pub(crate) async fn create(
+    s: &Services,
+    user_id: &str,
+    role: Option<Role>,
+    by: Role,
+) -> Result<CreatedKey, BrokerError> {
     let store = s.store.clone();
     let id = user_id.to_string();
     let user = blocking(move || store.user(&id))
         .await?
         .ok_or(BrokerError::NotFound("user"))?;
+    let role = role.unwrap_or(user.role);
+    if role == Role::TeamAdmin {
+        return Err(BrokerError::BadInput(
+            "team_admin is a role within a team, not one an account's own key can have".into(),
+        ));
+    }
+    if !user.role.may_grant(role) || !by.may_grant(role) {
+        let can: Vec<&str> = Role::ALL
+            .into_iter()
+            .filter(|r| *r != Role::TeamAdmin && user.role.may_grant(*r) && by.may_grant(*r))
+            .map(Role::name)
+            .collect();
+        return Err(BrokerError::Forbidden(format!(
+            "a key for this user, made with this credential, may have the role {}; not {}",
+            can.join(", "),
+            role.name()
+        )));
+    }
     let secret = api_key()
         .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
     let hash = key_hash(&secret);
     let record = ApiKeyRecord {
         user_id: user.id,
-        role: user.role,
+        role,
         prefix: key_prefix(&secret),
         created_at: now_ms(),
     };

@@ -45,7 +45,7 @@ pub(crate) async fn create(
         id: new_id("usr"),
         name,
         email,
-        role: Role::User,
+        role: Role::Member,
         created_at: now,
         strategy: None,
     };
@@ -53,7 +53,7 @@ pub(crate) async fn create(
         .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
     let record = ApiKeyRecord {
         user_id: user.id.clone(),
-        role: Role::User,
+        role: Role::Member,
         prefix: key_prefix(&key),
         created_at: now,
     };

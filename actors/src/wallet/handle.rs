@@ -377,7 +377,7 @@ mod tests {
             id: "u".into(),
             name: "u".into(),
             email: "u@example.com".into(),
-            role: Role::User,
+            role: Role::Member,
             created_at: 0,
             strategy: None,
         };

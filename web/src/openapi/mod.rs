@@ -66,6 +66,8 @@ pub mod analytics;
 pub mod anthropic;
 pub mod docs;
 mod document;
+pub mod permissions;
+use permissions::Permissions;
 pub mod providers;
 pub mod requests;
 pub mod schema;
@@ -136,7 +138,7 @@ pub use document::document;
         docs::docs_asset,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
-    modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent),
+    modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
     security(("bearer" = [])),
     tags(
         (name = "status", description = "Liveness and the caller's standing."),

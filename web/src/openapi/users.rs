@@ -31,11 +31,12 @@ pub fn create_user() {}
 pub fn list_users() {}
 
 #[utoipa::path(post, path = "/api/keys", tag = "users",
-    request_body(content = Option<NewKey>, description = "Optional: an admin names the user; a user makes a key for themself"),
+    request_body(content = Option<NewKey>, description = "Optional: an admin names the user; a user makes a key for themself; `role` narrows what the key may do"),
     responses(
         (status = 201, description = "Created; `api_key` is shown this once", body = CreatedKey),
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "`role` would let the key do what its user or the calling credential may not (docs/auth.md)", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
     ))]
 pub fn create_key() {}

@@ -13,7 +13,7 @@ use oneflow::time::MS_PER_HOUR;
 use oneflow::time::{TimeError, parse_time};
 use oneflow_actors::analytics::Range;
 
-use crate::auth::Caller;
+use crate::access::{Can, Need};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -83,7 +83,7 @@ impl RangeQuery {
 }
 
 /// Whose figures: an admin without `user_id` sees every user's.
-pub fn scope(c: &Caller, user_id: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn scope<N: Need>(c: &Can<N>, user_id: Option<&str>) -> Result<Option<String>, ApiError> {
     if c.0.is_admin() && user_id.is_none() {
         Ok(None)
     } else {
@@ -94,7 +94,7 @@ pub fn scope(c: &Caller, user_id: Option<&str>) -> Result<Option<String>, ApiErr
 #[get("/api/analytics")]
 pub async fn analytics(
     s: web::Data<AppState>,
-    c: Caller,
+    c: crate::access::Reader,
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     if q.provider.is_some() {
@@ -115,7 +115,7 @@ pub async fn analytics(
 #[get("/api/analytics/series")]
 pub async fn series(
     s: web::Data<AppState>,
-    c: Caller,
+    c: crate::access::Reader,
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let subject = scope(&c, q.user_id.as_deref())?;
@@ -141,7 +141,7 @@ pub struct BurnDownQuery {
 #[get("/api/analytics/burndown")]
 pub async fn burndown(
     s: web::Data<AppState>,
-    c: Caller,
+    c: crate::access::Reader,
     q: web::Query<BurnDownQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use oneflow::budget::BudgetConfig;
 
-use crate::auth::Caller;
+use crate::access::{Manager, Reader};
 use crate::error::ApiError;
 use crate::routes::ForUser;
 use crate::state::AppState;
@@ -13,7 +13,7 @@ use crate::state::AppState;
 #[get("/api/budget")]
 pub async fn get_budget(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;
@@ -26,7 +26,7 @@ pub async fn get_budget(
 #[put("/api/budget")]
 pub async fn put_budget(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Manager,
     q: web::Query<ForUser>,
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {

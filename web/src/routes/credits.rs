@@ -7,7 +7,7 @@ use serde_json::json;
 use oneflow::Credits;
 
 use super::idempotency_key;
-use crate::auth::AdminCaller;
+use crate::access::AdminCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 

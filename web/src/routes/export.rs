@@ -11,7 +11,7 @@ use serde::Deserialize;
 use oneflow::analytics::Bucket;
 use oneflow_actors::export::{ExportKind, ExportQuery, Format};
 
-use crate::auth::Caller;
+use crate::access::Exporter;
 use crate::error::ApiError;
 use crate::routes::analytics::{bucket, ordered, scope, time};
 use crate::state::AppState;
@@ -58,7 +58,7 @@ pub struct AnalyticsExportParams {
 #[get("/api/export/analytics")]
 pub async fn export_analytics(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Exporter,
     q: web::Query<AnalyticsExportParams>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
@@ -75,7 +75,7 @@ pub async fn export_analytics(
 #[get("/api/export/{kind}")]
 pub async fn export(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Exporter,
     kind: web::Path<String>,
     q: web::Query<ExportParams>,
 ) -> Result<HttpResponse, ApiError> {
@@ -94,7 +94,7 @@ pub async fn export(
 /// Checks the parameters and streams the export.
 async fn stream(
     s: &AppState,
-    c: &Caller,
+    c: &Exporter,
     kind: ExportKind,
     q: &ExportParams,
 ) -> Result<HttpResponse, ApiError> {

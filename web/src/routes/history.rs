@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 
-use crate::auth::Caller;
+use crate::access::Reader;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,7 +37,7 @@ impl PageQuery {
 #[get("/api/history/requests")]
 pub async fn requests(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;
@@ -51,7 +51,7 @@ pub async fn requests(
 #[get("/api/history/requests/{id}")]
 pub async fn request(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.request_record(&c.0, &id).await?))
@@ -60,7 +60,7 @@ pub async fn request(
 #[get("/api/history/transactions")]
 pub async fn transactions(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;

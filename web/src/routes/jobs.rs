@@ -9,14 +9,14 @@ use futures_util::StreamExt;
 
 use oneflow::request::AiRequest;
 
-use crate::auth::Caller;
+use crate::access::{Reader, Spender};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 #[post("/api/jobs")]
 pub async fn start(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Spender,
     req: HttpRequest,
     body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -36,7 +36,7 @@ pub async fn start(
 #[get("/api/jobs/{id}")]
 pub async fn job(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.job(&c.0, &id).await?))
@@ -45,7 +45,7 @@ pub async fn job(
 #[get("/api/jobs/{id}/content")]
 pub async fn content(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let content = s.broker.job_content(&c.0, &id).await?;

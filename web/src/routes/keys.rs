@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::Caller;
+use crate::access::{Manager, Reader};
 use crate::error::ApiError;
 use crate::routes::ForUser;
 use crate::state::AppState;
@@ -14,16 +14,42 @@ use crate::state::AppState;
 /// Whom the new key is for: the caller when absent.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"user_id": "usr_..."}))]
+#[schema(example = json!({"user_id": "usr_...", "role": "viewer"}))]
 pub struct NewKey {
     /// Admins only: whose key to make. Default: the caller.
     pub user_id: Option<String>,
+    /// What the key may do (docs/auth.md): at most what the user and the
+    /// calling credential may. Default: the user's own role.
+    pub role: Option<KeyRole>,
+}
+
+/// The roles an account's own key may have (`team_admin` is a role within
+/// a team).
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRole {
+    Admin,
+    Member,
+    Viewer,
+    Billing,
+}
+
+impl From<KeyRole> for oneflow::access::Role {
+    fn from(r: KeyRole) -> Self {
+        use oneflow::access::Role;
+        match r {
+            KeyRole::Admin => Role::Admin,
+            KeyRole::Member => Role::Member,
+            KeyRole::Viewer => Role::Viewer,
+            KeyRole::Billing => Role::Billing,
+        }
+    }
 }
 
 #[post("/api/keys")]
 pub async fn create(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Manager,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     // The body is optional, but a body that is there must be right: parsed
@@ -31,20 +57,32 @@ pub async fn create(
     let body: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
         NewKey::default()
     } else {
-        // `null` is the absent body spelled out, as the schema allows.
-        serde_json::from_slice::<Option<NewKey>>(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?
-            .unwrap_or_default()
+        // `null` is the absent body spelled out, as the schema allows; any
+        // other body must be an object (serde alone would also read the
+        // struct from an array of its fields).
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+        match v {
+            serde_json::Value::Null => NewKey::default(),
+            v if v.is_object() => crate::routes::typed(v)?,
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "the body must be a JSON object".into(),
+                ));
+            }
+        }
     };
     let user_id = c.subject(body.user_id.as_deref())?;
-    Ok(HttpResponse::Created().json(s.broker.create_key(&user_id).await?))
+    let role = body.role.map(Into::into);
+    let key = s.broker.create_key(&user_id, role, c.0.role).await?;
+    Ok(HttpResponse::Created().json(key))
 }
 
 /// The caller's keys; an admin without `user_id` sees every key.
 #[get("/api/keys")]
 pub async fn list(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
     let subject = if c.0.is_admin() && q.user_id.is_none() {
@@ -58,7 +96,7 @@ pub async fn list(
 #[delete("/api/keys/{id}")]
 pub async fn revoke(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Manager,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let key = s.broker.revoke_key(&c.0, &id).await?;

@@ -6,12 +6,12 @@
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
-use crate::auth::{AdminCaller, Caller};
+use crate::access::{AdminCaller, Reader};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 #[get("/api/providers")]
-pub async fn providers(s: web::Data<AppState>, _c: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn providers(s: web::Data<AppState>, _c: Reader) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({"providers": s.broker.providers()})))
 }
 

@@ -10,14 +10,14 @@ use oneflow_actors::BrokerError;
 use oneflow_actors::views::RequestOutcome;
 
 use super::idempotency_key;
-use crate::auth::Caller;
+use crate::access::Spender;
 use crate::error::{ApiError, status_of};
 use crate::state::AppState;
 
 #[post("/api/quote")]
 pub async fn quote(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Spender,
     body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(s.broker.quote(&c.0.user_id, &body).await?))
@@ -26,7 +26,7 @@ pub async fn quote(
 #[post("/api/request")]
 pub async fn request(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Spender,
     req: HttpRequest,
     body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use oneflow::routing::Strategy;
 
-use crate::auth::Caller;
+use crate::access::{Manager, Reader};
 use crate::error::ApiError;
 use crate::routes::ForUser;
 use crate::state::AppState;
@@ -36,7 +36,7 @@ fn view(s: &AppState, user_id: &str, strategy: Option<Strategy>) -> serde_json::
 #[get("/api/routing")]
 pub async fn get_routing(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;
@@ -47,7 +47,7 @@ pub async fn get_routing(
 #[put("/api/routing")]
 pub async fn put_routing(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Manager,
     q: web::Query<ForUser>,
     body: super::Object<RoutingPrefs>,
 ) -> Result<HttpResponse, ApiError> {

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, get, web};
 use serde_json::json;
 
-use crate::auth::Caller;
+use crate::access::Reader;
 use crate::error::ApiError;
 use crate::routes::ForUser;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ pub async fn health() -> HttpResponse {
 #[get("/api/status")]
 pub async fn status(
     s: web::Data<AppState>,
-    c: Caller,
+    c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = c.subject(q.user_id.as_deref())?;

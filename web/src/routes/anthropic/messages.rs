@@ -280,6 +280,7 @@ pub async fn messages(
     payload: web::Payload,
 ) -> MessagesResult {
     let user = crate::auth::authenticate_by(req.clone(), true).await?;
+    crate::access::check(&user, oneflow::access::Permission::Spend)?;
     let (value, idem): (Value, _) = body(&s, &req, payload).await?;
     let b: MessagesBody = shape(&value)?;
     if b.max_tokens == 0 {
@@ -351,6 +352,7 @@ pub async fn count_tokens(
     payload: web::Payload,
 ) -> MessagesResult {
     let user = crate::auth::authenticate_by(req.clone(), true).await?;
+    crate::access::check(&user, oneflow::access::Permission::Spend)?;
     let (mut value, _): (Value, _) = body(&s, &req, payload).await?;
     let b: CountBody = shape(&value)?;
     // Counting needs no answer's bound; the reader wants one.

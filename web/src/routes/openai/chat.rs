@@ -269,7 +269,7 @@ fn read(value: &Value, max_chars: usize) -> Result<(ChatBody, ChatRequest), Open
 
 #[post("/v1/chat/completions")]
 pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (value, idem): (Value, _) = body(&s, &req, payload).await?;
     let (b, chat) = read(&value, s.broker.config().server.max_prompt_chars)?;
     images_within(&chat, &s)?;

@@ -54,7 +54,7 @@ pub async fn completions(
     req: HttpRequest,
     payload: web::Payload,
 ) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (b, idem): (CompletionBody, _) = body(&s, &req, payload).await?;
     refuse_unsupported(&b.extra, b.n)?;
     let prompt = match b.prompt {

@@ -37,7 +37,7 @@ pub async fn embeddings(
     req: HttpRequest,
     payload: web::Payload,
 ) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (b, idem): (EmbeddingBody, _) = body(&s, &req, payload).await?;
     let inputs = match b.input {
         Prompt::One(p) => vec![p],

@@ -40,7 +40,7 @@ pub(crate) struct ImageBody {
 
 #[post("/v1/images/generations")]
 pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (b, idem): (ImageBody, _) = body(&s, &req, payload).await?;
     if b.prompt.trim().is_empty() {
         return Err(ApiError::BadRequest("`prompt` must not be empty".into()).into());

@@ -39,8 +39,14 @@ use crate::state::AppState;
 
 pub use error::OpenAiError;
 
-async fn caller(req: &HttpRequest) -> Result<String, OpenAiError> {
-    Ok(crate::auth::authenticate(req.clone()).await?.user_id)
+/// The caller's user id, once their role allows `need`.
+async fn caller(
+    req: &HttpRequest,
+    need: oneflow::access::Permission,
+) -> Result<String, OpenAiError> {
+    let p = crate::auth::authenticate(req.clone()).await?;
+    crate::access::check(&p, need)?;
+    Ok(p.user_id)
 }
 
 /// Reads the body (bounded) and parses it, with errors in OpenAI's shape;

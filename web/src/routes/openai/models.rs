@@ -9,7 +9,7 @@ use crate::state::AppState;
 
 #[get("/v1/models")]
 pub async fn models(s: web::Data<AppState>, req: HttpRequest) -> V1Result {
-    caller(&req).await?;
+    caller(&req, oneflow::access::Permission::Read).await?;
     let mut data = Vec::new();
     for p in &s.broker.config().providers {
         for id in std::iter::once(&p.name).chain(p.models.iter()) {

@@ -305,7 +305,7 @@ pub(super) fn response_object(
 
 #[post("/v1/responses")]
 pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (mut value, idem): (Value, _) = body(&s, &req, payload).await?;
     let b: ResponsesBody = crate::routes::typed(&value)?;
     // Echoed as read (`20.0` is 20).
@@ -434,7 +434,7 @@ pub(super) async fn keep_streamed(
 
 #[get("/v1/responses/{id}")]
 pub async fn retrieve(s: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Read).await?;
     let k = kept(&s, &user, &id).await?;
     Ok(actix_web::HttpResponse::Ok().json(k.response))
 }

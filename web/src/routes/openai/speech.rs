@@ -37,7 +37,7 @@ pub(crate) struct SpeechBody {
 
 #[post("/v1/audio/speech")]
 pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payload) -> V1Result {
-    let user = caller(&req).await?;
+    let user = caller(&req, oneflow::access::Permission::Spend).await?;
     let (b, idem): (SpeechBody, _) = body(&s, &req, payload).await?;
     if b.input.trim().is_empty() || b.input.chars().count() > 4096 {
         return Err(ApiError::BadRequest("`input` must be 1 to 4096 characters".into()).into());

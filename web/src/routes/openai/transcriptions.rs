@@ -135,7 +135,7 @@ async fn transcribe(
     payload: web::Payload,
     translate: bool,
 ) -> V1Result {
-    let user = caller(req).await?;
+    let user = caller(req, oneflow::access::Permission::Spend).await?;
     let ct = req
         .headers()
         .get(CONTENT_TYPE)

@@ -199,7 +199,7 @@ pub(super) fn workload(seed: u64, n: usize) -> Vec<Vec<WriteOp>> {
             id: u.to_string(),
             name: format!("user {u}\0"),
             email: format!("{i}@example.com"),
-            role: if i == 0 { Role::Admin } else { Role::User },
+            role: if i == 0 { Role::Admin } else { Role::Member },
             created_at: START,
             strategy: None,
         }));
@@ -207,7 +207,7 @@ pub(super) fn workload(seed: u64, n: usize) -> Vec<Vec<WriteOp>> {
             hash: key_hash(i),
             record: ApiKeyRecord {
                 user_id: u.to_string(),
-                role: if i == 0 { Role::Admin } else { Role::User },
+                role: if i == 0 { Role::Admin } else { Role::Member },
                 prefix: format!("of_{i}"),
                 created_at: START,
             },

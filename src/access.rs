@@ -1,0 +1,161 @@
+//! Who may do what: the roles a credential (an API key, a sign-in token)
+//! carries, the permissions routes require, and [`allows`], the one
+//! function every route's check goes through. `docs/auth.md` shows the
+//! same table; `tests/e2e/access.rs` calls every documented route with a
+//! credential of each role and holds the server to that table.
+
+use serde::{Deserialize, Serialize};
+
+/// What a credential may do, from most to least.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, on every account.
+    Admin,
+    /// A team's members, keys and budgets (with teams); spends and reads
+    /// like a member.
+    TeamAdmin,
+    /// Spends and sees their own figures; manages their own keys, budget
+    /// and routing. Records made before roles had more names say `user`.
+    #[serde(alias = "user")]
+    Member,
+    /// Reads figures (analytics, history, status); never spends or
+    /// changes anything.
+    Viewer,
+    /// Reads figures and exports them; never spends.
+    Billing,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::TeamAdmin,
+        Role::Member,
+        Role::Viewer,
+        Role::Billing,
+    ];
+
+    /// The name the API and `docs/auth.md` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TeamAdmin => "team_admin",
+            Role::Member => "member",
+            Role::Viewer => "viewer",
+            Role::Billing => "billing",
+        }
+    }
+
+    /// Whether a credential of this role may make a key of role `other`
+    /// for the same account: only one that can do no more than it can.
+    pub fn may_grant(self, other: Role) -> bool {
+        Permission::ALL
+            .iter()
+            .all(|p| !allows(other, *p) || allows(self, *p))
+    }
+}
+
+/// What a route requires of its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Anyone, signed in or not (health, the dashboard's page, sign-in).
+    Public,
+    /// Read one's own figures: status, history, analytics, budget, keys.
+    Read,
+    /// Send requests that are charged (and quote them).
+    Spend,
+    /// Change one's own settings: keys, budget, routing, webhooks.
+    Manage,
+    /// Export one's own records.
+    Export,
+    /// Act on every account: users, credits, configuration, invitations.
+    Administer,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Permission::Public,
+        Permission::Read,
+        Permission::Spend,
+        Permission::Manage,
+        Permission::Export,
+        Permission::Administer,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Public => "public",
+            Permission::Read => "read",
+            Permission::Spend => "spend",
+            Permission::Manage => "manage",
+            Permission::Export => "export",
+            Permission::Administer => "administer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == s)
+    }
+}
+
+/// Whether a credential of `role` may do what `p` names.
+pub const fn allows(role: Role, p: Permission) -> bool {
+    use Permission as P;
+    match (role, p) {
+        (_, P::Public) | (Role::Admin, _) => true,
+        (_, P::Administer) => false,
+        (Role::TeamAdmin | Role::Member, _) => true,
+        (Role::Viewer, P::Read) => true,
+        (Role::Billing, P::Read | P::Export) => true,
+        (Role::Viewer | Role::Billing, _) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table() {
+        let row = |r: Role| {
+            Permission::ALL
+                .iter()
+                .map(|p| if allows(r, *p) { 'y' } else { '-' })
+                .collect::<String>()
+        };
+        // public, read, spend, manage, export, administer
+        assert_eq!(row(Role::Admin), "yyyyyy");
+        assert_eq!(row(Role::TeamAdmin), "yyyyy-");
+        assert_eq!(row(Role::Member), "yyyyy-");
+        assert_eq!(row(Role::Viewer), "yy----");
+        assert_eq!(row(Role::Billing), "yy--y-");
+    }
+
+    #[test]
+    fn a_key_never_gets_more_than_its_maker() {
+        assert!(Role::Member.may_grant(Role::Viewer));
+        assert!(Role::Member.may_grant(Role::Billing));
+        assert!(Role::Member.may_grant(Role::Member));
+        assert!(!Role::Member.may_grant(Role::Admin));
+        assert!(!Role::Viewer.may_grant(Role::Billing), "billing exports");
+        assert!(!Role::Billing.may_grant(Role::Member));
+        assert!(Role::Admin.may_grant(Role::Admin));
+    }
+
+    #[test]
+    fn old_records_read_user_as_member() {
+        let r: Role = serde_json::from_str("\"user\"").unwrap();
+        assert_eq!(r, Role::Member);
+        assert_eq!(
+            serde_json::to_string(&Role::TeamAdmin).unwrap(),
+            "\"team_admin\""
+        );
+        for r in Role::ALL {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.name())
+            );
+        }
+    }
+}
