@@ -6,6 +6,7 @@
 
 pub mod analytics;
 pub mod audio;
+pub mod auth;
 pub mod budget;
 pub mod chat;
 pub mod choice;

@@ -7,6 +7,7 @@
 mod support;
 mod tools;
 
+mod accounts;
 mod agents;
 mod analytics;
 mod auth;
