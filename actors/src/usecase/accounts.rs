@@ -22,6 +22,8 @@
 
 mod lockout;
 mod password;
+mod purge;
+mod sessions;
 mod tokens;
 
 use serde::{Deserialize, Serialize};
@@ -35,8 +37,11 @@ use super::keys::Principal;
 use super::users::new_user;
 use crate::error::BrokerError;
 use crate::ids::{key_hash, new_id, now_ms};
-use crate::store::{Doc, DocWrite, Store, User, WriteOp};
+use crate::store::{DocWrite, Store, User, WriteOp};
 
+pub(crate) use purge::schedule_purge;
+pub use sessions::TokenPair;
+pub(crate) use sessions::{logout, refresh};
 pub use tokens::looks_like_jwt;
 
 const CREDENTIAL: &str = "credential";
@@ -83,29 +88,6 @@ struct Invitation {
     used_at: Option<Millis>,
 }
 
-/// A refresh token, as stored (never the token).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Refresh {
-    /// The sign-in it descends from: every refresh of one sign-in shares it.
-    family: String,
-    user_id: String,
-    expires_at: Millis,
-    /// Exchanged once already: shown again, it is a stolen copy (or the
-    /// original whose copy was used), and its family is revoked.
-    spent: bool,
-    created_at: Millis,
-}
-
-/// A sign-in and every token refreshed from it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Session {
-    user_id: String,
-    revoked: bool,
-    created_at: Millis,
-    /// When its latest refresh token expires: past it, nothing of it is good.
-    expires_at: Millis,
-}
-
 /// A new invitation; its token is shown this once.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct CreatedInvitation {
@@ -116,20 +98,6 @@ pub struct CreatedInvitation {
     /// Milliseconds since the Unix epoch.
     #[schema(value_type = i64)]
     pub expires_at: Millis,
-}
-
-/// What a sign-in or a refresh gives.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct TokenPair {
-    /// A JWT (HS256): send it as `Authorization: Bearer <token>` wherever
-    /// an API key goes, until it expires.
-    pub access_token: String,
-    /// `Bearer`.
-    pub token_type: String,
-    /// Seconds the access token is good for (`auth.access_ttl_secs`).
-    pub expires_in: u64,
-    /// Exchange it at `POST /api/auth/refresh` for a new pair, once.
-    pub refresh_token: String,
 }
 
 /// Seconds since the Unix epoch, as JWTs count time.
@@ -400,179 +368,7 @@ pub(crate) async fn login(
     .await?
     .ok_or(BrokerError::BadCredentials)?;
     let family = new_id("ses");
-    issue(s, &user, family, None, None).await
-}
-
-/// Makes a token pair for `user` in `family`: a new family (`session`
-/// `None`), or the next token of one, spending `spent` (the presented
-/// refresh token's id and version) in the same write. `Ok` only if the
-/// write found everything as read.
-async fn issue(
-    s: &Services,
-    user: &User,
-    family: String,
-    session: Option<(u64, Session)>,
-    spent: Option<(String, u64, Refresh)>,
-) -> Result<TokenPair, BrokerError> {
-    let auth = &s.config.auth;
-    let now = now_ms();
-    let refresh_token = secret("ofr_")?;
-    let expires_at = now + i64::try_from(auth.refresh_ttl_secs).unwrap_or(0) * 1000;
-    let rec = Refresh {
-        family: family.clone(),
-        user_id: user.id.clone(),
-        expires_at,
-        spent: false,
-        created_at: now,
-    };
-    let mut writes = vec![DocWrite::create(REFRESH, &token_id(&refresh_token), &rec)?];
-    match session {
-        // Replaced even when only its expiry moves: the write then fails
-        // if the family was revoked since it was read.
-        Some((version, mut ses)) => {
-            ses.expires_at = expires_at;
-            writes.push(DocWrite::replace(SESSION, &family, version, &ses)?);
-        }
-        None => writes.push(DocWrite::create(
-            SESSION,
-            &family,
-            &Session {
-                user_id: user.id.clone(),
-                revoked: false,
-                created_at: now,
-                expires_at,
-            },
-        )?),
-    }
-    if let Some((id, version, mut old)) = spent {
-        old.spent = true;
-        writes.push(DocWrite::replace(REFRESH, &id, version, &old)?);
-    }
-    let store = s.store.clone();
-    if !off_thread(move || Ok(store.write_docs(writes)?)).await? {
-        return Err(BrokerError::BadToken("this refresh token was used already"));
-    }
-    let iat = now / 1000;
-    let claims = tokens::Claims {
-        sub: user.id.clone(),
-        role: user.role,
-        iat,
-        exp: iat + i64::try_from(auth.access_ttl_secs).unwrap_or(0),
-        jti: new_id("jwt"),
-    };
-    Ok(TokenPair {
-        access_token: keys(s).await?.sign(&claims)?,
-        token_type: "Bearer".into(),
-        expires_in: auth.access_ttl_secs,
-        refresh_token,
-    })
-}
-
-/// A refresh token's record and version, if the token is one of ours.
-fn read_refresh(
-    store: &dyn Store,
-    token: &str,
-) -> Result<Option<(String, u64, Refresh)>, BrokerError> {
-    if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
-        return Ok(None);
-    }
-    let id = token_id(token);
-    let Some(doc) = store.doc(REFRESH, &id)? else {
-        return Ok(None);
-    };
-    Ok(Some((id, doc.version, doc.decode()?)))
-}
-
-/// Exchanges a refresh token for a new pair, once. Shown again once spent,
-/// the token revokes its whole family: one of the two holders is a thief,
-/// and neither can be told from the other.
-pub(crate) async fn refresh(s: &Services, token: String) -> Result<TokenPair, BrokerError> {
-    let store = s.store.clone();
-    let now = now_ms();
-    let found = off_thread(move || {
-        let Some((id, version, rec)) = read_refresh(&*store, &token)? else {
-            return Ok(None);
-        };
-        let session = store.doc(SESSION, &rec.family)?;
-        let user = store.user(&rec.user_id)?;
-        Ok(Some((id, version, rec, session, user)))
-    })
-    .await?;
-    let Some((id, version, rec, session, user)) = found else {
-        return Err(BrokerError::BadToken("unknown refresh token"));
-    };
-    if rec.spent {
-        revoke(s, rec.family).await?;
-        return Err(BrokerError::BadToken(
-            "this refresh token was used already; every token of its sign-in is now revoked",
-        ));
-    }
-    let session = match session {
-        Some(d) => Some((d.version, d.decode::<Session>()?)),
-        None => None,
-    };
-    let (Some((sv, ses)), Some(user)) = (session, user) else {
-        return Err(BrokerError::BadToken("this sign-in has ended"));
-    };
-    if ses.revoked {
-        return Err(BrokerError::BadToken("this sign-in was revoked"));
-    }
-    if rec.expires_at <= now {
-        return Err(BrokerError::BadToken("this refresh token has expired"));
-    }
-    let family = rec.family.clone();
-    match issue(
-        s,
-        &user,
-        family.clone(),
-        Some((sv, ses)),
-        Some((id, version, rec)),
-    )
-    .await
-    {
-        // Spent meanwhile by someone else: as if shown again.
-        Err(BrokerError::BadToken(_)) => {
-            revoke(s, family).await?;
-            Err(BrokerError::BadToken(
-                "this refresh token was used already; every token of its sign-in is now revoked",
-            ))
-        }
-        other => other,
-    }
-}
-
-/// Signs out: revokes the family of a refresh token (spent or not).
-pub(crate) async fn logout(s: &Services, token: String) -> Result<(), BrokerError> {
-    let store = s.store.clone();
-    let found = off_thread(move || read_refresh(&*store, &token)).await?;
-    let Some((_, _, rec)) = found else {
-        return Err(BrokerError::BadToken("unknown refresh token"));
-    };
-    revoke(s, rec.family).await
-}
-
-/// Marks a family revoked: none of its refresh tokens is good any more.
-/// (Its access tokens stand until they expire, minutes at most.)
-async fn revoke(s: &Services, family: String) -> Result<(), BrokerError> {
-    let store = s.store.clone();
-    off_thread(move || {
-        for _ in 0..TRIES {
-            let Some(doc) = store.doc(SESSION, &family)? else {
-                return Ok(());
-            };
-            let mut ses: Session = doc.decode()?;
-            if ses.revoked {
-                return Ok(());
-            }
-            ses.revoked = true;
-            let write = DocWrite::replace(SESSION, &family, doc.version, &ses)?;
-            if store.write_docs(vec![write])? {
-                return Ok(());
-            }
-        }
-        Err(BrokerError::Busy)
-    })
-    .await
+    sessions::issue(s, &user, family, None, None).await
 }
 
 /// The principal behind an access token: its user as stored now (a user
@@ -590,80 +386,4 @@ pub(crate) async fn authenticate(
         user_id: u.id,
         role: u.role,
     }))
-}
-
-/// Removes what can no longer be used: expired or spent refresh tokens,
-/// ended sessions, used or expired invitations, lockouts past their
-/// window. At most `limit` documents of each kind are looked at a run.
-pub(crate) fn purge(store: &dyn Store, now: Millis, limit: usize) -> Result<usize, BrokerError> {
-    let mut removed = 0;
-    let dead: [(&str, &dyn Fn(&Doc) -> Result<bool, BrokerError>); 4] = [
-        (REFRESH, &|d| {
-            let r: Refresh = d.decode()?;
-            Ok(r.expires_at <= now)
-        }),
-        (SESSION, &|d| {
-            let r: Session = d.decode()?;
-            Ok(r.expires_at <= now)
-        }),
-        (INVITATION, &|d| {
-            let r: Invitation = d.decode()?;
-            Ok(r.expires_at <= now || r.used_at.is_some_and(|t| now - t > 86_400_000))
-        }),
-        (lockout::KIND, &|d| {
-            let r: lockout::Failures = d.decode()?;
-            Ok(r.stale(now))
-        }),
-    ];
-    for (kind, is_dead) in dead {
-        let mut after: Option<String> = None;
-        let mut seen = 0;
-        while seen < limit {
-            let page = store.docs(kind, "", after.as_deref(), 500.min(limit - seen))?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            seen += page.len();
-            let mut writes = Vec::new();
-            for (id, doc) in &page {
-                // A document that no longer decodes is kept for a person
-                // to look at, not removed unseen.
-                if is_dead(doc).unwrap_or(false) {
-                    writes.push(DocWrite::delete(kind, id, doc.version));
-                }
-            }
-            // One stale version (changed since read) fails the batch; then
-            // each is tried alone, so one busy document keeps no others.
-            if !writes.is_empty() && !store.write_docs(writes.clone())? {
-                for w in writes {
-                    if store.write_docs(vec![w])? {
-                        removed += 1;
-                    }
-                }
-            } else {
-                removed += writes.len();
-            }
-        }
-    }
-    Ok(removed)
-}
-
-/// How often [`purge`] runs, and how many documents of each kind one run
-/// looks at: enough to keep pace with sign-ins, small enough that a run
-/// never holds the store's writer for long.
-const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
-const PURGE_LIMIT: usize = 10_000;
-
-/// Starts the hourly [`purge`] on the scheduler.
-pub(crate) fn schedule_purge(s: &std::sync::Arc<Services>) {
-    let store = s.store.clone();
-    s.scheduler
-        .every("accounts-purge", PURGE_EVERY, PURGE_EVERY, move || {
-            let store = store.clone();
-            async move {
-                off_thread(move || purge(&*store, now_ms(), PURGE_LIMIT))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        });
 }
