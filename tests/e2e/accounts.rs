@@ -80,6 +80,30 @@ async fn user_count(api: &Api) -> usize {
     v["users"].as_array().unwrap().len()
 }
 
+/// The fields of `body` are those `/api/openapi.json` documents for the
+/// schema `name`: none undocumented, every required one there.
+async fn documented_as(api: &Api, name: &str, body: &Value) {
+    let res = api.http.get(format!("{}/api/openapi.json", api.url)).send();
+    let doc: Value = res.await.unwrap().json().await.unwrap();
+    let schema = &doc["components"]["schemas"][name];
+    let props = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: {schema}"));
+    for k in body.as_object().unwrap().keys() {
+        assert!(
+            props.contains_key(k),
+            "{name}: `{k}` is not documented ({body})"
+        );
+    }
+    for r in schema["required"].as_array().into_iter().flatten() {
+        let r = r.as_str().unwrap();
+        assert!(
+            body.get(r).is_some(),
+            "{name}: required `{r}` is absent ({body})"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_account_registers_signs_in_spends_refreshes_and_signs_out() {
     let dir = tempfile::tempdir().unwrap();
@@ -88,6 +112,7 @@ async fn an_account_registers_signs_in_spends_refreshes_and_signs_out() {
     let (st, user) = register(&s, "Ada", "Ada@Example.com", PASSWORD).await;
     assert_eq!(st, StatusCode::CREATED, "{user}");
     assert_eq!(user["role"], "user");
+    documented_as(&s, "User", &user).await;
     let user_id = user["id"].as_str().unwrap().to_string();
     // One account per address, whatever its case.
     let (st, v) = register(&s, "Ada again", " ada@example.COM", PASSWORD).await;
@@ -97,6 +122,7 @@ async fn an_account_registers_signs_in_spends_refreshes_and_signs_out() {
     assert_eq!(st, StatusCode::OK, "{pair}");
     assert_eq!(pair["token_type"], "Bearer");
     assert_eq!(pair["expires_in"], 900);
+    documented_as(&s, "TokenPair", &pair).await;
     let access = pair["access_token"].as_str().unwrap().to_string();
     assert_eq!(access.split('.').count(), 3, "{access}");
 
@@ -391,6 +417,7 @@ async fn registration_by_invitation_uses_each_invitation_once() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{bound}");
+    documented_as(&s, "CreatedInvitation", &bound).await;
     let hours = (bound["expires_at"].as_i64().unwrap() / 1000 - now_secs()) as f64 / 3600.0;
     assert!((71.9..=72.0).contains(&hours), "{hours}");
     let token = bound["token"].as_str().unwrap();

@@ -153,6 +153,7 @@ fn account_of(email: &str) -> Result<String, BrokerError> {
     Ok(account)
 }
 
+/// The signing key, read (or made) once per broker, on the blocking pool.
 async fn keys(s: &Services) -> Result<&tokens::Keys, BrokerError> {
     s.accounts
         .keys
