@@ -486,3 +486,56 @@ async fn registration_by_invitation_uses_each_invitation_once() {
     assert_eq!(user_count(&s).await, before + 1);
     s.stop().await;
 }
+
+/// Two nodes on one PostgreSQL store: an account made on one signs in on
+/// the other, an access token of one works on the other (the signing key
+/// made at first start is read from the store, none is configured), a
+/// refresh token is spent once across both, and wrong passwords sent to
+/// both add up to one lockout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_accounts_tokens_and_lockouts() {
+    let pg = crate::pg::PgSchema::new();
+    let node = |name: &'static str| {
+        TestServer::start_with(|c| {
+            pg.apply(c, name);
+            open(c);
+            c.server.auth_failures_per_minute = 1000;
+        })
+    };
+    let (a, b) = (node("a"), node("b"));
+    let (st, v) = register(&a, "Hana", "hana@example.com", PASSWORD).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = register(&b, "Hana", "HANA@example.com", PASSWORD).await;
+    assert_eq!((st, code(&v)), (StatusCode::CONFLICT, "email_taken"), "{v}");
+
+    let (st, _, pair) = login(&b, "hana@example.com", PASSWORD).await;
+    assert_eq!(st, StatusCode::OK, "{pair}");
+    let access = pair["access_token"].as_str().unwrap();
+    for api in [&a, &b] {
+        let (st, v) = api.get(access, "/api/status").await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let first = pair["refresh_token"].as_str().unwrap();
+    let (st, next) = refresh(&a, first).await;
+    assert_eq!(st, StatusCode::OK, "{next}");
+    // Shown again to the other node: spent there too, and the family goes.
+    let (st, _) = refresh(&b, first).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, _) = refresh(&a, next["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+
+    for i in 0..10 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let (st, _, v) = login(api, "hana@example.com", "not the password at all").await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    }
+    for api in [&a, &b] {
+        let (st, _, v) = login(api, "hana@example.com", PASSWORD).await;
+        assert_eq!(
+            (st, code(&v)),
+            (StatusCode::TOO_MANY_REQUESTS, "account_locked")
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}

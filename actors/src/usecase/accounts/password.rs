@@ -16,7 +16,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 use crate::error::BrokerError;
 
-/// Hashes computed at once, over the whole process's broker.
+/// Hashes computed at once by one broker (one node).
 pub(crate) const HASHING_AT_ONCE: usize = 4;
 /// How long a sign-in waits for a hashing slot before it is told to retry.
 const HASH_WAIT: Duration = Duration::from_secs(10);
