@@ -31,7 +31,7 @@ pub fn register() {}
         (status = 400, description = "Invalid body or e-mail address", body = ErrorBody),
         (status = 401, description = "Wrong e-mail address or password (`invalid_credentials`)", body = ErrorBody),
         (status = 429, description = "Ten wrong passwords for this account in 15 minutes (`account_locked`): refused, even with the right one, until the window passes; see Retry-After", body = ErrorBody),
-        (status = 503, description = "Too many passwords being hashed at once (`overloaded`); see Retry-After", body = ErrorBody),
+        (status = 503, description = "Too many passwords being hashed at once, or the account's count of wrong passwords kept changing under the write (`overloaded`); see Retry-After", body = ErrorBody),
     ))]
 pub fn login() {}
 
@@ -41,6 +41,7 @@ pub fn login() {}
     responses(
         (status = 200, description = "A new pair; the refresh token sent is spent", body = TokenPair),
         (status = 401, description = "Unknown, expired or revoked refresh token (`invalid_token`); one already spent also revokes every token of its sign-in", body = ErrorBody),
+        (status = 503, description = "The sign-in's record kept changing under the write (`overloaded`); see Retry-After", body = ErrorBody),
     ))]
 pub fn refresh() {}
 
@@ -50,6 +51,7 @@ pub fn refresh() {}
     responses(
         (status = 204, description = "Signed out: no refresh token of this sign-in works any more (its access tokens expire within minutes)"),
         (status = 401, description = "Unknown refresh token (`invalid_token`)", body = ErrorBody),
+        (status = 503, description = "The sign-in's record kept changing under the write (`overloaded`); see Retry-After", body = ErrorBody),
     ))]
 pub fn logout() {}
 
