@@ -7,6 +7,7 @@
 pub mod access;
 pub mod analytics;
 pub mod audio;
+pub mod auth;
 pub mod budget;
 pub mod chat;
 pub mod choice;

@@ -27,6 +27,7 @@ use crate::persistence::{CommitFigures, Persistence};
 use crate::provider::{Content, ProviderHandle};
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::{RedbStore, Store, User, WriteOp};
+use crate::usecase::accounts::{self, CreatedInvitation, TokenPair};
 use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
 use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
@@ -236,6 +237,7 @@ impl Broker {
         };
         let services = Arc::new(services);
         keys::forget_revoked(&services);
+        accounts::schedule_purge(&services);
         let broker = Broker { services };
         Ok((broker, new_admin_key))
     }
@@ -388,6 +390,49 @@ impl Broker {
     /// names one.
     pub fn global_strategy(&self) -> Strategy {
         preferences::global_strategy(&self.services)
+    }
+
+    // Accounts (`usecase/accounts.rs`).
+
+    /// Registers an account (open, or with an invitation).
+    pub async fn register(
+        &self,
+        name: String,
+        email: String,
+        password: String,
+        invitation: Option<String>,
+    ) -> Result<User, BrokerError> {
+        accounts::register(&self.services, name, email, password, invitation).await
+    }
+
+    /// Makes a one-time invitation to register (admins).
+    pub async fn invite(
+        &self,
+        caller: &Principal,
+        email: Option<String>,
+        expires_in_hours: Option<u32>,
+    ) -> Result<CreatedInvitation, BrokerError> {
+        accounts::invite(&self.services, caller, email, expires_in_hours).await
+    }
+
+    /// Signs in with an e-mail address and a password.
+    pub async fn login(&self, email: String, password: String) -> Result<TokenPair, BrokerError> {
+        accounts::login(&self.services, email, password).await
+    }
+
+    /// Exchanges a refresh token for a new pair, once.
+    pub async fn refresh(&self, refresh_token: String) -> Result<TokenPair, BrokerError> {
+        accounts::refresh(&self.services, refresh_token).await
+    }
+
+    /// Signs out: revokes the refresh token's family.
+    pub async fn logout(&self, refresh_token: String) -> Result<(), BrokerError> {
+        accounts::logout(&self.services, refresh_token).await
+    }
+
+    /// The principal behind an access token (a JWT), if it is good.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
+        accounts::authenticate(&self.services, token).await
     }
 
     // Keys (`usecase/keys.rs`).

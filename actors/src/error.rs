@@ -46,6 +46,29 @@ pub enum BrokerError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// A registration for an e-mail address that has an account.
+    #[error("an account with this e-mail address exists; sign in instead")]
+    EmailTaken,
+    /// A password the rules refuse (`oneflow::auth::check_password`).
+    #[error(transparent)]
+    WeakPassword(#[from] oneflow::auth::WeakPassword),
+    /// Registration needs an invitation (`auth.open_registration` is off).
+    #[error("registration is by invitation: send the `invitation` an administrator gave you")]
+    RegistrationClosed,
+    /// An invitation that is unknown, used, expired or for another address.
+    #[error("{0}")]
+    BadInvitation(&'static str),
+    /// A sign-in with a wrong e-mail address or password (which of the two
+    /// is not said).
+    #[error("wrong e-mail address or password")]
+    BadCredentials,
+    /// A sign-in token that is unknown, expired, spent or revoked.
+    #[error("{0}")]
+    BadToken(&'static str),
+    /// Too many wrong passwords for one account; the seconds until its
+    /// window passes.
+    #[error("too many wrong passwords for this account; retry after the time in Retry-After")]
+    AccountLocked(u64),
     /// An idempotent replay whose first answer was too large to keep
     /// (`idempotency.max_answer_bytes`): it ran and was charged once.
     #[error(
@@ -152,6 +175,13 @@ impl BrokerError {
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Forbidden(_) => refused("forbidden", 403),
             BrokerError::Conflict(_) => refused("conflict", 409),
+            BrokerError::EmailTaken => refused("email_taken", 409),
+            BrokerError::WeakPassword(_) => refused("weak_password", 400),
+            BrokerError::RegistrationClosed => refused("registration_closed", 403),
+            BrokerError::BadInvitation(_) => refused("invalid_invitation", 403),
+            BrokerError::BadCredentials => refused("invalid_credentials", 401),
+            BrokerError::BadToken(_) => refused("invalid_token", 401),
+            BrokerError::AccountLocked(_) => refused("account_locked", 429),
             BrokerError::AnswerNotKept(_) => refused("idempotency_answer_not_kept", 409),
             BrokerError::Store(_) => fault("internal", 500),
             BrokerError::Unavailable(_) => fault("unavailable", 503),
@@ -194,6 +224,7 @@ impl BrokerError {
             | BrokerError::TooManyExports
             | BrokerError::TooManyJobs => Some(1),
             BrokerError::Upstream { retry_after, .. } => *retry_after,
+            BrokerError::AccountLocked(secs) => Some(*secs),
             _ => None,
         }
     }
@@ -307,6 +338,15 @@ mod tests {
             (BrokerError::NotFound("user"), 404),
             (BrokerError::Forbidden("x".into()), 403),
             (BrokerError::Conflict("x".into()), 409),
+            (BrokerError::EmailTaken, 409),
+            (
+                BrokerError::WeakPassword(oneflow::auth::WeakPassword::Common),
+                400,
+            ),
+            (BrokerError::RegistrationClosed, 403),
+            (BrokerError::BadInvitation("x"), 403),
+            (BrokerError::BadCredentials, 401),
+            (BrokerError::BadToken("x"), 401),
             (BrokerError::AnswerNotKept("req_1".into()), 409),
             (BrokerError::Store(Arc::new(StoreError::Closed)), 500),
             (BrokerError::Unavailable("x".into()), 503),

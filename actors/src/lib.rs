@@ -39,6 +39,7 @@ pub use adapters::{Operation, Output, Thinking};
 pub use broker::Broker;
 pub use error::BrokerError;
 /// Analytics answers and the checked time range they take.
+pub use usecase::accounts;
 pub use usecase::analytics;
 /// Exports: what, in which format, and the blocking encoder.
 pub use usecase::export;

@@ -8,6 +8,7 @@ mod support;
 mod tools;
 
 mod access;
+mod accounts;
 mod agents;
 mod analytics;
 mod auth;

@@ -1,5 +1,7 @@
-//! Bearer-key authentication: who a request's credential is. What that
-//! caller may do is `access.rs`'s business.
+//! Bearer authentication: who a request's credential is, an API key or a
+//! sign-in access token. What that caller may do is `access.rs`'s business.
+
+use std::net::IpAddr;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{HttpRequest, web};
@@ -52,20 +54,39 @@ pub(crate) async fn authenticate_by(
         .clone();
     let key = token(&req, x_api_key).ok_or(ApiError::Unauthorized)?;
     let ip = req.peer_addr().map(|a| a.ip());
+    throttled(&state, ip)?;
+    // A sign-in's access token has a JWT's three dotted parts, which no
+    // key of ours has: the shape is checked first, in one pass over the
+    // token, so an API key pays nothing more. A dotted key an operator
+    // chose is still looked up as a key if it is no good token.
+    let mut found = None;
+    if oneflow_actors::accounts::looks_like_jwt(&key) {
+        found = state.broker.authenticate_token(&key).await?;
+    }
+    if found.is_none() && plausible(&key) {
+        found = state.broker.authenticate(&key).await?;
+    }
+    if let Some(p) = found {
+        return Ok(p);
+    }
+    failed(&state, ip).await;
+    Err(ApiError::Unauthorized)
+}
+
+/// 429 while `ip` is over its failed authentications (`throttle.rs`).
+pub(crate) fn throttled(state: &AppState, ip: Option<IpAddr>) -> Result<(), ApiError> {
     if let Some(ip) = ip {
         state
             .auth_throttle
             .check(ip)
             .map_err(ApiError::AuthThrottled)?;
     }
-    let found = if plausible(&key) {
-        state.broker.authenticate(&key).await?
-    } else {
-        None
-    };
-    if let Some(p) = found {
-        return Ok(p);
-    }
+    Ok(())
+}
+
+/// Counts a failed authentication from `ip`: a wrong key, a wrong
+/// password or an unknown refresh token.
+pub(crate) async fn failed(state: &AppState, ip: Option<IpAddr>) {
     if let Some(ip) = ip {
         state.auth_throttle.failed(ip);
         // Only failures ask the other nodes, so a good key costs no Redis
@@ -80,5 +101,4 @@ pub(crate) async fn authenticate_by(
             state.auth_throttle.block(ip);
         }
     }
-    Err(ApiError::Unauthorized)
 }

@@ -11,6 +11,7 @@
 //! | `stream.rs` | a request answered as a stream of events |
 //! | `users.rs` | users, their credits, the admin made at start |
 //! | `keys.rs` | authentication and API keys |
+//! | `accounts.rs` | registration, invitations, sign-in tokens |
 //! | `budgets.rs` | a wallet's balance and budgets |
 //! | `preferences.rs` | a user's default routing strategy |
 //! | `history.rs` | pages of requests and ledger entries |
@@ -38,6 +39,7 @@ use crate::provider::ProviderHandle;
 use crate::store::{Store, StoreError};
 use crate::wallet::Wallets;
 
+pub mod accounts;
 pub mod analytics;
 pub mod budgets;
 pub mod dispatch;
@@ -94,6 +96,8 @@ pub(crate) struct Services {
     pub(crate) jobs: jobs::Running,
     /// The background tasks (`scheduler.rs`).
     pub(crate) scheduler: crate::scheduler::Scheduler,
+    /// Sign-in's signing key and password-hashing slots (`accounts.rs`).
+    pub(crate) accounts: accounts::State,
 }
 
 impl Services {
@@ -125,6 +129,7 @@ impl Services {
             exports: Default::default(),
             jobs: jobs::Running::here(),
             scheduler: crate::scheduler::Scheduler::default(),
+            accounts: accounts::State::default(),
         }
     }
 

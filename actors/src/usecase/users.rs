@@ -19,36 +19,13 @@ pub(crate) async fn create(
     email: String,
     initial_balance: Credits,
 ) -> Result<CreatedUser, BrokerError> {
-    let name = name.trim().to_string();
-    let email = email.trim().to_string();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(BrokerError::BadInput(
-            "`name` must be 1 to 200 characters".into(),
-        ));
-    }
-    if email.chars().count() > 320
-        || !email.contains('@')
-        || email.starts_with('@')
-        || email.ends_with('@')
-    {
-        return Err(BrokerError::BadInput(
-            "`email` must be an email address".into(),
-        ));
-    }
+    let user = new_user(name, email)?;
     if initial_balance.is_negative() {
         return Err(BrokerError::BadInput(
             "`initial_balance` must not be negative".into(),
         ));
     }
-    let now = now_ms();
-    let user = User {
-        id: new_id("usr"),
-        name,
-        email,
-        role: Role::Member,
-        created_at: now,
-        strategy: None,
-    };
+    let now = user.created_at;
     let key = api_key()
         .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
     let record = ApiKeyRecord {
@@ -86,6 +63,36 @@ pub(crate) async fn create(
         api_key: key,
         balance,
         created_at: now,
+    })
+}
+
+/// A new user record of role `user`, from a name and an e-mail address as
+/// given (trimmed, then checked): what an admin's `POST /api/users` and a
+/// registration (`accounts.rs`) both make. Nothing is written.
+pub(crate) fn new_user(name: String, email: String) -> Result<User, BrokerError> {
+    let name = name.trim().to_string();
+    let email = email.trim().to_string();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(BrokerError::BadInput(
+            "`name` must be 1 to 200 characters".into(),
+        ));
+    }
+    if email.chars().count() > 320
+        || !email.contains('@')
+        || email.starts_with('@')
+        || email.ends_with('@')
+    {
+        return Err(BrokerError::BadInput(
+            "`email` must be an email address".into(),
+        ));
+    }
+    Ok(User {
+        id: new_id("usr"),
+        name,
+        email,
+        role: Role::Member,
+        created_at: now_ms(),
+        strategy: None,
     })
 }
 

@@ -7,7 +7,7 @@
 //! their resources). Each route is described here instead, by a doc-only
 //! function carrying `#[utoipa::path]`, in the file of its area:
 //! [`requests`] (native AI requests), [`users`] (users, keys, credits,
-//! budget), [`analytics`] (history, analytics, export), [`providers`]
+//! budget), [`signin`] (accounts and sign-in), [`analytics`] (history, analytics, export), [`providers`]
 //! (health, status, providers, config, routing), [`v1`] (the
 //! OpenAI-compatible API), [`anthropic`] (the Anthropic-compatible API)
 //! and [`docs`] (this document and its pages).
@@ -71,6 +71,7 @@ use permissions::Permissions;
 pub mod providers;
 pub mod requests;
 pub mod schema;
+pub mod signin;
 pub mod users;
 pub mod v1;
 pub mod v1_schema;
@@ -114,6 +115,11 @@ pub use document::document;
         users::create_key,
         users::list_keys,
         users::revoke_key,
+        signin::register,
+        signin::login,
+        signin::refresh,
+        signin::logout,
+        signin::invite,
         providers::get_routing,
         analytics::analytics_series,
         analytics::burn_down,
@@ -148,6 +154,7 @@ pub use document::document;
         (name = "analytics", description = "Figures from the rollups."),
         (name = "providers", description = "Configured providers, their health, and the config."),
         (name = "users", description = "User administration (admin keys only)."),
+        (name = "auth", description = "Accounts and sign-in: register, sign in for a token pair, refresh, sign out (docs/auth.md)."),
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
         (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
         (name = "docs", description = "This document and its viewers."),
@@ -163,7 +170,8 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         let mut http = Http::new(HttpAuthScheme::Bearer);
         http.description = Some(
-            "An API key made by `POST /api/users` (or the admin key printed at first start)."
+            "An API key made by `POST /api/users` (or the admin key printed at first start), \
+             or the access token of a sign-in (`POST /api/auth/login`)."
                 .into(),
         );
         components.add_security_scheme("bearer", SecurityScheme::Http(http));

@@ -59,7 +59,9 @@ pub struct ErrorDetail {
     /// `too_many_auth_failures`, `overloaded`,
     /// `no_provider_available`, `no_provider_in_region`, `over_max_price`,
     /// `provider_not_serving`, `balance_too_large`, `no_provider_in_region`,
-    /// `conflict`, `unavailable`, `provider_error`,
+    /// `conflict`, `email_taken`, `weak_password`, `registration_closed`,
+    /// `invalid_invitation`, `invalid_credentials`, `invalid_token`,
+    /// `account_locked`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
     /// `provider_timeout`, `upstream_too_large`, `internal`.
     pub code: String,

@@ -15,6 +15,7 @@ pub mod openai;
 pub mod providers;
 pub mod request;
 pub mod routing;
+pub mod signin;
 pub mod status;
 pub mod users;
 
