@@ -32,6 +32,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub storage: StorageConfig,
     pub coordination: CoordinationConfig,
+    pub webhooks: crate::webhook::WebhooksConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -308,6 +309,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
             coordination: CoordinationConfig::default(),
+            webhooks: Default::default(),
             providers: default_providers(),
         }
     }
@@ -358,6 +360,7 @@ impl Config {
         if self.server.auth_failures_per_minute == 0 {
             return Err(bad("server.auth_failures_per_minute", "must be at least 1"));
         }
+        self.webhooks.check().map_err(|(k, why)| bad(k, why))?;
         if self.wallets.max_in_flight == 0 {
             return Err(bad("wallets.max_in_flight", "must be at least 1"));
         }
