@@ -31,7 +31,17 @@ pub const MAX_BACKOFF_MS: Millis = 3_600_000;
 
 /// What a webhook can be told of.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 pub enum EventKind {
     /// A budget window's spend reached 50, 80 or 100 % of its limit.

@@ -90,7 +90,8 @@ pub fn verify(
     if now.abs_diff(t) > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::Expired);
     }
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).map_err(|_| VerifyError::Mismatch)?;
+    let mut mac =
+        HmacSha256::new_from_slice(secret.as_bytes()).map_err(|_| VerifyError::Mismatch)?;
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);

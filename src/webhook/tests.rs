@@ -103,9 +103,12 @@ fn spec(url: &str, events: &[EventKind]) -> WebhookSpec {
 #[test]
 fn specs_are_checked_and_defaulted() {
     use EventKind::*;
-    let ok = spec("https://example.com/h", &[KeyRevoked, RequestFailures, KeyRevoked])
-        .check(false)
-        .unwrap();
+    let ok = spec(
+        "https://example.com/h",
+        &[KeyRevoked, RequestFailures, KeyRevoked],
+    )
+    .check(false)
+    .unwrap();
     assert_eq!(ok.events, vec![KeyRevoked, RequestFailures]);
     assert_eq!((ok.failure_rate, ok.failure_window_minutes), (0.5, 5));
     let refused = |s: WebhookSpec, allow: bool, what: &str| {
@@ -114,12 +117,31 @@ fn specs_are_checked_and_defaulted() {
     };
     refused(spec("https://example.com/h", &[]), false, "`events`");
     refused(spec("ftp://example.com/h", &[KeyRevoked]), false, "http");
-    refused(spec("http://127.0.0.1:9/h", &[KeyRevoked]), false, "loopback");
-    assert!(spec("http://127.0.0.1:9/h", &[KeyRevoked]).check(true).is_ok());
-    refused(spec("https://169.254.169.254/", &[KeyRevoked]), false, "metadata");
-    refused(spec("https://example.com/h", &[BalanceLow]), false, "balance_below");
     refused(
-        spec(&format!("https://example.com/{}", "a".repeat(3000)), &[KeyRevoked]),
+        spec("http://127.0.0.1:9/h", &[KeyRevoked]),
+        false,
+        "loopback",
+    );
+    assert!(
+        spec("http://127.0.0.1:9/h", &[KeyRevoked])
+            .check(true)
+            .is_ok()
+    );
+    refused(
+        spec("https://169.254.169.254/", &[KeyRevoked]),
+        false,
+        "metadata",
+    );
+    refused(
+        spec("https://example.com/h", &[BalanceLow]),
+        false,
+        "balance_below",
+    );
+    refused(
+        spec(
+            &format!("https://example.com/{}", "a".repeat(3000)),
+            &[KeyRevoked],
+        ),
         false,
         "longer",
     );

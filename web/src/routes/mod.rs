@@ -17,6 +17,7 @@ pub mod request;
 pub mod routing;
 pub mod status;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};

@@ -1,0 +1,140 @@
+//! `/api/webhooks`: a user's signed event deliveries. Users manage their
+//! own webhooks (anyone else's answer 404); an admin manages anyone's.
+//! The secret is shown by the create and rotate calls only.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use oneflow::Credits;
+use oneflow::webhook::{EventKind, WebhookSpec};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::routes::ForUser;
+use crate::state::AppState;
+
+/// Longest id a webhook route looks up; ours are far shorter.
+const MAX_ID: usize = 64;
+
+/// A new webhook.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "url": "https://hooks.example.com/oneflow",
+    "events": ["budget.threshold", "balance.low", "key.revoked"],
+    "balance_below": 5
+}))]
+pub struct NewWebhook {
+    /// Where events are POSTed: http or https, at most 2048 bytes; no
+    /// loopback, link-local or metadata address (unless the server's
+    /// `webhooks.allow_private`), checked again at every delivery.
+    #[schema(max_length = 2048)]
+    pub url: String,
+    /// At least one; repeats are ignored.
+    #[schema(min_items = 1, max_items = 16)]
+    pub events: Vec<EventKind>,
+    /// Required with `balance.low`: it fires when the balance drops below
+    /// this (once per drop). Not negative.
+    pub balance_below: Option<Credits>,
+    /// For `request.failures`: the share of failed requests in a window
+    /// above which it fires (0 < x <= 1; default 0.5).
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    pub failure_rate: Option<f64>,
+    /// For `request.failures`: the window's length in minutes (1 to 1440;
+    /// default 5). At least 10 requests in a window are needed.
+    #[schema(minimum = 1, maximum = 1440)]
+    pub failure_window_minutes: Option<u32>,
+    /// Admins only: whose webhook (default: the caller's).
+    pub user_id: Option<String>,
+}
+
+fn checked_id(id: &str) -> Result<&str, ApiError> {
+    if id.len() > MAX_ID {
+        return Err(ApiError::NotFound("webhook".into()));
+    }
+    Ok(id)
+}
+
+#[post("/api/webhooks")]
+pub async fn create(
+    s: web::Data<AppState>,
+    c: Caller,
+    body: super::Object<NewWebhook>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    if b.events.len() > 16 {
+        return Err(ApiError::BadRequest(
+            "`events` names at most 16 events".into(),
+        ));
+    }
+    let user_id = c.subject(b.user_id.as_deref())?;
+    let spec = WebhookSpec {
+        url: b.url,
+        events: b.events,
+        balance_below: b.balance_below,
+        failure_rate: b.failure_rate,
+        failure_window_minutes: b.failure_window_minutes,
+    };
+    let created = s.broker.create_webhook(&user_id, spec).await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+/// The caller's webhooks; an admin without `user_id` sees everyone's.
+#[get("/api/webhooks")]
+pub async fn list(
+    s: web::Data<AppState>,
+    c: Caller,
+    q: web::Query<ForUser>,
+) -> Result<HttpResponse, ApiError> {
+    let subject = if c.0.is_admin() && q.user_id.is_none() {
+        None
+    } else {
+        Some(c.subject(q.user_id.as_deref())?)
+    };
+    let hooks = s.broker.webhooks(subject.as_deref()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "webhooks": hooks })))
+}
+
+#[get("/api/webhooks/{id}")]
+pub async fn get_one(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let hook = s.broker.webhook(&c.0, checked_id(&id)?).await?;
+    Ok(HttpResponse::Ok().json(hook))
+}
+
+#[delete("/api/webhooks/{id}")]
+pub async fn remove(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    s.broker.delete_webhook(&c.0, checked_id(&id)?).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[post("/api/webhooks/{id}/rotate-secret")]
+pub async fn rotate(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let hook = s
+        .broker
+        .rotate_webhook_secret(&c.0, checked_id(&id)?)
+        .await?;
+    Ok(HttpResponse::Ok().json(hook))
+}
+
+#[get("/api/webhooks/{id}/deliveries")]
+pub async fn deliveries(
+    s: web::Data<AppState>,
+    c: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let log = s.broker.webhook_deliveries(&c.0, checked_id(&id)?).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deliveries": log })))
+}
