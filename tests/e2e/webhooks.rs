@@ -142,6 +142,28 @@ fn fast(c: &mut oneflow::config::Config) {
     c.webhooks.deliver_every_ms = 100;
 }
 
+/// How many times the background task `name` has run.
+async fn runs(api: &Api, name: &str) -> u64 {
+    let (st, v) = api.get(ADMIN_KEY, "/api/status").await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let tasks = v["tasks"].as_array().unwrap();
+    let t = tasks.iter().find(|t| t["name"] == name);
+    t.and_then(|t| t["runs"].as_u64()).unwrap_or(0)
+}
+
+/// Waits (at most 30 s) for `n` more whole runs of the task `name`.
+async fn periods(api: &Api, name: &str, n: u64) {
+    // The run under way may have read its state before now: not counted.
+    let target = runs(api, name).await + n + 1;
+    for _ in 0..300 {
+        if runs(api, name).await >= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not run {n} more times in 30 s");
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -215,7 +237,8 @@ async fn a_budget_threshold_arrives_once_per_window_signed() {
     }
     let first = inbox.wait_for("budget.threshold", 2).await;
     // Many more checker periods: no repeat.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    periods(&s, "webhook-alerts", 5).await;
+    periods(&s, "webhook-deliveries", 2).await;
     let got = inbox.of_type("budget.threshold");
     let pct = |p: i64| {
         got.iter()
@@ -366,7 +389,7 @@ async fn a_pending_delivery_survives_a_restart_and_arrives_once() {
     let rx = Receiver::start(port, &inbox);
     let s = TestServer::start_in(dir.path(), fast);
     let got = inbox.wait_for("key.revoked", 1).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    periods(&s, "webhook-deliveries", 5).await;
     assert_eq!(inbox.of_type("key.revoked").len(), 1, "{got:?}");
     assert_signed(&got[0], &secret);
     let e = log(&s, &key, &hook).await;
@@ -485,4 +508,98 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
     // Room again for one.
     subscribe(&s, &key, json!({"url": ok_url, "events": ["key.revoked"]})).await;
     s.stop().await;
+}
+
+#[tokio::test]
+async fn balance_low_fires_once_per_drop_and_rearms_when_topped_up() {
+    let inbox = Inbox::default();
+    let rx = Receiver::start(0, &inbox);
+    let s = TestServer::start_with(fast);
+    let (user, key) = s.user("spender", "20").await;
+    subscribe(
+        &s,
+        &key,
+        json!({"url": rx.url(), "events": ["balance.low"], "balance_below": "10"}),
+    )
+    .await;
+    let spend = |n: usize| {
+        let (s, key) = (&s, &key);
+        async move {
+            for _ in 0..n {
+                let body = json!({"model": "image", "prompt": "a cat", "n": 1});
+                let (st, v) = s.post(key, "/api/request", body).await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+            }
+        }
+    };
+    // Images cost 10: 20 -> 10 is not below 10; 10 -> 0 is.
+    spend(1).await;
+    periods(&s, "webhook-alerts", 2).await;
+    assert!(inbox.of_type("balance.low").is_empty(), "{:?}", inbox.all());
+    spend(1).await;
+    let got = inbox.wait_for("balance.low", 1).await;
+    assert_eq!(
+        got[0].json()["data"]["balance_below"],
+        json!(10),
+        "{:?}",
+        got[0].json()
+    );
+    periods(&s, "webhook-alerts", 3).await;
+    assert_eq!(inbox.of_type("balance.low").len(), 1);
+    // Back above the line, then below again: a second crossing.
+    let (st, v) = s
+        .post(
+            ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": user, "amount": "20"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    periods(&s, "webhook-alerts", 2).await;
+    spend(2).await;
+    inbox.wait_for("balance.low", 2).await;
+    periods(&s, "webhook-alerts", 3).await;
+    assert_eq!(inbox.of_type("balance.low").len(), 2);
+    s.stop().await;
+    rx.stop().await;
+}
+
+#[tokio::test]
+async fn a_host_name_that_resolves_to_loopback_is_not_delivered_to() {
+    let inbox = Inbox::default();
+    let rx = Receiver::start(0, &inbox);
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.webhooks.allow_private = false;
+    });
+    let (_, key) = s.user("sneaky", "10").await;
+    // A name is accepted (it is checked when resolved)...
+    let url = format!("http://localhost:{}/hook", rx.addr.port());
+    let (hook, _) = subscribe(&s, &key, json!({"url": url, "events": ["key.revoked"]})).await;
+    let (_, v) = s.post(&key, "/api/keys", json!({})).await;
+    let spare = v["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .call(
+            Method::DELETE,
+            Some(&key),
+            &format!("/api/keys/{spare}"),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    // ...but never connected to.
+    let mut refused = None;
+    for _ in 0..300 {
+        let e = log(&s, &key, &hook).await;
+        if let Some(err) = e.first().and_then(|d| d["last_error"].as_str()) {
+            refused = Some(err.to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = refused.expect("an attempt within 30 s");
+    assert!(err.contains("loopback"), "{err}");
+    assert!(inbox.all().is_empty(), "{:?}", inbox.all());
+    s.stop().await;
+    rx.stop().await;
 }
