@@ -603,3 +603,86 @@ async fn a_host_name_that_resolves_to_loopback_is_not_delivered_to() {
     s.stop().await;
     rx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_postgres_send_each_delivery_and_each_threshold_once() {
+    avoid_midnight().await;
+    let inbox = Inbox::default();
+    let rx = Receiver::start(0, &inbox);
+    let pg = crate::pg::PgSchema::new();
+    // Both nodes check and send often, so they contend for the same work.
+    let node = |name: &str| {
+        TestServer::start_with(|c| {
+            pg.apply(c, name);
+            fast(c);
+            c.webhooks.deliver_every_ms = 20;
+            c.webhooks.check_every_ms = 20;
+        })
+    };
+    let (a, b) = (node("a"), node("b"));
+    let (_, key) = a.user("shared", "1000").await;
+    let (st, v) = b
+        .call(
+            Method::PUT,
+            Some(&key),
+            "/api/budget",
+            Some(&json!({"daily": "100"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    subscribe(
+        &a,
+        &key,
+        json!({"url": rx.url(), "events": ["key.revoked", "budget.threshold"]}),
+    )
+    .await;
+    const KEYS: usize = 12;
+    for i in 0..KEYS {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let (_, v) = node.post(&key, "/api/keys", json!({})).await;
+        let spare = v["id"].as_str().unwrap().to_string();
+        let (st, v) = node
+            .call(
+                Method::DELETE,
+                Some(&key),
+                &format!("/api/keys/{spare}"),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    for node in [&a, &b] {
+        let (st, v) = node
+            .post(
+                &key,
+                "/api/request",
+                json!({"model": "image", "prompt": "a cat", "n": 5}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    inbox.wait_for("key.revoked", KEYS).await;
+    inbox.wait_for("budget.threshold", 3).await;
+    for node in [&a, &b] {
+        periods(node, "webhook-alerts", 5).await;
+        periods(node, "webhook-deliveries", 5).await;
+    }
+    let got = inbox.all();
+    let mut ids: Vec<&str> = got.iter().map(|g| g.delivery.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "a delivery was sent twice: {got:?}");
+    assert_eq!(inbox.of_type("key.revoked").len(), KEYS);
+    let pcts: Vec<Value> = inbox
+        .of_type("budget.threshold")
+        .iter()
+        .map(|g| g.json()["data"]["threshold_percent"].clone())
+        .collect();
+    assert_eq!(pcts.len(), 3, "{pcts:?}");
+    for p in [50, 80, 100] {
+        assert!(pcts.contains(&json!(p)), "{pcts:?}");
+    }
+    a.stop().await;
+    b.stop().await;
+    rx.stop().await;
+}
