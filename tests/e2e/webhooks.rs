@@ -686,3 +686,53 @@ async fn two_nodes_on_postgres_send_each_delivery_and_each_threshold_once() {
     b.stop().await;
     rx.stop().await;
 }
+
+#[tokio::test]
+async fn request_failures_fire_once_per_window_past_the_rate() {
+    avoid_midnight().await;
+    let inbox = Inbox::default();
+    let rx = Receiver::start(0, &inbox);
+    let s = TestServer::start_with(|c| {
+        fast(c);
+        c.providers[0].simulated.failure_rate = 1.0;
+        c.retry.attempts_per_provider = 1;
+        // Every failure reaches the provider and is recorded as one.
+        c.circuit.failures = 1000;
+    });
+    let (_, key) = s.user("unlucky", "100").await;
+    subscribe(
+        &s,
+        &key,
+        json!({"url": rx.url(), "events": ["request.failures"],
+               "failure_rate": 0.5, "failure_window_minutes": 1440}),
+    )
+    .await;
+    let fail = |n: usize| {
+        let (s, key) = (&s, &key);
+        async move {
+            for _ in 0..n {
+                let body = json!({"model": "gpt", "prompt": "fail please", "max_tokens": 4});
+                let (st, v) = s.post(key, "/api/request", body).await;
+                assert_eq!(st, StatusCode::BAD_GATEWAY, "{v}");
+            }
+        }
+    };
+    // Nine failures are too few to judge.
+    fail(9).await;
+    periods(&s, "webhook-alerts", 2).await;
+    assert!(inbox.all().is_empty(), "{:?}", inbox.all());
+    fail(1).await;
+    let got = inbox.wait_for("request.failures", 1).await;
+    let data = &got[0].json()["data"];
+    assert_eq!(
+        (data["requests"].as_u64(), data["failed"].as_u64()),
+        (Some(10), Some(10)),
+        "{data}"
+    );
+    // More failures in the same window: no second event.
+    fail(5).await;
+    periods(&s, "webhook-alerts", 3).await;
+    assert_eq!(inbox.of_type("request.failures").len(), 1);
+    s.stop().await;
+    rx.stop().await;
+}
