@@ -101,8 +101,15 @@ impl WebhookSpec {
     /// Checks the spec (the URL as a provider's `base_url` is checked) and
     /// fills in defaults. Errors name the field.
     pub fn check(self, allow_private: bool) -> Result<WebhookSettings, String> {
-        if self.url.len() > MAX_URL {
-            return Err(format!("`url` is longer than {MAX_URL} bytes"));
+        if self.url.chars().count() > MAX_URL {
+            return Err(format!("`url` is longer than {MAX_URL} characters"));
+        }
+        // RFC 3986's characters only (international names in punycode):
+        // what the schema's `format: uri` promises, where the URL parser
+        // would quietly re-encode other text into some other address.
+        let uri_char = |c: char| c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c);
+        if !self.url.chars().all(uri_char) {
+            return Err("`url` must be a URI: ASCII letters, digits and -._~:/?#[]@!$&'()*+,;=% only (international names in punycode)".into());
         }
         crate::provider::check_base_url(&self.url, allow_private)
             .map_err(|e| format!("`url` {e}"))?;
@@ -113,13 +120,12 @@ impl WebhookSpec {
             return Err("`events` must name at least one event".into());
         }
         let wants = |k| events.contains(&k);
-        let balance_below = match (wants(EventKind::BalanceLow), self.balance_below) {
-            (true, None) => return Err("`balance_below` is required with `balance.low`".into()),
-            (_, Some(b)) if b.is_negative() => {
-                return Err("`balance_below` must not be negative".into());
-            }
-            (_, b) => b,
-        };
+        // A line at or below zero is allowed and never crossed: balances
+        // do not go below zero.
+        if wants(EventKind::BalanceLow) && self.balance_below.is_none() {
+            return Err("`balance_below` is required with `balance.low`".into());
+        }
+        let balance_below = self.balance_below;
         let failure_rate = self.failure_rate.unwrap_or(0.5);
         if !(failure_rate.is_finite() && failure_rate > 0.0 && failure_rate <= 1.0) {
             return Err("`failure_rate` must be above 0 and at most 1".into());

@@ -137,6 +137,8 @@ fn specs_are_checked_and_defaulted() {
         false,
         "balance_below",
     );
+    refused(spec("https://\u{cf}", &[KeyRevoked]), false, "URI");
+    refused(spec("https://example.com/a b", &[KeyRevoked]), false, "URI");
     refused(
         spec(
             &format!("https://example.com/{}", "a".repeat(3000)),

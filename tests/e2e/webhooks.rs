@@ -423,10 +423,6 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
             "http or https",
         ),
         (
-            json!({"url": ok_url, "events": ["balance.low"]}),
-            "balance_below",
-        ),
-        (
             json!({"url": ok_url, "events": ["key.revoked"], "colour": 1}),
             "unknown field",
         ),
@@ -439,6 +435,10 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
             "failure_window",
         ),
         (
+            json!({"url": "https://example.com/a b", "events": ["key.revoked"]}),
+            "URI",
+        ),
+        (
             json!({"url": "not a url", "events": ["key.revoked"]}),
             "url",
         ),
@@ -449,6 +449,29 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(says), "{body}: {msg}");
     }
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/webhooks",
+            json!({"url": ok_url, "events": ["balance.low"]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (st, v) = s
+        .post(
+            &key,
+            "/api/webhooks",
+            json!({"url": ok_url, "events": ["balance.low"], "balance_below": 1e-7}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("balance_below"),
+        "{v}"
+    );
     let (st, v) = s.get(&key, "/api/webhooks").await;
     assert_eq!((st, v), (StatusCode::OK, json!({"webhooks": []})));
 

@@ -26,27 +26,52 @@ const MAX_ID: usize = 64;
     "balance_below": 5
 }))]
 pub struct NewWebhook {
-    /// Where events are POSTed: http or https, at most 2048 bytes; no
-    /// loopback, link-local or metadata address (unless the server's
-    /// `webhooks.allow_private`), checked again at every delivery.
-    #[schema(max_length = 2048)]
+    /// Where events are POSTed: an http or https URL of at most 2048
+    /// characters with a host and no credentials; no loopback, link-local
+    /// or metadata address written out (400), nor one a host name resolves
+    /// to at delivery, unless the server sets `webhooks.allow_private`.
+    #[schema(max_length = 2048, format = "uri", pattern = "^https?://")]
     pub url: String,
     /// At least one; repeats are ignored.
     #[schema(min_items = 1, max_items = 16)]
     pub events: Vec<EventKind>,
-    /// Required with `balance.low`: it fires when the balance drops below
-    /// this (once per drop). Not negative.
-    pub balance_below: Option<Credits>,
+    /// Required with `balance.low` (else 422): it fires when the balance
+    /// drops below this, once per drop. More than 6 decimal places: 422.
+    #[schema(value_type = Option<Credits>)]
+    pub balance_below: Option<serde_json::Value>,
     /// For `request.failures`: the share of failed requests in a window
     /// above which it fires (0 < x <= 1; default 0.5).
     #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
     pub failure_rate: Option<f64>,
     /// For `request.failures`: the window's length in minutes (1 to 1440;
     /// default 5). At least 10 requests in a window are needed.
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     #[schema(minimum = 1, maximum = 1440)]
     pub failure_window_minutes: Option<u32>,
     /// Admins only: whose webhook (default: the caller's).
     pub user_id: Option<String>,
+}
+
+/// Reads `balance_below`. The schema bounds a number and the pattern
+/// bounds a string's decimals, but a number's decimals no schema can
+/// bound exactly (`multipleOf` is floating point): one within the bounds
+/// with too many places is well formed and still refused, so 422.
+fn balance_below(v: Option<serde_json::Value>) -> Result<Option<Credits>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match serde_json::from_value::<Credits>(v.clone()) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) => {
+            let why = format!("`balance_below`: {e}");
+            let in_bounds = v.as_f64().is_some_and(|f| f.abs() <= 1e12);
+            Err(if in_bounds {
+                ApiError::Inconsistent(why)
+            } else {
+                ApiError::BadRequest(format!("invalid JSON body: {why}"))
+            })
+        }
+    }
 }
 
 fn checked_id(id: &str) -> Result<&str, ApiError> {
@@ -68,11 +93,19 @@ pub async fn create(
             "`events` names at most 16 events".into(),
         ));
     }
+    // Each field can be right alone and the two still disagree: 422, as
+    // for other such bodies, so that 400 means the schema was broken.
+    let balance_below = balance_below(b.balance_below)?;
+    if b.events.contains(&EventKind::BalanceLow) && balance_below.is_none() {
+        return Err(ApiError::Inconsistent(
+            "`balance_below` is required with `balance.low`".into(),
+        ));
+    }
     let user_id = c.subject(b.user_id.as_deref())?;
     let spec = WebhookSpec {
         url: b.url,
         events: b.events,
-        balance_below: b.balance_below,
+        balance_below,
         failure_rate: b.failure_rate,
         failure_window_minutes: b.failure_window_minutes,
     };
