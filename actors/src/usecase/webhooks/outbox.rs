@@ -346,6 +346,7 @@ fn claim(
         Some(h) => Some(h.decode::<Stored>()?),
         None => None,
     };
+    let hook_gone = hook.is_none();
     let give_up = match &hook {
         None => Some("the webhook was deleted"),
         Some(_) if now > delivery.view.created_at + retry_for => Some("retry_for_hours passed"),
@@ -355,10 +356,13 @@ fn claim(
         delivery.view.status = DeliveryStatus::Failed;
         delivery.view.last_error = give_up.map(str::to_string);
         delivery.view.next_attempt_at = None;
-        let writes = vec![
-            DocWrite::delete(PENDING_KIND, id, version),
-            DocWrite::replace(DELIVERY_KIND, &pending.record, rec.version, &delivery)?,
-        ];
+        // A deleted webhook's log is gone with it: its last records too.
+        let closed = if hook_gone {
+            DocWrite::delete(DELIVERY_KIND, &pending.record, rec.version)
+        } else {
+            DocWrite::replace(DELIVERY_KIND, &pending.record, rec.version, &delivery)?
+        };
+        let writes = vec![DocWrite::delete(PENDING_KIND, id, version), closed];
         finish(store, &pending.user_id, writes)?;
         return Ok(None);
     };

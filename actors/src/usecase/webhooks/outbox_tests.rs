@@ -106,3 +106,26 @@ fn pending_ids_sort_by_due_time_and_records_newest_first() {
     assert!(new < old);
     assert!(old.starts_with("wh_1/"));
 }
+
+#[test]
+fn a_deleted_webhooks_pending_delivery_is_closed_unsent_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("t.redb")).unwrap();
+    let h = hook(&store);
+    assert!(enqueue(&store, 10, "u", &[&h], event(), Vec::new()).unwrap());
+    let v = store.doc(KIND, &h.id).unwrap().unwrap().version;
+    assert!(
+        store
+            .write_docs(vec![DocWrite::delete(KIND, &h.id, v)])
+            .unwrap()
+    );
+    let (id, doc) = store.docs(PENDING_KIND, "", None, 10).unwrap().remove(0);
+    assert!(
+        claim(&store, &id, doc.version, 3_600_000)
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.docs(PENDING_KIND, "", None, 10).unwrap().is_empty());
+    assert!(log(&store, "wh_1").unwrap().is_empty());
+    assert_eq!(read_backlog(&store, "u").unwrap().1.pending, 0);
+}
