@@ -34,6 +34,7 @@ pub struct Config {
     pub coordination: CoordinationConfig,
     /// Sign-in with e-mail and password (`docs/auth.md`).
     pub auth: crate::auth::AuthConfig,
+    pub webhooks: crate::webhook::WebhooksConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -311,6 +312,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             coordination: CoordinationConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            webhooks: Default::default(),
             providers: default_providers(),
         }
     }
@@ -361,6 +363,7 @@ impl Config {
         if self.server.auth_failures_per_minute == 0 {
             return Err(bad("server.auth_failures_per_minute", "must be at least 1"));
         }
+        self.webhooks.check().map_err(|(k, why)| bad(k, why))?;
         if self.wallets.max_in_flight == 0 {
             return Err(bad("wallets.max_in_flight", "must be at least 1"));
         }

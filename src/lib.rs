@@ -23,5 +23,6 @@ pub mod records;
 pub mod request;
 pub mod routing;
 pub mod time;
+pub mod webhook;
 
 pub use money::Credits;

@@ -18,6 +18,7 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 use oneflow::request::AiRequest;
 use oneflow::routing::Strategy;
+use oneflow::webhook::{DeliveryView, WebhookSpec, WebhookView, WebhookWithSecret};
 
 use crate::coordination::Coordinator;
 use crate::error::BrokerError;
@@ -34,7 +35,7 @@ use crate::usecase::keys::{self, Principal};
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
-    Services, budgets, history, job::RequestJob, jobs, kept, preferences, status, users,
+    Services, budgets, history, job::RequestJob, jobs, kept, preferences, status, users, webhooks,
 };
 use crate::views::{ClusterView, JobView, RequestOutcome, WalletView};
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
@@ -238,6 +239,7 @@ impl Broker {
         let services = Arc::new(services);
         keys::forget_revoked(&services);
         accounts::schedule_purge(&services);
+        webhooks::start(&services)?;
         let broker = Broker { services };
         Ok((broker, new_admin_key))
     }
@@ -473,6 +475,48 @@ impl Broker {
     /// Revokes a key: it stops working before the answer.
     pub async fn revoke_key(&self, caller: &Principal, id: &str) -> Result<KeyView, BrokerError> {
         keys::revoke(&self.services, caller, id).await
+    }
+
+    // Webhooks (`usecase/webhooks/`).
+
+    /// A webhook for `user_id`; its secret is shown in this answer only.
+    pub async fn create_webhook(
+        &self,
+        user_id: &str,
+        spec: WebhookSpec,
+    ) -> Result<WebhookWithSecret, BrokerError> {
+        webhooks::create(&self.services, user_id, spec).await
+    }
+
+    /// A user's webhooks, or everyone's with `None`.
+    pub async fn webhooks(&self, user_id: Option<&str>) -> Result<Vec<WebhookView>, BrokerError> {
+        webhooks::list(&self.services, user_id).await
+    }
+
+    pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookView, BrokerError> {
+        webhooks::view(&self.services, who, id).await
+    }
+
+    pub async fn delete_webhook(&self, who: &Principal, id: &str) -> Result<(), BrokerError> {
+        webhooks::delete(&self.services, who, id).await
+    }
+
+    /// A new secret, shown once; the old one still signs for 24 hours.
+    pub async fn rotate_webhook_secret(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<WebhookWithSecret, BrokerError> {
+        webhooks::rotate(&self.services, who, id).await
+    }
+
+    /// A webhook's deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<Vec<DeliveryView>, BrokerError> {
+        webhooks::deliveries(&self.services, who, id).await
     }
 
     // History, analytics, exports.

@@ -46,3 +46,4 @@ mod transcriptions;
 mod upstream;
 mod upstream_selftest;
 mod validation;
+mod webhooks;

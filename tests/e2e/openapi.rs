@@ -413,6 +413,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let mut request_id = None;
     let mut response_id = None;
     let mut job_id = None;
+    let mut webhook_id = None;
     for (method, path) in documented(&doc) {
         let m = method.to_lowercase();
         let Some(schema) = request_schema(&doc, &m, &path) else {
@@ -470,6 +471,9 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             if path == "/api/jobs" {
                 job_id = body["id"].as_str().map(str::to_string);
             }
+            if path == "/api/webhooks" {
+                webhook_id = body["id"].as_str().map(str::to_string);
+            }
         }
         tried += 1;
     }
@@ -479,6 +483,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let request_id = request_id.expect("the /api/request example ran");
     let response_id = response_id.expect("the /v1/responses example ran");
     let job_id = job_id.expect("the /api/jobs example ran");
+    let webhook_id = webhook_id.expect("the /api/webhooks example ran");
     let mut checked = 0;
     for (method, path) in documented(&doc) {
         if method != "GET" {
@@ -493,6 +498,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             &response_id
         } else if path.starts_with("/api/jobs/") {
             &job_id
+        } else if path.starts_with("/api/webhooks/") {
+            &webhook_id
         } else {
             &request_id
         };

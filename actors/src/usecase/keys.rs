@@ -211,5 +211,7 @@ pub(crate) async fn revoke(
             eprintln!("oneflow: could not tell the other nodes of a revoked key: {e}");
         }
     }
-    Ok(view(&hash, record))
+    let key = view(&hash, record);
+    super::webhooks::alerts::key_revoked(s, &key.user_id, &key.id, &key.prefix).await;
+    Ok(key)
 }

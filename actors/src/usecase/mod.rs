@@ -18,6 +18,7 @@
 //! | `analytics.rs` | totals, series, burn-down |
 //! | `export.rs` | CSV / JSON / NDJSON exports |
 //! | `status.rs` | providers, runtime figures, `/metrics` |
+//! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -55,6 +56,7 @@ pub mod request;
 pub mod status;
 pub mod stream;
 pub mod users;
+pub mod webhooks;
 
 /// How long a node sharing its store trusts what it read of keys and
 /// strategies: a change made through another node is seen within this.

@@ -75,6 +75,7 @@ pub mod signin;
 pub mod users;
 pub mod v1;
 pub mod v1_schema;
+pub mod webhooks;
 
 pub use document::document;
 
@@ -142,6 +143,12 @@ pub use document::document;
         docs::swagger_page,
         docs::redoc_page,
         docs::docs_asset,
+        webhooks::create_webhook,
+        webhooks::list_webhooks,
+        webhooks::get_webhook,
+        webhooks::delete_webhook,
+        webhooks::rotate_webhook_secret,
+        webhooks::webhook_deliveries,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
@@ -158,6 +165,7 @@ pub use document::document;
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
         (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
         (name = "docs", description = "This document and its viewers."),
+        (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
     )
 )]
 pub struct ApiDoc;

@@ -18,6 +18,7 @@ pub mod routing;
 pub mod signin;
 pub mod status;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
