@@ -32,6 +32,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub storage: StorageConfig,
     pub coordination: CoordinationConfig,
+    /// E-mailed usage reports (docs/email.md).
+    pub email: crate::email::EmailConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -308,6 +310,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
             coordination: CoordinationConfig::default(),
+            email: crate::email::EmailConfig::default(),
             providers: default_providers(),
         }
     }
@@ -413,6 +416,7 @@ impl Config {
         }
         self.storage.validate().map_err(|(k, r)| bad(k, r))?;
         self.coordination.validate().map_err(|(k, r)| bad(k, r))?;
+        self.email.validate().map_err(|(k, r)| bad(k, r))?;
         if self.circuit.failures == 0 {
             return Err(bad("circuit.failures", "must be at least 1"));
         }
