@@ -175,6 +175,14 @@ pub fn is_address(a: &str) -> bool {
             .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
 }
 
+/// The longest explicit period a report covers.
+pub const MAX_DAYS: i64 = 366;
+
+fn ceil(at: Millis, unit: Millis) -> Millis {
+    let f = at.div_euclid(unit) * unit;
+    if f == at { at } else { f + unit }
+}
+
 /// A report's period: `[from, to)`, milliseconds since the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Period {
@@ -199,6 +207,32 @@ impl Period {
             from: to - 7 * MS_PER_DAY,
             to,
         }
+    }
+
+    /// An explicit `[from, to)`, widened to whole hours, or to whole days
+    /// when it is longer than two days, so that the totals, the chart's
+    /// bars and the CSV cover one and the same range. At most 366 days.
+    pub fn explicit(from: Millis, to: Millis) -> Result<Period, String> {
+        if from < 0 || to < 0 {
+            return Err("`from` and `to` must not be before 1970".into());
+        }
+        if from >= to {
+            return Err("`from` must be before `to`".into());
+        }
+        if to - from > MAX_DAYS * MS_PER_DAY {
+            return Err(format!("a report covers at most {MAX_DAYS} days"));
+        }
+        let hours = Period {
+            from: from.div_euclid(MS_PER_HOUR) * MS_PER_HOUR,
+            to: ceil(to, MS_PER_HOUR),
+        };
+        if hours.hourly() {
+            return Ok(hours);
+        }
+        Ok(Period {
+            from: from.div_euclid(MS_PER_DAY) * MS_PER_DAY,
+            to: ceil(to, MS_PER_DAY),
+        })
     }
 
     /// Whether the chart shows hours (a period of two days or less) or
@@ -275,6 +309,19 @@ mod tests {
         assert_eq!((w.from, w.to), (at("2026-11-30"), at("2026-12-07")));
         assert!(d.hourly());
         assert!(!w.hourly());
+    }
+
+    #[test]
+    fn explicit_periods_are_whole_hours_or_whole_days() {
+        let p = Period::explicit(at("2026-12-06T05:30:00Z"), at("2026-12-06T07:10:00Z")).unwrap();
+        assert_eq!(
+            (p.from, p.to),
+            (at("2026-12-06T05:00:00Z"), at("2026-12-06T08:00:00Z"))
+        );
+        let p = Period::explicit(at("2026-12-01T05:30:00Z"), at("2026-12-06T07:10:00Z")).unwrap();
+        assert_eq!((p.from, p.to), (at("2026-12-01"), at("2026-12-07")));
+        assert!(Period::explicit(at("2026-12-06"), at("2026-12-06")).is_err());
+        assert!(Period::explicit(at("2024-01-01"), at("2026-01-01")).is_err());
     }
 
     fn with(f: impl FnOnce(&mut EmailConfig)) -> Result<(), (String, String)> {

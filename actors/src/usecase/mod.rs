@@ -17,6 +17,7 @@
 //! | `analytics.rs` | totals, series, burn-down |
 //! | `export.rs` | CSV / JSON / NDJSON exports |
 //! | `status.rs` | providers, runtime figures, `/metrics` |
+//! | `reports.rs` | usage reports by e-mail, now or on a schedule |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -49,6 +50,7 @@ pub mod jobs;
 pub mod kept;
 pub mod keys;
 pub mod preferences;
+pub mod reports;
 pub mod request;
 pub mod status;
 pub mod stream;
@@ -94,6 +96,8 @@ pub(crate) struct Services {
     pub(crate) jobs: jobs::Running,
     /// The background tasks (`scheduler.rs`).
     pub(crate) scheduler: crate::scheduler::Scheduler,
+    /// Reports being sent by e-mail now (`reports.rs`).
+    pub(crate) reports: reports::Sending,
 }
 
 impl Services {
@@ -125,6 +129,7 @@ impl Services {
             exports: Default::default(),
             jobs: jobs::Running::here(),
             scheduler: crate::scheduler::Scheduler::default(),
+            reports: Default::default(),
         }
     }
 

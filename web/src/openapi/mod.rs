@@ -67,6 +67,7 @@ pub mod anthropic;
 pub mod docs;
 mod document;
 pub mod providers;
+pub mod reports;
 pub mod requests;
 pub mod schema;
 pub mod users;
@@ -118,6 +119,7 @@ pub use document::document;
         analytics::export,
         analytics::export_analytics,
         providers::put_routing,
+        reports::send_now,
         v1::v1_chat,
         v1::v1_completions,
         v1::v1_embeddings,
@@ -148,6 +150,7 @@ pub use document::document;
         (name = "users", description = "User administration (admin keys only)."),
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
         (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
+        (name = "reports", description = "Usage reports by e-mail (docs/email.md)."),
         (name = "docs", description = "This document and its viewers."),
     )
 )]
