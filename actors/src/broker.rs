@@ -282,6 +282,7 @@ impl Broker {
     /// queued and stops the persistence thread.
     pub async fn shutdown(&self) {
         self.services.scheduler.stop();
+        crate::usecase::reports::drain(&self.services).await;
         jobs::cancel_running(&self.services).await;
         self.services.persist.shutdown().await;
         self.services.wallets.stop().await;

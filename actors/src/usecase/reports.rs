@@ -55,14 +55,30 @@ const MAX_SENDING: usize = 4;
 /// The chart's Content-ID, referenced from the HTML as `cid:`.
 pub const CHART_CID: &str = "chart@oneflow";
 
-/// The slots of reports being sent (`MAX_SENDING`).
+/// The slots of reports being sent (`MAX_SENDING`), and the gate a
+/// graceful stop closes: a scheduled report holds it shared from its claim
+/// to its last mark, so a stop waits for the one under way (bounded by
+/// `email.timeout_secs`) instead of leaving its mark `sending` for ever.
 #[derive(Clone)]
-pub(crate) struct Sending(Arc<tokio::sync::Semaphore>);
+pub(crate) struct Sending {
+    slots: Arc<tokio::sync::Semaphore>,
+    /// True once closed: no new claim.
+    closed: Arc<tokio::sync::RwLock<bool>>,
+}
 
 impl Default for Sending {
     fn default() -> Self {
-        Sending(Arc::new(tokio::sync::Semaphore::new(MAX_SENDING)))
+        Sending {
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_SENDING)),
+            closed: Arc::default(),
+        }
     }
+}
+
+/// Waits for the scheduled report being sent, if any, and lets no other
+/// start. Called by the broker's graceful stop.
+pub(crate) async fn drain(s: &Services) {
+    *s.reports.closed.write().await = true;
 }
 
 /// What was sent.
@@ -113,7 +129,7 @@ pub(crate) async fn send_now(
         .ok_or(BrokerError::NotFound("user"))?;
     let _slot = s
         .reports
-        .0
+        .slots
         .clone()
         .try_acquire_owned()
         .map_err(|_| BrokerError::Busy)?;
@@ -317,9 +333,14 @@ async fn one(s: &Services, user: &User, period: Period) -> Result<Option<bool>, 
             (doc.version, mark.attempts)
         }
     };
+    // Held (shared) until the last mark is written; see `Sending`.
+    let gate = s.reports.closed.clone().read_owned().await;
+    if *gate {
+        return Ok(None);
+    }
     let permit = s
         .reports
-        .0
+        .slots
         .clone()
         .acquire_owned()
         .await
@@ -356,6 +377,7 @@ async fn one(s: &Services, user: &User, period: Period) -> Result<Option<bool>, 
     // Best effort: a mark left `sending` is never sent again, which is
     // what must hold; only a retry of a failure would be lost.
     let _ = write(s, DocWrite::replace(MARK_KIND, &id, claimed, &after)?).await;
+    drop(gate);
     outcome.map(|_| Some(true))
 }
 
