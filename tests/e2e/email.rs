@@ -25,14 +25,14 @@ use oneflow::report::credits6;
 use crate::support::{ADMIN_KEY, Api, TestServer, credits};
 
 /// The test's SMTP server: a Python process, ended on drop.
-struct Sink {
+pub(crate) struct Sink {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Sink {
-    fn start(refuse: bool) -> Sink {
+    pub(crate) fn start(refuse: bool) -> Sink {
         let python = crate::tools::sdk_python();
         let check = Command::new(&python)
             .args(["-c", "import aiosmtpd"])
@@ -93,7 +93,8 @@ impl Drop for Sink {
     }
 }
 
-fn email_to(port: u16, c: &mut oneflow::config::Config) {
+/// `[email]` for the sink on `port`, over plain SMTP on loopback.
+pub(crate) fn email_to(port: u16, c: &mut oneflow::config::Config) {
     c.email.smtp_host = Some("127.0.0.1".into());
     c.email.smtp_port = port;
     c.email.tls = TlsMode::None;
