@@ -12,7 +12,8 @@
 //! version 0, so of two nodes (or two runs) only one sends. A send that
 //! fails turns its mark to `failed` and a later run claims it again (by
 //! version), up to [`MAX_ATTEMPTS`] sends in all; then it is given up. A
-//! process that dies between the mark and the send leaves it `sending`,
+//! graceful stop waits for the send under way ([`drain`]); a process
+//! that dies between the mark and the send leaves it `sending`,
 //! which is never retried: a report may be lost, never sent twice by us
 //! (an SMTP server that takes the message but whose answer is lost to a
 //! timeout is the one way to a second copy, on the retry).
