@@ -3,7 +3,8 @@
 //! parser): send-now's message carries the analytics' figures and the
 //! export's CSV, a server that refuses, is down or never answers gets a
 //! 502 in bounded time, and the scheduled task sends each user's report
-//! once across runs and restarts, retrying one that failed.
+//! once across runs, restarts and two nodes on one PostgreSQL store,
+//! retrying one that failed.
 //!
 //! The schedule's due-computation (which day or week, from which hour) is
 //! a pure function tested in `src/email.rs`: requests cannot be dated in
@@ -436,4 +437,41 @@ async fn a_scheduled_report_goes_out_once_across_runs_and_restarts() {
             .to_string();
         assert!(name.contains(&uid) || name.contains(&uid2), "{name}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_store_send_each_report_once() {
+    let pg = crate::pg::PgSchema::new();
+    let sink = Sink::start(false);
+    let port = sink.port;
+    let node = |name: &str| {
+        TestServer::start_with(|c| {
+            pg.apply(c, name);
+            scheduled(port, c);
+        })
+    };
+    let a = node("a");
+    let b = node("b");
+    let mut expected = Vec::new();
+    for i in 0..6 {
+        let name = format!("n{i}");
+        a.user(&name, "1").await;
+        expected.push(format!("{name}@example.com"));
+    }
+    until("six reports", || async { sink.messages().len() >= 6 }).await;
+    // Both nodes run again, each finding every report claimed.
+    let (ra, rb) = (task_runs(&a).await.0, task_runs(&b).await.0);
+    until("three more runs on each node", || async {
+        task_runs(&a).await.0 >= ra + 3 && task_runs(&b).await.0 >= rb + 3
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    let mut to: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| m["rcpt_tos"][0].as_str().unwrap().to_string())
+        .collect();
+    to.sort();
+    assert_eq!(to, expected);
 }
