@@ -8,7 +8,7 @@
 //! range. What the report says is the domain's (`oneflow::report`).
 //!
 //! Once across nodes and restarts: before a scheduled report is sent, its
-//! mark `report-sent/<user>/<period start>` is created with expected
+//! mark `report-sent/<user>/<period start>/<daily|weekly>` is created with expected
 //! version 0, so of two nodes (or two runs) only one sends. A send that
 //! fails turns its mark to `failed` and a later run claims it again (by
 //! version), up to [`MAX_ATTEMPTS`] sends in all; then it is given up. A
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use oneflow::Credits;
 use oneflow::analytics::Bucket;
-use oneflow::email::{EmailConfig, PASSWORD_ENV, Period, TlsMode, USERNAME_ENV, due};
+use oneflow::email::{EmailConfig, PASSWORD_ENV, Period, Reports, TlsMode, USERNAME_ENV, due};
 use oneflow::report::Report;
 use oneflow::time::{Millis, rfc3339};
 
@@ -283,6 +283,11 @@ pub(crate) async fn run_due(s: &Services) -> Result<(), String> {
     let Some(period) = due(cfg.reports, cfg.send_hour_utc, now_ms()) else {
         return Ok(());
     };
+    let kind = match cfg.reports {
+        Reports::Off => return Ok(()),
+        Reports::Daily => "daily",
+        Reports::Weekly => "weekly",
+    };
     let store = s.store.clone();
     let mut users = blocking(move || store.users())
         .await
@@ -293,7 +298,7 @@ pub(crate) async fn run_due(s: &Services) -> Result<(), String> {
         if worked >= cfg.max_per_run {
             break;
         }
-        match one(s, user, period).await {
+        match one(s, user, period, kind).await {
             Ok(Some(true)) => {
                 sent += 1;
                 worked += 1;
@@ -319,8 +324,14 @@ pub(crate) async fn run_due(s: &Services) -> Result<(), String> {
 
 /// One user's scheduled report: `None` if it was done before (or is
 /// another node's), `Some(true)` sent, `Some(false)` skipped as empty.
-async fn one(s: &Services, user: &User, period: Period) -> Result<Option<bool>, BrokerError> {
-    let id = format!("{}/{}", user.id, rfc3339(period.from));
+async fn one(
+    s: &Services,
+    user: &User,
+    period: Period,
+    kind: &str,
+) -> Result<Option<bool>, BrokerError> {
+    // The kind too: a week and a day can start on the same Monday.
+    let id = format!("{}/{}/{kind}", user.id, rfc3339(period.from));
     let store = s.store.clone();
     let key = id.clone();
     let existing = blocking(move || store.doc(MARK_KIND, &key)).await?;
