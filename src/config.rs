@@ -35,6 +35,8 @@ pub struct Config {
     /// Sign-in with e-mail and password (`docs/auth.md`).
     pub auth: crate::auth::AuthConfig,
     pub webhooks: crate::webhook::WebhooksConfig,
+    /// E-mailed usage reports (docs/email.md).
+    pub email: crate::email::EmailConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -313,6 +315,7 @@ impl Default for Config {
             coordination: CoordinationConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             webhooks: Default::default(),
+            email: crate::email::EmailConfig::default(),
             providers: default_providers(),
         }
     }
@@ -420,6 +423,7 @@ impl Config {
         self.storage.validate().map_err(|(k, r)| bad(k, r))?;
         self.coordination.validate().map_err(|(k, r)| bad(k, r))?;
         self.auth.validate().map_err(|(k, r)| bad(k, r))?;
+        self.email.validate().map_err(|(k, r)| bad(k, r))?;
         if self.circuit.failures == 0 {
             return Err(bad("circuit.failures", "must be at least 1"));
         }

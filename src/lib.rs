@@ -13,6 +13,7 @@ pub mod chat;
 pub mod choice;
 pub mod cluster;
 pub mod config;
+pub mod email;
 pub mod ledger;
 #[cfg(test)]
 mod ledger_spenders;
@@ -20,6 +21,7 @@ pub mod money;
 pub mod pricing;
 pub mod provider;
 pub mod records;
+pub mod report;
 pub mod request;
 pub mod routing;
 pub mod time;

@@ -32,6 +32,7 @@ use crate::usecase::accounts::{self, CreatedInvitation, TokenPair};
 use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
 use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
+pub use crate::usecase::reports::SentReport;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
@@ -132,6 +133,29 @@ fn node_id(name: Option<&str>) -> String {
     let _ = getrandom::fill(&mut r);
     let tag: String = r.iter().map(|b| format!("{b:02x}")).collect();
     format!("{name}@{tag}")
+}
+
+/// Starts the scheduler's `email-reports` task when `[email]` asks for
+/// reports. It holds the services weakly: they own the scheduler, which
+/// stops the task when the broker stops.
+fn start_reports(services: &Arc<Services>) {
+    let e = &services.config.email;
+    if !e.enabled() || e.reports == oneflow::email::Reports::Off {
+        return;
+    }
+    let every = Duration::from_secs(e.check_every_secs);
+    let weak = Arc::downgrade(services);
+    services
+        .scheduler
+        .every("email-reports", every, every, move || {
+            let services = weak.upgrade();
+            async move {
+                match services {
+                    Some(s) => crate::usecase::reports::run_due(&s).await,
+                    None => Ok(()),
+                }
+            }
+        });
 }
 
 /// The broker: cheap to clone, shared by every HTTP worker.
@@ -240,8 +264,18 @@ impl Broker {
         keys::forget_revoked(&services);
         accounts::schedule_purge(&services);
         webhooks::start(&services)?;
+        start_reports(&services);
         let broker = Broker { services };
         Ok((broker, new_admin_key))
+    }
+
+    /// Sends `user_id`'s usage report over `period` by e-mail now.
+    pub async fn send_report(
+        &self,
+        user_id: &str,
+        period: oneflow::email::Period,
+    ) -> Result<SentReport, BrokerError> {
+        crate::usecase::reports::send_now(&self.services, user_id, period).await
     }
 
     pub fn config(&self) -> &Config {
@@ -252,6 +286,7 @@ impl Broker {
     /// queued and stops the persistence thread.
     pub async fn shutdown(&self) {
         self.services.scheduler.stop();
+        crate::usecase::reports::drain(&self.services).await;
         jobs::cancel_running(&self.services).await;
         self.services.persist.shutdown().await;
         self.services.wallets.stop().await;

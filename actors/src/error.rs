@@ -79,6 +79,13 @@ pub enum BrokerError {
     Store(Arc<StoreError>),
     #[error("{0}")]
     Unavailable(String),
+    /// No `[email]` SMTP server is configured (`usecase/reports.rs`).
+    #[error("no SMTP server is configured: set [email] smtp_host and from")]
+    EmailNotConfigured,
+    /// The SMTP server refused the message, did not answer, or took
+    /// longer than `email.timeout_secs`.
+    #[error("the report was not sent: {0}")]
+    EmailFailed(String),
     /// Every try of every provider failed (the hold was released).
     #[error("{message}")]
     Upstream {
@@ -185,6 +192,10 @@ impl BrokerError {
             BrokerError::AnswerNotKept(_) => refused("idempotency_answer_not_kept", 409),
             BrokerError::Store(_) => fault("internal", 500),
             BrokerError::Unavailable(_) => fault("unavailable", 503),
+            // A state of the server's configuration, not of the request:
+            // 409, as retrying the same request cannot help until it changes.
+            BrokerError::EmailNotConfigured => refused("email_not_configured", 409),
+            BrokerError::EmailFailed(_) => fault("email_failed", 502),
             BrokerError::Upstream { code, .. } => fault(
                 code.as_str(),
                 match code {

@@ -17,6 +17,7 @@ mod cli;
 mod concurrency;
 mod dashboard;
 mod durability;
+mod email;
 mod fuzz;
 mod hostile;
 mod idempotency;

@@ -404,7 +404,9 @@ fn assert_fields_match(schema: &Value, body: &Value, what: &str) {
 
 #[tokio::test]
 async fn examples_are_accepted_and_answers_have_the_documented_fields() {
-    let s = TestServer::start();
+    // An SMTP server, so that the report example is sent (tests/e2e/email.rs).
+    let sink = crate::email::Sink::start(false);
+    let s = TestServer::start_with(|c| crate::email::email_to(sink.port, c));
     let doc = document(&s).await;
     let (user_id, key) = s.user("docs-reader", "1000").await;
 

@@ -71,6 +71,7 @@ pub fn create_app(
         .service(routes::routing::get_routing)
         .service(routes::routing::put_routing)
         .service(routes::credits::add)
+        .service(routes::reports::send_now)
         .service(routes::providers::providers)
         .service(routes::providers::config)
         .service(routes::history::requests)

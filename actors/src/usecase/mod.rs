@@ -19,6 +19,7 @@
 //! | `export.rs` | CSV / JSON / NDJSON exports |
 //! | `status.rs` | providers, runtime figures, `/metrics` |
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
+//! | `reports.rs` | usage reports by e-mail, now or on a schedule |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -52,6 +53,7 @@ pub mod jobs;
 pub mod kept;
 pub mod keys;
 pub mod preferences;
+pub mod reports;
 pub mod request;
 pub mod status;
 pub mod stream;
@@ -100,6 +102,8 @@ pub(crate) struct Services {
     pub(crate) scheduler: crate::scheduler::Scheduler,
     /// Sign-in's signing key and password-hashing slots (`accounts.rs`).
     pub(crate) accounts: accounts::State,
+    /// Reports being sent by e-mail now (`reports.rs`).
+    pub(crate) reports: reports::Sending,
 }
 
 impl Services {
@@ -132,6 +136,7 @@ impl Services {
             jobs: jobs::Running::here(),
             scheduler: crate::scheduler::Scheduler::default(),
             accounts: accounts::State::default(),
+            reports: Default::default(),
         }
     }
 

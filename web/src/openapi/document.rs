@@ -146,6 +146,10 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
     // What user creation and top-ups check beyond their types (see
     // `usecase/users.rs`): trimmed names and addresses, amounts above or at
     // zero.
+    // A report's explicit range takes the times the query parameters do.
+    for end in ["from", "to"] {
+        schemas["SendNow"]["properties"][end]["pattern"] = json!(oneflow::time::TIME_PATTERN);
+    }
     let user = &mut schemas["NewUser"]["properties"];
     user["name"]["pattern"] = json!(r"\S");
     user["name"]["maxLength"] = json!(200);

@@ -69,6 +69,7 @@ mod document;
 pub mod permissions;
 use permissions::Permissions;
 pub mod providers;
+pub mod reports;
 pub mod requests;
 pub mod schema;
 pub mod signin;
@@ -127,6 +128,7 @@ pub use document::document;
         analytics::export,
         analytics::export_analytics,
         providers::put_routing,
+        reports::send_now,
         v1::v1_chat,
         v1::v1_completions,
         v1::v1_embeddings,
@@ -164,6 +166,7 @@ pub use document::document;
         (name = "auth", description = "Accounts and sign-in: register, sign in for a token pair, refresh, sign out (docs/auth.md)."),
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
         (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
+        (name = "reports", description = "Usage reports by e-mail (docs/email.md)."),
         (name = "docs", description = "This document and its viewers."),
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
     )

@@ -25,6 +25,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("delete", "/api/webhooks/{id}", Manage),
     ("post", "/api/webhooks/{id}/rotate-secret", Manage),
     ("get", "/api/webhooks/{id}/deliveries", Read),
+    ("post", "/api/reports/send-now", Read),
     ("get", "/api/status", Read),
     ("get", "/api/providers", Read),
     ("get", "/api/config", Administer),
