@@ -18,7 +18,6 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 use oneflow::request::AiRequest;
 use oneflow::routing::Strategy;
-use oneflow::webhook::{DeliveryView, WebhookSpec, WebhookView, WebhookWithSecret};
 
 use crate::coordination::Coordinator;
 use crate::error::BrokerError;
@@ -28,11 +27,13 @@ use crate::persistence::{CommitFigures, Persistence};
 use crate::provider::{Content, ProviderHandle};
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::{RedbStore, Store, User, WriteOp};
-use crate::usecase::accounts::{self, CreatedInvitation, TokenPair};
+use crate::usecase::accounts;
 use crate::usecase::analytics::{self, Analytics, BurnDown, Range, Series};
 use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
+
+mod people;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
@@ -269,15 +270,6 @@ impl Broker {
         Ok((broker, new_admin_key))
     }
 
-    /// Sends `user_id`'s usage report over `period` by e-mail now.
-    pub async fn send_report(
-        &self,
-        user_id: &str,
-        period: oneflow::email::Period,
-    ) -> Result<SentReport, BrokerError> {
-        crate::usecase::reports::send_now(&self.services, user_id, period).await
-    }
-
     pub fn config(&self) -> &Config {
         &self.services.config
     }
@@ -429,49 +421,6 @@ impl Broker {
         preferences::global_strategy(&self.services)
     }
 
-    // Accounts (`usecase/accounts.rs`).
-
-    /// Registers an account (open, or with an invitation).
-    pub async fn register(
-        &self,
-        name: String,
-        email: String,
-        password: String,
-        invitation: Option<String>,
-    ) -> Result<User, BrokerError> {
-        accounts::register(&self.services, name, email, password, invitation).await
-    }
-
-    /// Makes a one-time invitation to register (admins).
-    pub async fn invite(
-        &self,
-        caller: &Principal,
-        email: Option<String>,
-        expires_in_hours: Option<u32>,
-    ) -> Result<CreatedInvitation, BrokerError> {
-        accounts::invite(&self.services, caller, email, expires_in_hours).await
-    }
-
-    /// Signs in with an e-mail address and a password.
-    pub async fn login(&self, email: String, password: String) -> Result<TokenPair, BrokerError> {
-        accounts::login(&self.services, email, password).await
-    }
-
-    /// Exchanges a refresh token for a new pair, once.
-    pub async fn refresh(&self, refresh_token: String) -> Result<TokenPair, BrokerError> {
-        accounts::refresh(&self.services, refresh_token).await
-    }
-
-    /// Signs out: revokes the refresh token's family.
-    pub async fn logout(&self, refresh_token: String) -> Result<(), BrokerError> {
-        accounts::logout(&self.services, refresh_token).await
-    }
-
-    /// The principal behind an access token (a JWT), if it is good.
-    pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
-        accounts::authenticate(&self.services, token).await
-    }
-
     // Keys (`usecase/keys.rs`).
 
     /// The principal behind a bearer token, if it is a known key.
@@ -510,48 +459,6 @@ impl Broker {
     /// Revokes a key: it stops working before the answer.
     pub async fn revoke_key(&self, caller: &Principal, id: &str) -> Result<KeyView, BrokerError> {
         keys::revoke(&self.services, caller, id).await
-    }
-
-    // Webhooks (`usecase/webhooks/`).
-
-    /// A webhook for `user_id`; its secret is shown in this answer only.
-    pub async fn create_webhook(
-        &self,
-        user_id: &str,
-        spec: WebhookSpec,
-    ) -> Result<WebhookWithSecret, BrokerError> {
-        webhooks::create(&self.services, user_id, spec).await
-    }
-
-    /// A user's webhooks, or everyone's with `None`.
-    pub async fn webhooks(&self, user_id: Option<&str>) -> Result<Vec<WebhookView>, BrokerError> {
-        webhooks::list(&self.services, user_id).await
-    }
-
-    pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookView, BrokerError> {
-        webhooks::view(&self.services, who, id).await
-    }
-
-    pub async fn delete_webhook(&self, who: &Principal, id: &str) -> Result<(), BrokerError> {
-        webhooks::delete(&self.services, who, id).await
-    }
-
-    /// A new secret, shown once; the old one still signs for 24 hours.
-    pub async fn rotate_webhook_secret(
-        &self,
-        who: &Principal,
-        id: &str,
-    ) -> Result<WebhookWithSecret, BrokerError> {
-        webhooks::rotate(&self.services, who, id).await
-    }
-
-    /// A webhook's deliveries, newest first.
-    pub async fn webhook_deliveries(
-        &self,
-        who: &Principal,
-        id: &str,
-    ) -> Result<Vec<DeliveryView>, BrokerError> {
-        webhooks::deliveries(&self.services, who, id).await
     }
 
     // History, analytics, exports.

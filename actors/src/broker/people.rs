@@ -1,0 +1,109 @@
+//! The broker's methods for people's accounts and what is sent to them:
+//! sign-in, webhooks and e-mailed reports (issue 14's surface), kept apart
+//! from the request path's so that each file stays readable.
+
+use oneflow::webhook::{DeliveryView, WebhookSpec, WebhookView, WebhookWithSecret};
+
+use super::Broker;
+use crate::error::BrokerError;
+use crate::store::User;
+use crate::usecase::accounts::{self, CreatedInvitation, TokenPair};
+use crate::usecase::keys::Principal;
+use crate::usecase::reports::SentReport;
+use crate::usecase::webhooks;
+
+impl Broker {
+    // Accounts (`usecase/accounts.rs`).
+
+    /// Registers an account (open, or with an invitation).
+    pub async fn register(
+        &self,
+        name: String,
+        email: String,
+        password: String,
+        invitation: Option<String>,
+    ) -> Result<User, BrokerError> {
+        accounts::register(&self.services, name, email, password, invitation).await
+    }
+
+    /// Makes a one-time invitation to register (admins).
+    pub async fn invite(
+        &self,
+        caller: &Principal,
+        email: Option<String>,
+        expires_in_hours: Option<u32>,
+    ) -> Result<CreatedInvitation, BrokerError> {
+        accounts::invite(&self.services, caller, email, expires_in_hours).await
+    }
+
+    /// Signs in with an e-mail address and a password.
+    pub async fn login(&self, email: String, password: String) -> Result<TokenPair, BrokerError> {
+        accounts::login(&self.services, email, password).await
+    }
+
+    /// Exchanges a refresh token for a new pair, once.
+    pub async fn refresh(&self, refresh_token: String) -> Result<TokenPair, BrokerError> {
+        accounts::refresh(&self.services, refresh_token).await
+    }
+
+    /// Signs out: revokes the refresh token's family.
+    pub async fn logout(&self, refresh_token: String) -> Result<(), BrokerError> {
+        accounts::logout(&self.services, refresh_token).await
+    }
+
+    /// The principal behind an access token (a JWT), if it is good.
+    pub async fn authenticate_token(&self, token: &str) -> Result<Option<Principal>, BrokerError> {
+        accounts::authenticate(&self.services, token).await
+    }
+
+    // Webhooks (`usecase/webhooks/`).
+
+    /// A webhook for `user_id`; its secret is shown in this answer only.
+    pub async fn create_webhook(
+        &self,
+        user_id: &str,
+        spec: WebhookSpec,
+    ) -> Result<WebhookWithSecret, BrokerError> {
+        webhooks::create(&self.services, user_id, spec).await
+    }
+
+    /// A user's webhooks, or everyone's with `None`.
+    pub async fn webhooks(&self, user_id: Option<&str>) -> Result<Vec<WebhookView>, BrokerError> {
+        webhooks::list(&self.services, user_id).await
+    }
+
+    pub async fn webhook(&self, who: &Principal, id: &str) -> Result<WebhookView, BrokerError> {
+        webhooks::view(&self.services, who, id).await
+    }
+
+    pub async fn delete_webhook(&self, who: &Principal, id: &str) -> Result<(), BrokerError> {
+        webhooks::delete(&self.services, who, id).await
+    }
+
+    /// A new secret, shown once; the old one still signs for 24 hours.
+    pub async fn rotate_webhook_secret(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<WebhookWithSecret, BrokerError> {
+        webhooks::rotate(&self.services, who, id).await
+    }
+
+    /// A webhook's deliveries, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        who: &Principal,
+        id: &str,
+    ) -> Result<Vec<DeliveryView>, BrokerError> {
+        webhooks::deliveries(&self.services, who, id).await
+    }
+
+    /// Sends `user_id`'s usage report over `period` by e-mail now.
+    pub async fn send_report(
+        &self,
+        user_id: &str,
+        period: oneflow::email::Period,
+    ) -> Result<SentReport, BrokerError> {
+        crate::usecase::reports::send_now(&self.services, user_id, period).await
+    }
+}
