@@ -65,6 +65,14 @@ pub struct BudgetConfig {
 /// Most spenders one wallet's budget may cap.
 pub const MAX_SPENDERS: usize = 1000;
 
+/// What a spender's id may be: 1 to 128 visible ASCII characters (user
+/// and key ids are far shorter).
+pub const SPENDER_ID_PATTERN: &str = "^[\\x21-\\x7E]{1,128}$";
+
+fn spender_id_ok(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// One spender's caps inside a wallet's budget: overall and per provider.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +100,8 @@ pub enum BudgetError {
     Negative(String),
     #[error("a budget may cap at most {MAX_SPENDERS} spenders")]
     TooManySpenders,
+    #[error("a spender's id must be 1 to 128 visible ASCII characters")]
+    BadSpender,
 }
 
 impl BudgetConfig {
@@ -135,6 +145,9 @@ impl BudgetConfig {
             return Err(BudgetError::TooManySpenders);
         }
         for (id, b) in &self.spenders {
+            if !spender_id_ok(id) {
+                return Err(BudgetError::BadSpender);
+            }
             negative(&format!("spenders.{id}."), &b.overall(), &b.per_provider)?;
         }
         Ok(())

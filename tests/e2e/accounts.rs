@@ -111,7 +111,7 @@ async fn an_account_registers_signs_in_spends_refreshes_and_signs_out() {
 
     let (st, user) = register(&s, "Ada", "Ada@Example.com", PASSWORD).await;
     assert_eq!(st, StatusCode::CREATED, "{user}");
-    assert_eq!(user["role"], "user");
+    assert_eq!(user["role"], "member");
     documented_as(&s, "User", &user).await;
     let user_id = user["id"].as_str().unwrap().to_string();
     // One account per address, whatever its case.

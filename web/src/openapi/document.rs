@@ -196,10 +196,22 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
     for w in ["daily", "weekly", "monthly"] {
         budget_in["properties"][w] = cap.clone();
     }
-    budget_in["properties"]["per_provider"] = json!({
+    let per_provider = json!({
         "type": "object",
         "propertyNames": {"enum": providers.clone()},
         "additionalProperties": limits,
+    });
+    budget_in["properties"]["per_provider"] = per_provider.clone();
+    // Spenders' own caps: the same caps, by a spender's id.
+    budget_in["properties"]["spenders"] = json!({
+        "type": "object",
+        "maxProperties": oneflow::budget::MAX_SPENDERS,
+        "propertyNames": {"pattern": oneflow::budget::SPENDER_ID_PATTERN, "minLength": 1, "maxLength": 128},
+        "additionalProperties": {
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {"daily": cap, "weekly": cap, "monthly": cap, "per_provider": per_provider},
+        },
     });
     schemas["BudgetConfigInput"] = budget_in;
     let tokens = json!(most(Modality::Text, |l| l.max_tokens));

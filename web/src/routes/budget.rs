@@ -33,10 +33,10 @@ pub async fn put_budget(
     // JSON objects only: serde would also read `[5, null]` as the fields
     // in order, which the document does not allow.
     let body = body.into_inner();
-    let limits = body.get("per_provider").and_then(|p| p.as_object());
-    if !body.is_object() || limits.is_some_and(|l| l.values().any(|v| !v.is_object())) {
+    if !objects_all_the_way(&body) {
         return Err(ApiError::BadRequest(
-            "the budget and each provider's limits must be JSON objects".into(),
+            "the budget, each provider's limits and each spender's caps must be JSON objects"
+                .into(),
         ));
     }
     let budget: BudgetConfig = serde_json::from_value(body)
@@ -47,4 +47,25 @@ pub async fn put_budget(
         .set_budget(&user_id, budget, c.0.is_admin())
         .await?;
     Ok(HttpResponse::Ok().json(json!({"user_id": user_id, "budget": w.budget, "windows": w.windows, "available": w.available})))
+}
+
+/// Whether a budget body and every nested set of caps in it (per provider;
+/// per spender, and its own per provider) are JSON objects.
+fn objects_all_the_way(body: &serde_json::Value) -> bool {
+    fn values_are_objects(v: Option<&serde_json::Value>) -> bool {
+        v.and_then(|p| p.as_object())
+            .is_none_or(|m| m.values().all(serde_json::Value::is_object))
+    }
+    if !body.is_object() || !values_are_objects(body.get("per_provider")) {
+        return false;
+    }
+    if !values_are_objects(body.get("spenders")) {
+        return false;
+    }
+    body.get("spenders")
+        .and_then(|s| s.as_object())
+        .is_none_or(|m| {
+            m.values()
+                .all(|caps| values_are_objects(caps.get("per_provider")))
+        })
 }
