@@ -51,6 +51,10 @@ pub struct RequestRecord {
     /// held to that bound (`pricing::checked_usage`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub usage_anomaly: bool,
+    /// The team member who sent it, when a team's wallet paid (`user_id`
+    /// is then the team's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// One try of one provider for a request. A failed try is never charged.

@@ -115,6 +115,7 @@ impl OpenHold {
             latency_ms: 0,
             attempts: Vec::new(),
             usage_anomaly: false,
+            member: None,
         }
     }
 }

@@ -144,6 +144,7 @@ pub(crate) async fn hold(
         request_id: request_id.clone(),
         provider: first.provider.clone(),
         amount,
+        spenders: job.spenders.clone(),
         idem: job.idem.clone(),
         model: job.model.clone(),
         modality: first.modality,
@@ -309,6 +310,7 @@ pub(crate) async fn finish(
         latency_ms: outcome.latency_ms,
         attempts,
         usage_anomaly: outcome.usage_anomaly,
+        member: h.job.member.clone(),
     };
     let idem = h.job.idem.as_ref().map(|k| {
         let record = IdempotencyRecord {

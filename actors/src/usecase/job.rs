@@ -26,6 +26,13 @@ pub struct RequestJob {
     pub constraints: Constraints,
     pub strategy: Option<Strategy>,
     pub idem: Option<IdemKey>,
+    /// Who inside the paying wallet spends (a team's member, a key): each
+    /// one's own caps bound the hold (`Wallet::hold_as`). Set by
+    /// [`crate::Principal::pay`].
+    pub spenders: Vec<String>,
+    /// The team member who sent it, when a team's wallet pays: the record
+    /// says who.
+    pub member: Option<String>,
 }
 
 impl RequestJob {
@@ -46,6 +53,8 @@ impl RequestJob {
             strategy: req.strategy,
             constraints,
             idem,
+            spenders: Vec::new(),
+            member: None,
             planner: Box::new(move |p| req.plan(p)),
         }
     }

@@ -46,6 +46,8 @@ pub struct Reserve {
     pub request_id: String,
     pub provider: String,
     pub amount: Credits,
+    /// Whose own caps inside the wallet bound this hold too.
+    pub spenders: Vec<String>,
     pub idem: Option<IdemKey>,
     /// What to record if the broker dies before the request finishes.
     pub model: String,

@@ -249,6 +249,8 @@ fn job(
     // have.
     let own_only = extra.keys().find(|k| *k != "user").cloned();
     Ok(RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model,
         preview: shown,
         op: Operation::Chat {

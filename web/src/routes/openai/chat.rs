@@ -294,6 +294,8 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     };
     let refused = uncarried(n, extra.keys());
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: b.model.clone(),
         preview: shown,
         op: Operation::Chat {

@@ -76,6 +76,8 @@ pub async fn completions(
         max_tokens: b.max_tokens,
     };
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: b.model.clone(),
         preview: preview(&prompt),
         op: Operation::Completion {

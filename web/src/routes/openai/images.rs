@@ -67,6 +67,8 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         size: b.size,
     };
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: model.clone(),
         preview: preview(&b.prompt),
         op: Operation::Image {

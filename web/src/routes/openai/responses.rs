@@ -350,6 +350,8 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let mut native = value.clone();
     native["input"] = Value::Array(read.items.clone());
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: b.model.clone(),
         preview: shown,
         op: Operation::Chat {

@@ -234,6 +234,8 @@ async fn transcribe(
     });
     let ask = Ask::Transcription { seconds };
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model,
         preview: format!("{file_name} ({seconds} s)"),
         op: Operation::Transcription {
