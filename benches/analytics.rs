@@ -68,6 +68,7 @@ fn request(i: u64, n: u64) -> RequestRecord {
         latency_ms: 5 + (i * 37) % 4_000,
         attempts: Vec::new(),
         usage_anomaly: false,
+        member: None,
     }
 }
 

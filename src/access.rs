@@ -49,6 +49,16 @@ impl Role {
     /// Whether a credential of this role may make a key of role `other`
     /// for the same account: only one that can do no more than it can.
     pub fn may_grant(self, other: Role) -> bool {
+        // A team admin's rights in a team are above a member's, though
+        // their permissions on routes are the same.
+        if other == Role::TeamAdmin && !matches!(self, Role::Admin | Role::TeamAdmin) {
+            return false;
+        }
+        self.covers(other)
+    }
+
+    /// Whether this role has every route permission `other` has.
+    pub fn covers(self, other: Role) -> bool {
         Permission::ALL
             .iter()
             .all(|p| !allows(other, *p) || allows(self, *p))

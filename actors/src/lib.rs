@@ -43,7 +43,7 @@ pub use usecase::accounts;
 pub use usecase::analytics;
 /// Exports: what, in which format, and the blocking encoder.
 pub use usecase::export;
-pub use usecase::job::{Planner, RequestJob};
+pub use usecase::job::{Payer, Planner, RequestJob};
 pub use usecase::keys::Principal;
 pub use usecase::request::Answer;
 pub use usecase::stream::{StreamEvent, StreamStart};

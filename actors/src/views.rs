@@ -222,6 +222,23 @@ pub struct KeyView {
     /// Milliseconds since the Unix epoch.
     #[schema(value_type = i64)]
     pub created_at: Millis,
+    /// The team whose wallet the key spends from; absent: its user's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+}
+
+/// A team: its members and their roles in it (`docs/auth.md`). Its money
+/// is the wallet under its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TeamView {
+    pub id: String,
+    pub name: String,
+    /// Milliseconds since the Unix epoch.
+    #[schema(value_type = i64)]
+    pub created_at: Millis,
+    /// User id -> role in the team (`team_admin`, `member`, `viewer`,
+    /// `billing`).
+    pub members: std::collections::BTreeMap<String, Role>,
 }
 
 /// A new key: the only time its secret is shown.

@@ -35,6 +35,7 @@ fn rec(ok: bool, cost: i64, ms: u64, tokens: u64) -> RequestRecord {
         latency_ms: ms,
         attempts: Vec::new(),
         usage_anomaly: false,
+        member: None,
     }
 }
 

@@ -449,6 +449,7 @@ fn long_history(dir: &std::path::Path, user: &str, n: u64) {
                 latency_ms: 1,
                 attempts: Vec::new(),
                 usage_anomaly: false,
+                member: None,
             }))
         })
         .collect();

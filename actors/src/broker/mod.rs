@@ -37,7 +37,9 @@ mod people;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{
-    Services, budgets, history, job::RequestJob, jobs, kept, preferences, status, users, webhooks,
+    Services, budgets, history,
+    job::{Payer, RequestJob},
+    jobs, kept, preferences, status, users, webhooks,
 };
 use crate::views::{ClusterView, JobView, RequestOutcome, WalletView};
 use crate::views::{CreatedKey, CreatedUser, KeyView, Page, ProviderView, QuoteView};
@@ -304,21 +306,32 @@ impl Broker {
     /// Runs a native request end to end; `true` if it is a replay.
     pub async fn request(
         &self,
-        user_id: &str,
+        payer: &Payer,
         req: AiRequest,
         idem: Option<IdemKey>,
     ) -> Result<(RequestOutcome, bool), BrokerError> {
-        request::native(&self.services, user_id, req, idem).await
+        req.validate(self.services.config.server.max_prompt_chars)?;
+        let (outcome, replayed) = {
+            let a = self.run(payer, RequestJob::native(req, idem)).await?;
+            (a.outcome, a.replayed)
+        };
+        Ok((outcome, replayed))
     }
 
-    /// Runs a job to its whole answer.
-    pub async fn run(&self, user_id: &str, job: RequestJob) -> Result<Answer, BrokerError> {
-        request::run(&self.services, user_id, job).await
+    /// Runs a job to its whole answer, paid by `payer`.
+    pub async fn run(&self, payer: &Payer, mut job: RequestJob) -> Result<Answer, BrokerError> {
+        payer.apply(&mut job);
+        request::run(&self.services, &payer.wallet, job).await
     }
 
-    /// Starts a streamed chat or completion.
-    pub async fn stream(&self, user_id: &str, job: RequestJob) -> Result<StreamStart, BrokerError> {
-        stream::start(&self.services, user_id, job).await
+    /// Starts a streamed chat or completion, paid by `payer`.
+    pub async fn stream(
+        &self,
+        payer: &Payer,
+        mut job: RequestJob,
+    ) -> Result<StreamStart, BrokerError> {
+        payer.apply(&mut job);
+        stream::start(&self.services, &payer.wallet, job).await
     }
 
     /// Starts a video job in the background: its view once its hold is

@@ -10,7 +10,11 @@ use crate::store::User;
 use crate::usecase::accounts::{self, CreatedInvitation, TokenPair};
 use crate::usecase::keys::Principal;
 use crate::usecase::reports::SentReport;
-use crate::usecase::webhooks;
+use crate::usecase::{teams, webhooks};
+use crate::views::{CreatedKey, Page, TeamView, WalletView};
+use oneflow::access::Role;
+use oneflow::budget::BudgetConfig;
+use oneflow::records::RequestRecord;
 
 impl Broker {
     // Accounts (`usecase/accounts.rs`).
@@ -105,5 +109,75 @@ impl Broker {
         period: oneflow::email::Period,
     ) -> Result<SentReport, BrokerError> {
         crate::usecase::reports::send_now(&self.services, user_id, period).await
+    }
+
+    // Teams (`usecase/teams.rs`).
+
+    pub async fn create_team(
+        &self,
+        who: &Principal,
+        name: String,
+    ) -> Result<TeamView, BrokerError> {
+        teams::create(&self.services, who, name).await
+    }
+
+    pub async fn teams(&self, who: &Principal) -> Result<Vec<TeamView>, BrokerError> {
+        teams::list(&self.services, who).await
+    }
+
+    pub async fn team(&self, who: &Principal, id: &str) -> Result<TeamView, BrokerError> {
+        teams::get(&self.services, who, id).await
+    }
+
+    pub async fn set_team_member(
+        &self,
+        who: &Principal,
+        id: &str,
+        user_id: &str,
+        role: Role,
+    ) -> Result<TeamView, BrokerError> {
+        teams::set_member(&self.services, who, id, user_id, role).await
+    }
+
+    pub async fn remove_team_member(
+        &self,
+        who: &Principal,
+        id: &str,
+        user_id: &str,
+    ) -> Result<TeamView, BrokerError> {
+        teams::remove_member(&self.services, who, id, user_id).await
+    }
+
+    pub async fn create_team_key(
+        &self,
+        who: &Principal,
+        id: &str,
+        user_id: Option<&str>,
+        role: Option<Role>,
+    ) -> Result<CreatedKey, BrokerError> {
+        teams::create_key(&self.services, who, id, user_id, role).await
+    }
+
+    pub async fn team_wallet(&self, who: &Principal, id: &str) -> Result<WalletView, BrokerError> {
+        teams::wallet(&self.services, who, id).await
+    }
+
+    pub async fn set_team_budget(
+        &self,
+        who: &Principal,
+        id: &str,
+        budget: BudgetConfig,
+    ) -> Result<WalletView, BrokerError> {
+        teams::set_budget(&self.services, who, id, budget).await
+    }
+
+    pub async fn team_requests(
+        &self,
+        who: &Principal,
+        id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<RequestRecord>, BrokerError> {
+        teams::requests(&self.services, who, id, cursor, limit).await
     }
 }

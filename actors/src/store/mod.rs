@@ -80,6 +80,9 @@ pub struct ApiKeyRecord {
     /// The first characters, so people can tell keys apart.
     pub prefix: String,
     pub created_at: Millis,
+    /// The team whose wallet the key spends from; `None`: its user's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
 }
 
 /// A hold as stored while open, with what is needed to record its request

@@ -226,6 +226,7 @@ mod tests {
             latency_ms: i * 13 % 3000,
             attempts: Vec::new(),
             usage_anomaly: false,
+            member: None,
         }
     }
 

@@ -50,6 +50,7 @@ fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
         latency_ms: 7,
         attempts: Vec::new(),
         usage_anomaly: false,
+        member: None,
     }))
 }
 

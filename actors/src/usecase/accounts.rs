@@ -386,5 +386,6 @@ pub(crate) async fn authenticate(
     Ok(user.map(|u| Principal {
         user_id: u.id,
         role: u.role,
+        team: None,
     }))
 }

@@ -14,6 +14,44 @@ use crate::wallet::IdemKey;
 pub type Planner = Box<dyn Fn(&ProviderConfig) -> PlanResult + Send + Sync>;
 type PlanResult = Result<Plan, RequestError>;
 
+/// Who pays for a request: the wallet it is held on (a user's own, or a
+/// team's for a team key) and, for a team's, the member who spends it,
+/// whose own caps in the team's budget bound the hold too. Derefs to the
+/// wallet's id, which is whose request it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payer {
+    pub wallet: String,
+    pub member: Option<String>,
+}
+
+impl Payer {
+    pub fn of(p: &crate::Principal) -> Payer {
+        match &p.team {
+            Some(team) => Payer {
+                wallet: team.clone(),
+                member: Some(p.user_id.clone()),
+            },
+            None => Payer {
+                wallet: p.user_id.clone(),
+                member: None,
+            },
+        }
+    }
+
+    /// Writes who spends into the job.
+    pub(crate) fn apply(&self, job: &mut RequestJob) {
+        job.spenders = self.member.iter().cloned().collect();
+        job.member = self.member.clone();
+    }
+}
+
+impl std::ops::Deref for Payer {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.wallet
+    }
+}
+
 /// A request ready to route: what the upstream is asked, how to fit it to
 /// one provider, and the caller's routing wishes.
 pub struct RequestJob {

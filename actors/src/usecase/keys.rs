@@ -19,6 +19,9 @@ use crate::views::{CreatedKey, KeyView, Role};
 pub struct Principal {
     pub user_id: String,
     pub role: Role,
+    /// The team whose wallet this credential spends from (a team key);
+    /// `None`: the user's own.
+    pub team: Option<String>,
 }
 
 impl Principal {
@@ -34,13 +37,14 @@ pub(crate) fn key_id(hash: &[u8; 32]) -> String {
     format!("key_{hex}")
 }
 
-fn view(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
+pub(crate) fn view_of(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
     KeyView {
         id: key_id(hash),
         user_id: r.user_id,
         role: r.role,
         prefix: r.prefix,
         created_at: r.created_at,
+        team: r.team,
     }
 }
 
@@ -99,6 +103,7 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
     let p = Principal {
         user_id: rec.user_id,
         role: rec.role,
+        team: rec.team,
     };
     s.keys.insert(hash, (p.clone(), std::time::Instant::now()));
     Ok(Some(p))
@@ -145,6 +150,7 @@ pub(crate) async fn create(
         role,
         prefix: key_prefix(&secret),
         created_at: now_ms(),
+        team: None,
     };
     let _serial = s.key_writes.lock().await;
     s.persist
@@ -155,7 +161,7 @@ pub(crate) async fn create(
         .await
         .map_err(BrokerError::Store)?;
     Ok(CreatedKey {
-        key: view(&hash, record),
+        key: view_of(&hash, record),
         api_key: secret,
     })
 }
@@ -167,7 +173,7 @@ pub(crate) async fn list(s: &Services, user_id: Option<&str>) -> Result<Vec<KeyV
     let mut keys: Vec<KeyView> = all
         .into_iter()
         .filter(|(_, r)| user_id.is_none_or(|u| r.user_id == u))
-        .map(|(h, r)| view(&h, r))
+        .map(|(h, r)| view_of(&h, r))
         .collect();
     keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
     Ok(keys)
@@ -211,7 +217,7 @@ pub(crate) async fn revoke(
             eprintln!("oneflow: could not tell the other nodes of a revoked key: {e}");
         }
     }
-    let key = view(&hash, record);
+    let key = view_of(&hash, record);
     super::webhooks::alerts::key_revoked(s, &key.user_id, &key.id, &key.prefix).await;
     Ok(key)
 }

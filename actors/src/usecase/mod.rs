@@ -57,6 +57,7 @@ pub mod reports;
 pub mod request;
 pub mod status;
 pub mod stream;
+pub mod teams;
 pub mod users;
 pub mod webhooks;
 

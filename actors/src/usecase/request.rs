@@ -17,7 +17,7 @@ use crate::error::BrokerError;
 use crate::provider::Output;
 use crate::store::IdempotencyRecord;
 use crate::views::{ErrorCode, QuoteView, RequestOutcome};
-use crate::wallet::{IdemKey, Settlement};
+use crate::wallet::Settlement;
 
 /// What the web layer gets back from a whole (not streamed) request: its
 /// [`RequestOutcome`] and, beside it, the full output the outcome only
@@ -68,19 +68,6 @@ pub(crate) async fn quote_job(
         affordable: quote <= view.available,
         route: route.explanation.clone(),
     })
-}
-
-/// Runs a native request end to end: its outcome, and whether it is the
-/// replay of an earlier one with the same Idempotency-Key.
-pub(crate) async fn native(
-    s: &Arc<Services>,
-    user_id: &str,
-    req: AiRequest,
-    idem: Option<IdemKey>,
-) -> Result<(RequestOutcome, bool), BrokerError> {
-    req.validate(s.config.server.max_prompt_chars)?;
-    let a = run(s, user_id, RequestJob::native(req, idem)).await?;
-    Ok((a.outcome, a.replayed))
 }
 
 /// Runs a job to its whole answer.

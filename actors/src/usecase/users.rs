@@ -33,6 +33,7 @@ pub(crate) async fn create(
         role: Role::Member,
         prefix: key_prefix(&key),
         created_at: now,
+        team: None,
     };
     s.persist
         .write(vec![
@@ -97,9 +98,12 @@ pub(crate) fn new_user(name: String, email: String) -> Result<User, BrokerError>
 }
 
 /// Every user.
+/// Every user; the accounts that hold teams' wallets are not users.
 pub(crate) async fn list(s: &Services) -> Result<Vec<User>, BrokerError> {
     let store = s.store.clone();
-    blocking(move || store.users()).await
+    let mut all = blocking(move || store.users()).await?;
+    all.retain(|u| !super::teams::is_team(&u.id));
+    Ok(all)
 }
 
 /// The user with this id, or "not found".
@@ -126,6 +130,7 @@ pub(crate) async fn add_credits(
             "`amount` must be greater than zero".into(),
         ));
     }
+    // A team's wallet is an account's too (`teams.rs`).
     require(s, user_id).await?;
     let top = TopUp {
         amount,
@@ -184,6 +189,7 @@ pub(crate) fn ensure_admin(
                     role: Role::Admin,
                     prefix,
                     created_at: now,
+                    team: None,
                 },
             });
         }

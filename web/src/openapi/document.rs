@@ -244,6 +244,12 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         return Err("PUT /api/budget has no JSON body".into());
     }
     *put_budget = json!({"$ref": "#/components/schemas/BudgetConfigInput"});
+    let put_team_budget = &mut doc["paths"]["/api/teams/{id}/budget"]["put"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    if put_team_budget.is_null() {
+        return Err("PUT /api/teams/{id}/budget has no JSON body".into());
+    }
+    *put_team_budget = json!({"$ref": "#/components/schemas/BudgetConfigInput"});
     // `x-oneflow-providers`: configured names, comma-separated; time
     // parameters: what `parse_time` reads.
     let names: Vec<String> = config

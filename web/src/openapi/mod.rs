@@ -73,6 +73,7 @@ pub mod reports;
 pub mod requests;
 pub mod schema;
 pub mod signin;
+pub mod teams;
 pub mod users;
 pub mod v1;
 pub mod v1_schema;
@@ -145,6 +146,15 @@ pub use document::document;
         docs::swagger_page,
         docs::redoc_page,
         docs::docs_asset,
+        teams::create_team,
+        teams::list_teams,
+        teams::get_team,
+        teams::set_team_member,
+        teams::remove_team_member,
+        teams::create_team_key,
+        teams::team_wallet,
+        teams::set_team_budget,
+        teams::team_requests,
         webhooks::create_webhook,
         webhooks::list_webhooks,
         webhooks::get_webhook,
@@ -167,6 +177,7 @@ pub use document::document;
         (name = "openai", description = "OpenAI-compatible API: existing SDKs work with `base_url = <server>/v1`."),
         (name = "anthropic", description = "Anthropic-compatible API: Anthropic's SDKs work with `base_url = <server>` (they add `/v1/messages`); the key goes in `x-api-key` or `Authorization: Bearer`."),
         (name = "reports", description = "Usage reports by e-mail (docs/email.md)."),
+        (name = "teams", description = "Teams: a shared wallet, members with roles, their own caps inside it, team keys."),
         (name = "docs", description = "This document and its viewers."),
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
     )

@@ -51,7 +51,7 @@ pub async fn put_budget(
 
 /// Whether a budget body and every nested set of caps in it (per provider;
 /// per spender, and its own per provider) are JSON objects.
-fn objects_all_the_way(body: &serde_json::Value) -> bool {
+pub(crate) fn objects_all_the_way(body: &serde_json::Value) -> bool {
     fn values_are_objects(v: Option<&serde_json::Value>) -> bool {
         v.and_then(|p| p.as_object())
             .is_none_or(|m| m.values().all(serde_json::Value::is_object))

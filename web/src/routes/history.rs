@@ -23,7 +23,7 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
-    fn limit(&self) -> Result<usize, ApiError> {
+    pub(crate) fn limit(&self) -> Result<usize, ApiError> {
         match self.limit {
             None => Ok(50),
             Some(n @ 1..=1000) => Ok(n),

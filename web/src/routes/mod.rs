@@ -18,6 +18,7 @@ pub mod request;
 pub mod routing;
 pub mod signin;
 pub mod status;
+pub mod teams;
 pub mod users;
 pub mod webhooks;
 

@@ -33,7 +33,7 @@ pub async fn request(
     let idem = idempotency_key(&req, &*body)?;
     let (outcome, replayed) = s
         .broker
-        .request(&c.0.user_id, body.into_inner(), idem)
+        .request(&oneflow_actors::Payer::of(&c.0), body.into_inner(), idem)
         .await?;
     Ok(respond(outcome, replayed))
 }

@@ -311,9 +311,9 @@ pub async fn messages(
     }
     let job = job(&req, b.model, chat, max_tokens, extra, b.oneflow, idem)?;
     if b.stream.unwrap_or(false) {
-        return stream(&s, &user.user_id, job).await;
+        return stream(&s, &oneflow_actors::Payer::of(&user), job).await;
     }
-    let a = s.broker.run(&user.user_id, job).await?;
+    let a = s.broker.run(&oneflow_actors::Payer::of(&user), job).await?;
     settled(&a)?;
     let mut res = ok(&a);
     Ok(res.json(anthropic::write_response(&answer(&a)?)))

@@ -197,7 +197,11 @@ impl Writer {
 }
 
 /// Streams the job's answer in Anthropic's events.
-pub(super) async fn stream(s: &AppState, user: &str, job: RequestJob) -> MessagesResult {
+pub(super) async fn stream(
+    s: &AppState,
+    user: &oneflow_actors::Payer,
+    job: RequestJob,
+) -> MessagesResult {
     let start = s.broker.stream(user, job).await?;
     let mut w = Writer {
         out: Vec::with_capacity(512),

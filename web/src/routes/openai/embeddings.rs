@@ -55,6 +55,8 @@ pub async fn embeddings(
         inputs: inputs.clone(),
     };
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: b.model.clone(),
         preview: preview(&inputs.join(" ")),
         op: Operation::Embedding {

@@ -39,14 +39,15 @@ use crate::state::AppState;
 
 pub use error::OpenAiError;
 
-/// The caller's user id, once their role allows `need`.
+/// Who pays for the caller's requests (their wallet, or their team's for
+/// a team key), once their role allows `need`.
 async fn caller(
     req: &HttpRequest,
     need: oneflow::access::Permission,
-) -> Result<String, OpenAiError> {
+) -> Result<oneflow_actors::Payer, OpenAiError> {
     let p = crate::auth::authenticate(req.clone()).await?;
     crate::access::check(&p, need)?;
-    Ok(p.user_id)
+    Ok(oneflow_actors::Payer::of(&p))
 }
 
 /// Reads the body (bounded) and parses it, with errors in OpenAI's shape;

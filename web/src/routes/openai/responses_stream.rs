@@ -222,7 +222,7 @@ impl Writer {
 /// sent.
 pub(super) async fn stream(
     s: &actix_web::web::Data<AppState>,
-    user: &str,
+    user: &oneflow_actors::Payer,
     job: RequestJob,
     request: Value,
     items: Vec<Value>,

@@ -47,6 +47,8 @@ pub async fn speech(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
         input: b.input.clone(),
     };
     let job = RequestJob {
+        spenders: Vec::new(),
+        member: None,
         model: b.model.clone(),
         preview: preview(&b.input),
         op: Operation::Speech {

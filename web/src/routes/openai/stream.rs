@@ -259,7 +259,7 @@ impl ChunkHead {
 /// then `[DONE]`.
 pub(super) async fn stream(
     s: &AppState,
-    user: &str,
+    user: &oneflow_actors::Payer,
     job: RequestJob,
     include_usage: bool,
     kind: Kind,

@@ -79,6 +79,7 @@ impl Gen {
             latency_ms: latency,
             attempts: Vec::new(),
             usage_anomaly: false,
+            member: None,
         }
     }
 
@@ -210,6 +211,7 @@ pub(super) fn workload(seed: u64, n: usize) -> Vec<Vec<WriteOp>> {
                 role: if i == 0 { Role::Admin } else { Role::Member },
                 prefix: format!("of_{i}"),
                 created_at: START,
+                team: None,
             },
         });
         let mut w = Wallet::new(*u);

@@ -1,0 +1,179 @@
+//! Teams (`docs/auth.md`): `POST/GET /api/teams`, `GET /api/teams/{id}`,
+//! members and their roles, team keys, the team's wallet and budget, and
+//! its requests. What a caller may do in a team is the team's business
+//! (`usecase/teams.rs`); the credential's own role is checked here first.
+
+use actix_web::{HttpResponse, delete, get, post, put, web};
+use serde::Deserialize;
+
+use oneflow::access::Role;
+use oneflow::budget::BudgetConfig;
+
+use crate::access::{Manager, Reader};
+use crate::error::ApiError;
+use crate::routes::Object;
+use crate::routes::history::PageQuery;
+use crate::state::AppState;
+
+/// A new team; its first member, the caller, is its `team_admin`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "research"}))]
+pub struct NewTeam {
+    /// 1 to 200 characters.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+}
+
+/// The roles a member may have in a team.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamRole {
+    TeamAdmin,
+    Member,
+    Viewer,
+    Billing,
+}
+
+impl From<TeamRole> for Role {
+    fn from(r: TeamRole) -> Role {
+        match r {
+            TeamRole::TeamAdmin => Role::TeamAdmin,
+            TeamRole::Member => Role::Member,
+            TeamRole::Viewer => Role::Viewer,
+            TeamRole::Billing => Role::Billing,
+        }
+    }
+}
+
+/// A member's role in the team.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "member"}))]
+pub struct MemberRole {
+    pub role: TeamRole,
+}
+
+/// A key that spends from the team's wallet.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "member"}))]
+pub struct NewTeamKey {
+    /// Whose key (default: the caller); another member's is the team
+    /// admin's to make.
+    pub user_id: Option<String>,
+    /// At most the member's role in the team (default: that role).
+    pub role: Option<TeamRole>,
+}
+
+#[post("/api/teams")]
+pub async fn create(
+    s: web::Data<AppState>,
+    c: Manager,
+    body: Object<NewTeam>,
+) -> Result<HttpResponse, ApiError> {
+    let team = s.broker.create_team(&c.0, body.into_inner().name).await?;
+    Ok(HttpResponse::Created().json(team))
+}
+
+#[get("/api/teams")]
+pub async fn list(s: web::Data<AppState>, c: Reader) -> Result<HttpResponse, ApiError> {
+    let teams = s.broker.teams(&c.0).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "teams": teams })))
+}
+
+#[get("/api/teams/{id}")]
+pub async fn get_one(
+    s: web::Data<AppState>,
+    c: Reader,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(s.broker.team(&c.0, &id).await?))
+}
+
+#[put("/api/teams/{id}/members/{user_id}")]
+pub async fn set_member(
+    s: web::Data<AppState>,
+    c: Manager,
+    path: web::Path<(String, String)>,
+    body: Object<MemberRole>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, user_id) = path.into_inner();
+    let team = s
+        .broker
+        .set_team_member(&c.0, &id, &user_id, body.role.into())
+        .await?;
+    Ok(HttpResponse::Ok().json(team))
+}
+
+#[delete("/api/teams/{id}/members/{user_id}")]
+pub async fn remove_member(
+    s: web::Data<AppState>,
+    c: Manager,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, user_id) = path.into_inner();
+    let team = s.broker.remove_team_member(&c.0, &id, &user_id).await?;
+    Ok(HttpResponse::Ok().json(team))
+}
+
+#[post("/api/teams/{id}/keys")]
+pub async fn create_key(
+    s: web::Data<AppState>,
+    c: Manager,
+    id: web::Path<String>,
+    body: Object<NewTeamKey>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let key = s
+        .broker
+        .create_team_key(&c.0, &id, b.user_id.as_deref(), b.role.map(Into::into))
+        .await?;
+    Ok(HttpResponse::Created().json(key))
+}
+
+#[get("/api/teams/{id}/wallet")]
+pub async fn wallet(
+    s: web::Data<AppState>,
+    c: Reader,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(s.broker.team_wallet(&c.0, &id).await?))
+}
+
+#[put("/api/teams/{id}/budget")]
+pub async fn set_budget(
+    s: web::Data<AppState>,
+    c: Manager,
+    id: web::Path<String>,
+    body: web::Json<serde_json::Value>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if !crate::routes::budget::objects_all_the_way(&body) {
+        return Err(ApiError::BadRequest(
+            "the budget, each provider's limits and each spender's caps must be JSON objects"
+                .into(),
+        ));
+    }
+    let budget: BudgetConfig = crate::routes::typed(body)?;
+    Ok(HttpResponse::Ok().json(s.broker.set_team_budget(&c.0, &id, budget).await?))
+}
+
+#[get("/api/teams/{id}/requests")]
+pub async fn requests(
+    s: web::Data<AppState>,
+    c: Reader,
+    id: web::Path<String>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    if q.user_id.is_some() {
+        return Err(ApiError::BadRequest(
+            "`user_id` does not apply to a team's requests".into(),
+        ));
+    }
+    let page = s
+        .broker
+        .team_requests(&c.0, &id, q.cursor.as_deref(), q.limit()?)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}
