@@ -409,6 +409,10 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let s = TestServer::start_with(|c| crate::email::email_to(sink.port, c));
     let doc = document(&s).await;
     let (user_id, key) = s.user("docs-reader", "1000").await;
+    // A team of the user's, with a second member, for the team routes.
+    let (other_id, _) = s.user("docs-colleague", "0").await;
+    let (_, team) = s.post(&key, "/api/teams", json!({"name": "docs"})).await;
+    let team_id = team["id"].as_str().unwrap().to_string();
 
     // Every documented request example is a body the server takes.
     let mut tried = 0;
@@ -435,11 +439,16 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         let admin_only =
             doc["paths"][&path][&m]["tags"][0] == "users" || path == "/api/credits/add";
         let k = if admin_only { ADMIN_KEY } else { key.as_str() };
+        let target = if path.starts_with("/api/teams/") {
+            path.replace("{id}", &team_id).replace("{user_id}", &other_id)
+        } else {
+            path.clone()
+        };
         let res = s
             .http
             .request(
                 Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{path}", s.url),
+                format!("{}{target}", s.url),
             )
             .bearer_auth(k)
             .json(&example)
@@ -502,6 +511,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             &job_id
         } else if path.starts_with("/api/webhooks/") {
             &webhook_id
+        } else if path.starts_with("/api/teams/") {
+            &team_id
         } else {
             &request_id
         };
