@@ -440,7 +440,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             doc["paths"][&path][&m]["tags"][0] == "users" || path == "/api/credits/add";
         let k = if admin_only { ADMIN_KEY } else { key.as_str() };
         let target = if path.starts_with("/api/teams/") {
-            path.replace("{id}", &team_id).replace("{user_id}", &other_id)
+            path.replace("{id}", &team_id)
+                .replace("{user_id}", &other_id)
         } else {
             path.clone()
         };
