@@ -25,7 +25,7 @@ pub struct Payer {
 }
 
 impl Payer {
-    pub fn of(p: &crate::Principal) -> Payer {
+    pub fn of(p: &super::keys::Principal) -> Payer {
         match &p.team {
             Some(team) => Payer {
                 wallet: team.clone(),
@@ -66,7 +66,7 @@ pub struct RequestJob {
     pub idem: Option<IdemKey>,
     /// Who inside the paying wallet spends (a team's member, a key): each
     /// one's own caps bound the hold (`Wallet::hold_as`). Set by
-    /// [`crate::Principal::pay`].
+    /// [`Payer::apply`].
     pub spenders: Vec<String>,
     /// The team member who sent it, when a team's wallet pays: the record
     /// says who.
