@@ -109,6 +109,14 @@ impl Permission {
     }
 }
 
+/// Whether someone whose role *in a team* is `role` may do what `p`
+/// names for the whole team: read its figures, export them, manage its
+/// webhooks and reports. A plain member may not: a member's figures are
+/// their own, shown to them through the team's own routes.
+pub const fn allows_for_team(role: Role, p: Permission) -> bool {
+    !matches!(role, Role::Member) && allows(role, p)
+}
+
 /// Whether a credential of `role` may do what `p` names.
 pub const fn allows(role: Role, p: Permission) -> bool {
     use Permission as P;
@@ -138,6 +146,20 @@ mod tests {
         assert_eq!(row(Role::Admin), "yyyyyy");
         assert_eq!(row(Role::TeamAdmin), "yyyyy-");
         assert_eq!(row(Role::Member), "yyyyy-");
+        assert_eq!(row(Role::Viewer), "yy----");
+        assert_eq!(row(Role::Billing), "yy--y-");
+    }
+
+    #[test]
+    fn in_a_team_only_the_admin_viewers_and_billing_act_for_the_whole_team() {
+        let row = |r: Role| {
+            Permission::ALL
+                .iter()
+                .map(|p| if allows_for_team(r, *p) { 'y' } else { '-' })
+                .collect::<String>()
+        };
+        assert_eq!(row(Role::TeamAdmin), "yyyyy-");
+        assert_eq!(row(Role::Member), "------");
         assert_eq!(row(Role::Viewer), "yy----");
         assert_eq!(row(Role::Billing), "yy--y-");
     }

@@ -521,7 +521,9 @@ impl Config {
                         format!("a {} provider needs an http(s) base_url", p.kind.name()),
                     ));
                 }
-                crate::provider::check_base_url(&p.base_url, p.allow_private)
+                crate::reach::Reach::OffHost
+                    .or_anywhere(p.allow_private)
+                    .check_url(&p.base_url)
                     .map_err(|why| bad(key("base_url"), why))?;
                 if p.api_key_env.is_empty() && p.kind != ProviderKind::Openai {
                     return Err(bad(

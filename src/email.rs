@@ -69,6 +69,11 @@ pub struct EmailConfig {
     /// Longest one message's whole SMTP exchange may take (connect, TLS,
     /// authentication, data): past it the send fails (502), never hangs.
     pub timeout_secs: u64,
+    /// Budget alerts: when spend in a budget window reaches one of these
+    /// percentages of its limit, the wallet's owner (a team's admins and
+    /// billing members) is mailed once for that window
+    /// (`oneflow::budget_alert`). Empty: no alert mail.
+    pub budget_alerts: Vec<u8>,
 }
 
 impl Default for EmailConfig {
@@ -84,7 +89,23 @@ impl Default for EmailConfig {
             send_empty: false,
             max_per_run: 100,
             timeout_secs: 30,
+            budget_alerts: vec![80, 100],
         }
+    }
+}
+
+/// Most percentages `budget_alerts` may list.
+pub const MAX_ALERT_PERCENTS: usize = 5;
+
+/// Checks `[email] budget_alerts`: at most [`MAX_ALERT_PERCENTS`]
+/// percentages, each from 1 to 100.
+pub fn check_percents(p: &[u8]) -> Result<(), String> {
+    if p.len() > MAX_ALERT_PERCENTS {
+        return Err(format!("lists at most {MAX_ALERT_PERCENTS} percentages"));
+    }
+    match p.iter().find(|x| !(1..=100).contains(*x)) {
+        Some(x) => Err(format!("{x} is not a percentage from 1 to 100")),
+        None => Ok(()),
     }
 }
 
@@ -108,6 +129,9 @@ impl EmailConfig {
         }
         if self.max_per_run == 0 || self.max_per_run > 10_000 {
             return bad("max_per_run", "must be between 1 and 10000");
+        }
+        if let Err(why) = check_percents(&self.budget_alerts) {
+            return bad("budget_alerts", &why);
         }
         let Some(host) = &self.smtp_host else {
             if self.reports != Reports::Off {
@@ -332,6 +356,20 @@ mod tests {
         };
         f(&mut c);
         c.validate()
+    }
+
+    #[test]
+    fn alert_percents_are_checked() {
+        assert!(check_percents(&[80, 100]).is_ok());
+        assert!(check_percents(&[]).is_ok());
+        assert!(check_percents(&[0]).is_err());
+        assert!(check_percents(&[101]).is_err());
+        assert!(check_percents(&[10, 20, 30, 40, 50, 60]).is_err());
+        let c = EmailConfig {
+            budget_alerts: vec![0],
+            ..EmailConfig::default()
+        };
+        assert_eq!(c.validate().unwrap_err().0, "email.budget_alerts");
     }
 
     #[test]

@@ -89,54 +89,6 @@ fn default_poll_ms() -> u64 {
     2_000
 }
 
-/// Whether `ip` is an address a provider may only use with
-/// `allow_private`: unspecified (which connects to this host), loopback,
-/// link-local (169.254.0.0/16 with the cloud metadata address, fe80::/10),
-/// AWS's IPv6 metadata address, and those written as IPv4-mapped IPv6.
-pub fn is_private_upstream(ip: std::net::IpAddr) -> bool {
-    use std::net::IpAddr;
-    match ip {
-        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_loopback() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private_upstream(IpAddr::V4(v4));
-            }
-            let metadata = std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-            v6.is_unspecified()
-                || v6.is_loopback()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == metadata
-        }
-    }
-}
-
-/// Checks a provider's `base_url`: http or https, a host, no credentials
-/// in it (they would travel to wherever it points and show in config), and
-/// no private address written out unless `allow_private`. A host name is
-/// checked when it is resolved, at every connection (see the runtime's
-/// HTTP client), since what it resolves to can change.
-pub fn check_base_url(base_url: &str, allow_private: bool) -> Result<(), String> {
-    let u = url::Url::parse(base_url).map_err(|e| format!("not a URL ({e})"))?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("must be http or https, not {}", u.scheme()));
-    }
-    if !u.username().is_empty() || u.password().is_some() {
-        return Err("must not carry credentials; name the key's variable in api_key_env".into());
-    }
-    let ip = match u.host() {
-        None => return Err("must name a host".into()),
-        Some(url::Host::Domain(_)) => None,
-        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-    };
-    if let Some(ip) = ip.filter(|ip| is_private_upstream(*ip) && !allow_private) {
-        return Err(format!(
-            "{ip} is a loopback, link-local or metadata address; set allow_private = true for a provider on this host"
-        ));
-    }
-    Ok(())
-}
-
 fn default_region() -> Region {
     Region::Us
 }
@@ -284,62 +236,4 @@ pub fn default_providers() -> Vec<ProviderConfig> {
             },
         ),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn private_upstream_addresses_are_the_ones_that_reach_this_host_or_a_metadata_service() {
-        let private = [
-            "127.0.0.1",
-            "127.8.9.10",
-            "0.0.0.0",
-            "169.254.169.254",
-            "169.254.0.1",
-            "::1",
-            "::",
-            "fe80::1",
-            "febf::1",
-            "fd00:ec2::254",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-        ];
-        for ip in private {
-            assert!(is_private_upstream(ip.parse().unwrap()), "{ip}");
-        }
-        let public = [
-            "8.8.8.8",
-            "10.0.0.5",
-            "192.168.1.2",
-            "2001:db8::1",
-            "fec0::1",
-        ];
-        for ip in public {
-            assert!(!is_private_upstream(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
-    fn base_urls_are_checked_for_scheme_host_credentials_and_private_addresses() {
-        assert!(check_base_url("https://api.openai.com/v1", false).is_ok());
-        assert!(
-            check_base_url("http://localhost:11434/v1", false).is_ok(),
-            "names are checked when resolved"
-        );
-        assert!(check_base_url("http://127.0.0.1:11434/v1", true).is_ok());
-        for bad in [
-            "http://127.0.0.1:11434/v1",
-            "http://[::1]/v1",
-            "http://169.254.169.254/",
-            "http://0.0.0.0:80/",
-            "https://key:secret@api.example.com/v1",
-            "https://key@api.example.com/v1",
-            "file:///etc/passwd",
-            "not a url",
-        ] {
-            assert!(check_base_url(bad, false).is_err(), "{bad}");
-        }
-    }
 }

@@ -98,7 +98,8 @@ pub struct WebhookSettings {
 }
 
 impl WebhookSpec {
-    /// Checks the spec (the URL as a provider's `base_url` is checked) and
+    /// Checks the spec (the URL for the public internet only, unless
+    /// `allow_private`: see [`crate::reach`]) and
     /// fills in defaults. Errors name the field.
     pub fn check(self, allow_private: bool) -> Result<WebhookSettings, String> {
         if self.url.chars().count() > MAX_URL {
@@ -111,7 +112,9 @@ impl WebhookSpec {
         if !self.url.chars().all(uri_char) {
             return Err("`url` must be a URI: ASCII letters, digits and -._~:/?#[]@!$&'()*+,;=% only (international names in punycode)".into());
         }
-        crate::provider::check_base_url(&self.url, allow_private)
+        crate::reach::Reach::Public
+            .or_anywhere(allow_private)
+            .check_url(&self.url)
             .map_err(|e| format!("`url` {e}"))?;
         let mut events = self.events;
         events.sort();
@@ -258,9 +261,10 @@ pub fn failing(total: u64, failed: u64, rate: f64) -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhooksConfig {
-    /// Accept and deliver to loopback, link-local and metadata addresses
-    /// (a receiver on this host). Off: such URLs are refused when written
-    /// out, and host names resolving to them are not connected to.
+    /// Accept and deliver to any address: this host, private networks,
+    /// metadata services (a receiver beside the broker). Off: only public
+    /// addresses; others are refused when written out, and host names
+    /// resolving to them are not connected to.
     pub allow_private: bool,
     /// How often due deliveries are sent, in milliseconds.
     pub deliver_every_ms: u64,

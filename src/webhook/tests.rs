@@ -132,6 +132,15 @@ fn specs_are_checked_and_defaulted() {
         false,
         "metadata",
     );
+    // A user's URL may not reach the operator's private networks either.
+    for private in [
+        "http://10.0.0.5/h",
+        "http://192.168.1.2/h",
+        "http://[fd00::1]/h",
+    ] {
+        refused(spec(private, &[KeyRevoked]), false, "private-network");
+        assert!(spec(private, &[KeyRevoked]).check(true).is_ok());
+    }
     refused(
         spec("https://example.com/h", &[BalanceLow]),
         false,

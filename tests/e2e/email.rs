@@ -69,7 +69,7 @@ impl Sink {
     }
 
     /// The messages taken so far, in order.
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         messages_in(self.dir.path())
     }
 }
@@ -344,20 +344,23 @@ async fn a_server_that_refuses_is_down_or_never_answers_gets_a_502() {
     held.abort();
 }
 
-/// The `email-reports` task's figures from `/api/status`: (runs, failures).
-async fn task_runs(api: &Api) -> (u64, u64) {
+/// A scheduler task's figures from `/api/status`: (runs, failures).
+pub(crate) async fn task_runs(api: &Api, task: &str) -> (u64, u64) {
     let (_, v) = api.get(ADMIN_KEY, "/api/status").await;
     v["tasks"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["name"] == "email-reports")
+        .find(|t| t["name"] == task)
         .map(|t| (t["runs"].as_u64().unwrap(), t["failures"].as_u64().unwrap()))
-        .unwrap_or_else(|| panic!("no email-reports task: {v}"))
+        .unwrap_or_else(|| panic!("no {task} task: {v}"))
 }
 
 /// Waits (polling, at most a minute) until `done` holds.
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+pub(crate) async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
     for _ in 0..600 {
         if done().await {
             return;
@@ -385,7 +388,10 @@ async fn a_scheduled_report_goes_out_once_across_runs_and_restarts() {
     let s = TestServer::start_in(data.path(), |c| scheduled(port, c));
     let (uid, _) = s.user("cy", "1").await;
     let (uid2, _) = s.user("di", "1").await;
-    until("a failed run", || async { task_runs(&s).await.1 >= 1 }).await;
+    until("a failed run", || async {
+        task_runs(&s, "email-reports").await.1 >= 1
+    })
+    .await;
     s.stop().await;
     assert!(refusing.messages().is_empty());
 
@@ -395,15 +401,15 @@ async fn a_scheduled_report_goes_out_once_across_runs_and_restarts() {
     let port = sink.port;
     let s = TestServer::start_in(data.path(), |c| scheduled(port, c));
     until("two reports", || async { sink.messages().len() >= 2 }).await;
-    let runs = task_runs(&s).await.0;
+    let runs = task_runs(&s, "email-reports").await.0;
     until("three more runs", || async {
-        task_runs(&s).await.0 >= runs + 3
+        task_runs(&s, "email-reports").await.0 >= runs + 3
     })
     .await;
     s.stop().await;
     let s = TestServer::start_in(data.path(), |c| scheduled(port, c));
     until("three runs after a restart", || async {
-        task_runs(&s).await.0 >= 3
+        task_runs(&s, "email-reports").await.0 >= 3
     })
     .await;
     s.stop().await;
@@ -460,9 +466,13 @@ async fn two_nodes_on_one_store_send_each_report_once() {
     }
     until("six reports", || async { sink.messages().len() >= 6 }).await;
     // Both nodes run again, each finding every report claimed.
-    let (ra, rb) = (task_runs(&a).await.0, task_runs(&b).await.0);
+    let (ra, rb) = (
+        task_runs(&a, "email-reports").await.0,
+        task_runs(&b, "email-reports").await.0,
+    );
     until("three more runs on each node", || async {
-        task_runs(&a).await.0 >= ra + 3 && task_runs(&b).await.0 >= rb + 3
+        task_runs(&a, "email-reports").await.0 >= ra + 3
+            && task_runs(&b, "email-reports").await.0 >= rb + 3
     })
     .await;
     a.stop().await;

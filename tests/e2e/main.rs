@@ -41,6 +41,7 @@ mod sdk;
 mod shared_limits;
 mod storage_faults;
 mod store_copy;
+mod team_figures;
 mod teams;
 mod thinking;
 mod transcriptions;

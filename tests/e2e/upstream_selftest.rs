@@ -673,7 +673,7 @@ async fn collect(adapter: &dyn Adapter, req: CallRequest) -> (String, Usage, Vec
 
 #[tokio::test]
 async fn the_broker_adapters_read_the_mocks() {
-    let http = oneflow_actors::adapters::http_client(true).unwrap();
+    let http = oneflow_actors::adapters::http_client(oneflow::reach::Reach::Anywhere).unwrap();
     let key = Some(MOCK_API_KEY.to_string());
 
     let up = MockUpstream::start(Kind::OpenAi);
@@ -820,7 +820,7 @@ async fn until_error(adapter: &dyn Adapter, req: CallRequest) -> (String, Option
 
 #[tokio::test]
 async fn broken_streams_reach_the_adapters_as_errors_after_their_words() {
-    let http = oneflow_actors::adapters::http_client(true).unwrap();
+    let http = oneflow_actors::adapters::http_client(oneflow::reach::Reach::Anywhere).unwrap();
     let key = Some(MOCK_API_KEY.to_string());
     let up = MockUpstream::start(Kind::OpenAi);
     let cfg = provider(ProviderKind::Openai, format!("{}/v1", up.base_url()));

@@ -419,6 +419,14 @@ async fn bad_subscriptions_are_refused_and_nothing_is_stored() {
             "metadata",
         ),
         (
+            json!({"url": "http://10.20.30.40:8080/x", "events": ["key.revoked"]}),
+            "private-network",
+        ),
+        (
+            json!({"url": "https://[fd12::9]/x", "events": ["key.revoked"]}),
+            "private-network",
+        ),
+        (
             json!({"url": "ftp://example.com/x", "events": ["key.revoked"]}),
             "http or https",
         ),

@@ -12,10 +12,11 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
 
 use oneflow::access::{Permission, allows};
-use oneflow_actors::Principal;
+use oneflow_actors::{Broker, Principal};
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A permission as a type, for [`Can`].
 pub trait Need {
@@ -71,6 +72,27 @@ impl<N: Need> Can<N> {
     /// named in `user_id`.
     pub fn subject(&self, user_id: Option<&str>) -> Result<String, ApiError> {
         subject(&self.0, user_id)
+    }
+}
+
+impl<N: Need> Can<N> {
+    /// Like [`Can::subject`], and also a team's id for someone whose role
+    /// in the team lets them act for all of it in what `N` names (its
+    /// team_admin; viewers and billing members as far as their role goes).
+    /// A member naming their team gets 403, an outsider (or anyone, for a
+    /// team that does not exist) 404.
+    pub async fn subject_or_team(
+        &self,
+        s: &AppState,
+        user_id: Option<&str>,
+    ) -> Result<String, ApiError> {
+        match user_id {
+            Some(id) if Broker::is_team(id) => {
+                s.broker.act_for_team(&self.0, id, N::NEED).await?;
+                Ok(id.to_string())
+            }
+            _ => self.subject(user_id),
+        }
     }
 }
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use oneflow::config::{ProviderConfig, ProviderKind};
 use oneflow::pricing::Usage;
+use oneflow::reach::Reach;
 use oneflow::request::Plan;
 
 /// A call as an adapter sees it.
@@ -310,44 +311,43 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// The HTTP client adapters share: connection pooling, a connect timeout;
-/// per-call timeouts are the dispatcher's. Redirects are never followed:
-/// an upstream's 3xx is its answer (an error), not a place to send the
-/// request and its key next. Unless `allow_private`, a host name that
-/// resolves to a loopback, link-local or metadata address is not connected
-/// to (checked at every resolution, so a DNS answer that changes later is
-/// caught too; addresses written out in `base_url` are checked at config
-/// load).
-pub fn http_client(allow_private: bool) -> Result<reqwest::Client, String> {
+/// The HTTP client adapters and webhook deliveries share: connection
+/// pooling, a connect timeout; per-call timeouts are the caller's.
+/// Redirects are never followed: an upstream's 3xx is its answer (an
+/// error), not a place to send the request and its key next. A host name
+/// is connected to only at the addresses `reach` allows (checked at every
+/// resolution, so a DNS answer that changes later is caught too; addresses
+/// written out in a URL are checked when it is accepted).
+pub fn http_client(reach: Reach) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none());
-    if !allow_private {
-        b = b.dns_resolver(std::sync::Arc::new(PublicOnly));
+    if reach != Reach::Anywhere {
+        b = b.dns_resolver(std::sync::Arc::new(Within(reach)));
     }
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// Resolves host names to their public addresses only.
-struct PublicOnly;
+/// Resolves host names to the addresses its reach allows only.
+struct Within(Reach);
 
-impl reqwest::dns::Resolve for PublicOnly {
+impl reqwest::dns::Resolve for Within {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
+        let reach = self.0;
         Box::pin(async move {
             let all = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let public: Vec<std::net::SocketAddr> = all
-                .filter(|a| !oneflow::provider::is_private_upstream(a.ip()))
-                .collect();
-            if public.is_empty() {
+            let allowed: Vec<std::net::SocketAddr> = all.filter(|a| reach.allows(a.ip())).collect();
+            if allowed.is_empty() {
                 let why = format!(
-                    "{host} resolves only to loopback, link-local or metadata addresses (allow_private is off)"
+                    "{host} resolves only to {}es (allow_private is off)",
+                    reach.refuses()
                 );
                 return Err(why.into());
             }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

@@ -138,29 +138,6 @@ fn node_id(name: Option<&str>) -> String {
     format!("{name}@{tag}")
 }
 
-/// Starts the scheduler's `email-reports` task when `[email]` asks for
-/// reports. It holds the services weakly: they own the scheduler, which
-/// stops the task when the broker stops.
-fn start_reports(services: &Arc<Services>) {
-    let e = &services.config.email;
-    if !e.enabled() || e.reports == oneflow::email::Reports::Off {
-        return;
-    }
-    let every = Duration::from_secs(e.check_every_secs);
-    let weak = Arc::downgrade(services);
-    services
-        .scheduler
-        .every("email-reports", every, every, move || {
-            let services = weak.upgrade();
-            async move {
-                match services {
-                    Some(s) => crate::usecase::reports::run_due(&s).await,
-                    None => Ok(()),
-                }
-            }
-        });
-}
-
 /// The broker: cheap to clone, shared by every HTTP worker.
 #[derive(Clone)]
 pub struct Broker {
@@ -247,13 +224,20 @@ impl Broker {
                 Wallets::Shared(pg.pg().block(start)??)
             }
         };
-        let public = crate::adapters::http_client(false).map_err(BrokerError::Unavailable)?;
-        let private = crate::adapters::http_client(true).map_err(BrokerError::Unavailable)?;
+        use oneflow::reach::Reach;
+        let off_host =
+            crate::adapters::http_client(Reach::OffHost).map_err(BrokerError::Unavailable)?;
+        let anywhere =
+            crate::adapters::http_client(Reach::Anywhere).map_err(BrokerError::Unavailable)?;
         let providers = config
             .providers
             .iter()
             .map(|p| {
-                let client = if p.allow_private { &private } else { &public };
+                let client = if p.allow_private {
+                    &anywhere
+                } else {
+                    &off_host
+                };
                 let adapter = crate::adapters::build(p, client);
                 ProviderHandle::start(p.clone(), adapter, config.circuit.clone(), coord.clone())
             })
@@ -267,7 +251,8 @@ impl Broker {
         keys::forget_revoked(&services);
         accounts::schedule_purge(&services);
         webhooks::start(&services)?;
-        start_reports(&services);
+        crate::usecase::reports::schedule(&services);
+        crate::usecase::budget_mail::schedule(&services);
         let broker = Broker { services };
         Ok((broker, new_admin_key))
     }

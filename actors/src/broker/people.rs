@@ -129,6 +129,22 @@ impl Broker {
         teams::get(&self.services, who, id).await
     }
 
+    /// Whether `id` names a team (its wallet, figures and webhooks are
+    /// under that id).
+    pub fn is_team(id: &str) -> bool {
+        teams::is_team(id)
+    }
+
+    /// `Ok` if `who` may act for the whole team `id` in what `need` names.
+    pub async fn act_for_team(
+        &self,
+        who: &Principal,
+        id: &str,
+        need: oneflow::access::Permission,
+    ) -> Result<(), BrokerError> {
+        teams::act_for(&self.services, who, id, need).await
+    }
+
     pub async fn set_team_member(
         &self,
         who: &Principal,

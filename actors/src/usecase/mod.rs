@@ -43,6 +43,7 @@ use crate::wallet::Wallets;
 
 pub mod accounts;
 pub mod analytics;
+pub(crate) mod budget_mail;
 pub mod budgets;
 pub mod dispatch;
 pub mod export;
@@ -52,6 +53,7 @@ pub mod job;
 pub mod jobs;
 pub mod kept;
 pub mod keys;
+pub(crate) mod mail;
 pub mod preferences;
 pub mod reports;
 pub mod request;

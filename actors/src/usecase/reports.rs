@@ -23,21 +23,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lettre::message::header::ContentType;
-use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::message::{Attachment, MultiPart, SinglePart};
 use serde::{Deserialize, Serialize};
 
 use oneflow::Credits;
 use oneflow::analytics::Bucket;
-use oneflow::email::{EmailConfig, PASSWORD_ENV, Period, Reports, TlsMode, USERNAME_ENV, due};
+use oneflow::email::{Period, Reports, due};
 use oneflow::report::Report;
 use oneflow::time::{Millis, rfc3339};
 
 use super::export::{ExportKind, ExportQuery, Format, export_blocking};
-use super::{ADMIN_ID, Services, blocking};
+use super::{ADMIN_ID, Services, blocking, mail};
 use crate::error::BrokerError;
 use crate::ids::now_ms;
 use crate::store::{DocWrite, User};
@@ -62,7 +58,7 @@ pub const CHART_CID: &str = "chart@oneflow";
 /// `email.timeout_secs`) instead of leaving its mark `sending` for ever.
 #[derive(Clone)]
 pub(crate) struct Sending {
-    slots: Arc<tokio::sync::Semaphore>,
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
     /// True once closed: no new claim.
     closed: Arc<tokio::sync::RwLock<bool>>,
 }
@@ -87,7 +83,8 @@ pub(crate) async fn drain(s: &Services) {
 pub struct SentReport {
     /// The user whose report it is.
     pub user_id: String,
-    /// The address it went to: the user's.
+    /// The addresses it went to, comma-separated: the user's own; for a
+    /// team, its team admins' and billing members'.
     pub sent_to: String,
     /// The message's `Message-ID` header, angle brackets included.
     pub message_id: String,
@@ -135,7 +132,7 @@ pub(crate) async fn send_now(
         .try_acquire_owned()
         .map_err(|_| BrokerError::Busy)?;
     let (report, csv) = gather(s, &user, period).await?;
-    deliver(&s.config.email, &user, &report, csv).await
+    deliver(s, &user, &report, csv).await
 }
 
 /// The report and its CSV, read in one blocking task.
@@ -190,31 +187,22 @@ fn records(csv: &[u8]) -> u64 {
     n.saturating_sub(1)
 }
 
-/// Builds the message and hands it to the SMTP server, within
-/// `email.timeout_secs` for the whole exchange.
+/// Builds the report's message (text, HTML with the chart inline, the
+/// CSV attached) and sends it to `user`'s recipients (`mail::recipients`).
 async fn deliver(
-    cfg: &EmailConfig,
+    s: &Services,
     user: &User,
     report: &Report,
     csv: Bytes,
 ) -> Result<SentReport, BrokerError> {
-    let (Some(host), Some(from)) = (&cfg.smtp_host, &cfg.from) else {
+    if !s.config.email.enabled() {
         return Err(BrokerError::EmailNotConfigured);
-    };
-    let failed =
-        |what: &str, e: &dyn std::fmt::Display| BrokerError::EmailFailed(format!("{what}: {e}"));
-    let to_address = user.email.trim();
-    let to: Mailbox = to_address.parse().map_err(|e| {
-        BrokerError::Conflict(format!(
-            "the user's address `{to_address}` cannot be mailed: {e}"
-        ))
-    })?;
-    let sender: Mailbox = from.parse().map_err(|e| failed("email.from", &e))?;
-    let domain = from.rsplit_once('@').map_or("oneflow", |(_, d)| d);
-    let message_id = format!("<{}.{}@{domain}>", now_ms(), random_hex());
-    let svg = ContentType::parse("image/svg+xml").map_err(|e| failed("content type", &e))?;
-    let text_csv =
-        ContentType::parse("text/csv; charset=utf-8").map_err(|e| failed("content type", &e))?;
+    }
+    let to = mail::recipients(s, user).await?;
+    let sent_to = mail::joined(&to);
+    let failed = |e: &dyn std::fmt::Display| BrokerError::EmailFailed(format!("content type: {e}"));
+    let svg = ContentType::parse("image/svg+xml").map_err(|e| failed(&e))?;
+    let text_csv = ContentType::parse("text/csv; charset=utf-8").map_err(|e| failed(&e))?;
     let body = MultiPart::mixed()
         .multipart(
             MultiPart::alternative()
@@ -228,51 +216,39 @@ async fn deliver(
                 ),
         )
         .singlepart(Attachment::new(report.csv_name()).body(csv.to_vec(), text_csv));
-    let message = Message::builder()
-        .from(sender)
-        .to(to)
-        .subject(report.subject())
-        .message_id(Some(message_id.clone()))
-        .multipart(body)
-        .map_err(|e| failed("building the message", &e))?;
-    let timeout = Duration::from_secs(cfg.timeout_secs);
-    let mut smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.as_str())
-        .port(cfg.smtp_port)
-        .timeout(Some(timeout))
-        .hello_name(ClientId::Domain(domain.to_string()));
-    let tls = |host: &str| TlsParameters::new(host.to_string()).map_err(|e| failed("TLS", &e));
-    smtp = match cfg.tls {
-        // Required: never fall back to sending in the clear.
-        TlsMode::Starttls => smtp.tls(Tls::Required(tls(host)?)),
-        TlsMode::Tls => smtp.tls(Tls::Wrapper(tls(host)?)),
-        TlsMode::None => smtp.tls(Tls::None),
-    };
-    if let (Ok(u), Ok(p)) = (std::env::var(USERNAME_ENV), std::env::var(PASSWORD_ENV)) {
-        smtp = smtp.credentials(Credentials::new(u, p));
-    }
-    let mailer = smtp.build();
-    match tokio::time::timeout(timeout, mailer.send(message)).await {
-        Err(_) => Err(BrokerError::EmailFailed(format!(
-            "the SMTP server at {host}:{} did not finish within {}s",
-            cfg.smtp_port, cfg.timeout_secs
-        ))),
-        Ok(Err(e)) => Err(failed(&format!("SMTP server {host}:{}", cfg.smtp_port), &e)),
-        Ok(Ok(_)) => Ok(SentReport {
-            user_id: user.id.clone(),
-            sent_to: to_address.to_string(),
-            message_id,
-            from: report.period.from,
-            to: report.period.to,
-            requests: report.requests,
-            spend: report.spend,
-        }),
-    }
+    let message_id = mail::send(&s.config.email, to, report.subject(), body).await?;
+    Ok(SentReport {
+        user_id: user.id.clone(),
+        sent_to,
+        message_id,
+        from: report.period.from,
+        to: report.period.to,
+        requests: report.requests,
+        spend: report.spend,
+    })
 }
 
-fn random_hex() -> String {
-    let mut r = [0u8; 12];
-    let _ = getrandom::fill(&mut r);
-    r.iter().map(|b| format!("{b:02x}")).collect()
+/// Starts the scheduler's `email-reports` task when `[email]` asks for
+/// reports. It holds the services weakly: they own the scheduler, which
+/// stops the task when the broker stops.
+pub(crate) fn schedule(services: &Arc<Services>) {
+    let e = &services.config.email;
+    if !e.enabled() || e.reports == oneflow::email::Reports::Off {
+        return;
+    }
+    let every = Duration::from_secs(e.check_every_secs);
+    let weak = Arc::downgrade(services);
+    services
+        .scheduler
+        .every("email-reports", every, every, move || {
+            let services = weak.upgrade();
+            async move {
+                match services {
+                    Some(s) => run_due(&s).await,
+                    None => Ok(()),
+                }
+            }
+        });
 }
 
 /// One run of the `email-reports` task: each user's report for the period
@@ -378,7 +354,7 @@ async fn one(
     if empty {
         return Ok(Some(false));
     }
-    let outcome = deliver(&s.config.email, user, &report, csv).await;
+    let outcome = deliver(s, user, &report, csv).await;
     drop(permit);
     // The claim's version is one past what it replaced (1 for a new mark).
     let claimed = expected + 1;

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use oneflow::access::Role;
+use oneflow::access::{Permission, Role, allows_for_team};
 use oneflow::budget::{BudgetConfig, MAX_SPENDERS};
 use oneflow::records::RequestRecord;
 
@@ -379,4 +379,41 @@ pub(crate) async fn requests(
             .retain(|r| r.member.as_deref() == Some(&who.user_id));
     }
     Ok(page)
+}
+
+/// `Ok` if `who` may act for the whole team `id` in what `need` names
+/// (`oneflow::access::allows_for_team`: its team_admin, and its viewers
+/// and billing members for what their role allows). Outsiders learn
+/// nothing of the team (404); a member is told why not (403).
+pub(crate) async fn act_for(
+    s: &Services,
+    who: &Principal,
+    id: &str,
+    need: Permission,
+) -> Result<(), BrokerError> {
+    let (_, team) = visible(s, who, id).await?;
+    if who.is_admin() {
+        return Ok(());
+    }
+    match team.members.get(&who.user_id) {
+        Some(role) if allows_for_team(*role, need) => Ok(()),
+        Some(role) => Err(BrokerError::Forbidden(format!(
+            "your role in this team, {}, does not allow `{}` for the whole team",
+            role.name(),
+            need.name()
+        ))),
+        None => Err(BrokerError::NotFound("team")),
+    }
+}
+
+/// The members who answer for the team's money, whom its mail goes to:
+/// its team admins and billing members, by user id.
+pub(crate) async fn accountable(s: &Services, id: &str) -> Result<Vec<String>, BrokerError> {
+    let (_, team) = load(s, id).await?;
+    Ok(team
+        .members
+        .into_iter()
+        .filter(|(_, role)| matches!(role, Role::TeamAdmin | Role::Billing))
+        .map(|(user, _)| user)
+        .collect())
 }

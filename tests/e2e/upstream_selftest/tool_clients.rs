@@ -58,7 +58,7 @@ async fn streamed_calls(a: &dyn Adapter, op: Operation, model: &str) -> (Vec<Val
 
 #[tokio::test]
 async fn the_broker_adapters_read_the_mocks_tool_calls() {
-    let http = oneflow_actors::adapters::http_client(true).unwrap();
+    let http = oneflow_actors::adapters::http_client(oneflow::reach::Reach::Anywhere).unwrap();
     let key = Some(MOCK_API_KEY.to_string());
     let args = arguments_for(&weather_schema());
     let openai_up = MockUpstream::start(Kind::OpenAi);

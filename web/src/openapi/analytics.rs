@@ -26,7 +26,8 @@ pub struct RequestPage {
     /// `next_cursor` of the previous page (`<created_at>.<id>`).
     #[param(pattern = r"^[0-9]{1,18}\.")]
     pub cursor: Option<String>,
-    /// Admins only: whose data (default: the caller's).
+    /// Whose data (default: the caller's): an admin's choice of user.
+    /// A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
 }
 
@@ -40,7 +41,8 @@ pub struct TransactionPage {
     /// `next_cursor` of the previous page (a sequence number).
     #[param(pattern = "^[0-9]{1,19}$")]
     pub cursor: Option<String>,
-    /// Admins only: whose data (default: the caller's).
+    /// Whose data (default: the caller's): an admin's choice of user.
+    /// A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
 }
 
@@ -48,7 +50,8 @@ pub struct TransactionPage {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TotalsQuery {
-    /// Admins only: one user's figures.
+    /// An admin: one user's figures (without it, every user's).
+    /// A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
     /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
     pub from: Option<String>,

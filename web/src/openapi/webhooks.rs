@@ -29,7 +29,7 @@ pub struct DeliveryList {
     request_body = NewWebhook,
     responses(
         (status = 201, description = "Created, committed; `secret` is shown this once", body = WebhookWithSecret),
-        (status = 400, description = "An unknown or no event, a URL that is not http(s), has no host, carries credentials, names a loopback, link-local or metadata address (without `webhooks.allow_private`) or is too long, or a rate or window out of range; nothing is stored", body = ErrorBody),
+        (status = 400, description = "An unknown or no event, a URL that is not http(s), has no host, carries credentials, names an address that is not public (loopback, link-local, metadata, private network, shared, multicast, documentation or reserved; without `webhooks.allow_private`) or is too long, or a rate or window out of range; nothing is stored", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 404, description = "`user_id` names no user (or, from a non-admin, another user)", body = ErrorBody),
         (status = 409, description = "The user already has `webhooks.max_per_user` (20) webhooks", body = ErrorBody),

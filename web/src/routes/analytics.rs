@@ -23,7 +23,8 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RangeQuery {
-    /// Admins only: one user's figures.
+    /// An admin: one user's figures (without it, every user's).
+    /// A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
     /// Milliseconds since the epoch or RFC 3339, widened to whole buckets.
     pub from: Option<String>,
@@ -82,12 +83,18 @@ impl RangeQuery {
     }
 }
 
-/// Whose figures: an admin without `user_id` sees every user's.
-pub fn scope<N: Need>(c: &Can<N>, user_id: Option<&str>) -> Result<Option<String>, ApiError> {
+/// Whose figures: the caller's, a team's they may read for
+/// (`Can::subject_or_team`), or an admin's choice; an admin without
+/// `user_id` sees every user's.
+pub async fn scope<N: Need>(
+    s: &AppState,
+    c: &Can<N>,
+    user_id: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     if c.0.is_admin() && user_id.is_none() {
         Ok(None)
     } else {
-        Ok(Some(c.subject(user_id)?))
+        Ok(Some(c.subject_or_team(s, user_id).await?))
     }
 }
 
@@ -102,7 +109,7 @@ pub async fn analytics(
             "`provider` applies to /api/analytics/series; this answer splits by provider".into(),
         ));
     }
-    let subject = scope(&c, q.user_id.as_deref())?;
+    let subject = scope(&s, &c, q.user_id.as_deref()).await?;
     // Without a range: all time.
     let range = if q.any_range() {
         Some(q.range(Bucket::Hour)?)
@@ -118,7 +125,7 @@ pub async fn series(
     c: crate::access::Reader,
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let subject = scope(&c, q.user_id.as_deref())?;
+    let subject = scope(&s, &c, q.user_id.as_deref()).await?;
     let range = q.range(Bucket::Hour)?;
     Ok(HttpResponse::Ok().json(
         s.broker
@@ -131,7 +138,7 @@ pub async fn series(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct BurnDownQuery {
-    /// Admins only.
+    /// An admin: any user's. A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
     /// The recent window the spend rate is measured over (default 24).
     #[param(minimum = 1, maximum = 2160)]
@@ -144,7 +151,7 @@ pub async fn burndown(
     c: crate::access::Reader,
     q: web::Query<BurnDownQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = c.subject(q.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, q.user_id.as_deref()).await?;
     let hours = match q.window_hours {
         None => 24,
         Some(h @ 1..=2160) => h,

@@ -16,7 +16,7 @@ pub async fn get_budget(
     c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = c.subject(q.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, q.user_id.as_deref()).await?;
     let w = s.broker.wallet(&user_id).await?;
     Ok(HttpResponse::Ok().json(json!({"user_id": user_id, "budget": w.budget, "windows": w.windows, "available": w.available})))
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 
 use oneflow::analytics::Bucket;
+use oneflow_actors::Broker;
 use oneflow_actors::export::{ExportKind, ExportQuery, Format};
 
 use crate::access::Exporter;
@@ -24,7 +25,8 @@ pub struct ExportParams {
     /// `csv` (default), `json` (one array) or `ndjson` (one object a line).
     #[param(pattern = "^(csv|json|ndjson)$")]
     pub format: Option<String>,
-    /// Admins only; without it an admin exports every user's rows.
+    /// An admin: one user's rows (without it, every user's). A team's id:
+    /// the team's rows, for its team_admin and billing members.
     pub user_id: Option<String>,
     /// Milliseconds since the epoch or RFC 3339; must be before `to`.
     pub from: Option<String>,
@@ -42,7 +44,8 @@ pub struct AnalyticsExportParams {
     /// `csv` (default), `json` (one array) or `ndjson` (one object a line).
     #[param(pattern = "^(csv|json|ndjson)$")]
     pub format: Option<String>,
-    /// Admins only; without it an admin exports every user's rows.
+    /// An admin: one user's rows (without it, every user's). A team's id:
+    /// the team's rows, for its team_admin and billing members.
     pub user_id: Option<String>,
     /// Milliseconds since the epoch or RFC 3339; must be before `to`.
     pub from: Option<String>,
@@ -111,8 +114,8 @@ async fn stream(
     let from = time("from", q.from.as_deref())?.unwrap_or(0);
     let to = time("to", q.to.as_deref())?.unwrap_or(i64::MAX);
     ordered(from, to)?;
-    let user_id = scope(c, q.user_id.as_deref())?;
-    if let Some(u) = &user_id {
+    let user_id = scope(s, c, q.user_id.as_deref()).await?;
+    if let Some(u) = user_id.as_ref().filter(|u| !Broker::is_team(u)) {
         // A named user must exist: an admin's typo is a 404, not an empty file.
         if !s.broker.users().await?.iter().any(|x| &x.id == u) {
             return Err(ApiError::NotFound("user".into()));

@@ -18,7 +18,8 @@ pub struct PageQuery {
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Admins only: whose data (default: the caller's).
+    /// Whose data (default: the caller's): an admin's choice of user.
+    /// A team's id: the team's, for its team_admin, viewers and billing members (docs/auth.md).
     pub user_id: Option<String>,
 }
 
@@ -40,7 +41,7 @@ pub async fn requests(
     c: Reader,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = c.subject(q.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, q.user_id.as_deref()).await?;
     Ok(HttpResponse::Ok().json(
         s.broker
             .requests(&user_id, q.cursor.as_deref(), q.limit()?)
@@ -63,7 +64,7 @@ pub async fn transactions(
     c: Reader,
     q: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = c.subject(q.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, q.user_id.as_deref()).await?;
     Ok(HttpResponse::Ok().json(
         s.broker
             .transactions(&user_id, q.cursor.as_deref(), q.limit()?)

@@ -38,7 +38,9 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ForUser {
-    /// Admins only: whose data (default: the caller's).
+    /// Whose data (default: the caller's): an admin's choice of user.
+    /// Operations that read a wallet's figures also take a team's id, for
+    /// those whose role in the team allows it (docs/auth.md).
     pub user_id: Option<String>,
 }
 

@@ -37,8 +37,10 @@ pub struct SendNow {
     pub from: Option<String>,
     /// Milliseconds since the epoch or RFC 3339; not included.
     pub to: Option<String>,
-    /// Admins only: whose report (default: the caller's). It goes to that
-    /// user's address.
+    /// Whose report (default: the caller's): an admin's choice of user,
+    /// sent to that user's address; or a team's id, for its team_admin,
+    /// viewers and billing members, sent to its team admins and billing
+    /// members.
     pub user_id: Option<String>,
 }
 
@@ -49,7 +51,7 @@ pub async fn send_now(
     body: super::Object<SendNow>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
-    let user_id = c.subject(b.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, b.user_id.as_deref()).await?;
     let from = time("from", b.from.as_deref())?;
     let to = time("to", b.to.as_deref())?;
     let now = now_ms();

@@ -19,7 +19,7 @@ pub async fn status(
     c: Reader,
     q: web::Query<ForUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let user_id = c.subject(q.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, q.user_id.as_deref()).await?;
     let wallet = s.broker.wallet(&user_id).await?;
     let providers = s.broker.providers();
     let up: Vec<_> = providers

@@ -27,8 +27,9 @@ const MAX_ID: usize = 64;
 }))]
 pub struct NewWebhook {
     /// Where events are POSTed: an http or https URL of at most 2048
-    /// characters with a host and no credentials; no loopback, link-local
-    /// or metadata address written out (400), nor one a host name resolves
+    /// characters with a host and no credentials; public addresses only:
+    /// no loopback, link-local, metadata, private-network or other
+    /// non-public address written out (400), nor one a host name resolves
     /// to at delivery, unless the server sets `webhooks.allow_private`.
     #[schema(max_length = 2048, format = "uri", pattern = "^https?://")]
     pub url: String,
@@ -48,7 +49,8 @@ pub struct NewWebhook {
     #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     #[schema(minimum = 1, maximum = 1440)]
     pub failure_window_minutes: Option<u32>,
-    /// Admins only: whose webhook (default: the caller's).
+    /// Whose webhook (default: the caller's): an admin's choice of user,
+    /// or a team's id, for its team_admin.
     pub user_id: Option<String>,
 }
 
@@ -101,7 +103,7 @@ pub async fn create(
             "`balance_below` is required with `balance.low`".into(),
         ));
     }
-    let user_id = c.subject(b.user_id.as_deref())?;
+    let user_id = c.subject_or_team(&s, b.user_id.as_deref()).await?;
     let spec = WebhookSpec {
         url: b.url,
         events: b.events,
@@ -123,7 +125,7 @@ pub async fn list(
     let subject = if c.0.is_admin() && q.user_id.is_none() {
         None
     } else {
-        Some(c.subject(q.user_id.as_deref())?)
+        Some(c.subject_or_team(&s, q.user_id.as_deref()).await?)
     };
     let hooks = s.broker.webhooks(subject.as_deref()).await?;
     Ok(HttpResponse::Ok().json(json!({ "webhooks": hooks })))

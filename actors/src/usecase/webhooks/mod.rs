@@ -16,10 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use oneflow::access::Permission;
 use oneflow::time::Millis;
 use oneflow::webhook::{WebhookSettings, WebhookSpec, WebhookView, WebhookWithSecret};
 
-use super::{Services, blocking};
+use super::{Services, blocking, teams};
 use crate::error::BrokerError;
 use crate::ids::{new_id, now_ms};
 use crate::store::{DocWrite, StoreError};
@@ -199,9 +200,16 @@ pub(crate) async fn list(
     Ok(hooks.iter().map(Stored::view).collect())
 }
 
-/// The webhook `id` and its version, if the caller may see it (their own;
-/// an admin's: any). Anyone else's is "not found", as if absent.
-async fn owned(s: &Services, who: &Principal, id: &str) -> Result<(u64, Stored), BrokerError> {
+/// The webhook `id` and its version, if the caller may act on it for
+/// `need`: their own; a team's, by their role in the team
+/// (`teams::act_for`); an admin's: any. Anyone else's is "not found", as
+/// if absent.
+async fn owned(
+    s: &Services,
+    who: &Principal,
+    id: &str,
+    need: Permission,
+) -> Result<(u64, Stored), BrokerError> {
     let store = s.store.clone();
     let key = id.to_string();
     let found = blocking(move || match store.doc(KIND, &key)? {
@@ -211,6 +219,15 @@ async fn owned(s: &Services, who: &Principal, id: &str) -> Result<(u64, Stored),
     .await?;
     match found {
         Some((v, h)) if who.is_admin() || h.user_id == who.user_id => Ok((v, h)),
+        Some((v, h)) if teams::is_team(&h.user_id) => {
+            teams::act_for(s, who, &h.user_id, need)
+                .await
+                .map_err(|e| match e {
+                    BrokerError::NotFound(_) => BrokerError::NotFound("webhook"),
+                    e => e,
+                })?;
+            Ok((v, h))
+        }
         _ => Err(BrokerError::NotFound("webhook")),
     }
 }
@@ -220,14 +237,14 @@ pub(crate) async fn view(
     who: &Principal,
     id: &str,
 ) -> Result<WebhookView, BrokerError> {
-    Ok(owned(s, who, id).await?.1.view())
+    Ok(owned(s, who, id, Permission::Read).await?.1.view())
 }
 
 /// Deletes a webhook. Its pending deliveries end as `failed` when they
 /// come due; its log and alert marks are dropped here (best effort: a
 /// leftover is never read again).
 pub(crate) async fn delete(s: &Services, who: &Principal, id: &str) -> Result<(), BrokerError> {
-    let (_, hook) = owned(s, who, id).await?;
+    let (_, hook) = owned(s, who, id, Permission::Manage).await?;
     let store = s.store.clone();
     blocking(move || {
         for _ in 0..CAS_TRIES {
@@ -259,7 +276,7 @@ pub(crate) async fn rotate(
     who: &Principal,
     id: &str,
 ) -> Result<WebhookWithSecret, BrokerError> {
-    let (version, mut hook) = owned(s, who, id).await?;
+    let (version, mut hook) = owned(s, who, id, Permission::Manage).await?;
     let now = now_ms();
     let old = std::mem::replace(&mut hook.secret, secret()?);
     hook.previous = Some((old, now + ROTATION_GRACE_MS));
@@ -284,7 +301,7 @@ pub(crate) async fn deliveries(
     who: &Principal,
     id: &str,
 ) -> Result<Vec<oneflow::webhook::DeliveryView>, BrokerError> {
-    let (_, hook) = owned(s, who, id).await?;
+    let (_, hook) = owned(s, who, id, Permission::Read).await?;
     let store = s.store.clone();
     blocking(move || outbox::log(&*store, &hook.id)).await
 }
@@ -294,7 +311,8 @@ pub(crate) async fn deliveries(
 pub(crate) fn start(s: &std::sync::Arc<Services>) -> Result<(), BrokerError> {
     use std::time::Duration;
     let c = &s.config.webhooks;
-    let client = crate::adapters::http_client(c.allow_private).map_err(BrokerError::Unavailable)?;
+    let reach = oneflow::reach::Reach::Public.or_anywhere(c.allow_private);
+    let client = crate::adapters::http_client(reach).map_err(BrokerError::Unavailable)?;
     let deliver = Duration::from_millis(c.deliver_every_ms);
     let check = Duration::from_millis(c.check_every_ms);
     let weak = std::sync::Arc::downgrade(s);
