@@ -4,6 +4,7 @@
 // report a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chrome;
 mod support;
 mod tools;
 
