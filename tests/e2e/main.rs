@@ -14,6 +14,7 @@ mod agents;
 mod analytics;
 mod auth;
 mod browser;
+mod browser_teams;
 mod cli;
 mod concurrency;
 mod dashboard;
