@@ -4,6 +4,7 @@
 // report a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chrome;
 mod support;
 mod tools;
 
@@ -13,6 +14,7 @@ mod agents;
 mod analytics;
 mod auth;
 mod browser;
+mod browser_teams;
 mod cli;
 mod concurrency;
 mod dashboard;

@@ -1,15 +1,23 @@
 // The OneFlow dashboard: plain JavaScript over the JSON API.
 //
-// The API key lives in sessionStorage (this tab only) and goes out as
-// `Authorization: Bearer <key>`. Every few seconds the page re-reads what it
-// shows; nothing reloads. Money is BigInt micro-credits (see money.js) and is
-// only ever turned into text by `money.format`.
+// signin.js holds the credential (a key, or an account's tokens) and makes
+// every call; ui.js, budget.js, teams.js, webhooks.js and send.js draw their
+// parts.
+// This file signs in and out, chooses what is on view and re-reads it every
+// few seconds; nothing reloads. Money is BigInt micro-credits (see money.js)
+// and is only ever turned into text by `money.format`.
 "use strict";
 
 (function () {
   const money = window.OneFlowMoney;
   const charts = window.OneFlowCharts;
-  const KEY_STORE = "oneflow.key";
+  const session = window.OneFlowSession;
+  const budgets = window.OneFlowBudget;
+  const teams = window.OneFlowTeams;
+  const webhooks = window.OneFlowWebhooks;
+  const sender = window.OneFlowSend;
+  const { ApiError, api } = session;
+  const { $, row, fillBody, when, pct, setMsg } = window.OneFlowUi;
   const POLL_MS = 3000;
   const CHART_RECORDS = 500;
 
@@ -19,13 +27,11 @@
     window.__oneflowCspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
   });
 
-  const $ = (id) => document.getElementById(id);
-
   const state = {
-    key: null,
     me: null, // the caller's own /api/status
     subject: "", // user id an admin is looking at; "" = own account
-    providers: [],
+    team: null, // id of the team on view instead of a person's account
+    teams: [], // the teams the person may choose
     hist: { cursors: [null], index: 0, next: null, items: [] },
     ledger: { cursors: [null], index: 0, next: null, items: [] },
     budget: null,
@@ -36,145 +42,152 @@
     timer: null,
   };
 
-  // ---- HTTP ---------------------------------------------------------------
-
-  class ApiError extends Error {
-    constructor(status, body) {
-      const e = body && body.error;
-      super(e ? `${e.code}: ${e.message}` : `HTTP ${status}`);
-      this.status = status;
-      this.body = body;
-    }
-  }
-
-  async function api(method, path, body, headers) {
-    const h = Object.assign({ Authorization: `Bearer ${state.key}` }, headers || {});
-    if (body !== undefined) h["Content-Type"] = "application/json";
-    const res = await fetch(path, {
-      method,
-      headers: h,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store",
-    });
-    const text = await res.text();
-    let data = null;
-    try {
-      data = text ? money.parseJson(text) : null;
-    } catch (_) {
-      data = { error: { code: "bad_response", message: text.slice(0, 200) } };
-    }
-    if (!res.ok) throw new ApiError(res.status, data);
-    return data;
-  }
-
   // Adds `user_id` when an admin looks at another user's account.
   function forSubject(path) {
     if (!state.subject) return path;
     return path + (path.includes("?") ? "&" : "?") + "user_id=" + encodeURIComponent(state.subject);
   }
 
-  // ---- small DOM helpers ----------------------------------------------------
-
-  function row(cells, attrs) {
-    const tr = document.createElement("tr");
-    for (const [k, v] of Object.entries(attrs || {})) tr.setAttribute(k, v);
-    for (const c of cells) {
-      const td = document.createElement("td");
-      if (c instanceof Node) td.appendChild(c);
-      else td.textContent = c === null || c === undefined ? "" : String(c);
-      tr.appendChild(td);
-    }
-    return tr;
-  }
-
-  function fillBody(table, rows, emptyText, columns) {
-    const tb = table.tBodies[0];
-    tb.replaceChildren(...rows);
-    if (rows.length === 0) {
-      const tr = document.createElement("tr");
-      const td = document.createElement("td");
-      td.colSpan = columns;
-      td.className = "muted";
-      td.textContent = emptyText;
-      tr.appendChild(td);
-      tb.appendChild(tr);
-    }
-  }
-
-  const when = (ms) => (ms ? new Date(ms).toLocaleString() : "");
-  const pct = (x) => (typeof x === "number" ? `${(x * 100).toFixed(1)}%` : "");
   const fmt = money.format;
-
-  function setMsg(el, text, isError) {
-    el.textContent = text;
-    el.classList.toggle("error", !!isError);
-  }
 
   // ---- sign in / out --------------------------------------------------------
 
-  async function signIn(key) {
-    state.key = key;
+  // Shows the app for the session signin.js now holds.
+  async function enter() {
     const me = await api("GET", "/api/status");
     state.me = me;
-    sessionStorage.setItem(KEY_STORE, key);
     $("signin-panel").hidden = true;
     $("app").hidden = false;
     $("session").hidden = false;
     $("who").textContent = `${me.user_id} (${me.role})`;
     const admin = me.role === "admin";
-    $("subject-wrap").hidden = !admin;
     $("users-panel").hidden = !admin;
+    await loadTeams();
+    applyView();
     await refresh();
     startPolling();
   }
 
   function signOut(message) {
-    sessionStorage.removeItem(KEY_STORE);
+    session.end();
     if (state.timer) clearInterval(state.timer);
     Object.assign(state, {
-      key: null, me: null, subject: "", timer: null, users: [], budget: null, budgetEdited: false,
+      me: null, subject: "", team: null, teams: [], timer: null, users: [], budget: null, budgetEdited: false,
     });
     resetPaging();
     // Nothing of the previous account stays on the page.
-    for (const id of ["quote-out", "answer-out"]) {
-      $(id).replaceChildren();
-      delete $(id).dataset.requestId;
-    }
     for (const id of ["topup-msg", "budget-msg"]) setMsg($(id), "");
-    $("send-form").reset();
+    sender.reset();
     $("budget-form").reset();
     $("topup-form").reset();
-    $("model").dataset.auto = "1";
-    applyModality();
     for (const t of ["history-table", "ledger-table", "users-table", "providers-table"]) {
       $(t).tBodies[0].replaceChildren();
     }
+    teams.clear();
+    webhooks.clear();
+    $("subject").replaceChildren(subjectOption("", "my account"));
     $("app").hidden = true;
     $("session").hidden = true;
     $("signin-panel").hidden = false;
     $("key").value = "";
+    $("password").value = "";
     setMsg($("signin-error"), message || "", !!message);
   }
 
   function resetPaging() {
     state.hist = { cursors: [null], index: 0, next: null, items: [] };
     state.ledger = { cursors: [null], index: 0, next: null, items: [] };
+    teams.resetPaging();
+  }
+
+  // ---- the account or team on view -----------------------------------------
+
+  function subjectOption(value, text) {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    return o;
+  }
+
+  function group(label, options) {
+    const g = document.createElement("optgroup");
+    g.label = label;
+    g.append(...options);
+    return g;
+  }
+
+  // One menu for everything a person can look at: their account, their
+  // teams and, for an admin, every user. A team's value is `team:<id>`.
+  function syncSubjects() {
+    const subject = $("subject");
+    const keep = subject.value;
+    const parts = [subjectOption("", "my account")];
+    if (state.teams.length) {
+      parts.push(group("Teams", state.teams.map((t) => subjectOption(`team:${t.id}`, `${t.name} (team)`))));
+    }
+    const others = state.users.filter((u) => u.id !== state.me.user_id);
+    if (others.length) parts.push(group("Users", others.map((u) => subjectOption(u.id, `${u.name} (${u.id})`))));
+    subject.replaceChildren(...parts);
+    subject.value = keep;
+    if (subject.value !== keep) subject.value = "";
+    $("subject-wrap").hidden = parts.length === 1;
+  }
+
+  async function loadTeams() {
+    try {
+      state.teams = await teams.list();
+    } catch (e) {
+      state.teams = [];
+    }
+    // A team the person has left is no longer on view.
+    if (state.team && !state.teams.some((t) => t.id === state.team)) {
+      state.team = null;
+      applyView();
+    }
+    syncSubjects();
+  }
+
+  // Parts about a person's own account step aside for a team's, and back.
+  function applyView() {
+    const view = state.team ? "team" : "personal";
+    for (const el of document.querySelectorAll("#app [data-view]")) el.hidden = el.dataset.view !== view;
+  }
+
+  function setSubject(value) {
+    state.team = value.startsWith("team:") ? value.slice(5) : null;
+    state.subject = state.team ? "" : value;
+    $("subject").value = value;
+    state.budgetEdited = false;
+    setMsg($("budget-msg"), "");
+    resetPaging();
+    applyView();
+    refresh();
   }
 
   // ---- refresh --------------------------------------------------------------
 
   async function refresh() {
-    if (!state.key || state.polling) return;
+    if (!session.kind() || state.polling) return;
     state.polling = true;
-    const jobs = [refreshStatus(), refreshProviders(), refreshHistory(), refreshLedger(),
-      refreshBudget(), refreshActivity()];
-    if (state.me && state.me.role === "admin" && state.tick % 3 === 0) jobs.push(refreshUsers());
+    const jobs = [refreshStatus(), refreshProviders()];
+    if (state.team) {
+      jobs.push(teams.refresh(state.team, state.me, state.budgetEdited).then((w) => { state.budget = w; }));
+    } else {
+      jobs.push(refreshHistory(), refreshLedger(), refreshBudget(), refreshActivity(),
+        webhooks.refresh(state.subject));
+    }
+    if (state.tick % 3 === 0) {
+      if (state.me && state.me.role === "admin") jobs.push(refreshUsers());
+      jobs.push(loadTeams());
+    }
     state.tick += 1;
     try {
       const results = await Promise.allSettled(jobs);
       const failed = results.find((r) => r.status === "rejected");
       if (failed && failed.reason instanceof ApiError && failed.reason.status === 401) {
-        signOut("Your key is no longer accepted; sign in again.");
+        signOut(session.kind() === "key"
+          ? "Your key is no longer accepted; sign in again."
+          : "Your session has ended; sign in again.");
         return;
       }
       const live = $("live");
@@ -193,10 +206,15 @@
   }
 
   async function refreshStatus() {
-    const s = await api("GET", forSubject("/api/status"));
-    $("balance").textContent = fmt(s.balance);
-    $("available").textContent = fmt(s.available);
-    $("held").textContent = fmt(s.held);
+    // A team's wallet fills the cards itself (teams.js); the system line is
+    // the broker's either way.
+    const s = await api("GET", state.team ? "/api/status" : forSubject("/api/status"));
+    if (!state.team) {
+      $("balance").textContent = fmt(s.balance);
+      $("available").textContent = fmt(s.available);
+      $("held").textContent = fmt(s.held);
+      $("balance").dataset.micros = s.balance.toString();
+    }
     const p = s.persistence || {};
     // The broker's own figures come to admins only.
     $("system").textContent =
@@ -205,12 +223,10 @@
         ? ` · up ${s.uptime_secs}s · wallets ${s.wallets_alive} · queued writes ${s.writes_queued}`
         : "") +
       (p.commits !== undefined ? ` · commits ${p.commits}` : "");
-    $("balance").dataset.micros = s.balance.toString();
   }
 
   async function refreshProviders() {
     const data = await api("GET", "/api/providers");
-    state.providers = data.providers;
     const rows = data.providers.map((p) => {
       const l = p.limits || {};
       const up = p.up ? "up" : "down";
@@ -228,28 +244,7 @@
       return tr;
     });
     fillBody($("providers-table"), rows, "no providers configured", 10);
-    fillModels();
-  }
-
-  // Models offered for the chosen modality: provider names and their models.
-  function fillModels() {
-    const m = $("modality").value;
-    const names = [];
-    for (const p of state.providers.filter((p) => p.modality === m)) {
-      names.push(p.name, ...(p.models || []));
-    }
-    const dl = $("models");
-    const opts = names.map((n) => {
-      const o = document.createElement("option");
-      o.value = n;
-      return o;
-    });
-    dl.replaceChildren(...opts);
-    const model = $("model");
-    if (!model.value || (!names.includes(model.value) && model.dataset.auto === "1")) {
-      model.value = names[0] || "";
-      model.dataset.auto = "1";
-    }
+    sender.providers(data.providers);
   }
 
   function historyFilter(r) {
@@ -320,109 +315,31 @@
     $("l-next").disabled = !l.next;
   }
 
-  // ---- budgets and burn-down -----------------------------------------------
-
-  const DAY = 86400000;
-
-  function windowStart(name, resetsAt) {
-    if (name === "daily") return resetsAt - DAY;
-    if (name === "weekly") return resetsAt - 7 * DAY;
-    const d = new Date(resetsAt);
-    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() - 1, 1);
-  }
+  // ---- budgets (budget.js draws them) ---------------------------------------
 
   async function refreshBudget() {
     const b = await api("GET", forSubject("/api/budget"));
     state.budget = b;
-    const now = Date.now();
-    const box = $("budget-windows");
-    const parts = [];
-    let dailyRate = 0; // micro-credits per ms, for the balance projection only
-    for (const w of b.windows) {
-      const start = windowStart(w.window, w.resets_at);
-      const elapsed = Math.max(1, now - start);
-      const used = w.spent + w.held;
-      const rate = Number(w.spent) / elapsed;
-      if (w.window === "daily") dailyRate = rate;
-      const div = document.createElement("div");
-      div.className = "budget";
-      div.dataset.window = w.window;
-      const label = document.createElement("div");
-      const limitText = w.limit === null ? "no limit" : `limit ${fmt(w.limit)}`;
-      label.textContent = `${w.window}: spent ${fmt(w.spent)}, held ${fmt(w.held)}, ${limitText}` +
-        (w.remaining !== null ? `, remaining ${fmt(w.remaining)}` : "");
-      div.appendChild(label);
-      if (w.limit !== null) {
-        const bar = document.createElement("div");
-        bar.className = "bar";
-        const fill = document.createElement("div");
-        fill.className = "fill";
-        const frac = w.limit > 0n ? Math.min(1, Number(used) / Number(w.limit)) : 1;
-        fill.style.width = `${(frac * 100).toFixed(1)}%`;
-        if (frac >= 0.9) fill.classList.add("hot");
-        bar.appendChild(fill);
-        div.appendChild(bar);
-        const note = document.createElement("div");
-        note.className = "muted small";
-        const left = w.limit - used;
-        if (left <= 0n) {
-          note.textContent = `exhausted; resets ${when(w.resets_at)}`;
-        } else if (rate > 0) {
-          const out = now + Number(left) / rate;
-          note.textContent = out < w.resets_at
-            ? `at the current rate it runs out ${when(out)} (resets ${when(w.resets_at)})`
-            : `at the current rate it lasts until it resets ${when(w.resets_at)}`;
-        } else {
-          note.textContent = `nothing spent yet; resets ${when(w.resets_at)}`;
-        }
-        div.appendChild(note);
-      }
-      parts.push(div);
-    }
-    box.replaceChildren(...parts);
-    const avail = b.available;
-    $("runout").textContent = dailyRate > 0
-      ? `At today's rate the available balance of ${fmt(avail)} lasts until ${when(now + Number(avail) / dailyRate)}.`
-      : `Available balance: ${fmt(avail)}; nothing spent today.`;
-    if (!state.budgetEdited) {
-      for (const n of ["daily", "weekly", "monthly"]) {
-        const v = b.budget[n];
-        $(`budget-${n}`).value = v === null || v === undefined ? "" : fmt(v);
-      }
-    }
+    budgets.render(b, state.budgetEdited);
   }
 
   async function saveBudget(ev) {
     ev.preventDefault();
     const msg = $("budget-msg");
-    const body = { per_provider: {} };
-    for (const n of ["daily", "weekly", "monthly"]) {
-      const text = $(`budget-${n}`).value.trim();
-      if (!text) continue;
-      if (money.toMicros(text) === null) {
-        setMsg(msg, `${n}: "${text}" is not an amount of credits (up to 6 decimal places)`, true);
-        return;
-      }
-      body[n] = text;
-    }
-    // Keep the per-provider caps that are already set.
-    const pp = (state.budget && state.budget.budget.per_provider) || {};
-    for (const [name, lim] of Object.entries(pp)) {
-      const out = {};
-      for (const n of ["daily", "weekly", "monthly"]) {
-        if (lim[n] !== null && lim[n] !== undefined) out[n] = fmt(lim[n]);
-      }
-      body.per_provider[name] = out;
-    }
     try {
-      await api("PUT", forSubject("/api/budget"), body);
+      const body = budgets.formBody(state.budget);
+      const path = state.team ? `/api/teams/${encodeURIComponent(state.team)}/budget` : forSubject("/api/budget");
+      const b = await api("PUT", path, body);
       state.budgetEdited = false;
       setMsg(msg, "Budget saved.");
-      await refreshBudget();
+      state.budget = b;
+      await refresh();
     } catch (e) {
       setMsg(msg, e.message, true);
     }
   }
+
+  const DAY = 86400000;
 
   // ---- charts ---------------------------------------------------------------
 
@@ -539,35 +456,21 @@
     syncUserSelects();
   }
 
+  // The top-up menu: every user, the admin, and the teams (a team's wallet
+  // is topped up under its id).
   function syncUserSelects() {
-    const subject = $("subject");
+    syncSubjects();
     const topup = $("topup-user");
-    const keepS = subject.value;
-    const keepT = topup.value;
-    const own = document.createElement("option");
-    own.value = "";
-    own.textContent = "my account";
-    const opts = state.users.filter((u) => u.id !== state.me.user_id).map((u) => {
-      const o = document.createElement("option");
-      o.value = u.id;
-      o.textContent = `${u.name} (${u.id})`;
-      return o;
-    });
-    subject.replaceChildren(own, ...opts.map((o) => o.cloneNode(true)));
-    subject.value = keepS;
-    const selfOpt = document.createElement("option");
-    selfOpt.value = state.me.user_id;
-    selfOpt.textContent = `${state.me.user_id} (me)`;
-    topup.replaceChildren(...opts, selfOpt);
-    if (keepT) topup.value = keepT;
-  }
-
-  function setSubject(id) {
-    state.subject = id;
-    $("subject").value = id;
-    state.budgetEdited = false;
-    resetPaging();
-    refresh();
+    const keep = topup.value;
+    const users = state.users.filter((u) => u.id !== state.me.user_id)
+      .map((u) => subjectOption(u.id, `${u.name} (${u.id})`));
+    users.push(subjectOption(state.me.user_id, `${state.me.user_id} (me)`));
+    const parts = [...users];
+    if (state.teams.length) {
+      parts.push(group("Teams", state.teams.map((t) => subjectOption(t.id, `${t.name} (${t.id})`))));
+    }
+    topup.replaceChildren(...parts);
+    if (keep) topup.value = keep;
   }
 
   async function topUp(ev) {
@@ -592,137 +495,6 @@
     }
   }
 
-  // ---- sending requests -----------------------------------------------------
-
-  function applyModality() {
-    const m = $("modality").value;
-    for (const label of document.querySelectorAll("#send-form [data-for]")) {
-      const on = label.dataset.for.split(" ").includes(m);
-      label.hidden = !on;
-    }
-    fillModels();
-  }
-
-  function buildRequest() {
-    const m = $("modality").value;
-    const body = { model: $("model").value.trim(), prompt: $("prompt").value };
-    const int = (id) => {
-      const v = $(id).value.trim();
-      return v === "" ? undefined : Number.parseInt(v, 10);
-    };
-    if (m === "text") body.max_tokens = int("max_tokens");
-    if (m === "image") {
-      body.n = int("n");
-      const size = $("size").value.trim();
-      if (size) body.size = size;
-    }
-    if (m === "audio" || m === "video") body.seconds = int("seconds");
-    if ($("strategy").value) body.strategy = $("strategy").value;
-    if ($("region").value) body.region = $("region").value;
-    const mp = $("max_price").value.trim();
-    if (mp) {
-      if (money.toMicros(mp) === null) throw new Error(`max price "${mp}" is not an amount of credits`);
-      body.max_price = mp;
-    }
-    for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
-    return body;
-  }
-
-  function kv(pairs) {
-    const dl = document.createElement("dl");
-    for (const [k, v, id] of pairs) {
-      const dt = document.createElement("dt");
-      dt.textContent = k;
-      const dd = document.createElement("dd");
-      dd.textContent = v;
-      if (id) dd.id = id;
-      dl.append(dt, dd);
-    }
-    return dl;
-  }
-
-  function showError(out, e) {
-    const p = document.createElement("p");
-    p.className = "error";
-    p.textContent = e.message;
-    out.replaceChildren(p);
-  }
-
-  async function quote() {
-    const out = $("quote-out");
-    let body;
-    try {
-      body = buildRequest();
-      const q = await api("POST", "/api/quote", body);
-      out.replaceChildren(kv([
-        ["Quote (most it can cost)", `${fmt(q.quote)} credits`, "quote-amount"],
-        ["Provider", `${q.provider} (${q.modality})`],
-        ["Available", `${fmt(q.available)} credits`],
-        ["Affordable", q.affordable ? "yes" : "no"],
-        ["Route", q.route],
-      ]));
-      out.dataset.quote = fmt(q.quote);
-      return q;
-    } catch (e) {
-      showError(out, e);
-      return null;
-    }
-  }
-
-  function idempotencyKey() {
-    if (crypto.randomUUID) return `dash-${crypto.randomUUID()}`;
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    return "dash-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-  }
-
-  async function send(ev) {
-    ev.preventDefault();
-    const out = $("answer-out");
-    delete out.dataset.requestId;
-    out.replaceChildren();
-    const btn = $("send-btn");
-    btn.disabled = true;
-    try {
-      const q = await quote();
-      if (!q) return;
-      if (!q.affordable) {
-        showError(out, new Error(`not enough available credits for a quote of ${fmt(q.quote)}`));
-        return;
-      }
-      out.textContent = "sending…";
-      let r;
-      try {
-        r = await api("POST", "/api/request", buildRequest(), { "Idempotency-Key": idempotencyKey() });
-      } catch (e) {
-        // A failed upstream call still names the request; its hold was released.
-        if (e.body && e.body.request) r = e.body.request;
-        else throw e;
-      }
-      const pairs = [
-        ["Status", r.status, "answer-status"],
-        ["Answer", r.response || r.error || "", "answer-text"],
-        ["Cost", `${fmt(r.cost)} credits`, "answer-cost"],
-        ["Quote", `${fmt(r.quote)} credits`],
-        ["Route", r.route || ""],
-        ["Provider", r.provider || ""],
-        ["Latency", r.latency_ms !== undefined ? `${r.latency_ms} ms` : ""],
-        ["Request", r.request_id, "answer-id"],
-      ];
-      if (r.usage) {
-        const u = r.usage;
-        pairs.splice(3, 0, ["Usage", `in ${u.input_tokens} · out ${u.output_tokens} tokens · ${u.images} images · ${u.seconds} s`]);
-      }
-      out.replaceChildren(kv(pairs));
-      out.dataset.cost = fmt(r.cost);
-      out.dataset.requestId = r.request_id;
-      await refresh();
-    } catch (e) {
-      showError(out, e);
-    } finally {
-      btn.disabled = false;
-    }
-  }
-
   // ---- wiring ---------------------------------------------------------------
 
   function pager(which, refreshFn) {
@@ -742,25 +514,22 @@
   }
 
   function init() {
-    $("signin").addEventListener("submit", async (ev) => {
+    teams.init(() => refresh());
+    $("signin").addEventListener("submit", (ev) => {
       ev.preventDefault();
       const key = $("key").value.trim();
-      try {
-        await signIn(key);
-      } catch (e) {
-        signOut(e.status === 401 ? "That key is not valid." : e.message);
-      }
+      attempt($("signin-btn"), () => session.useKey(key));
     });
+    $("login").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const email = $("email").value.trim();
+      const password = $("password").value;
+      attempt($("login-btn"), () => session.login(email, password));
+    });
+    session.onLost = (message) => signOut(message);
     $("signout").addEventListener("click", () => signOut());
     $("subject").addEventListener("change", (e) => setSubject(e.target.value));
-    $("modality").addEventListener("change", () => {
-      $("model").dataset.auto = "1";
-      $("model").value = "";
-      applyModality();
-    });
-    $("model").addEventListener("input", () => { $("model").dataset.auto = "0"; });
-    $("quote-btn").addEventListener("click", () => quote());
-    $("send-form").addEventListener("submit", send);
+    sender.init(() => refresh());
     $("budget-form").addEventListener("submit", saveBudget);
     $("budget-form").addEventListener("input", () => { state.budgetEdited = true; });
     $("topup-form").addEventListener("submit", topUp);
@@ -771,11 +540,25 @@
     pager("hist", refreshHistory);
     pager("ledger", refreshLedger);
     document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
-    applyModality();
     $("footer").textContent = "OneFlow · all figures in credits, exact to the micro-credit";
 
-    const saved = sessionStorage.getItem(KEY_STORE);
-    if (saved) signIn(saved).catch(() => signOut("Your saved key is no longer accepted; sign in again."));
+    if (session.restore()) enter().catch(() => signOut("Your saved sign-in is no longer accepted; sign in again."));
+  }
+
+  // One sign-in: `start` sets up the session, then the app opens on it.
+  // The button stays disabled meanwhile (a password takes the server a
+  // moment to check), and a refusal is said in words.
+  async function attempt(btn, start) {
+    btn.disabled = true;
+    setMsg($("signin-error"), "");
+    try {
+      await start();
+      await enter();
+    } catch (e) {
+      signOut(session.explain(e));
+    } finally {
+      btn.disabled = false;
+    }
   }
 
   init();

@@ -3,8 +3,9 @@
 //! Every file is compiled into the binary, so the dashboard works on a
 //! machine with no network and cannot drift from the server it ships with.
 //! The page is plain HTML, CSS and JavaScript (no build step) that talks to
-//! the JSON API with the API key the person signs in with; the server keeps
-//! no dashboard session of its own.
+//! the JSON API with what the person signs in with (an API key, or an
+//! account's access token, refreshed by the page); the server keeps no
+//! dashboard session of its own.
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpResponse, get, web};
@@ -42,6 +43,36 @@ pub const ASSETS: &[Asset] = &[
         name: "charts.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/charts.js"),
+    },
+    Asset {
+        name: "ui.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/ui.js"),
+    },
+    Asset {
+        name: "signin.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/signin.js"),
+    },
+    Asset {
+        name: "budget.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/budget.js"),
+    },
+    Asset {
+        name: "teams.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/teams.js"),
+    },
+    Asset {
+        name: "webhooks.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/webhooks.js"),
+    },
+    Asset {
+        name: "send.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/send.js"),
     },
     Asset {
         name: "app.js",
