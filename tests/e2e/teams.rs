@@ -300,3 +300,82 @@ async fn a_member_changes_nothing_of_the_team_and_a_viewer_cannot_spend() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     s.stop().await;
 }
+
+/// A team admin invites someone into the team while registration is
+/// closed: the account registered with the invitation joins the team with
+/// the promised role. Nobody else of the team may invite.
+#[tokio::test]
+async fn a_team_admins_invitation_registers_a_member_of_the_team() {
+    let s = TestServer::start();
+    let (_, ann) = s.user("ann", "0").await;
+    let (bob_id, bob) = s.user("bob", "0").await;
+    let (_, eve) = s.user("eve", "0").await;
+    let (_, team) = s.post(&ann, "/api/teams", json!({"name": "lab"})).await;
+    let id = team["id"].as_str().unwrap().to_string();
+    put(
+        &s,
+        &ann,
+        &format!("/api/teams/{id}/members/{bob_id}"),
+        json!({"role": "member"}),
+    )
+    .await;
+    let path = format!("/api/teams/{id}/invitations");
+    let body = json!({"email": "Newt@Example.com", "role": "viewer"});
+    let (st, v) = s.post(&bob, &path, body.clone()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a member: {v}");
+    let (st, v) = s.post(&eve, &path, body.clone()).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "an outsider: {v}");
+    let (st, v) = s.post(&ann, &path, json!({"role": "admin"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "not a team role: {v}");
+    let (st, inv) = s.post(&ann, &path, body).await;
+    assert_eq!(st, StatusCode::CREATED, "{inv}");
+    assert_eq!(inv["team"], id.as_str());
+    assert_eq!(inv["team_role"], "viewer");
+    assert_eq!(inv["email"], "newt@example.com");
+
+    let password = "a long and unusual passphrase";
+    let register = |token: &str| {
+        s.http
+            .post(format!("{}/api/auth/register", s.url))
+            .json(&json!({"name": "Newt", "email": "newt@example.com",
+                          "password": password, "invitation": token}))
+            .send()
+    };
+    let res = register("ofi_not-a-real-one").await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "closed without one");
+    let res = register(inv["token"].as_str().unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let newt: Value = res.json().await.unwrap();
+    let newt_id = newt["id"].as_str().unwrap();
+    let (_, t) = s.get(&ann, &format!("/api/teams/{id}")).await;
+    assert_eq!(t["members"][newt_id], "viewer", "{t}");
+
+    // Signed in, the new viewer reads the team and cannot spend from it.
+    let res = s
+        .http
+        .post(format!("{}/api/auth/login", s.url))
+        .json(&json!({"email": "newt@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let pair: Value = res.json().await.unwrap();
+    let token = pair["access_token"].as_str().unwrap();
+    let (st, w) = s.get(token, &format!("/api/teams/{id}/wallet")).await;
+    assert_eq!(st, StatusCode::OK, "{w}");
+    let (st, v) = s
+        .post(token, &format!("/api/teams/{id}/keys"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["role"], "viewer", "no more than the role in the team");
+    let viewer_key = v["api_key"].as_str().unwrap();
+    let (st, v) = s
+        .post(
+            viewer_key,
+            "/api/request",
+            json!({"model": "audio", "prompt": "x"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a viewer cannot spend: {v}");
+    s.stop().await;
+}

@@ -93,6 +93,7 @@ pub fn create_app(
         .service(routes::teams::set_member)
         .service(routes::teams::remove_member)
         .service(routes::teams::create_key)
+        .service(routes::teams::invite)
         .service(routes::teams::wallet)
         .service(routes::teams::set_budget)
         .service(routes::teams::requests)

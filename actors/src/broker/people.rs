@@ -37,7 +37,25 @@ impl Broker {
         email: Option<String>,
         expires_in_hours: Option<u32>,
     ) -> Result<CreatedInvitation, BrokerError> {
-        accounts::invite(&self.services, caller, email, expires_in_hours).await
+        accounts::invite(&self.services, caller, email, expires_in_hours, None).await
+    }
+
+    /// Makes a one-time invitation into team `id` with `role` (its team
+    /// admins, and admins): the account registered with it joins the team.
+    pub async fn invite_to_team(
+        &self,
+        caller: &Principal,
+        id: &str,
+        role: Role,
+        email: Option<String>,
+        expires_in_hours: Option<u32>,
+    ) -> Result<CreatedInvitation, BrokerError> {
+        teams::may_invite(&self.services, caller, id, role).await?;
+        let seat = accounts::Seat {
+            team: id.to_string(),
+            role,
+        };
+        accounts::invite(&self.services, caller, email, expires_in_hours, Some(seat)).await
     }
 
     /// Signs in with an e-mail address and a password.

@@ -29,12 +29,13 @@ mod tokens;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use oneflow::access::Role;
 use oneflow::auth::{MAX_PASSWORD_CHARS, account_email, check_password};
 use oneflow::time::Millis;
 
-use super::Services;
 use super::keys::Principal;
 use super::users::new_user;
+use super::{Services, teams};
 use crate::error::BrokerError;
 use crate::ids::{key_hash, new_id, now_ms};
 use crate::store::{DocWrite, Store, User, WriteOp};
@@ -86,6 +87,17 @@ struct Invitation {
     created_at: Millis,
     /// When it was used; an invitation is used once.
     used_at: Option<Millis>,
+    /// The team the new account joins, and its role there (a team
+    /// admin's invitation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    team: Option<Seat>,
+}
+
+/// A place in a team an invitation gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Seat {
+    pub team: String,
+    pub role: Role,
 }
 
 /// A new invitation; its token is shown this once.
@@ -98,6 +110,12 @@ pub struct CreatedInvitation {
     /// Milliseconds since the Unix epoch.
     #[schema(value_type = i64)]
     pub expires_at: Millis,
+    /// The team the new account joins, for a team's invitation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Its role in that team.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team_role: Option<Role>,
 }
 
 /// Seconds since the Unix epoch, as JWTs count time.
@@ -172,6 +190,7 @@ pub(crate) async fn invite(
     caller: &Principal,
     email: Option<String>,
     hours: Option<u32>,
+    team: Option<Seat>,
 ) -> Result<CreatedInvitation, BrokerError> {
     let hours = hours.unwrap_or(DEFAULT_INVITATION_HOURS);
     if !(1..=MAX_INVITATION_HOURS).contains(&hours) {
@@ -195,6 +214,7 @@ pub(crate) async fn invite(
         created_by: caller.user_id.clone(),
         created_at: now,
         used_at: None,
+        team: team.clone(),
     };
     let write = DocWrite::create(INVITATION, &token_id(&token), &inv)?;
     let store = s.store.clone();
@@ -207,6 +227,8 @@ pub(crate) async fn invite(
         token,
         email,
         expires_at: inv.expires_at,
+        team_role: team.as_ref().map(|t| t.role),
+        team: team.map(|t| t.team),
     })
 }
 
@@ -251,6 +273,7 @@ pub(crate) async fn register(
         created_at: now,
     };
     let mut writes = vec![DocWrite::create(CREDENTIAL, &account, &cred)?];
+    let seat = inv.as_ref().and_then(|(_, i)| i.team.clone());
     if let (Some(token), Some((version, mut inv))) = (&invitation, inv) {
         inv.used_at = Some(now);
         writes.push(DocWrite::replace(
@@ -289,6 +312,13 @@ pub(crate) async fn register(
         })
         .await;
         return Err(BrokerError::Store(e));
+    }
+    if let Some(seat) = seat {
+        // The account exists whatever happens here; a team gone since, or
+        // a full one, leaves it outside, as a team admin could later.
+        if let Err(e) = teams::join(s, &seat.team, &user.id, seat.role).await {
+            eprintln!("oneflow: {} could not join {}: {e}", user.id, seat.team);
+        }
     }
     Ok(user)
 }

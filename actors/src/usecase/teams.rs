@@ -417,3 +417,49 @@ pub(crate) async fn accountable(s: &Services, id: &str) -> Result<Vec<String>, B
         .map(|(user, _)| user)
         .collect())
 }
+
+/// Checks that `who` administers team `id` and that `role` is one a
+/// member can have, before an invitation into the team is made.
+pub(crate) async fn may_invite(
+    s: &Services,
+    who: &Principal,
+    id: &str,
+    role: Role,
+) -> Result<(), BrokerError> {
+    if role == Role::Admin {
+        return Err(BrokerError::BadInput(
+            "a member's role is team_admin, member, viewer or billing".into(),
+        ));
+    }
+    administered(s, who, id).await.map(|_| ())
+}
+
+/// Adds a newly registered account to team `id` with `role`, as its
+/// invitation promised; a member already there keeps their role. Retried
+/// over concurrent changes to the team.
+pub(crate) async fn join(
+    s: &Services,
+    id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<(), BrokerError> {
+    const TRIES: usize = 8;
+    for _ in 0..TRIES {
+        let (v, mut team) = load(s, id).await?;
+        if team.members.contains_key(user_id) {
+            return Ok(());
+        }
+        if team.members.len() >= MAX_SPENDERS {
+            return Err(BrokerError::Conflict(format!(
+                "a team may have at most {MAX_SPENDERS} members"
+            )));
+        }
+        team.members.insert(user_id.to_string(), role);
+        let index = DocWrite::create(MEMBERSHIP, &membership_id(user_id, id), &role)?;
+        match save(s, v, &team, vec![index]).await {
+            Err(BrokerError::Conflict(_)) => continue,
+            done => return done,
+        }
+    }
+    Err(BrokerError::Busy)
+}

@@ -152,6 +152,7 @@ pub use document::document;
         teams::set_team_member,
         teams::remove_team_member,
         teams::create_team_key,
+        teams::invite_to_team,
         teams::team_wallet,
         teams::set_team_budget,
         teams::team_requests,

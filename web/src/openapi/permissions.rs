@@ -32,6 +32,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("put", "/api/teams/{id}/members/{user_id}", Manage),
     ("delete", "/api/teams/{id}/members/{user_id}", Manage),
     ("post", "/api/teams/{id}/keys", Manage),
+    ("post", "/api/teams/{id}/invitations", Manage),
     ("get", "/api/teams/{id}/wallet", Read),
     ("put", "/api/teams/{id}/budget", Manage),
     ("get", "/api/teams/{id}/requests", Read),

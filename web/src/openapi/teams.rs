@@ -10,7 +10,9 @@ use oneflow_actors::views::{CreatedKey, Page, TeamView, WalletView};
 use utoipa::ToSchema;
 
 use super::schema::ErrorBody;
-use crate::routes::teams::{MemberRole, NewTeam, NewTeamKey};
+use oneflow_actors::accounts::CreatedInvitation;
+
+use crate::routes::teams::{MemberRole, NewTeam, NewTeamInvitation, NewTeamKey};
 
 // `json!` around the list, in routes/teams.rs.
 #[derive(ToSchema)]
@@ -98,6 +100,18 @@ pub fn remove_team_member() {}
         (status = 404, description = "No such team of the caller's, or the user is not a member", body = ErrorBody),
     ))]
 pub fn create_team_key() {}
+
+#[utoipa::path(post, path = "/api/teams/{id}/invitations", tag = "teams",
+    params(("id" = String, Path, description = "The team's id")),
+    request_body = NewTeamInvitation,
+    responses(
+        (status = 201, description = "Created; `token` is shown this once and registers one account (`POST /api/auth/register`, open registration or not), which joins the team with `team_role`", body = CreatedInvitation),
+        (status = 400, description = "Bad body, a bad e-mail address or `expires_in_hours` out of 1..=720", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "Not the team's team_admin (nor an admin), or a credential whose role does not manage", body = ErrorBody),
+        (status = 404, description = "No such team of the caller's", body = ErrorBody),
+    ))]
+pub fn invite_to_team() {}
 
 #[utoipa::path(get, path = "/api/teams/{id}/wallet", tag = "teams",
     params(("id" = String, Path, description = "The team's id")),

@@ -80,6 +80,7 @@ pub struct NewInvitation {
     pub email: Option<String>,
     /// Hours it stays good; default 72.
     #[schema(minimum = 1, maximum = 720)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
     pub expires_in_hours: Option<u32>,
 }
 

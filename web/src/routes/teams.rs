@@ -132,6 +132,48 @@ pub async fn create_key(
     Ok(HttpResponse::Created().json(key))
 }
 
+/// An invitation into the team: whoever registers with it joins the team
+/// with `role`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "grace@example.com", "role": "member"}))]
+pub struct NewTeamInvitation {
+    /// The only address the invitation registers; any address if absent.
+    #[schema(
+        min_length = 3,
+        max_length = 320,
+        pattern = r"^[\x21-\x3F\x41-\x7E]+@[\x21-\x3F\x41-\x7E]+$"
+    )]
+    pub email: Option<String>,
+    /// Hours it stays good; default 72.
+    #[schema(minimum = 1, maximum = 720)]
+    #[serde(default, deserialize_with = "oneflow::request::whole_u32")]
+    pub expires_in_hours: Option<u32>,
+    /// The new member's role in the team (default: member).
+    pub role: Option<TeamRole>,
+}
+
+#[post("/api/teams/{id}/invitations")]
+pub async fn invite(
+    s: web::Data<AppState>,
+    c: Manager,
+    id: web::Path<String>,
+    body: Object<NewTeamInvitation>,
+) -> Result<HttpResponse, ApiError> {
+    let b = body.into_inner();
+    let role = b.role.map_or(Role::Member, Into::into);
+    let inv = s
+        .broker
+        .invite_to_team(&c.0, &id, role, b.email, b.expires_in_hours)
+        .await?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        ))
+        .json(inv))
+}
+
 #[get("/api/teams/{id}/wallet")]
 pub async fn wallet(
     s: web::Data<AppState>,

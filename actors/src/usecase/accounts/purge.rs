@@ -108,6 +108,7 @@ mod tests {
             created_by: "admin".into(),
             created_at: 0,
             used_at,
+            team: None,
         };
         let failures = |at: Vec<Millis>| lockout::Failures { at };
         let writes = vec![
