@@ -37,6 +37,7 @@ mod providers;
 mod responses;
 mod restart;
 mod schemathesis;
+mod scoped_keys;
 mod sdk;
 mod shared_limits;
 mod storage_faults;

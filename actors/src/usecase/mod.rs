@@ -55,6 +55,7 @@ pub mod keys;
 pub mod preferences;
 pub mod reports;
 pub mod request;
+pub(crate) mod scopes;
 pub mod status;
 pub mod stream;
 pub mod teams;
