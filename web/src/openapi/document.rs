@@ -87,6 +87,17 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         let props = &mut b["properties"];
         props["model"]["enum"] = names;
         props["prompt"]["pattern"] = json!(r"\S");
+        // Whole micro-credits, as every amount a client sends (see
+        // `amount` below): a double with more places is refused.
+        let about = props["max_price"]["description"].clone();
+        props["max_price"] = json!({
+            "type": ["number", "string", "null"],
+            "multipleOf": 0.000001,
+            "minimum": -1e12,
+            "maximum": 1e12,
+            "pattern": r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$",
+            "description": about,
+        });
         props["prompt"]["maxLength"] = json!(config.server.max_prompt_chars);
         for field in ["max_tokens", "n", "size", "seconds"] {
             if !own.contains(&field) {
