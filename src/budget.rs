@@ -84,6 +84,11 @@ pub struct SpenderBudget {
 }
 
 impl SpenderBudget {
+    /// Refuses negative caps, as a wallet's budget does.
+    pub fn validate(&self) -> Result<(), BudgetError> {
+        negative("", &self.overall(), &self.per_provider)
+    }
+
     pub fn overall(&self) -> BudgetLimits {
         BudgetLimits {
             daily: self.daily,

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::budget::{BudgetConfig, BudgetLimits, Spend};
+use crate::budget::{BudgetConfig, Spend};
+use crate::key_scope::ScopedKey;
 use crate::money::{Credits, MAX_CREDITS};
 use crate::time::{Millis, Window};
 
@@ -159,7 +160,7 @@ impl Wallet {
     /// is brought back (windows keep what they counted, so budgets still
     /// err on the side of refusing) instead of freezing the windows in the
     /// future.
-    fn tick(&mut self, now: Millis) -> Millis {
+    pub(crate) fn tick(&mut self, now: Millis) -> Millis {
         if self.clock > now + MAX_CLOCK_SKEW {
             self.clock = now;
             self.spend.rewind(now);
@@ -173,7 +174,7 @@ impl Wallet {
     }
 
     /// Held by one spender (or anyone: `None`), at one provider (or any).
-    fn held_by(&self, spender: Option<&str>, provider: Option<&str>) -> Credits {
+    pub(crate) fn held_by(&self, spender: Option<&str>, provider: Option<&str>) -> Credits {
         self.holds
             .values()
             .filter(|h| provider.is_none_or(|p| h.provider == p))
@@ -239,66 +240,6 @@ impl Wallet {
         Ok(self.entry(EntryKind::TopUp, amount, None, None, note, at))
     }
 
-    /// The first budget rule that `amount` more at `provider`, spent by
-    /// `spenders`, would break: the wallet's caps, then each spender's.
-    pub fn check_budget(
-        &self,
-        amount: Credits,
-        provider: &str,
-        spenders: &[String],
-        now: Millis,
-    ) -> Result<(), Refusal> {
-        let now = now.max(self.clock);
-        let b = &self.budget;
-        let caps = (&b.overall(), b.per_provider.get(provider));
-        self.check_caps(None, caps, amount, provider, now)?;
-        for s in spenders {
-            let Some(sb) = b.spenders.get(s) else {
-                continue;
-            };
-            let caps = (&sb.overall(), sb.per_provider.get(provider));
-            self.check_caps(Some(s), caps, amount, provider, now)?;
-        }
-        Ok(())
-    }
-
-    /// Checks one set of caps (the wallet's, or one spender's): overall,
-    /// and at `provider`, each counting what is spent and held in its scope.
-    fn check_caps(
-        &self,
-        spender: Option<&str>,
-        (overall, at_provider): (&BudgetLimits, Option<&BudgetLimits>),
-        amount: Credits,
-        provider: &str,
-        now: Millis,
-    ) -> Result<(), Refusal> {
-        let spend = match spender {
-            None => Some(&self.spend),
-            Some(s) => self.spender_spend.get(s),
-        };
-        let scoped = [(None, Some(overall)), (Some(provider), at_provider)];
-        for (scope, limits) in scoped {
-            let Some(limits) = limits else { continue };
-            let held = self.held_by(spender, scope);
-            for w in Window::ALL {
-                let Some(limit) = limits.get(w) else { continue };
-                let spent = spend.map_or(Credits::ZERO, |sp| sp.spent(w, now, scope));
-                if spent + held + amount > limit {
-                    return Err(Refusal::BudgetExceeded {
-                        window: w,
-                        spender: spender.map(str::to_string),
-                        provider: scope.map(str::to_string),
-                        limit,
-                        spent,
-                        held,
-                        needed: amount,
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Reserves `amount` for a request, or refuses with the reason.
     pub fn hold(
         &mut self,
@@ -320,6 +261,21 @@ impl Wallet {
         spenders: &[String],
         now: Millis,
     ) -> Result<(Hold, LedgerEntry), Refusal> {
+        self.hold_with(request_id, provider, amount, spenders, None, now)
+    }
+
+    /// [`Wallet::hold_as`], also within the caps `key` brings (an API
+    /// key's own budget, see `ledger_caps.rs`); the key counts as one more
+    /// spender, so its holds and charges are its own.
+    pub fn hold_with(
+        &mut self,
+        request_id: &str,
+        provider: &str,
+        amount: Credits,
+        spenders: &[String],
+        key: Option<&ScopedKey>,
+        now: Millis,
+    ) -> Result<(Hold, LedgerEntry), Refusal> {
         let now = self.tick(now);
         if amount.is_negative() {
             return Err(Refusal::NotPositive);
@@ -331,7 +287,11 @@ impl Wallet {
                 available,
             });
         }
-        self.check_budget(amount, provider, spenders, now)?;
+        self.check_budget(amount, provider, spenders, key, now)?;
+        let mut spenders = spenders.to_vec();
+        if let Some(k) = key.filter(|k| k.scope.budget.is_some() && !spenders.contains(&k.id)) {
+            spenders.push(k.id.clone());
+        }
         let id = self.next_seq;
         let hold = Hold {
             user_id: self.user_id.clone(),
@@ -340,7 +300,7 @@ impl Wallet {
             provider: provider.to_string(),
             amount,
             at: now,
-            spenders: spenders.to_vec(),
+            spenders,
         };
         self.holds.insert(id, hold.clone());
         let entry = self.entry(
@@ -352,43 +312,6 @@ impl Wallet {
             now,
         );
         Ok((hold, entry))
-    }
-
-    /// Moves an open hold to `provider` (a fallback after the first one
-    /// failed). The overall budget already counts the hold; the new
-    /// provider's own caps are checked as if the hold were new there.
-    pub fn retarget(&mut self, hold_id: u64, provider: &str, now: Millis) -> Result<(), Refusal> {
-        let now = self.tick(now);
-        let hold = self
-            .holds
-            .get(&hold_id)
-            .ok_or(Refusal::UnknownHold(hold_id))?;
-        if hold.provider == provider {
-            return Ok(());
-        }
-        let (amount, spenders) = (hold.amount, hold.spenders.clone());
-        // The overall caps already count the hold; the new provider's own
-        // caps (the wallet's and each spender's) see it as new there.
-        let none = BudgetLimits::default();
-        let b = &self.budget;
-        self.check_caps(
-            None,
-            (&none, b.per_provider.get(provider)),
-            amount,
-            provider,
-            now,
-        )?;
-        for s in &spenders {
-            let Some(sb) = b.spenders.get(s) else {
-                continue;
-            };
-            let caps = (&none, sb.per_provider.get(provider));
-            self.check_caps(Some(s), caps, amount, provider, now)?;
-        }
-        if let Some(h) = self.holds.get_mut(&hold_id) {
-            h.provider = provider.to_string();
-        }
-        Ok(())
     }
 
     /// Charges the real `cost` of a held request (at most the hold) and

@@ -167,3 +167,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_keys_own_caps_bound_its_holds_beside_the_members() {
+    use crate::key_scope::{KeyScope, ScopedKey};
+    let mut w = team(100);
+    w.budget.spenders.insert("ann".into(), cap(10));
+    let key = ScopedKey {
+        id: "key_1".into(),
+        scope: KeyScope {
+            budget: Some(cap(4)),
+            ..Default::default()
+        },
+    };
+    let ann = ["ann".to_string()];
+    let (h, _) = w
+        .hold_with("r1", "p", c(3), &ann, Some(&key), DAY0)
+        .unwrap();
+    assert_eq!(h.spenders, ["ann", "key_1"], "the key counts as a spender");
+    let err = w
+        .hold_with("r2", "p", c(2), &ann, Some(&key), DAY0)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Refusal::BudgetExceeded { spender: Some(s), .. } if s == "key_1"),
+        "{err}"
+    );
+    w.settle(h.id, c(3), DAY0).unwrap();
+    assert_eq!(
+        w.spender_spend["key_1"].spent(Window::Daily, DAY0, None),
+        c(3)
+    );
+    // Without the key, ann still has her own room.
+    assert!(w.hold_as("r3", "p", c(6), &ann, DAY0).is_ok());
+    w.check().unwrap();
+}

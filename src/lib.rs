@@ -15,7 +15,9 @@ pub mod choice;
 pub mod cluster;
 pub mod config;
 pub mod email;
+pub mod key_scope;
 pub mod ledger;
+mod ledger_caps;
 #[cfg(test)]
 mod ledger_spenders;
 pub mod money;

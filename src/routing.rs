@@ -64,7 +64,8 @@ pub struct Route {
     pub explanation: String,
 }
 
-fn serves(p: &ProviderConfig, model: &str) -> bool {
+/// Whether `p` answers to `model` (its own name, or one of its models).
+pub fn serves(p: &ProviderConfig, model: &str) -> bool {
     p.name == model || p.models.iter().any(|m| m == model)
 }
 

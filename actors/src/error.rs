@@ -44,6 +44,16 @@ pub enum BrokerError {
     /// The caller may not do this (an admin's decision stands).
     #[error("{0}")]
     Forbidden(String),
+    /// A request its API key's scope does not allow (a model, a provider).
+    #[error("{0}")]
+    OutOfScope(String),
+    /// A new key's scope naming what does not exist, twice, too much, or
+    /// an expiry already past: each part well formed, so not a 400.
+    #[error("{0}")]
+    BadScope(String),
+    /// An API key past its `expires_at`.
+    #[error("this API key has expired; make a new one")]
+    KeyExpired,
     #[error("{0}")]
     Conflict(String),
     /// A registration for an e-mail address that has an account.
@@ -181,6 +191,9 @@ impl BrokerError {
             BrokerError::NotAJob(_) => refused("not_a_job", 422),
             BrokerError::NotFound(_) => refused("not_found", 404),
             BrokerError::Forbidden(_) => refused("forbidden", 403),
+            BrokerError::OutOfScope(_) => refused("outside_key_scope", 403),
+            BrokerError::BadScope(_) => refused("invalid_key_scope", 422),
+            BrokerError::KeyExpired => refused("key_expired", 401),
             BrokerError::Conflict(_) => refused("conflict", 409),
             BrokerError::EmailTaken => refused("email_taken", 409),
             BrokerError::WeakPassword(_) => refused("weak_password", 400),

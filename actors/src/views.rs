@@ -225,6 +225,19 @@ pub struct KeyView {
     /// The team whose wallet the key spends from; absent: its user's own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// The only models the key may use; absent: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
+    /// The only providers its requests may be routed to; absent: any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Vec<String>>,
+    /// When the key stops working (RFC 3339, UTC); absent: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// The key's own caps, inside its wallet's; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<oneflow::budget::SpenderBudget>,
 }
 
 /// A team: its members and their roles in it (`docs/auth.md`). Its money

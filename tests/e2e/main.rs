@@ -39,6 +39,7 @@ mod providers;
 mod responses;
 mod restart;
 mod schemathesis;
+mod scoped_keys;
 mod sdk;
 mod shared_limits;
 mod storage_faults;

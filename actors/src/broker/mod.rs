@@ -321,8 +321,8 @@ impl Broker {
 
     /// Starts a video job in the background: its view once its hold is
     /// committed.
-    pub async fn start_job(&self, user_id: &str, req: AiRequest) -> Result<JobView, BrokerError> {
-        jobs::start(&self.services, user_id, req).await
+    pub async fn start_job(&self, who: &Principal, req: AiRequest) -> Result<JobView, BrokerError> {
+        jobs::start(&self.services, who, req).await
     }
 
     /// A video job of the caller's, running or ended.
@@ -445,8 +445,9 @@ impl Broker {
         user_id: &str,
         role: Option<crate::views::Role>,
         by: crate::views::Role,
+        scope: oneflow::key_scope::KeyScope,
     ) -> Result<CreatedKey, BrokerError> {
-        keys::create(&self.services, user_id, role, by).await
+        keys::create(&self.services, user_id, role, by, scope).await
     }
 
     /// Keys of one user, or of everyone with `None`, oldest first.

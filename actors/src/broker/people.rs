@@ -188,8 +188,9 @@ impl Broker {
         id: &str,
         user_id: Option<&str>,
         role: Option<Role>,
+        scope: oneflow::key_scope::KeyScope,
     ) -> Result<CreatedKey, BrokerError> {
-        teams::create_key(&self.services, who, id, user_id, role).await
+        teams::create_key(&self.services, who, id, user_id, role, scope).await
     }
 
     pub async fn team_wallet(&self, who: &Principal, id: &str) -> Result<WalletView, BrokerError> {

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use oneflow::analytics::{Bucket, Point, Rollup, Summary, cover, summarize};
 use oneflow::budget::BudgetConfig;
+use oneflow::key_scope::KeyScope;
 use oneflow::ledger::{Hold, LedgerEntry, Wallet};
 use oneflow::pricing::Modality;
 use oneflow::records::{RequestRecord, RequestStatus};
@@ -83,6 +84,10 @@ pub struct ApiKeyRecord {
     /// The team whose wallet the key spends from; `None`: its user's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub team: Option<String>,
+    /// What the key is limited to (models, providers, expiry, its own
+    /// budget); records made before scopes existed read as unlimited.
+    #[serde(default, skip_serializing_if = "KeyScope::is_empty")]
+    pub scope: KeyScope,
 }
 
 /// A hold as stored while open, with what is needed to record its request

@@ -284,3 +284,23 @@ fn an_idempotency_record_in_the_earlier_json_still_reads() {
         serde_json::from_str::<serde_json::Value>(failed).unwrap()
     );
 }
+
+/// Key records written before scopes existed read as unscoped keys; a
+/// scoped record round-trips.
+#[test]
+fn key_records_without_a_scope_still_read() {
+    let old = r#"{"user_id":"usr_1","role":"member","prefix":"of_ab","created_at":5}"#;
+    let r: ApiKeyRecord = serde_json::from_str(old).unwrap();
+    assert_eq!(r.scope, KeyScope::default());
+    assert_eq!(r.team, None);
+    assert!(!serde_json::to_string(&r).unwrap().contains("scope"));
+    let mut scoped = r.clone();
+    scoped.scope.models = Some(vec!["gpt".into()]);
+    scoped.scope.expires_at = Some(9);
+    scoped.scope.budget = Some(oneflow::budget::SpenderBudget {
+        daily: Some(Credits::from_credits(3)),
+        ..Default::default()
+    });
+    let text = serde_json::to_string(&scoped).unwrap();
+    assert_eq!(serde_json::from_str::<ApiKeyRecord>(&text).unwrap(), scoped);
+}

@@ -417,5 +417,6 @@ pub(crate) async fn authenticate(
         user_id: u.id,
         role: u.role,
         team: None,
+        scope: None,
     }))
 }

@@ -28,7 +28,7 @@ use oneflow::time::Millis;
 
 use super::dispatch::{self, Tried};
 use super::job::{RequestJob, op_for};
-use super::{Services, preferences};
+use super::{Services, preferences, scopes};
 use crate::error::BrokerError;
 use crate::ids::{new_request_id, now_ms};
 use crate::metrics;
@@ -67,9 +67,12 @@ pub(crate) enum Hold {
 
 /// Ranks the providers for a job (pure routing on live figures).
 pub(crate) fn route(s: &Services, job: &RequestJob) -> Result<Route, BrokerError> {
+    scopes::check(s, job)?;
+    let key = job.key.as_deref();
     let figures: Vec<_> = s
         .providers
         .iter()
+        .filter(|h| scopes::allowed(key, &h.config.name))
         .map(|h| (h.config.as_ref(), h.stats.health()))
         .collect();
     let cfg = &s.config.routing;
@@ -145,6 +148,7 @@ pub(crate) async fn hold(
         provider: first.provider.clone(),
         amount,
         spenders: job.spenders.clone(),
+        key: job.key.clone(),
         idem: job.idem.clone(),
         model: job.model.clone(),
         modality: first.modality,
@@ -197,18 +201,18 @@ pub(crate) fn handles(s: &Services, plans: &[Plan]) -> Result<Vec<ProviderHandle
 /// to that provider, under its own budget.
 fn switcher(
     s: &Services,
-    user_id: &str,
-    hold_id: u64,
+    h: &Held,
 ) -> impl FnMut(&ProviderHandle) -> BoxFuture<'static, Result<(), String>> + use<> {
     let wallets = s.wallets.clone();
-    let user_id = user_id.to_string();
+    let (user_id, hold_id, key) = (h.user_id.clone(), h.hold_id, h.job.key.clone());
     move |p| {
-        let (wallets, user_id) = (wallets.clone(), user_id.clone());
+        let (wallets, user_id, key) = (wallets.clone(), user_id.clone(), key.clone());
         let provider = p.config.name.clone();
         Box::pin(async move {
             let m = Retarget {
                 hold_id,
                 provider,
+                key,
                 now: now_ms(),
             };
             wallets
@@ -247,13 +251,9 @@ where
     } else {
         &s.config.retry
     };
-    dispatch::run(
-        handles,
-        &tokens,
-        retry,
-        switcher(s, &h.user_id, h.hold_id),
-        |i, permit| call(&handles[i], calls[i].clone(), permit),
-    )
+    dispatch::run(handles, &tokens, retry, switcher(s, h), |i, permit| {
+        call(&handles[i], calls[i].clone(), permit)
+    })
     .await
 }
 

@@ -3,7 +3,10 @@
 //! layer builds one (the `/v1` routes directly, `/api/request` through
 //! [`RequestJob::native`]) and hands it to the request or stream use case.
 
+use std::sync::Arc;
+
 use oneflow::config::ProviderConfig;
+use oneflow::key_scope::ScopedKey;
 use oneflow::request::{AiRequest, Plan, RequestError};
 use oneflow::routing::{Constraints, Strategy};
 
@@ -22,6 +25,8 @@ type PlanResult = Result<Plan, RequestError>;
 pub struct Payer {
     pub wallet: String,
     pub member: Option<String>,
+    /// The scope of the key it came through, if it has one.
+    pub key: Option<Arc<ScopedKey>>,
 }
 
 impl Payer {
@@ -30,18 +35,26 @@ impl Payer {
             Some(team) => Payer {
                 wallet: team.clone(),
                 member: Some(p.user_id.clone()),
+                key: p.scope.clone(),
             },
             None => Payer {
                 wallet: p.user_id.clone(),
                 member: None,
+                key: p.scope.clone(),
             },
         }
     }
 
-    /// Writes who spends into the job.
+    /// Writes who spends into the job: the member, and the key when it
+    /// has a budget of its own (counted under its id, see
+    /// `oneflow::key_scope::ScopedKey`); keys without one add nothing.
     pub(crate) fn apply(&self, job: &mut RequestJob) {
         job.spenders = self.member.iter().cloned().collect();
+        if let Some(k) = self.key.as_ref().filter(|k| k.scope.budget.is_some()) {
+            job.spenders.push(k.id.clone());
+        }
         job.member = self.member.clone();
+        job.key = self.key.clone();
     }
 }
 
@@ -71,6 +84,9 @@ pub struct RequestJob {
     /// The team member who sent it, when a team's wallet pays: the record
     /// says who.
     pub member: Option<String>,
+    /// The scope of the key that sent it: the models and providers it may
+    /// use, and its own caps on the hold. Set by [`Payer::apply`].
+    pub key: Option<Arc<ScopedKey>>,
 }
 
 impl RequestJob {
@@ -93,6 +109,7 @@ impl RequestJob {
             idem,
             spenders: Vec::new(),
             member: None,
+            key: None,
             planner: Box::new(move |p| req.plan(p)),
         }
     }

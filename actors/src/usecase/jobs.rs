@@ -105,13 +105,22 @@ impl Running {
 /// Starts a video job: its view once its hold is committed.
 pub(crate) async fn start(
     s: &Arc<Services>,
-    user_id: &str,
+    who: &Principal,
     req: AiRequest,
 ) -> Result<JobView, BrokerError> {
+    let user_id = who.user_id.as_str();
     req.validate(s.config.server.max_prompt_chars)?;
     let model = req.model.clone();
     let progress = Arc::new(JobProgress::default());
     let mut job = RequestJob::native(req, None);
+    // A job is its user's, paid from their own wallet (even through a team
+    // key: its views are the user's), within the key's scope and budget.
+    let payer = super::job::Payer {
+        wallet: who.user_id.clone(),
+        member: None,
+        key: who.scope.clone(),
+    };
+    payer.apply(&mut job);
     job.op = Operation::Clip {
         prompt: job.op.prompt_text(),
         seconds: 0,

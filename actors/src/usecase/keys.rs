@@ -7,6 +7,10 @@
 //! the delete committed could put the key back in the cache afterwards; the
 //! revocation epoch lets that lookup notice and read again.
 
+use std::sync::Arc;
+
+use oneflow::key_scope::{KeyScope, ScopedKey};
+
 use super::{ADMIN_ID, Services, blocking};
 use crate::coordination::Notice;
 use crate::error::BrokerError;
@@ -22,6 +26,9 @@ pub struct Principal {
     /// The team whose wallet this credential spends from (a team key);
     /// `None`: the user's own.
     pub team: Option<String>,
+    /// What the key is limited to, if anything: shared with the cached
+    /// principal, so a request's clone of it costs a reference count.
+    pub scope: Option<Arc<ScopedKey>>,
 }
 
 impl Principal {
@@ -45,6 +52,10 @@ pub(crate) fn view_of(hash: &[u8; 32], r: ApiKeyRecord) -> KeyView {
         prefix: r.prefix,
         created_at: r.created_at,
         team: r.team,
+        models: r.scope.models,
+        providers: r.scope.providers,
+        expires_at: r.scope.expires_at.map(oneflow::time::rfc3339),
+        budget: r.scope.budget,
     }
 }
 
@@ -73,19 +84,28 @@ pub(crate) fn forget_revoked(s: &std::sync::Arc<Services>) {
     });
 }
 
-/// The principal behind a bearer token, if it is a known key.
+/// The principal behind a bearer token, if it is a known key; an expired
+/// key is refused (401, `key_expired`), from the cache as from the store,
+/// so a cached principal outlives its key's expiry by no request.
 pub(crate) async fn authenticate(
     s: &Services,
     token: &str,
 ) -> Result<Option<Principal>, BrokerError> {
     let hash = key_hash(token);
-    if let Some(e) = s.keys.get(&hash) {
+    let cached = s.keys.get(&hash).and_then(|e| {
         let (p, at) = e.value();
-        if s.fresh(*at) {
-            return Ok(Some(p.clone()));
+        s.fresh(*at).then(|| p.clone())
+    });
+    let found = match cached {
+        Some(p) => Some(p),
+        None => lookup_key(s, hash).await?,
+    };
+    if let Some(k) = found.as_ref().and_then(|p| p.scope.as_ref()) {
+        if k.scope.expired(now_ms()) {
+            return Err(BrokerError::KeyExpired);
         }
     }
-    lookup_key(s, hash).await
+    Ok(found)
 }
 
 /// Reads a key from the store and caches it. Shared with other lookups,
@@ -100,10 +120,19 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
         s.keys.remove(&hash);
         return Ok(None);
     };
+    // Unscoped keys (most) carry no scope at all: nothing to allocate
+    // or check per request.
+    let scope = (!rec.scope.is_empty()).then(|| {
+        Arc::new(ScopedKey {
+            id: key_id(&hash),
+            scope: rec.scope,
+        })
+    });
     let p = Principal {
         user_id: rec.user_id,
         role: rec.role,
         team: rec.team,
+        scope,
     };
     s.keys.insert(hash, (p.clone(), std::time::Instant::now()));
     Ok(Some(p))
@@ -112,12 +141,14 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
 /// Makes a new key for `user_id`, committed before the answer. Its role
 /// is `role`, or the user's own; it may do no more than the user, nor
 /// than the credential (`by`) that asks for it: a member can make a
-/// read-only key for a dashboard, never an admin key.
+/// read-only key for a dashboard, never an admin key. `scope` limits it
+/// further (`scopes::validate`).
 pub(crate) async fn create(
     s: &Services,
     user_id: &str,
     role: Option<Role>,
     by: Role,
+    scope: KeyScope,
 ) -> Result<CreatedKey, BrokerError> {
     let store = s.store.clone();
     let id = user_id.to_string();
@@ -142,15 +173,30 @@ pub(crate) async fn create(
             role.name()
         )));
     }
+    store_key(s, user.id, role, None, scope).await
+}
+
+/// Makes and stores a key whose role and owner were checked by the caller
+/// (an account's key, a team's): its scope is checked here, the secret is
+/// made, and only its hash is committed before the answer.
+pub(crate) async fn store_key(
+    s: &Services,
+    user_id: String,
+    role: Role,
+    team: Option<String>,
+    scope: KeyScope,
+) -> Result<CreatedKey, BrokerError> {
+    super::scopes::validate(s, &scope)?;
     let secret = api_key()
         .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
     let hash = key_hash(&secret);
     let record = ApiKeyRecord {
-        user_id: user.id,
+        user_id,
         role,
         prefix: key_prefix(&secret),
         created_at: now_ms(),
-        team: None,
+        team,
+        scope,
     };
     let _serial = s.key_writes.lock().await;
     s.persist

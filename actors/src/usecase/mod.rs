@@ -57,6 +57,7 @@ pub(crate) mod mail;
 pub mod preferences;
 pub mod reports;
 pub mod request;
+pub(crate) mod scopes;
 pub mod status;
 pub mod stream;
 pub mod teams;

@@ -17,13 +17,14 @@ use std::collections::BTreeMap;
 
 use oneflow::access::{Permission, Role, allows_for_team};
 use oneflow::budget::{BudgetConfig, MAX_SPENDERS};
+use oneflow::key_scope::KeyScope;
 use oneflow::records::RequestRecord;
 
 use super::keys::Principal;
 use super::{Services, blocking, budgets, users};
 use crate::error::BrokerError;
-use crate::ids::{api_key, key_hash, key_prefix, new_id, now_ms};
-use crate::store::{ApiKeyRecord, DocWrite, User, WriteOp};
+use crate::ids::{new_id, now_ms};
+use crate::store::{DocWrite, User, WriteOp};
 use crate::views::{CreatedKey, Page, TeamView, WalletView};
 
 const TEAM: &str = "team";
@@ -240,6 +241,7 @@ async fn revoke_keys(
         user_id: user_id.to_string(),
         role: Role::Member,
         team: None,
+        scope: None,
     };
     for key in super::keys::list(s, Some(user_id)).await? {
         if key.team.as_deref() == Some(id) && which(key.role) {
@@ -283,7 +285,8 @@ pub(crate) async fn remove_member(
 }
 
 /// A key that spends from the team's wallet as `user_id` (default: the
-/// caller). Its role is at most the member's role in the team and, unless
+/// caller), within `scope` (its own budget is one more cap inside the
+/// member's). Its role is at most the member's role in the team and, unless
 /// an admin asks, the calling credential's; another member's key is the
 /// team admin's to make.
 pub(crate) async fn create_key(
@@ -292,6 +295,7 @@ pub(crate) async fn create_key(
     id: &str,
     user_id: Option<&str>,
     role: Option<Role>,
+    scope: KeyScope,
 ) -> Result<CreatedKey, BrokerError> {
     let target = user_id.unwrap_or(&who.user_id).to_string();
     let (_, team) = if target == who.user_id {
@@ -312,28 +316,7 @@ pub(crate) async fn create_key(
             member_role.name()
         )));
     }
-    let secret = api_key()
-        .ok_or_else(|| BrokerError::Unavailable("no randomness available for a key".into()))?;
-    let hash = key_hash(&secret);
-    let record = ApiKeyRecord {
-        user_id: target,
-        role,
-        prefix: key_prefix(&secret),
-        created_at: now_ms(),
-        team: Some(id.to_string()),
-    };
-    let _serial = s.key_writes.lock().await;
-    s.persist
-        .write(vec![WriteOp::PutKey {
-            hash,
-            record: record.clone(),
-        }])
-        .await
-        .map_err(BrokerError::Store)?;
-    Ok(CreatedKey {
-        key: super::keys::view_of(&hash, record),
-        api_key: secret,
-    })
+    super::keys::store_key(s, target, role, Some(id.to_string()), scope).await
 }
 
 /// The team's wallet: balance, holds, budget and its windows; for any

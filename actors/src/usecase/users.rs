@@ -34,6 +34,7 @@ pub(crate) async fn create(
         prefix: key_prefix(&key),
         created_at: now,
         team: None,
+        scope: Default::default(),
     };
     s.persist
         .write(vec![
@@ -190,6 +191,7 @@ pub(crate) fn ensure_admin(
                     prefix,
                     created_at: now,
                     team: None,
+                    scope: Default::default(),
                 },
             });
         }

@@ -319,7 +319,7 @@ impl WalletCell {
 
     pub(super) fn retarget(&mut self, m: &Retarget) -> Result<(), WalletError> {
         self.wallet()?
-            .retarget(m.hold_id, &m.provider, m.now)
+            .retarget_with(m.hold_id, &m.provider, m.key.as_deref(), m.now)
             .map_err(WalletError::Refused)
     }
 

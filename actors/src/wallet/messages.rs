@@ -6,6 +6,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use oneflow::Credits;
+use oneflow::key_scope::ScopedKey;
 use oneflow::ledger::{LedgerEntry, Refusal};
 use oneflow::pricing::Modality;
 use oneflow::records::RequestRecord;
@@ -48,6 +49,8 @@ pub struct Reserve {
     pub amount: Credits,
     /// Whose own caps inside the wallet bound this hold too.
     pub spenders: Vec<String>,
+    /// The API key it came through, whose own caps bound it too.
+    pub key: Option<Arc<ScopedKey>>,
     pub idem: Option<IdemKey>,
     /// What to record if the broker dies before the request finishes.
     pub model: String,
@@ -126,6 +129,8 @@ pub struct ToppedUp {
 pub struct Retarget {
     pub hold_id: u64,
     pub provider: String,
+    /// The key the hold was made through: its caps at the new provider.
+    pub key: Option<Arc<ScopedKey>>,
     pub now: Millis,
 }
 

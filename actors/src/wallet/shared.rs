@@ -529,7 +529,7 @@ impl SharedWallets {
 
     pub async fn retarget(&self, user_id: &str, m: Retarget) -> Result<(), WalletError> {
         self.change(user_id, true, move |w| {
-            w.retarget(m.hold_id, &m.provider, m.now)?;
+            w.retarget_with(m.hold_id, &m.provider, m.key.as_deref(), m.now)?;
             Ok(((), Vec::new()))
         })
         .await

@@ -18,7 +18,15 @@ pub(super) type Step<R> = Result<(R, Vec<WriteOp>), WalletError>;
 /// Holds `m.amount`: the hold's id and its rows (its ledger entry, and
 /// the hold with what is needed to record its request as interrupted).
 pub(super) fn hold(w: &mut Wallet, m: &Reserve) -> Result<(u64, Vec<WriteOp>), WalletError> {
-    let (hold, entry) = w.hold_as(&m.request_id, &m.provider, m.amount, &m.spenders, m.now)?;
+    let key = m.key.as_deref();
+    let (hold, entry) = w.hold_with(
+        &m.request_id,
+        &m.provider,
+        m.amount,
+        &m.spenders,
+        key,
+        m.now,
+    )?;
     let id = hold.id;
     let open = OpenHold {
         hold,

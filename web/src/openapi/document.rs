@@ -87,6 +87,17 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         let props = &mut b["properties"];
         props["model"]["enum"] = names;
         props["prompt"]["pattern"] = json!(r"\S");
+        // Whole micro-credits, as every amount a client sends (see
+        // `amount` below): a double with more places is refused.
+        let about = props["max_price"]["description"].clone();
+        props["max_price"] = json!({
+            "type": ["number", "string", "null"],
+            "multipleOf": 0.000001,
+            "minimum": -1e12,
+            "maximum": 1e12,
+            "pattern": r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$",
+            "description": about,
+        });
         props["prompt"]["maxLength"] = json!(config.server.max_prompt_chars);
         for field in ["max_tokens", "n", "size", "seconds"] {
             if !own.contains(&field) {
@@ -213,7 +224,27 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
             "properties": {"daily": cap, "weekly": cap, "monthly": cap, "per_provider": per_provider},
         },
     });
+    // A new key's scope as sent (`usecase/scopes.rs`): configured names,
+    // each once; its own caps as a spender's.
+    let mut key_caps = budget_in["properties"]["spenders"]["additionalProperties"].clone();
+    key_caps["type"] = json!(["object", "null"]);
     schemas["BudgetConfigInput"] = budget_in;
+    for schema in ["NewKey", "NewTeamKey"] {
+        let props = &mut schemas[schema]["properties"];
+        for (field, names) in [("models", models(None)), ("providers", providers.clone())] {
+            let about = props[field]["description"].clone();
+            props[field] = json!({
+                "type": ["array", "null"],
+                "minItems": 1,
+                "maxItems": oneflow::key_scope::MAX_SCOPE_NAMES,
+                "uniqueItems": true,
+                "items": {"type": "string", "enum": names},
+                "description": about,
+            });
+        }
+        key_caps["description"] = props["budget"]["description"].clone();
+        props["budget"] = key_caps.clone();
+    }
     let tokens = json!(most(Modality::Text, |l| l.max_tokens));
     for (schema, field, max) in [
         ("ChatCompletionRequest", "max_tokens", &tokens),

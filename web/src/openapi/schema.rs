@@ -61,7 +61,8 @@ pub struct ErrorDetail {
     /// `provider_not_serving`, `balance_too_large`, `no_provider_in_region`,
     /// `conflict`, `email_taken`, `weak_password`, `registration_closed`,
     /// `invalid_invitation`, `invalid_credentials`, `invalid_token`,
-    /// `account_locked`, `unavailable`, `provider_error`,
+    /// `account_locked`, `key_expired`, `outside_key_scope`,
+    /// `invalid_key_scope`, `unavailable`, `provider_error`,
     /// `provider_overloaded`, `provider_unavailable`,
     /// `provider_timeout`, `upstream_too_large`, `internal`.
     pub code: String,

@@ -38,6 +38,7 @@ pub fn list_users() {}
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "`role` would let the key do what its user or the calling credential may not (docs/auth.md)", body = ErrorBody),
         (status = 404, description = "No such user", body = ErrorBody),
+        (status = 422, description = "`invalid_key_scope`: `models` or `providers` name what is not configured, or a name twice; a model none of `providers` serves; a budget naming an unknown provider; `expires_at` not in the future", body = ErrorBody),
     ))]
 pub fn create_key() {}
 

@@ -27,7 +27,7 @@ pub async fn start(
             "POST /api/jobs takes no Idempotency-Key: a job's id is its answer; ask GET /api/jobs/{id} before starting it again".into(),
         ));
     }
-    let started = s.broker.start_job(&c.0.user_id, body.into_inner()).await?;
+    let started = s.broker.start_job(&c.0, body.into_inner()).await?;
     Ok(HttpResponse::build(StatusCode::ACCEPTED)
         .insert_header(("location", format!("/api/jobs/{}", started.id)))
         .json(started))

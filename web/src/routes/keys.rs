@@ -6,6 +6,11 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use oneflow::budget::SpenderBudget;
+use oneflow::key_scope::KeyScope;
+use oneflow::time::{TimeError, parse_time};
+use oneflow_actors::BrokerError;
+
 use crate::access::{Manager, Reader};
 use crate::error::ApiError;
 use crate::routes::ForUser;
@@ -21,6 +26,68 @@ pub struct NewKey {
     /// What the key may do (docs/auth.md): at most what the user and the
     /// calling credential may. Default: the user's own role.
     pub role: Option<KeyRole>,
+    /// The only models the key may use (1 to 64 configured names, each
+    /// once). Default: any.
+    pub models: Option<Vec<String>>,
+    /// The only providers its requests may be routed to (1 to 64
+    /// configured names, each once). Default: any.
+    pub providers: Option<Vec<String>>,
+    /// When the key stops working: an RFC 3339 date-time in the future.
+    /// Default: never.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// The key's own caps, checked on the same hold as its wallet's.
+    /// Default: none.
+    pub budget: Option<SpenderBudget>,
+}
+
+/// A key's scope from the fields of a new key's body. `expires_at` must
+/// be a date-time (not the bare milliseconds or day other time fields
+/// take); one the calendar lacks is well formed, so a 422.
+pub(crate) fn scope_of(
+    models: Option<Vec<String>>,
+    providers: Option<Vec<String>>,
+    expires_at: Option<String>,
+    budget: Option<SpenderBudget>,
+) -> Result<KeyScope, ApiError> {
+    let expires_at = match expires_at {
+        None => None,
+        Some(t) if !t.contains(['T', 't']) => {
+            return Err(ApiError::BadRequest(
+                "`expires_at` must be an RFC 3339 date-time like 2026-11-25T13:00:00Z".into(),
+            ));
+        }
+        Some(t) => Some(parse_time(&t).map_err(|e| match e {
+            TimeError::Malformed(_) => ApiError::BadRequest(format!("`expires_at`: {e}")),
+            e => BrokerError::BadScope(format!("`expires_at`: {e}")).into(),
+        })?),
+    };
+    Ok(KeyScope {
+        models,
+        providers,
+        expires_at,
+        budget,
+    })
+}
+
+/// A new key's body: a JSON object, its budget's caps objects too (serde
+/// alone would read caps from an array of them).
+pub(crate) fn key_body<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !v.is_object() {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    if let Some(b) = v.get("budget").filter(|b| !b.is_null()) {
+        if !crate::routes::budget::objects_all_the_way(b) {
+            return Err(ApiError::BadRequest(
+                "`budget` and each provider's caps in it must be JSON objects".into(),
+            ));
+        }
+    }
+    crate::routes::typed(v)
 }
 
 /// The roles an account's own key may have (`team_admin` is a role within
@@ -64,17 +131,13 @@ pub async fn create(
             .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
         match v {
             serde_json::Value::Null => NewKey::default(),
-            v if v.is_object() => crate::routes::typed(v)?,
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "the body must be a JSON object".into(),
-                ));
-            }
+            v => key_body(v)?,
         }
     };
     let user_id = c.subject(body.user_id.as_deref())?;
     let role = body.role.map(Into::into);
-    let key = s.broker.create_key(&user_id, role, c.0.role).await?;
+    let scope = scope_of(body.models, body.providers, body.expires_at, body.budget)?;
+    let key = s.broker.create_key(&user_id, role, c.0.role, scope).await?;
     Ok(HttpResponse::Created().json(key))
 }
 

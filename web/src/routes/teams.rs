@@ -64,6 +64,15 @@ pub struct NewTeamKey {
     pub user_id: Option<String>,
     /// At most the member's role in the team (default: that role).
     pub role: Option<TeamRole>,
+    /// As for `POST /api/keys`: the only models the key may use.
+    pub models: Option<Vec<String>>,
+    /// As for `POST /api/keys`: the only providers it may be routed to.
+    pub providers: Option<Vec<String>>,
+    /// As for `POST /api/keys`: an RFC 3339 date-time in the future.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// The key's own caps, inside the team's and the member's.
+    pub budget: Option<oneflow::budget::SpenderBudget>,
 }
 
 #[post("/api/teams")]
@@ -122,12 +131,14 @@ pub async fn create_key(
     s: web::Data<AppState>,
     c: Manager,
     id: web::Path<String>,
-    body: Object<NewTeamKey>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let b = body.into_inner();
+    let b: NewTeamKey = crate::routes::keys::key_body(body.into_inner())?;
+    let scope = crate::routes::keys::scope_of(b.models, b.providers, b.expires_at, b.budget)?;
+    let role = b.role.map(Into::into);
     let key = s
         .broker
-        .create_team_key(&c.0, &id, b.user_id.as_deref(), b.role.map(Into::into))
+        .create_team_key(&c.0, &id, b.user_id.as_deref(), role, scope)
         .await?;
     Ok(HttpResponse::Created().json(key))
 }

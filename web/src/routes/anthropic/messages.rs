@@ -250,6 +250,7 @@ fn job(
     let own_only = extra.keys().find(|k| *k != "user").cloned();
     Ok(RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model,
         preview: shown,

@@ -295,6 +295,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let refused = uncarried(n, extra.keys());
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model: b.model.clone(),
         preview: shown,

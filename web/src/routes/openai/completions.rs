@@ -77,6 +77,7 @@ pub async fn completions(
     };
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model: b.model.clone(),
         preview: preview(&prompt),

@@ -56,6 +56,7 @@ pub async fn embeddings(
     };
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model: b.model.clone(),
         preview: preview(&inputs.join(" ")),

@@ -68,6 +68,7 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     };
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model: model.clone(),
         preview: preview(&b.prompt),

@@ -351,6 +351,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     native["input"] = Value::Array(read.items.clone());
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model: b.model.clone(),
         preview: shown,

@@ -235,6 +235,7 @@ async fn transcribe(
     let ask = Ask::Transcription { seconds };
     let job = RequestJob {
         spenders: Vec::new(),
+        key: None,
         member: None,
         model,
         preview: format!("{file_name} ({seconds} s)"),

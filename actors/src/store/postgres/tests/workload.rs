@@ -212,6 +212,7 @@ pub(super) fn workload(seed: u64, n: usize) -> Vec<Vec<WriteOp>> {
                 prefix: format!("of_{i}"),
                 created_at: START,
                 team: None,
+                scope: Default::default(),
             },
         });
         let mut w = Wallet::new(*u);
