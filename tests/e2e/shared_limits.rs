@@ -111,9 +111,14 @@ async fn two_nodes_send_the_upstream_no_more_than_its_one_rate() {
         up.request_count()
     };
     let (statuses, received) = tokio::join!(load(&a, &b, &key, 32, end), count);
+    // A Redis call slower than its timeout (a loaded machine can starve
+    // one) admits that call on the node's own share instead, by design,
+    // and counts it: each such admission may be one past the shared rate.
+    let fallbacks = fallbacks(&a).await;
     assert!(
-        received <= (RATE as u64 * secs + BURST as u64) as usize,
-        "the upstream got {received} requests in {secs} s at a shared {RATE}/s (burst {BURST})"
+        received <= (RATE as u64 * secs + BURST as u64) as usize + fallbacks,
+        "the upstream got {received} requests in {secs} s at a shared {RATE}/s (burst {BURST}), \
+         {fallbacks} admitted on a node's own share"
     );
     assert!(
         received > (RATE + BURST) as usize,
@@ -131,6 +136,17 @@ async fn two_nodes_send_the_upstream_no_more_than_its_one_rate() {
     assert_eq!(v["cluster"]["limits"], "shared", "{v}");
     a.stop().await;
     b.stop().await;
+}
+
+/// Calls admitted on a node's own share while Redis did not answer in
+/// time (`oneflow_coordination_fallbacks_total`; the test's nodes share one
+/// process, hence one recorder).
+async fn fallbacks(node: &TestServer) -> usize {
+    let text = node.metrics_text().await;
+    text.lines()
+        .filter(|l| l.starts_with("oneflow_coordination_fallbacks_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
 }
 
 /// A Redis of the test's own on a free port, killed when dropped.
