@@ -269,12 +269,42 @@ async fn scenario(c: &Client, s: &TestServer, su: &Setup) {
     // panels step aside.
     let hidden = js(
         c,
-        "return ['member-form', 'history-panel', 'send-panel', 'webhooks-panel'].map(id => document.getElementById(id).hidden)\
+        "return ['member-form', 'history-panel', 'send-panel', 'webhooks-panel', 'charts-panel'].map(id => document.getElementById(id).hidden)\
          .concat([document.getElementById('budget-save').disabled, document.getElementById('team-panel').hidden]);",
     )
     .await;
-    assert_eq!(hidden, json!([true, true, true, true, true, false]));
+    // A plain member sees the team's requests that are their own, and no
+    // charts of the whole team (its analytics are its admins', viewers' and
+    // billing members').
+    assert_eq!(hidden, json!([true, true, true, true, true, true, false]));
     screenshot(c, "dashboard-team").await;
+
+    // Made a viewer of the team, the person sees the whole team's
+    // activity: the charts come back, their cost the team's to the
+    // micro-credit.
+    let (st, v) = s
+        .call(
+            Method::PUT,
+            Some(ADMIN_KEY),
+            &format!("/api/teams/{}/members/{}", su.team, su.user_id),
+            Some(&json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, figures) = s
+        .get(ADMIN_KEY, &format!("/api/analytics?user_id={}", su.team))
+        .await;
+    let cost = wait_js(
+        c,
+        "!document.getElementById('charts-panel').hidden && document.querySelectorAll('#chart-cost rect').length && document.getElementById('chart-cost').dataset.total",
+        "the team's charts",
+    )
+    .await;
+    assert_eq!(
+        oneflow::Credits::parse(cost.as_str().unwrap()).unwrap(),
+        credits(&figures["total_cost"]),
+        "{figures}"
+    );
 
     // Back to their own account: the webhook's delivery log.
     js(

@@ -43,9 +43,23 @@
   };
 
   // Adds `user_id` when an admin looks at another user's account.
+  function withUser(path, id) {
+    if (!id) return path;
+    return path + (path.includes("?") ? "&" : "?") + "user_id=" + encodeURIComponent(id);
+  }
+
   function forSubject(path) {
-    if (!state.subject) return path;
-    return path + (path.includes("?") ? "&" : "?") + "user_id=" + encodeURIComponent(state.subject);
+    return withUser(path, state.subject);
+  }
+
+  // Whose activity the charts show: the account on view, or the team on
+  // view when the person may read all of its figures (its team admins,
+  // viewers and billing members; an admin); `null`: no charts (a plain
+  // member's figures are their own requests, in the team's table).
+  function chartSubject() {
+    if (!state.team) return state.subject;
+    const t = state.teams.find((x) => x.id === state.team);
+    return t && state.me && teams.powers(t, state.me).seesAll ? state.team : null;
   }
 
   const fmt = money.format;
@@ -142,8 +156,9 @@
     // A team the person has left is no longer on view.
     if (state.team && !state.teams.some((t) => t.id === state.team)) {
       state.team = null;
-      applyView();
     }
+    // A role in the team may have changed what is shown (the charts).
+    applyView();
     syncSubjects();
   }
 
@@ -151,6 +166,7 @@
   function applyView() {
     const view = state.team ? "team" : "personal";
     for (const el of document.querySelectorAll("#app [data-view]")) el.hidden = el.dataset.view !== view;
+    $("charts-panel").hidden = chartSubject() === null;
   }
 
   function setSubject(value) {
@@ -172,6 +188,7 @@
     const jobs = [refreshStatus(), refreshProviders()];
     if (state.team) {
       jobs.push(teams.refresh(state.team, state.me, state.budgetEdited).then((w) => { state.budget = w; }));
+      if (chartSubject() !== null) jobs.push(refreshActivity());
     } else {
       jobs.push(refreshHistory(), refreshLedger(), refreshBudget(), refreshActivity(),
         webhooks.refresh(state.subject));
@@ -394,6 +411,8 @@
   }
 
   async function refreshActivity() {
+    const who = chartSubject();
+    const forSubject = (path) => withUser(path, who);
     const a = await api("GET", forSubject("/api/analytics"));
     const allUsers = !a.user_id;
     $("totals").textContent = `${a.total_requests} / ${pct(a.success_rate)}` + (allUsers ? " (all users)" : "");

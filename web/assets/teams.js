@@ -175,5 +175,5 @@
     $("member-form").reset();
   }
 
-  window.OneFlowTeams = { init, list, refresh, clear, resetPaging };
+  window.OneFlowTeams = { init, list, refresh, clear, resetPaging, powers };
 })();
