@@ -79,17 +79,22 @@ pub enum Permission {
     Manage,
     /// Export one's own records.
     Export,
+    /// Add credits to a team's wallet, where the deployment allows it
+    /// (`auth.team_top_ups`) and the role in the team does: a billing
+    /// credential's part beside exports.
+    TopUp,
     /// Act on every account: users, credits, configuration, invitations.
     Administer,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Permission::Public,
         Permission::Read,
         Permission::Spend,
         Permission::Manage,
         Permission::Export,
+        Permission::TopUp,
         Permission::Administer,
     ];
 
@@ -100,6 +105,7 @@ impl Permission {
             Permission::Spend => "spend",
             Permission::Manage => "manage",
             Permission::Export => "export",
+            Permission::TopUp => "top_up",
             Permission::Administer => "administer",
         }
     }
@@ -125,7 +131,7 @@ pub const fn allows(role: Role, p: Permission) -> bool {
         (_, P::Administer) => false,
         (Role::TeamAdmin | Role::Member, _) => true,
         (Role::Viewer, P::Read) => true,
-        (Role::Billing, P::Read | P::Export) => true,
+        (Role::Billing, P::Read | P::Export | P::TopUp) => true,
         (Role::Viewer | Role::Billing, _) => false,
     }
 }
@@ -143,11 +149,11 @@ mod tests {
                 .collect::<String>()
         };
         // public, read, spend, manage, export, administer
-        assert_eq!(row(Role::Admin), "yyyyyy");
-        assert_eq!(row(Role::TeamAdmin), "yyyyy-");
-        assert_eq!(row(Role::Member), "yyyyy-");
-        assert_eq!(row(Role::Viewer), "yy----");
-        assert_eq!(row(Role::Billing), "yy--y-");
+        assert_eq!(row(Role::Admin), "yyyyyyy");
+        assert_eq!(row(Role::TeamAdmin), "yyyyyy-");
+        assert_eq!(row(Role::Member), "yyyyyy-");
+        assert_eq!(row(Role::Viewer), "yy-----");
+        assert_eq!(row(Role::Billing), "yy--yy-");
     }
 
     #[test]
@@ -158,10 +164,10 @@ mod tests {
                 .map(|p| if allows_for_team(r, *p) { 'y' } else { '-' })
                 .collect::<String>()
         };
-        assert_eq!(row(Role::TeamAdmin), "yyyyy-");
-        assert_eq!(row(Role::Member), "------");
-        assert_eq!(row(Role::Viewer), "yy----");
-        assert_eq!(row(Role::Billing), "yy--y-");
+        assert_eq!(row(Role::TeamAdmin), "yyyyyy-");
+        assert_eq!(row(Role::Member), "-------");
+        assert_eq!(row(Role::Viewer), "yy-----");
+        assert_eq!(row(Role::Billing), "yy--yy-");
     }
 
     #[test]

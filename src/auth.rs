@@ -37,6 +37,12 @@ pub struct AuthConfig {
     pub access_ttl_secs: u64,
     /// Seconds a refresh token is good for; each refresh makes a new one.
     pub refresh_ttl_secs: u64,
+    /// A team's admins and billing members may add credits to the team's
+    /// wallet (`POST /api/teams/{id}/credits`): for deployments where the
+    /// money for a team's credit is settled outside OneFlow (an internal
+    /// charge-back, an invoice paid) by people the operator trusts with
+    /// it. Off by default: only administrators add credits.
+    pub team_top_ups: bool,
 }
 
 impl Default for AuthConfig {
@@ -46,6 +52,7 @@ impl Default for AuthConfig {
             jwt_secret: None,
             access_ttl_secs: 900,
             refresh_ttl_secs: 30 * 86_400,
+            team_top_ups: false,
         }
     }
 }

@@ -406,7 +406,12 @@ fn assert_fields_match(schema: &Value, body: &Value, what: &str) {
 async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     // An SMTP server, so that the report example is sent (tests/e2e/email.rs).
     let sink = crate::email::Sink::start(false);
-    let s = TestServer::start_with(|c| crate::email::email_to(sink.port, c));
+    let s = TestServer::start_with(|c| {
+        crate::email::email_to(sink.port, c);
+        // So that the team top-up's example is taken (the caller is the
+        // team's admin); it is off by default.
+        c.auth.team_top_ups = true;
+    });
     let doc = document(&s).await;
     let (user_id, key) = s.user("docs-reader", "1000").await;
     // A team of the user's, with a second member, for the team routes.

@@ -379,3 +379,87 @@ async fn a_team_admins_invitation_registers_a_member_of_the_team() {
     assert_eq!(st, StatusCode::FORBIDDEN, "a viewer cannot spend: {v}");
     s.stop().await;
 }
+
+/// Where the deployment allows it, a team's admin and billing member add
+/// credits to the team's wallet, once per Idempotency-Key, and the ledger
+/// names who did; a member or viewer may not, nor anyone where it is off.
+#[tokio::test]
+async fn team_admins_and_billing_members_top_the_team_up_where_allowed() {
+    for allowed in [false, true] {
+        let s = TestServer::start_with(move |c| c.auth.team_top_ups = allowed);
+        let (_, ann) = s.user("ann", "0").await;
+        let (bea_id, bea) = s.user("bea", "0").await;
+        let (mel_id, mel) = s.user("mel", "0").await;
+        let (vic_id, vic) = s.user("vic", "0").await;
+        let (_, eve) = s.user("eve", "0").await;
+        let (_, team) = s.post(&ann, "/api/teams", json!({"name": "lab"})).await;
+        let id = team["id"].as_str().unwrap().to_string();
+        for (user, role) in [
+            (&bea_id, "billing"),
+            (&mel_id, "member"),
+            (&vic_id, "viewer"),
+        ] {
+            let path = format!("/api/teams/{id}/members/{user}");
+            let (st, v) = put(&s, &ann, &path, json!({"role": role})).await;
+            assert_eq!(st, StatusCode::OK, "{v}");
+        }
+        let path = format!("/api/teams/{id}/credits");
+        let body = json!({"amount": "12.5", "note": "PO 1187"});
+        if !allowed {
+            for key in [&ann, &bea] {
+                let (st, v) = s.post(key, &path, body.clone()).await;
+                assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+                assert!(
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("team_top_ups")
+                );
+            }
+            let (st, v) = s.post(ADMIN_KEY, &path, body.clone()).await;
+            assert_eq!(st, StatusCode::OK, "an admin always may: {v}");
+            assert_eq!(team_balance(&s, &ann, &id).await, Credits(12_500_000));
+            s.stop().await;
+            continue;
+        }
+        for key in [&mel, &vic] {
+            let (st, v) = s.post(key, &path, body.clone()).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+        }
+        let (st, v) = s.post(&eve, &path, body.clone()).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "an outsider: {v}");
+        assert_eq!(
+            team_balance(&s, &ann, &id).await,
+            Credits::ZERO,
+            "nothing added by them"
+        );
+
+        let (st, v) = s.post(&ann, &path, body.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+        assert_eq!(credits(&v["balance"]), Credits(12_500_000));
+        // Twice with one Idempotency-Key: added once.
+        for _ in 0..2 {
+            let raw = s.post_raw(&bea, &path, Some("po-1188"), &body).await;
+            assert_eq!(raw.status, StatusCode::OK, "{:?}", raw.json());
+        }
+        assert_eq!(team_balance(&s, &ann, &id).await, Credits(25_000_000));
+        let (_, tx) = s
+            .get(&bea, &format!("/api/history/transactions?user_id={id}"))
+            .await;
+        let notes: Vec<&str> = tx["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["note"].as_str())
+            .collect();
+        assert_eq!(notes.len(), 2, "{tx}");
+        assert!(notes.iter().any(|n| n.contains(&bea_id)), "{notes:?}");
+        let (st, v) = s.post(&bea, &path, json!({"amount": "0"})).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        s.stop().await;
+    }
+}
+
+async fn team_balance(s: &TestServer, key: &str, team: &str) -> Credits {
+    credits(&s.get(key, &format!("/api/teams/{team}/wallet")).await.1["balance"])
+}

@@ -32,7 +32,7 @@ macro_rules! needs {
         }
     )*};
 }
-needs!(ToRead => Read, ToSpend => Spend, ToManage => Manage, ToExport => Export, ToAdminister => Administer);
+needs!(ToRead => Read, ToSpend => Spend, ToManage => Manage, ToExport => Export, ToTopUp => TopUp, ToAdminister => Administer);
 
 /// An authenticated caller whose role allows `N`.
 pub struct Can<N: Need>(pub Principal, PhantomData<N>);
@@ -41,6 +41,7 @@ pub type Reader = Can<ToRead>;
 pub type Spender = Can<ToSpend>;
 pub type Manager = Can<ToManage>;
 pub type Exporter = Can<ToExport>;
+pub type TopUpper = Can<ToTopUp>;
 pub type AdminCaller = Can<ToAdminister>;
 
 /// `Ok` if `p`'s role allows `need`, else the 403 that says which role

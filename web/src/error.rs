@@ -20,6 +20,7 @@ fn need_verb(p: oneflow::access::Permission) -> &'static str {
         P::Spend => "send charged requests",
         P::Manage => "change this account's settings",
         P::Export => "export records",
+        P::TopUp => "add credits to a team's wallet",
         P::Administer => "use this administrators' endpoint",
     }
 }

@@ -94,6 +94,7 @@ pub fn create_app(
         .service(routes::teams::remove_member)
         .service(routes::teams::create_key)
         .service(routes::teams::invite)
+        .service(routes::teams::top_up)
         .service(routes::teams::wallet)
         .service(routes::teams::set_budget)
         .service(routes::teams::requests)

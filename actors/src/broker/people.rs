@@ -147,6 +147,19 @@ impl Broker {
         teams::get(&self.services, who, id).await
     }
 
+    /// Adds credits to team `id`'s wallet (its team_admin or billing
+    /// members, where `auth.team_top_ups` allows; admins always).
+    pub async fn top_up_team(
+        &self,
+        who: &Principal,
+        id: &str,
+        amount: oneflow::Credits,
+        note: Option<String>,
+        idem: Option<crate::wallet::IdemKey>,
+    ) -> Result<crate::wallet::ToppedUp, BrokerError> {
+        teams::top_up(&self.services, who, id, amount, note, idem).await
+    }
+
     /// Whether `id` names a team (its wallet, figures and webhooks are
     /// under that id).
     pub fn is_team(id: &str) -> bool {

@@ -446,3 +446,31 @@ pub(crate) async fn join(
     }
     Err(BrokerError::Busy)
 }
+
+/// Adds credits to the team's wallet for its team_admin or a billing
+/// member, where the deployment allows it (`auth.team_top_ups`; an admin
+/// may always). The ledger's top-up entry names who added them.
+pub(crate) async fn top_up(
+    s: &Services,
+    who: &Principal,
+    id: &str,
+    amount: oneflow::Credits,
+    note: Option<String>,
+    idem: Option<crate::wallet::IdemKey>,
+) -> Result<crate::wallet::ToppedUp, BrokerError> {
+    if !who.is_admin() && !s.config.auth.team_top_ups {
+        // Said before anything of the team is looked at: the same answer
+        // for every caller, whatever teams exist.
+        return Err(BrokerError::Forbidden(
+            "this deployment lets only administrators add credits (auth.team_top_ups is off)"
+                .into(),
+        ));
+    }
+    act_for(s, who, id, Permission::TopUp).await?;
+    let by = format!("added by {}", who.user_id);
+    let note = Some(match note {
+        Some(n) => format!("{n} ({by})"),
+        None => by,
+    });
+    users::add_credits(s, id, amount, note, idem).await
+}

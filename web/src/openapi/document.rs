@@ -183,10 +183,12 @@ pub fn document(config: &oneflow::config::Config) -> Result<String, String> {
         v
     };
     user["initial_balance"] = amount("minimum", r"^[0-9]{1,12}(\.[0-9]{1,6})?$");
-    schemas["AddCredits"]["properties"]["amount"] = amount(
-        "exclusiveMinimum",
-        r"^(?=[0-9.]*[1-9])[0-9]{1,12}(\.[0-9]{1,6})?$",
-    );
+    for top_up in ["AddCredits", "TeamCredits"] {
+        schemas[top_up]["properties"]["amount"] = amount(
+            "exclusiveMinimum",
+            r"^(?=[0-9.]*[1-9])[0-9]{1,12}(\.[0-9]{1,6})?$",
+        );
+    }
     // A budget as sent: caps not negative, whole micro-credits; null or
     // absent for no cap.
     let cap = {

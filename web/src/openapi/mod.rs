@@ -153,6 +153,7 @@ pub use document::document;
         teams::remove_team_member,
         teams::create_team_key,
         teams::invite_to_team,
+        teams::top_up_team,
         teams::team_wallet,
         teams::set_team_budget,
         teams::team_requests,
@@ -328,6 +329,7 @@ const IDEMPOTENT: &[(&str, bool)] = &[
     ("/v1/audio/transcriptions", true),
     ("/v1/audio/translations", true),
     ("/api/credits/add", false),
+    ("/api/teams/{id}/credits", false),
 ];
 
 /// Adds the `Idempotency-Key` header and what it can answer to each of

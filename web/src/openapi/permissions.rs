@@ -33,6 +33,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("delete", "/api/teams/{id}/members/{user_id}", Manage),
     ("post", "/api/teams/{id}/keys", Manage),
     ("post", "/api/teams/{id}/invitations", Manage),
+    ("post", "/api/teams/{id}/credits", TopUp),
     ("get", "/api/teams/{id}/wallet", Read),
     ("put", "/api/teams/{id}/budget", Manage),
     ("get", "/api/teams/{id}/requests", Read),

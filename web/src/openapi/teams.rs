@@ -12,7 +12,8 @@ use utoipa::ToSchema;
 use super::schema::ErrorBody;
 use oneflow_actors::accounts::CreatedInvitation;
 
-use crate::routes::teams::{MemberRole, NewTeam, NewTeamInvitation, NewTeamKey};
+use super::schema::CreditsAdded;
+use crate::routes::teams::{MemberRole, NewTeam, NewTeamInvitation, NewTeamKey, TeamCredits};
 
 // `json!` around the list, in routes/teams.rs.
 #[derive(ToSchema)]
@@ -113,6 +114,18 @@ pub fn create_team_key() {}
         (status = 404, description = "No such team of the caller's", body = ErrorBody),
     ))]
 pub fn invite_to_team() {}
+
+#[utoipa::path(post, path = "/api/teams/{id}/credits", tag = "teams",
+    params(("id" = String, Path, description = "The team's id")),
+    request_body = TeamCredits,
+    responses(
+        (status = 200, description = "Added to the team's wallet and committed; the ledger entry's note names who added them", body = CreditsAdded),
+        (status = 400, description = "Amount not positive, too precise or out of range, or a note over 500 characters", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "The deployment lets only administrators add credits (`auth.team_top_ups` off), the caller is a plain member or viewer of the team, or the credential's role does not top up", body = ErrorBody),
+        (status = 404, description = "No such team of the caller's", body = ErrorBody),
+    ))]
+pub fn top_up_team() {}
 
 #[utoipa::path(get, path = "/api/teams/{id}/wallet", tag = "teams",
     params(("id" = String, Path, description = "The team's id")),

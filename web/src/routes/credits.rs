@@ -1,10 +1,11 @@
-//! `POST /api/credits/add` (admin).
+//! `POST /api/credits/add` (admin), and the answer a team's top-up shares.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use oneflow::Credits;
+use oneflow_actors::ToppedUp;
 
 use super::idempotency_key;
 use crate::access::AdminCaller;
@@ -36,16 +37,22 @@ pub async fn add(
         .broker
         .add_credits(&b.user_id, b.amount, b.note, idem)
         .await?;
+    Ok(added(&b.user_id, b.amount, done))
+}
+
+/// The answer to a top-up (`CreditsAdded` in the document), here and for
+/// a team's (`POST /api/teams/{id}/credits`).
+pub(crate) fn added(user_id: &str, amount: Credits, done: ToppedUp) -> HttpResponse {
     let entry = done.entry;
     let mut res = HttpResponse::Ok();
     if done.replayed {
         res.insert_header(("idempotent-replayed", "true"));
     }
-    Ok(res.json(json!({
-        "user_id": b.user_id,
-        "added": b.amount,
+    res.json(json!({
+        "user_id": user_id,
+        "added": amount,
         "balance": entry.balance_after,
         "available": entry.available_after,
         "transaction": entry,
-    })))
+    }))
 }

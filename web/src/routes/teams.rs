@@ -9,7 +9,7 @@ use serde::Deserialize;
 use oneflow::access::Role;
 use oneflow::budget::BudgetConfig;
 
-use crate::access::{Manager, Reader};
+use crate::access::{Manager, Reader, TopUpper};
 use crate::error::ApiError;
 use crate::routes::Object;
 use crate::routes::history::PageQuery;
@@ -183,6 +183,42 @@ pub async fn invite(
             actix_web::http::header::HeaderValue::from_static("no-store"),
         ))
         .json(inv))
+}
+
+/// Credits a team admin or billing member adds to the team's wallet
+/// (where the deployment allows it: `auth.team_top_ups`).
+#[derive(Debug, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"amount": 25, "note": "PO 1187"}))]
+pub struct TeamCredits {
+    /// Greater than zero.
+    pub amount: oneflow::Credits,
+    /// Kept in the ledger entry, with who added the credits.
+    #[schema(max_length = 500)]
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[post("/api/teams/{id}/credits")]
+pub async fn top_up(
+    s: web::Data<AppState>,
+    c: TopUpper,
+    req: actix_web::HttpRequest,
+    id: web::Path<String>,
+    body: Object<TeamCredits>,
+) -> Result<HttpResponse, ApiError> {
+    let idem = super::idempotency_key(&req, &*body)?;
+    let b = body.into_inner();
+    if b.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::BadRequest(
+            "`note` is longer than 500 characters".into(),
+        ));
+    }
+    let done = s
+        .broker
+        .top_up_team(&c.0, &id, b.amount, b.note, idem)
+        .await?;
+    Ok(super::credits::added(&id, b.amount, done))
 }
 
 #[get("/api/teams/{id}/wallet")]
