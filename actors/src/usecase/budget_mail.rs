@@ -58,18 +58,9 @@ pub(crate) fn schedule(services: &Arc<Services>) {
         return;
     }
     let every = Duration::from_secs(e.check_every_secs);
-    let weak = Arc::downgrade(services);
-    services
-        .scheduler
-        .every("email-budget-alerts", every, every, move || {
-            let services = weak.upgrade();
-            async move {
-                match services {
-                    Some(s) => run(&s).await,
-                    None => Ok(()),
-                }
-            }
-        });
+    super::every(services, "email-budget-alerts", every, |s| async move {
+        run(&s).await
+    });
 }
 
 /// One run: checks each budgeted wallet, sends what is due, at most

@@ -175,3 +175,28 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// The admin user's id.
 pub(crate) const ADMIN_ID: &str = "admin";
+
+/// Runs `task` on the scheduler every `every` (the first run one period
+/// after start). The task holds the services weakly: they own the
+/// scheduler, which stops its tasks when the broker stops, and a run that
+/// finds them gone does nothing.
+pub(crate) fn every<F, Fut>(
+    s: &Arc<Services>,
+    name: &'static str,
+    every: std::time::Duration,
+    task: F,
+) where
+    F: Fn(Arc<Services>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let weak = Arc::downgrade(s);
+    s.scheduler.every(name, every, every, move || {
+        let run = weak.upgrade().map(&task);
+        async move {
+            match run {
+                Some(f) => f.await,
+                None => Ok(()),
+            }
+        }
+    });
+}

@@ -229,26 +229,16 @@ async fn deliver(
 }
 
 /// Starts the scheduler's `email-reports` task when `[email]` asks for
-/// reports. It holds the services weakly: they own the scheduler, which
-/// stops the task when the broker stops.
+/// reports.
 pub(crate) fn schedule(services: &Arc<Services>) {
     let e = &services.config.email;
     if !e.enabled() || e.reports == oneflow::email::Reports::Off {
         return;
     }
     let every = Duration::from_secs(e.check_every_secs);
-    let weak = Arc::downgrade(services);
-    services
-        .scheduler
-        .every("email-reports", every, every, move || {
-            let services = weak.upgrade();
-            async move {
-                match services {
-                    Some(s) => run_due(&s).await,
-                    None => Ok(()),
-                }
-            }
-        });
+    super::every(services, "email-reports", every, |s| async move {
+        run_due(&s).await
+    });
 }
 
 /// One run of the `email-reports` task: each user's report for the period

@@ -315,26 +315,12 @@ pub(crate) fn start(s: &std::sync::Arc<Services>) -> Result<(), BrokerError> {
     let client = crate::adapters::http_client(reach).map_err(BrokerError::Unavailable)?;
     let deliver = Duration::from_millis(c.deliver_every_ms);
     let check = Duration::from_millis(c.check_every_ms);
-    let weak = std::sync::Arc::downgrade(s);
-    s.scheduler
-        .every("webhook-deliveries", deliver, deliver, move || {
-            let (weak, client) = (weak.clone(), client.clone());
-            async move {
-                match weak.upgrade() {
-                    Some(s) => outbox::deliver_due(&s, &client).await,
-                    None => Ok(()),
-                }
-            }
-        });
-    let weak = std::sync::Arc::downgrade(s);
-    s.scheduler.every("webhook-alerts", check, check, move || {
-        let weak = weak.clone();
-        async move {
-            match weak.upgrade() {
-                Some(s) => alerts::check(&s).await,
-                None => Ok(()),
-            }
-        }
+    super::every(s, "webhook-deliveries", deliver, move |s| {
+        let client = client.clone();
+        async move { outbox::deliver_due(&s, &client).await }
+    });
+    super::every(s, "webhook-alerts", check, |s| async move {
+        alerts::check(&s).await
     });
     Ok(())
 }
