@@ -532,3 +532,80 @@ async fn an_acknowledged_job_survives_kill_9_as_interrupted_with_nothing_charged
     assert_eq!(api.balance(&key).await, Credits::from_credits(100));
     assert_ledger_balances(&api.ledger(&key).await, api.balance(&key).await);
 }
+
+/// A job started through a team key is paid from the team's wallet as
+/// that member's; the member, the team's viewers and its admin see it and
+/// its record, another plain member of the team does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_team_keys_job_is_paid_by_the_team_and_seen_by_who_may() {
+    use reqwest::Method;
+    let s = TestServer::start();
+    let (_, ann) = s.user("ann", "0").await;
+    let (bob_id, bob) = s.user("bob", "7").await;
+    let (cat_id, cat) = s.user("cat", "0").await;
+    let (vic_id, vic) = s.user("vic", "0").await;
+    let (_, team) = s.post(&ann, "/api/teams", json!({"name": "studio"})).await;
+    let team = team["id"].as_str().unwrap().to_string();
+    for (user, role) in [
+        (&bob_id, "member"),
+        (&cat_id, "member"),
+        (&vic_id, "viewer"),
+    ] {
+        let path = format!("/api/teams/{team}/members/{user}");
+        let (st, v) = s
+            .call(Method::PUT, Some(&ann), &path, Some(&json!({"role": role})))
+            .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let (st, v) = s
+        .post(
+            crate::support::ADMIN_KEY,
+            "/api/credits/add",
+            json!({"user_id": team, "amount": "50"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, k) = s
+        .post(&bob, &format!("/api/teams/{team}/keys"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{k}");
+    let bob_team = k["api_key"].as_str().unwrap();
+
+    let job = start(
+        &s,
+        bob_team,
+        json!({"model": "video", "prompt": "a sunrise", "seconds": 3}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let done = wait_job(&s, bob_team, id, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, wallet) = s.get(&ann, &format!("/api/teams/{team}/wallet")).await;
+    assert_eq!(
+        credits(&wallet["balance"]),
+        Credits::from_credits(30),
+        "{wallet}"
+    );
+    assert_eq!(
+        s.balance(&bob).await,
+        Credits::from_credits(7),
+        "bob's own is untouched"
+    );
+
+    let record = format!("/api/history/requests/{id}");
+    let job_path = format!("/api/jobs/{id}");
+    for key in [bob_team, bob.as_str(), vic.as_str(), ann.as_str()] {
+        for path in [&record, &job_path] {
+            let (st, v) = s.get(key, path).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        }
+    }
+    let (_, r) = s.get(&bob, &record).await;
+    assert_eq!(r["member"], bob_id.as_str());
+    assert_eq!(r["user_id"], team.as_str());
+    for path in [&record, &job_path] {
+        let (st, v) = s.get(&cat, path).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "another member: {path}: {v}");
+    }
+    s.stop().await;
+}

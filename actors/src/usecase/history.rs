@@ -5,7 +5,7 @@ use oneflow::ledger::LedgerEntry;
 use oneflow::records::RequestRecord;
 
 use super::keys::Principal;
-use super::{Services, blocking};
+use super::{Services, blocking, membership};
 use crate::error::BrokerError;
 use crate::store::RequestCursor;
 use crate::views::Page;
@@ -29,7 +29,9 @@ pub(crate) async fn requests(
     Ok(Page { items, next_cursor })
 }
 
-/// One request, only if it belongs to the caller (or the caller is admin).
+/// One request, only if the caller may see it (`membership::sees`: their
+/// own, one they sent from a team's wallet, a team's they read for, any
+/// for an admin); anyone else's is "not found".
 pub(crate) async fn request(
     s: &Services,
     who: &Principal,
@@ -38,7 +40,7 @@ pub(crate) async fn request(
     let (store, rid) = (s.store.clone(), id.to_string());
     let rec = blocking(move || store.request(&rid)).await?;
     match rec {
-        Some(r) if who.is_admin() || r.user_id == who.user_id => Ok(r),
+        Some(r) if membership::sees(s, who, &r.user_id, r.member.as_deref()).await => Ok(r),
         _ => Err(BrokerError::NotFound("request")),
     }
 }

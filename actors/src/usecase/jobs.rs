@@ -22,7 +22,7 @@ use oneflow::time::Millis;
 use super::held::{self, Hold, failure_code};
 use super::job::RequestJob;
 use super::keys::Principal;
-use super::{Services, history, request};
+use super::{Services, history, membership, request};
 use crate::error::BrokerError;
 use crate::provider::{CallError, Content, JobProgress, Operation};
 use crate::views::{JobStatus, JobView};
@@ -41,7 +41,10 @@ pub(crate) struct Running {
 
 /// What a running job shows.
 struct RunningJob {
+    /// The wallet it is paid from: its user's, or a team's.
     user_id: String,
+    /// The team's member who started it, for a team's job.
+    member: Option<String>,
     model: String,
     provider: String,
     quote: Credits,
@@ -108,18 +111,14 @@ pub(crate) async fn start(
     who: &Principal,
     req: AiRequest,
 ) -> Result<JobView, BrokerError> {
-    let user_id = who.user_id.as_str();
+    // Paid as any request through this credential: a team key's from the
+    // team's wallet as its member, within the key's scope and budget.
+    let payer = super::job::Payer::of(who);
+    let user_id = payer.wallet.as_str();
     req.validate(s.config.server.max_prompt_chars)?;
     let model = req.model.clone();
     let progress = Arc::new(JobProgress::default());
     let mut job = RequestJob::native(req, None);
-    // A job is its user's, paid from their own wallet (even through a team
-    // key: its views are the user's), within the key's scope and budget.
-    let payer = super::job::Payer {
-        wallet: who.user_id.clone(),
-        member: None,
-        key: who.scope.clone(),
-    };
     payer.apply(&mut job);
     job.op = Operation::Clip {
         prompt: job.op.prompt_text(),
@@ -154,6 +153,7 @@ pub(crate) async fn start(
         s.persist.flush().await.map_err(BrokerError::Store)?;
         let running = Arc::new(RunningJob {
             user_id: h.user_id.clone(),
+            member: h.job.member.clone(),
             model: h.job.model.clone(),
             provider: h
                 .plans
@@ -237,7 +237,7 @@ fn ended_view(r: &RequestRecord) -> JobView {
 /// A job of the caller's (any job for the admin): running, or ended.
 pub(crate) async fn view(s: &Services, who: &Principal, id: &str) -> Result<JobView, BrokerError> {
     if let Some(j) = s.jobs.jobs.get(id).map(|j| j.clone()) {
-        if who.is_admin() || j.user_id == who.user_id {
+        if membership::sees(s, who, &j.user_id, j.member.as_deref()).await {
             return Ok(running_view(id, &j));
         }
         return Err(BrokerError::NotFound("job"));
@@ -260,9 +260,13 @@ pub(crate) async fn content(
     who: &Principal,
     id: &str,
 ) -> Result<Content, BrokerError> {
-    let running = s.jobs.jobs.get(id).map(|j| j.user_id.clone());
-    if let Some(owner) = running {
-        if who.is_admin() || owner == who.user_id {
+    let running = s
+        .jobs
+        .jobs
+        .get(id)
+        .map(|j| (j.user_id.clone(), j.member.clone()));
+    if let Some((owner, member)) = running {
+        if membership::sees(s, who, &owner, member.as_deref()).await {
             return Err(BrokerError::Conflict(format!(
                 "job {id} is still running; its content comes when it succeeded"
             )));

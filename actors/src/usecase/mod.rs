@@ -54,6 +54,7 @@ pub mod jobs;
 pub mod kept;
 pub mod keys;
 pub(crate) mod mail;
+pub(crate) mod membership;
 pub mod preferences;
 pub mod reports;
 pub mod request;

@@ -15,67 +15,25 @@
 
 use std::collections::BTreeMap;
 
-use oneflow::access::{Permission, Role, allows_for_team};
+use oneflow::access::{Permission, Role};
 use oneflow::budget::{BudgetConfig, MAX_SPENDERS};
 use oneflow::key_scope::KeyScope;
 use oneflow::records::RequestRecord;
 
 use super::keys::Principal;
+use super::membership::{TEAM, administered, load, visible};
+pub(crate) use super::membership::{act_for, is_team};
 use super::{Services, blocking, budgets, users};
 use crate::error::BrokerError;
 use crate::ids::{new_id, now_ms};
 use crate::store::{DocWrite, User, WriteOp};
 use crate::views::{CreatedKey, Page, TeamView, WalletView};
 
-const TEAM: &str = "team";
 const MEMBERSHIP: &str = "team-member";
 /// Most teams one user may belong to (a bound on the membership reads).
 const MAX_TEAMS_PER_USER: usize = 100;
 /// Most teams one listing reads (admins' listing of every team).
 const MAX_LISTED: usize = 1000;
-
-/// Whether `id` names a team's wallet (team ids are `team_` and hex).
-pub(crate) fn is_team(id: &str) -> bool {
-    id.starts_with("team_")
-}
-
-async fn load(s: &Services, id: &str) -> Result<(u64, TeamView), BrokerError> {
-    if !is_team(id) || id.len() > 64 {
-        return Err(BrokerError::NotFound("team"));
-    }
-    let (store, key) = (s.store.clone(), id.to_string());
-    let doc = blocking(move || store.doc(TEAM, &key))
-        .await?
-        .ok_or(BrokerError::NotFound("team"))?;
-    Ok((doc.version, doc.decode()?))
-}
-
-/// The team, if `who` may see it: a member of it, or an admin. Anyone
-/// else learns nothing of it.
-async fn visible(s: &Services, who: &Principal, id: &str) -> Result<(u64, TeamView), BrokerError> {
-    let (v, team) = load(s, id).await?;
-    if who.is_admin() || team.members.contains_key(&who.user_id) {
-        Ok((v, team))
-    } else {
-        Err(BrokerError::NotFound("team"))
-    }
-}
-
-/// The team, if `who` administers it (its `team_admin`, or an admin).
-async fn administered(
-    s: &Services,
-    who: &Principal,
-    id: &str,
-) -> Result<(u64, TeamView), BrokerError> {
-    let (v, team) = visible(s, who, id).await?;
-    if who.is_admin() || team.members.get(&who.user_id) == Some(&Role::TeamAdmin) {
-        Ok((v, team))
-    } else {
-        Err(BrokerError::Forbidden(
-            "only the team's team_admin (or an admin) may do this".into(),
-        ))
-    }
-}
 
 fn membership_id(user_id: &str, team_id: &str) -> String {
     format!("{user_id}/{team_id}")
@@ -362,31 +320,6 @@ pub(crate) async fn requests(
             .retain(|r| r.member.as_deref() == Some(&who.user_id));
     }
     Ok(page)
-}
-
-/// `Ok` if `who` may act for the whole team `id` in what `need` names
-/// (`oneflow::access::allows_for_team`: its team_admin, and its viewers
-/// and billing members for what their role allows). Outsiders learn
-/// nothing of the team (404); a member is told why not (403).
-pub(crate) async fn act_for(
-    s: &Services,
-    who: &Principal,
-    id: &str,
-    need: Permission,
-) -> Result<(), BrokerError> {
-    let (_, team) = visible(s, who, id).await?;
-    if who.is_admin() {
-        return Ok(());
-    }
-    match team.members.get(&who.user_id) {
-        Some(role) if allows_for_team(*role, need) => Ok(()),
-        Some(role) => Err(BrokerError::Forbidden(format!(
-            "your role in this team, {}, does not allow `{}` for the whole team",
-            role.name(),
-            need.name()
-        ))),
-        None => Err(BrokerError::NotFound("team")),
-    }
 }
 
 /// The members who answer for the team's money, whom its mail goes to:
