@@ -309,7 +309,7 @@ async fn a_team_admins_invitation_registers_a_member_of_the_team() {
     let s = TestServer::start();
     let (_, ann) = s.user("ann", "0").await;
     let (bob_id, bob) = s.user("bob", "0").await;
-    let (_, eve) = s.user("eve", "0").await;
+    let (eve_id, eve) = s.user("eve", "0").await;
     let (_, team) = s.post(&ann, "/api/teams", json!({"name": "lab"})).await;
     let id = team["id"].as_str().unwrap().to_string();
     put(
@@ -319,6 +319,16 @@ async fn a_team_admins_invitation_registers_a_member_of_the_team() {
         json!({"role": "member"}),
     )
     .await;
+    // A team key for someone outside the team: the team is there, the
+    // person is not in it.
+    let (st, v) = s
+        .post(
+            &ann,
+            &format!("/api/teams/{id}/keys"),
+            json!({"user_id": eve_id}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
     let path = format!("/api/teams/{id}/invitations");
     let body = json!({"email": "Newt@Example.com", "role": "viewer"});
     let (st, v) = s.post(&bob, &path, body.clone()).await;

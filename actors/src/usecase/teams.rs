@@ -261,8 +261,12 @@ pub(crate) async fn create_key(
     } else {
         administered(s, who, id).await?
     };
+    // The team is there (the path's resource); the body names someone
+    // outside it: a conflict with the team's state, not a missing team.
     let Some(member_role) = team.members.get(&target).copied() else {
-        return Err(BrokerError::NotFound("member"));
+        return Err(BrokerError::Conflict(format!(
+            "`{target}` is not a member of this team; add them first"
+        )));
     };
     let role = role.unwrap_or(member_role);
     if role == Role::Admin

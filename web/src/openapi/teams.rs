@@ -98,7 +98,8 @@ pub fn remove_team_member() {}
         (status = 400, description = "Bad body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
         (status = 403, description = "A role above the member's in the team or the calling credential's, or another member's key asked by someone not the team_admin", body = ErrorBody),
-        (status = 404, description = "No such team of the caller's, or the user is not a member", body = ErrorBody),
+        (status = 404, description = "No such team of the caller's", body = ErrorBody),
+        (status = 409, description = "`user_id` names someone who is not a member of the team", body = ErrorBody),
         (status = 422, description = "`invalid_key_scope`: as for `POST /api/keys`", body = ErrorBody),
     ))]
 pub fn create_team_key() {}
