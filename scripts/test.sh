@@ -11,7 +11,8 @@
 #   - cargo-nextest (cargo install --locked);
 #   - Debian packages: chromium and chromium-driver (the dashboard's and the
 #     API docs' browser tests), prometheus (promtool lints /metrics),
-#     bsdutils (`script`, the CLI shell's terminal test);
+#     bsdutils (`script`, the CLI shell's terminal test), docker-compose
+#     and systemd (the deployment files' checks);
 #   - a Python virtualenv with the SDKs pinned in scripts/test-requirements.txt
 #     (the official openai SDK runs against /v1; schemathesis checks the
 #     server against its OpenAPI document), in
@@ -49,6 +50,10 @@ need psql postgresql-client
 # The coordination tests start (and kill) a Redis of their own.
 need redis-server redis-server
 need redis-cli redis-tools
+# The deployment files' checks: compose validates deploy/compose.yaml,
+# systemd-analyze the unit.
+need docker-compose docker-compose
+need systemd-analyze systemd
 if [ "${#packages[@]}" -gt 0 ]; then
   cmd="apt-get update && apt-get install -y --no-install-recommends ${packages[*]}"
   if ! command -v apt-get >/dev/null 2>&1; then

@@ -41,6 +41,7 @@ pub use error::BrokerError;
 /// Analytics answers and the checked time range they take.
 pub use usecase::accounts;
 pub use usecase::analytics;
+pub use usecase::backup::Backup;
 /// Exports: what, in which format, and the blocking encoder.
 pub use usecase::export;
 pub use usecase::job::{Payer, Planner, RequestJob};

@@ -45,11 +45,13 @@ fn find(candidate: &str) -> Option<PathBuf> {
 /// Each Debian package the tests need, with the program `scripts/test.sh`
 /// looks for to tell whether it is installed (a test holds the script to
 /// this list).
-const PACKAGES: [(&str, &str); 4] = [
+const PACKAGES: [(&str, &str); 6] = [
     ("/usr/bin/chromium", "chromium"),
     ("/usr/bin/chromedriver", "chromium-driver"),
     ("promtool", "prometheus"),
     ("script", "bsdutils"),
+    ("docker-compose", "docker-compose"),
+    ("systemd-analyze", "systemd"),
 ];
 
 pub fn chromium() -> PathBuf {
@@ -74,6 +76,27 @@ pub fn promtool() -> PathBuf {
 
 pub fn script() -> PathBuf {
     program("ONEFLOW_SCRIPT", &[PACKAGES[3].0], PACKAGES[3].1)
+}
+
+/// Compose, to validate `deploy/compose.yaml`: Docker's own `docker
+/// compose` where that plugin is installed, else Debian's `docker-compose`
+/// (which reads the same file format); the program and its first argument.
+pub fn compose() -> (PathBuf, Vec<&'static str>) {
+    let plugin = std::process::Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if plugin {
+        return (PathBuf::from("docker"), vec!["compose"]);
+    }
+    (
+        program("ONEFLOW_COMPOSE", &[PACKAGES[4].0], PACKAGES[4].1),
+        Vec::new(),
+    )
+}
+
+pub fn systemd_analyze() -> PathBuf {
+    program("ONEFLOW_SYSTEMD_ANALYZE", &[PACKAGES[5].0], PACKAGES[5].1)
 }
 
 /// A Python with the SDKs of `scripts/test-requirements.txt`:

@@ -74,6 +74,7 @@ pub fn create_app(
         .service(routes::reports::send_now)
         .service(routes::providers::providers)
         .service(routes::providers::config)
+        .service(routes::backup::backup)
         .service(routes::history::requests)
         .service(routes::history::request)
         .service(routes::history::transactions)

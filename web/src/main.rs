@@ -63,6 +63,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Put a file made by `oneflow backup` in place of <data-dir>/oneflow.redb
+    /// (the broker must be stopped); the file it replaces is kept beside it.
+    Restore {
+        /// The backup file.
+        backup: PathBuf,
+        /// Directory of the redb file (overrides config).
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// A TOML config file (default: ./oneflow.toml when present).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Client commands: talk to a running broker over HTTP.
     #[command(flatten)]
     Client(cli::ClientCommand),
@@ -83,6 +95,11 @@ fn main() -> std::process::ExitCode {
         Command::ImportStore { data_dir, config } => {
             storage_cli::run_transfer(config, data_dir, Direction::Import)
         }
+        Command::Restore {
+            backup,
+            data_dir,
+            config,
+        } => storage_cli::run_restore(config, data_dir, &backup),
         Command::Client(cmd) => cli::run(&cli.conn, cmd),
     }
 }

@@ -181,3 +181,78 @@ pub fn report(n: &Copied, v: &Verified) -> String {
     }
     out
 }
+
+/// `oneflow restore <backup>`: puts a file made by `oneflow backup` in
+/// place of `<data-dir>/oneflow.redb`, with the broker stopped. The backup
+/// is checked first (its ledger must balance); the file it replaces is kept
+/// beside it as `oneflow.redb.before-restore-<ms>`, never deleted; the
+/// copy goes in under a temporary name and is renamed into place once
+/// durable, so a crash leaves either the old file or the whole new one.
+pub fn run_restore(file: Option<PathBuf>, data_dir: Option<String>, backup: &Path) -> ExitCode {
+    let config = match load(file.as_deref(), data_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(2, e),
+    };
+    if config.storage.backend != StorageBackend::Redb {
+        return fail(
+            2,
+            "restore puts back a redb file; this configuration keeps the ledger in PostgreSQL (restore that with its own tools)",
+        );
+    }
+    if !backup.is_file() {
+        return fail(
+            2,
+            format!("there is no backup file at {}", backup.display()),
+        );
+    }
+    let audited = match crate::cli::backup::check(backup) {
+        Ok(a) => a,
+        Err(e) => return fail(1, e),
+    };
+    let dir = Path::new(&config.server.data_dir);
+    let path = dir.join("oneflow.redb");
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return fail(1, format!("cannot create {}: {e}", dir.display()));
+    }
+    if path.exists() {
+        // Opening takes the file's lock: a broker still running on it
+        // holds that lock, and its file must not change under it.
+        if let Err(e) = RedbStore::open(&path) {
+            return fail(
+                1,
+                format!(
+                    "{} cannot be replaced (is a broker running on it? stop it first): {e}",
+                    path.display()
+                ),
+            );
+        }
+        let aside = dir.join(format!(
+            "oneflow.redb.before-restore-{}",
+            oneflow_actors::ids::now_ms()
+        ));
+        if let Err(e) = std::fs::rename(&path, &aside) {
+            return fail(1, format!("cannot move {} aside: {e}", path.display()));
+        }
+        eprintln!("oneflow: the old file is kept as {}", aside.display());
+    }
+    let coming = dir.join("oneflow.redb.restoring");
+    let put = std::fs::copy(backup, &coming).and_then(|bytes| {
+        std::fs::File::open(&coming)?.sync_all()?;
+        std::fs::rename(&coming, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(bytes)
+    });
+    match put {
+        Ok(bytes) => {
+            print!(
+                "restored {}",
+                crate::cli::backup::summary(&path, bytes, &audited)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&coming);
+            fail(1, format!("cannot write {}: {e}", path.display()))
+        }
+    }
+}

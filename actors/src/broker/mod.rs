@@ -531,6 +531,12 @@ impl Broker {
         export::start(&self.services, caller, q)
     }
 
+    /// A consistent copy of the store, made while requests go on
+    /// (`usecase/backup.rs`); one at a time.
+    pub async fn backup(&self) -> Result<crate::usecase::backup::Backup, BrokerError> {
+        crate::usecase::backup::make(&self.services).await
+    }
+
     // Status (`usecase/status.rs`).
 
     pub fn providers(&self) -> Vec<ProviderView> {

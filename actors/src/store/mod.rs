@@ -21,6 +21,7 @@ use oneflow::time::Millis;
 
 use crate::views::RequestOutcome;
 
+pub mod backup;
 mod batch;
 pub mod docs;
 #[cfg(any(test, feature = "failpoints"))]
@@ -281,6 +282,14 @@ pub trait Store: Send + Sync + 'static {
         user_id: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Writes a consistent copy of everything stored to a new file at
+    /// `dest` while the broker runs (see `backup.rs`). `None`: this backend
+    /// makes no such copies (a PostgreSQL deployment uses its database's
+    /// own tools).
+    fn backup(&self, _dest: &std::path::Path) -> Result<Option<backup::Copy>, StoreError> {
+        Ok(None)
+    }
 
     /// The document `kind`/`id`, if stored (see `docs.rs`).
     fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError>;

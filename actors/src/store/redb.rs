@@ -236,6 +236,10 @@ impl RedbStore {
 }
 
 impl Store for RedbStore {
+    fn backup(&self, dest: &Path) -> Result<Option<super::backup::Copy>, StoreError> {
+        super::backup::snapshot(self, dest).map(Some)
+    }
+
     fn doc(&self, kind: &str, id: &str) -> Result<Option<Doc>, StoreError> {
         self.doc_get(kind, id)
     }

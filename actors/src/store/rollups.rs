@@ -27,11 +27,12 @@ use super::{RedbStore, StoreError};
 
 type RollupTable = TableDefinition<'static, (&'static str, u64, &'static str), &'static [u8]>;
 
-const MINUTES: RollupTable = TableDefinition::new("rollup_minutes");
-const HOURS: RollupTable = TableDefinition::new("rollup_hours");
-const DAYS: RollupTable = TableDefinition::new("rollup_days");
+pub(super) const MINUTES: RollupTable = TableDefinition::new("rollup_minutes");
+pub(super) const HOURS: RollupTable = TableDefinition::new("rollup_hours");
+pub(super) const DAYS: RollupTable = TableDefinition::new("rollup_days");
 /// The hourly table of the first file format, replaced by the three above.
-const OLD_ROLLUPS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("rollups");
+pub(super) const OLD_ROLLUPS: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("rollups");
 
 /// Meta key recording which rollup layout the file holds.
 const ROLLUP_VERSION_KEY: &str = "rollup_version";

@@ -6,12 +6,9 @@
 //! as if they had been written there. The copy ends with a check that the
 //! target's ledger is whole: every wallet's entries replay to its balance.
 
-use std::collections::BTreeMap;
-
-use oneflow::Credits;
-use oneflow::ledger::{LedgerEntry, Wallet, audit};
 use oneflow::time::Millis;
 
+use super::backup::audit_each;
 use super::{Store, StoreError, WriteOp};
 
 /// Why a copy did not happen.
@@ -211,43 +208,16 @@ pub fn verify(from: &dyn Store, to: &dyn Store) -> Result<Verified, StoreError> 
                 .push(format!("{what}: {a} in the source, {b} in the target"));
         }
     }
-    // Balances first, ledgers after: no read runs inside another's walk.
-    let mut balances: BTreeMap<String, Result<Credits, String>> = BTreeMap::new();
-    to.each_wallet(&mut |user, bytes| {
-        let w = serde_json::from_slice::<Wallet>(&bytes)
-            .map(|w| w.balance)
-            .map_err(|e| format!("unreadable wallet: {e}"));
-        balances.insert(user, w);
-        Ok(true)
-    })?;
-    for (user, balance) in balances {
-        let balance = match balance {
-            Ok(b) => b,
-            Err(e) => {
-                v.mismatches.push(format!("user {user}: {e}"));
-                continue;
-            }
-        };
-        let mut entries: Vec<LedgerEntry> = Vec::new();
-        to.each_entry(Some(&user), &mut |e| {
-            entries.push(e);
-            Ok(true)
-        })?;
-        match audit(&entries) {
-            Ok(b) if b == balance => v.wallets_audited += 1,
-            Ok(b) => v.mismatches.push(format!(
-                "user {user}: the ledger sums to {b}, the wallet holds {balance}"
-            )),
-            Err(e) => v
-                .mismatches
-                .push(format!("user {user}: the ledger does not replay: {e}")),
-        }
-        let source = from.wallet(&user)?.map(|w| w.balance);
+    let audited = audit_each(to, &mut |user, balance| {
+        let source = from.wallet(user)?.map(|w| w.balance);
         if source != Some(balance) {
             v.mismatches.push(format!(
                 "user {user}: balance {balance} in the target, {source:?} in the source"
             ));
         }
-    }
+        Ok(())
+    })?;
+    v.wallets_audited = audited.wallets;
+    v.mismatches.extend(audited.mismatches);
     Ok(v)
 }

@@ -43,6 +43,7 @@ use crate::wallet::Wallets;
 
 pub mod accounts;
 pub mod analytics;
+pub mod backup;
 pub(crate) mod budget_mail;
 pub mod budgets;
 pub mod dispatch;
@@ -109,6 +110,8 @@ pub(crate) struct Services {
     pub(crate) accounts: accounts::State,
     /// Reports being sent by e-mail now (`reports.rs`).
     pub(crate) reports: reports::Sending,
+    /// Whether a backup is being made (`backup.rs`).
+    pub(crate) backups: backup::Running,
 }
 
 impl Services {
@@ -142,6 +145,7 @@ impl Services {
             scheduler: crate::scheduler::Scheduler::default(),
             accounts: accounts::State::default(),
             reports: Default::default(),
+            backups: Default::default(),
         }
     }
 

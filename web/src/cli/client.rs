@@ -111,6 +111,66 @@ impl Client {
         self.call(Method::DELETE, path, None, false)
     }
 
+    /// `GET /health`, which needs no key: whether the broker answers.
+    pub fn health(&self) -> Result<Answer, CliError> {
+        let unreachable = |e: reqwest::Error| CliError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        };
+        let url = format!("{}/health", self.base);
+        let (status, text) = self.rt.block_on(async {
+            let res = self.http.get(url).send().await.map_err(unreachable)?;
+            let status = res.status();
+            Ok::<_, CliError>((status, res.text().await.map_err(unreachable)?))
+        })?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(Answer { text, value });
+        }
+        Err(api_error(status, text, &value))
+    }
+
+    /// GETs `path` and writes the body to `out` as it arrives, however
+    /// large; the bytes written. A body shorter than its Content-Length is
+    /// an error, not a short file.
+    pub fn download(&self, path: &str, out: &mut dyn Write) -> Result<u64, CliError> {
+        let key = self
+            .key
+            .as_deref()
+            .ok_or_else(|| CliError::Usage("no API key: pass --key or set ONEFLOW_KEY".into()))?;
+        let unreachable = |e: reqwest::Error| CliError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        };
+        let written = |e: std::io::Error| CliError::Usage(format!("cannot write the file: {e}"));
+        let rb = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(key);
+        self.rt.block_on(async {
+            let mut res = rb.send().await.map_err(unreachable)?;
+            let status = res.status();
+            if !status.is_success() {
+                let text = res.text().await.map_err(unreachable)?;
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                return Err(api_error(status, text, &value));
+            }
+            let expected = res.content_length();
+            let mut n = 0u64;
+            while let Some(chunk) = res.chunk().await.map_err(unreachable)? {
+                out.write_all(&chunk).map_err(written)?;
+                n += chunk.len() as u64;
+            }
+            match expected {
+                Some(len) if len != n => Err(CliError::Unreachable {
+                    url: self.base.clone(),
+                    reason: format!("the download broke off after {n} of {len} bytes"),
+                }),
+                _ => Ok(n),
+            }
+        })
+    }
+
     /// `POST /api/request`, which may take a while: a spinner turns on
     /// stderr meanwhile, when stderr is a terminal.
     pub fn request(&self, body: &Value, idempotency_key: Option<&str>) -> Result<Answer, CliError> {

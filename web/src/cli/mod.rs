@@ -2,6 +2,7 @@
 //! over HTTP. Tables for people, `--json` for scripts (the API's body,
 //! byte for byte), a spinner while a request runs, and `oneflow shell`.
 
+pub mod backup;
 pub mod client;
 pub mod render;
 pub mod shell;
@@ -61,6 +62,15 @@ pub enum ClientCommand {
     Analytics(ForUser),
     /// Balance, holds and provider health.
     Status(ForUser),
+    /// Download a consistent copy of the running broker's redb file
+    /// (admin), check that its ledger balances, and save it as FILE.
+    Backup {
+        /// Where to save it; must not exist.
+        file: std::path::PathBuf,
+    },
+    /// Whether the broker answers: exit 0 if `/health` does, 1 if not. No
+    /// key needed (the container image's health check).
+    Health,
     /// An interactive session (reads commands from stdin when it is not a
     /// terminal).
     Shell,
@@ -373,6 +383,15 @@ impl Session {
             ClientCommand::History(h) => self.history(&h),
             ClientCommand::Analytics(u) => self.analytics(&u),
             ClientCommand::Status(u) => self.status(&u),
+            ClientCommand::Backup { file } => backup::run(&self.client, &file),
+            ClientCommand::Health => {
+                let a = self.client.health()?;
+                Ok(if self.json {
+                    a.text + "\n"
+                } else {
+                    "ok\n".into()
+                })
+            }
             // `run` starts the shell before coming here: it answers with
             // an exit status, not a text.
             ClientCommand::Shell => Err(CliError::Usage(

@@ -110,6 +110,7 @@ pub use document::document;
         users::add_credits,
         providers::providers,
         providers::config,
+        providers::backup,
         analytics::history_requests,
         analytics::history_request,
         analytics::history_transactions,

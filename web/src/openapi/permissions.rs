@@ -40,6 +40,7 @@ pub const PERMISSIONS: &[(&str, &str, Permission)] = &[
     ("get", "/api/status", Read),
     ("get", "/api/providers", Read),
     ("get", "/api/config", Administer),
+    ("get", "/api/backup", Administer),
     ("post", "/api/users", Administer),
     ("get", "/api/users", Administer),
     ("post", "/api/credits/add", Administer),

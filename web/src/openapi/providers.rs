@@ -35,6 +35,17 @@ pub fn providers() {}
     ))]
 pub fn config() {}
 
+#[utoipa::path(get, path = "/api/backup", tag = "providers",
+    responses(
+        (status = 200, description = "A consistent copy of the broker's redb file, made while requests go on, with its length in Content-Length; admins only. `oneflow backup` downloads and checks it (docs/deploy.md)", content_type = "application/octet-stream", body = Vec<u8>,
+            headers(("x-oneflow-backup-rows" = u64, description = "Rows in the copy, over every table"))),
+        (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 403, description = "The caller is not an admin", body = ErrorBody),
+        (status = 409, description = "A backup is being made already, or the ledger is in PostgreSQL (back that up with its own tools)", body = ErrorBody),
+        (status = 500, description = "The copy could not be written (a full disk, say)", body = ErrorBody),
+    ))]
+pub fn backup() {}
+
 #[utoipa::path(get, path = "/api/routing", tag = "requests",
     params(ForUser),
     responses(

@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod anthropic;
+pub mod backup;
 pub mod budget;
 pub mod credits;
 pub mod dashboard;
