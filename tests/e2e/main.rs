@@ -36,6 +36,7 @@ mod openapi;
 mod pg;
 mod process;
 mod providers;
+mod reconcile;
 mod responses;
 mod restart;
 mod schemathesis;
