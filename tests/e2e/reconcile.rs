@@ -86,8 +86,14 @@ fn yesterday_too(dir: &std::path::Path) {
 }
 
 /// The bills per (day, model) from every record the server exports,
-/// priced at `rates` (None: what OneFlow charged).
+/// priced at `rates` (None: what OneFlow charged): two days x two models.
 async fn bills(s: &TestServer, rates: Option<&RateCard>) -> BTreeMap<(String, String), Bill> {
+    let out = bills_of(s, rates).await;
+    assert_eq!(out.len(), 4, "two days x two models: {out:?}");
+    out
+}
+
+async fn bills_of(s: &TestServer, rates: Option<&RateCard>) -> BTreeMap<(String, String), Bill> {
     let res = s
         .http
         .get(format!("{}/api/export/requests?format=json", s.url))
@@ -116,7 +122,6 @@ async fn bills(s: &TestServer, rates: Option<&RateCard>) -> BTreeMap<(String, St
             None => credits(&r["cost"]) + credits(&r["shortfall"]),
         };
     }
-    assert_eq!(out.len(), 4, "two days x two models: {out:?}");
     out
 }
 
@@ -627,4 +632,43 @@ async fn the_dashboard_uploads_an_export_and_shows_the_drift() {
     })
     .await;
     s.stop().await;
+}
+
+/// On PostgreSQL, shared by two nodes: records sent through node A are
+/// reconciled on node A, and the kept report is read on node B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_postgres_store_reports_are_seen_by_every_node() {
+    avoid_midnight().await;
+    let up = MockUpstream::start(Kind::OpenAi);
+    let pg = crate::pg::PgSchema::new();
+    let p = provider("oai", ProviderKind::Openai, Modality::Text, &up, &MODELS);
+    let node = |name: &str| {
+        let (p, pg) = (p.clone(), &pg);
+        TestServer::start_with(move |c| {
+            pg.apply(c, name);
+            c.providers = vec![p];
+        })
+    };
+    let a = node("a");
+    let b = node("b");
+    let (_, key) = a.user("spender", "100").await;
+    for model in ["mock-a", "mock-b", "mock-a"] {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi there"}]});
+        let (st, v) = a.post(&key, "/v1/chat/completions", body).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let bills = bills_of(&a, None).await;
+    assert_eq!(bills.len(), 2, "{bills:?}");
+    let (st, v) = reconcile(&a, "?provider=oai", generic_csv(&bills)).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["totals"]["matched"], 2, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let (st, list) = b.get(ADMIN_KEY, "/api/reconcile").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(list[0]["id"], id, "{list}");
+    let (st, kept) = b.get(ADMIN_KEY, &format!("/api/reconcile/{id}")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(kept, v);
+    a.stop().await;
+    b.stop().await;
 }
