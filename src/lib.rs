@@ -24,6 +24,7 @@ pub mod money;
 pub mod pricing;
 pub mod provider;
 pub mod reach;
+pub mod reconcile;
 pub mod records;
 pub mod report;
 pub mod request;

@@ -54,6 +54,13 @@ pub struct ProviderConfig {
     pub quality: u32,
     #[serde(default)]
     pub rates: RateCard,
+    /// What the provider itself charges OneFlow, in the currency of its
+    /// invoices (1 credit = 1 unit), when `rates` carries a markup:
+    /// reconciliation prices our records with it to compare with the
+    /// provider's bill (docs/reconcile.md). Absent: `rates` are the
+    /// provider's own prices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_rates: Option<RateCard>,
     #[serde(default)]
     pub limits: ProviderLimits,
     #[serde(default)]
@@ -83,6 +90,22 @@ pub struct ProviderConfig {
     /// How often a video job's state is asked for while it renders.
     #[serde(default = "default_poll_ms")]
     pub poll_interval_ms: u64,
+}
+
+impl ProviderConfig {
+    /// The model name sent upstream for a request that asked for `asked`:
+    /// that name if this provider lists it, else its first listed model (a
+    /// client may name the provider itself). Providers bill by this name.
+    pub fn upstream_model(&self, asked: &str) -> String {
+        if self.models.iter().any(|m| m == asked) {
+            asked.to_string()
+        } else {
+            self.models
+                .first()
+                .cloned()
+                .unwrap_or_else(|| asked.to_string())
+        }
+    }
 }
 
 fn default_poll_ms() -> u64 {
@@ -193,6 +216,7 @@ pub fn default_providers() -> Vec<ProviderConfig> {
         region: Region::Us,
         quality: 50,
         rates,
+        upstream_rates: None,
         limits: ProviderLimits::default(),
         request: RequestLimits::default(),
         simulated: SimulatedSettings::default(),

@@ -46,6 +46,8 @@ pub use usecase::backup::Backup;
 pub use usecase::export;
 pub use usecase::job::{Payer, Planner, RequestJob};
 pub use usecase::keys::Principal;
+/// Reconciliation against provider invoices: the upload and its report.
+pub use usecase::reconcile;
 pub use usecase::request::Answer;
 pub use usecase::stream::{StreamEvent, StreamStart};
 pub use wallet::{IdemKey, ToppedUp};

@@ -98,6 +98,15 @@ pub const TASK_RUNS: &str = "oneflow_task_runs_total";
 /// Unix epoch, by `task`.
 pub const TASK_LAST_RUN: &str = "oneflow_task_last_run_timestamp_seconds";
 
+/// Relative cost drift of the latest reconciliation, by provider and model
+/// (`usecase/reconcile.rs`, docs/reconcile.md).
+pub const RECONCILE_DRIFT: &str = "oneflow_reconcile_drift";
+
+/// The `model` label of a reconciliation's cells whose model the
+/// provider's configuration does not name: an export's names are uploaded
+/// text, and must not become series of their own.
+pub const OTHER_MODEL: &str = "other";
+
 /// Every series name above, for checks that the dashboard and the docs
 /// use no other.
 pub const ALL: &[&str] = &[
@@ -123,6 +132,7 @@ pub const ALL: &[&str] = &[
     COORDINATION_FALLBACKS,
     TASK_RUNS,
     TASK_LAST_RUN,
+    RECONCILE_DRIFT,
 ];
 
 /// Label names.
@@ -283,6 +293,10 @@ fn describe() {
         "Duration of one persistence commit."
     );
     describe_counter!(TASK_RUNS, "Runs of background tasks, by outcome.");
+    describe_gauge!(
+        RECONCILE_DRIFT,
+        "Relative cost drift (provider's bill minus ours, over ours) of the day furthest off in the latest reconciliation."
+    );
     describe_gauge!(
         TASK_LAST_RUN,
         "When each background task last finished a run (Unix seconds)."
@@ -468,6 +482,18 @@ pub fn charged(provider: &str, amount: Credits) {
     if let Ok(micro) = u64::try_from(amount.0) {
         counter!(CREDITS_CHARGED, PROVIDER => provider.to_string()).increment(micro);
     }
+}
+
+/// The latest reconciliation's cost drift of one provider and model.
+pub fn reconcile_drift(provider: &str, model: &str, drift: f64) {
+    gauge!(RECONCILE_DRIFT, PROVIDER => provider.to_string(), MODEL => model.to_string())
+        .set(drift);
+}
+
+/// Makes one provider and model's drift series exist without changing it.
+pub fn reconcile_drift_touch(provider: &str, model: &str) {
+    gauge!(RECONCILE_DRIFT, PROVIDER => provider.to_string(), MODEL => model.to_string())
+        .increment(0.0);
 }
 
 /// `provider` reported usage out of line with the quote.

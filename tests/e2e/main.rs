@@ -38,6 +38,7 @@ mod openapi;
 mod pg;
 mod process;
 mod providers;
+mod reconcile;
 mod responses;
 mod restart;
 mod schemathesis;

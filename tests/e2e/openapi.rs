@@ -36,6 +36,10 @@ const EXAMPLES_NOT_SENT: &[(&str, &str)] = &[
     ("/api/auth/login", "needs a registered account"),
     ("/api/auth/refresh", "needs a refresh token of a sign-in"),
     ("/api/auth/logout", "needs a refresh token of a sign-in"),
+    (
+        "/api/reconcile",
+        "an admin's upload of a provider's export; tests/e2e/reconcile.rs sends each format",
+    ),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
@@ -501,6 +505,20 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let response_id = response_id.expect("the /v1/responses example ran");
     let job_id = job_id.expect("the /api/jobs example ran");
     let webhook_id = webhook_id.expect("the /api/webhooks example ran");
+    // A kept reconciliation report (of an export with no rows), to read back.
+    let res = s
+        .http
+        .post(format!("{}/api/reconcile?provider=gpt", s.url))
+        .bearer_auth(ADMIN_KEY)
+        .body("day,model,input_tokens,output_tokens,cost\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let reconcile_id = res.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut checked = 0;
     for (method, path) in documented(&doc) {
         if method != "GET" {
@@ -519,6 +537,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             &webhook_id
         } else if path.starts_with("/api/teams/") {
             &team_id
+        } else if path.starts_with("/api/reconcile/") {
+            &reconcile_id
         } else {
             &request_id
         };
@@ -528,8 +548,12 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             filled.push_str("?format=json");
         }
         assert!(!filled.contains('{'), "{path}: fill its parameter here");
-        // Admin-only GETs: the users' endpoints and the configuration.
-        let k = if doc["paths"][&path][m]["tags"][0] == "users" || path == "/api/config" {
+        // Admin-only GETs: the users' endpoints, the configuration and
+        // reconciliation reports.
+        let k = if doc["paths"][&path][m]["tags"][0] == "users"
+            || path == "/api/config"
+            || path.starts_with("/api/reconcile")
+        {
             ADMIN_KEY
         } else {
             key.as_str()

@@ -76,6 +76,7 @@
     $("who").textContent = `${me.user_id} (${me.role})`;
     const admin = me.role === "admin";
     $("users-panel").hidden = !admin;
+    window.OneFlowReconcile.enter(admin).catch((e) => setMsg($("rc-msg"), e.message, true));
     await loadTeams();
     applyView();
     await refresh();
@@ -99,6 +100,7 @@
     }
     teams.clear();
     webhooks.clear();
+    window.OneFlowReconcile.clear();
     $("subject").replaceChildren(subjectOption("", "my account"));
     $("app").hidden = true;
     $("session").hidden = true;

@@ -42,14 +42,18 @@
   async function call(method, path, body, headers, bearer) {
     const h = Object.assign({}, headers || {});
     if (bearer) h.Authorization = `Bearer ${bearer}`;
-    if (body !== undefined) h["Content-Type"] = "application/json";
+    // A file (an uploaded export) goes as it is; anything else as JSON.
+    const raw = body instanceof Blob;
+    if (body !== undefined && !raw) h["Content-Type"] = "application/json";
     const res = await fetch(path, {
       method,
       headers: h,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || raw ? body : JSON.stringify(body),
       cache: "no-store",
     });
     const text = await res.text();
+    // A CSV answer (a report's download) is its text.
+    if (res.ok && (res.headers.get("Content-Type") || "").startsWith("text/csv")) return text;
     let data = null;
     try {
       data = text ? money.parseJson(text) : null;

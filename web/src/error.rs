@@ -58,6 +58,12 @@ pub enum ApiError {
     Inconsistent(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A usage export that cannot be read or compared (docs/reconcile.md).
+    #[error("{0}")]
+    InvalidExport(String),
+    /// A usage export, or its report, past a bound other than its bytes.
+    #[error("{0}")]
+    ExportTooLarge(String),
     /// An image part over `server.max_image_bytes`.
     #[error("an image part is larger than {0} bytes")]
     ImageTooLarge(usize),
@@ -93,6 +99,8 @@ impl ApiError {
             ApiError::Inconsistent(_) => "inconsistent_request",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::ImageTooLarge(_) => "image_too_large",
+            ApiError::InvalidExport(_) => "invalid_export",
+            ApiError::ExportTooLarge(_) => "export_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
             ApiError::Broker(e) => e.code(),
@@ -118,12 +126,12 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::InvalidRange(_) | ApiError::Inconsistent(_) => {
+            ApiError::InvalidRange(_) | ApiError::Inconsistent(_) | ApiError::InvalidExport(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::PayloadTooLarge(_) | ApiError::ImageTooLarge(_) => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            ApiError::PayloadTooLarge(_)
+            | ApiError::ImageTooLarge(_)
+            | ApiError::ExportTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Broker(e) => status_of(e),

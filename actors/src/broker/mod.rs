@@ -34,6 +34,7 @@ use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
 mod people;
+mod reconcile;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
 use crate::usecase::{

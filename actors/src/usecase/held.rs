@@ -393,18 +393,10 @@ pub(crate) fn failure_code(e: &CallError) -> ErrorCode {
 /// provider lists it, else the provider's first listed model (a client may
 /// name the provider itself).
 pub(crate) fn upstream_model(asked: &str, handles: &[ProviderHandle], plan: &Plan) -> String {
-    let Some(h) = handles.iter().find(|h| h.config.name == plan.provider) else {
-        return asked.to_string();
-    };
-    let c = &h.config;
-    if c.models.iter().any(|m| m == asked) {
-        asked.to_string()
-    } else {
-        c.models
-            .first()
-            .cloned()
-            .unwrap_or_else(|| asked.to_string())
-    }
+    handles
+        .iter()
+        .find(|h| h.config.name == plan.provider)
+        .map_or_else(|| asked.to_string(), |h| h.config.upstream_model(asked))
 }
 
 /// The call each candidate gets, fitted to its plan.

@@ -20,6 +20,7 @@
 //! | `status.rs` | providers, runtime figures, `/metrics` |
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
+//! | `reconcile.rs` | provider usage exports against our records (docs/reconcile.md) |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -57,6 +58,7 @@ pub mod keys;
 pub(crate) mod mail;
 pub(crate) mod membership;
 pub mod preferences;
+pub mod reconcile;
 pub mod reports;
 pub mod request;
 pub(crate) mod scopes;

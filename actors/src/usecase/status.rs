@@ -82,5 +82,6 @@ pub(crate) fn render_metrics(s: &Services) -> Option<String> {
         queued: p.stats.queued.load(Relaxed),
         circuit: p.stats.circuit_state().gauge_value(),
     });
+    super::reconcile::touch_gauges(s);
     metrics::render(s.wallets.alive(), providers)
 }

@@ -69,6 +69,7 @@ mod document;
 pub mod permissions;
 use permissions::Permissions;
 pub mod providers;
+pub mod reconcile;
 pub mod reports;
 pub mod requests;
 pub mod schema;
@@ -164,6 +165,9 @@ pub use document::document;
         webhooks::delete_webhook,
         webhooks::rotate_webhook_secret,
         webhooks::webhook_deliveries,
+        reconcile::reconcile,
+        reconcile::reconciliations,
+        reconcile::reconciliation,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
@@ -183,6 +187,7 @@ pub use document::document;
         (name = "teams", description = "Teams: a shared wallet, members with roles, their own caps inside it, team keys."),
         (name = "docs", description = "This document and its viewers."),
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
+        (name = "reconcile", description = "Providers' usage exports against our records: drift reports (admins; docs/reconcile.md)."),
     )
 )]
 pub struct ApiDoc;

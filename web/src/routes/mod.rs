@@ -14,6 +14,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openai;
 pub mod providers;
+pub mod reconcile;
 pub mod reports;
 pub mod request;
 pub mod routing;
