@@ -22,6 +22,7 @@
 
 pub mod adapters;
 pub mod broker;
+pub mod cache;
 pub mod coordination;
 pub mod error;
 pub mod ids;
@@ -41,6 +42,7 @@ pub use error::BrokerError;
 /// Analytics answers and the checked time range they take.
 pub use usecase::accounts;
 pub use usecase::analytics;
+pub use usecase::cached::CacheResult;
 /// Exports: what, in which format, and the blocking encoder.
 pub use usecase::export;
 pub use usecase::job::{Payer, Planner, RequestJob};

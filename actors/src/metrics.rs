@@ -40,6 +40,11 @@ use oneflow::routing::Route;
 
 use crate::views::RequestOutcome;
 
+mod cache;
+pub use cache::{
+    CACHE_ERRORS, CACHE_FILLS, CACHE_REQUESTS, cache_error, cache_fill, cache_request,
+};
+
 // ---- names -------------------------------------------------------------
 
 /// Requests that reached the broker's request path, by `provider`, `model`,
@@ -203,6 +208,7 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
 }
 
 fn describe() {
+    cache::describe();
     describe_counter!(
         REQUESTS,
         "Requests by provider, model, modality, status and error code."

@@ -20,6 +20,7 @@
 //! | `status.rs` | providers, runtime figures, `/metrics` |
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
+//! | `cached.rs` | the response cache on the request path |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -45,6 +46,7 @@ pub mod accounts;
 pub mod analytics;
 pub(crate) mod budget_mail;
 pub mod budgets;
+pub mod cached;
 pub mod dispatch;
 pub mod export;
 pub mod held;
@@ -109,6 +111,8 @@ pub(crate) struct Services {
     pub(crate) accounts: accounts::State,
     /// Reports being sent by e-mail now (`reports.rs`).
     pub(crate) reports: reports::Sending,
+    /// The response cache, when `[cache] enabled` (`cached.rs`).
+    pub(crate) cache: Option<crate::cache::ResponseCache>,
 }
 
 impl Services {
@@ -124,6 +128,10 @@ impl Services {
         coord: Option<crate::coordination::Coordinator>,
     ) -> Services {
         let cache_ttl = shared.as_ref().map(|_| SHARED_CACHE_TTL);
+        let cache = config
+            .cache
+            .enabled
+            .then(|| crate::cache::ResponseCache::new(&config.cache, coord.clone()));
         Services {
             config,
             store,
@@ -142,6 +150,7 @@ impl Services {
             scheduler: crate::scheduler::Scheduler::default(),
             accounts: accounts::State::default(),
             reports: Default::default(),
+            cache,
         }
     }
 
