@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod anthropic;
 pub mod budget;
+pub mod cached;
 pub mod credits;
 pub mod dashboard;
 pub mod export;
