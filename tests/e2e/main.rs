@@ -15,6 +15,7 @@ mod analytics;
 mod auth;
 mod browser;
 mod browser_teams;
+mod cache;
 mod cli;
 mod concurrency;
 mod dashboard;
