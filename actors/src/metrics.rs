@@ -128,6 +128,9 @@ pub const ALL: &[&str] = &[
     COORDINATION_FALLBACKS,
     TASK_RUNS,
     TASK_LAST_RUN,
+    CACHE_REQUESTS,
+    CACHE_FILLS,
+    CACHE_ERRORS,
 ];
 
 /// Label names.
@@ -336,6 +339,7 @@ pub fn render(
         0.0
     });
     counter!(IDEMPOTENCY_PURGED).increment(0);
+    cache::show_empty();
     Some(handle.render())
 }
 

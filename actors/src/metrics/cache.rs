@@ -42,3 +42,17 @@ pub fn cache_error(op: &'static str) {
 pub fn cache_fill(result: &'static str) {
     counter!(CACHE_FILLS, "result" => result).increment(1);
 }
+
+/// Shows the cache's series at zero before anything happened, so every
+/// node's `/metrics` lists them (described) and `rate()` starts at zero.
+/// The request counter shows under `model="other"` (the label of models
+/// no provider serves), which no real model's ratio includes.
+pub(super) fn show_empty() {
+    counter!(CACHE_REQUESTS, "model" => "other", "result" => "hit").increment(0);
+    for result in ["stored", "too_large"] {
+        counter!(CACHE_FILLS, "result" => result).increment(0);
+    }
+    for op in ["get", "put"] {
+        counter!(CACHE_ERRORS, "op" => op).increment(0);
+    }
+}
