@@ -37,6 +37,8 @@ pub struct Config {
     pub webhooks: crate::webhook::WebhooksConfig,
     /// E-mailed usage reports (docs/email.md).
     pub email: crate::email::EmailConfig,
+    /// The response cache (docs/cache.md).
+    pub cache: crate::cache::CacheConfig,
     /// The providers requests can go to. Setting this list replaces the
     /// built-in simulated providers.
     pub providers: Vec<ProviderConfig>,
@@ -316,6 +318,7 @@ impl Default for Config {
             auth: crate::auth::AuthConfig::default(),
             webhooks: Default::default(),
             email: crate::email::EmailConfig::default(),
+            cache: Default::default(),
             providers: default_providers(),
         }
     }
@@ -367,6 +370,7 @@ impl Config {
             return Err(bad("server.auth_failures_per_minute", "must be at least 1"));
         }
         self.webhooks.check().map_err(|(k, why)| bad(k, why))?;
+        self.cache.check().map_err(|(k, why)| bad(k, why))?;
         if self.wallets.max_in_flight == 0 {
             return Err(bad("wallets.max_in_flight", "must be at least 1"));
         }

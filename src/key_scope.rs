@@ -29,6 +29,10 @@ pub struct KeyScope {
     /// The key's own caps, checked on the same hold as its wallet's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<SpenderBudget>,
+    /// Whether its requests use the response cache (`[cache]`): `bypass`
+    /// forbids it whatever a request's header says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheMode>,
 }
 
 impl KeyScope {

@@ -10,6 +10,7 @@ pub mod audio;
 pub mod auth;
 pub mod budget;
 pub mod budget_alert;
+pub mod cache;
 pub mod chat;
 pub mod choice;
 pub mod cluster;

@@ -55,6 +55,11 @@ pub struct RequestRecord {
     /// is then the team's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// Answered from the response cache (docs/cache.md): `provider` is
+    /// the one that made the answer first, no provider was called, and
+    /// `cost` is `[cache] price`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// One try of one provider for a request. A failed try is never charged.

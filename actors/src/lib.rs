@@ -22,6 +22,7 @@
 
 pub mod adapters;
 pub mod broker;
+pub mod cache;
 pub mod coordination;
 pub mod error;
 pub mod ids;
@@ -42,6 +43,7 @@ pub use error::BrokerError;
 pub use usecase::accounts;
 pub use usecase::analytics;
 pub use usecase::backup::Backup;
+pub use usecase::cached::CacheResult;
 /// Exports: what, in which format, and the blocking encoder.
 pub use usecase::export;
 pub use usecase::job::{Payer, Planner, RequestJob};

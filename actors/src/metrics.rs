@@ -40,6 +40,11 @@ use oneflow::routing::Route;
 
 use crate::views::RequestOutcome;
 
+mod cache;
+pub use cache::{
+    CACHE_ERRORS, CACHE_FILLS, CACHE_REQUESTS, cache_error, cache_fill, cache_request,
+};
+
 // ---- names -------------------------------------------------------------
 
 /// Requests that reached the broker's request path, by `provider`, `model`,
@@ -133,6 +138,9 @@ pub const ALL: &[&str] = &[
     TASK_RUNS,
     TASK_LAST_RUN,
     RECONCILE_DRIFT,
+    CACHE_REQUESTS,
+    CACHE_FILLS,
+    CACHE_ERRORS,
 ];
 
 /// Label names.
@@ -213,6 +221,7 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
 }
 
 fn describe() {
+    cache::describe();
     describe_counter!(
         REQUESTS,
         "Requests by provider, model, modality, status and error code."
@@ -344,6 +353,7 @@ pub fn render(
         0.0
     });
     counter!(IDEMPOTENCY_PURGED).increment(0);
+    cache::show_empty();
     Some(handle.render())
 }
 

@@ -16,6 +16,7 @@ mod auth;
 mod backup;
 mod browser;
 mod browser_teams;
+mod cache;
 mod cli;
 mod concurrency;
 mod dashboard;

@@ -33,6 +33,7 @@ use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
+mod cached;
 mod people;
 mod reconcile;
 use crate::usecase::request::{self, Answer};

@@ -14,6 +14,7 @@
 //! matter. This module is below the provider layer and names nothing above
 //! it but `metrics`.
 
+mod cache;
 mod lease;
 mod limits;
 mod notice;

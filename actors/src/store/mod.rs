@@ -125,6 +125,7 @@ impl OpenHold {
             attempts: Vec::new(),
             usage_anomaly: false,
             member: None,
+            cached: false,
         }
     }
 }

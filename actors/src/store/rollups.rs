@@ -228,6 +228,7 @@ mod tests {
             attempts: Vec::new(),
             usage_anomaly: false,
             member: None,
+            cached: false,
         }
     }
 

@@ -263,6 +263,8 @@ pub(crate) struct Ending {
     pub outcome: RequestOutcome,
     pub attempts: Vec<Attempt>,
     pub answer: Option<String>,
+    /// Served from the response cache (`cached.rs`): recorded as such.
+    pub cached: bool,
 }
 
 /// The full output kept for the key's replays, if the request has a key
@@ -287,6 +289,7 @@ pub(crate) async fn finish(
         mut outcome,
         attempts,
         answer,
+        cached,
     } = end;
     let record = RequestRecord {
         id: h.request_id.clone(),
@@ -311,6 +314,7 @@ pub(crate) async fn finish(
         attempts,
         usage_anomaly: outcome.usage_anomaly,
         member: h.job.member.clone(),
+        cached,
     };
     let idem = h.job.idem.as_ref().map(|k| {
         let record = IdempotencyRecord {

@@ -21,6 +21,7 @@
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
 //! | `reconcile.rs` | provider usage exports against our records (docs/reconcile.md) |
+//! | `cached.rs` | the response cache on the request path |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -47,6 +48,7 @@ pub mod analytics;
 pub mod backup;
 pub(crate) mod budget_mail;
 pub mod budgets;
+pub mod cached;
 pub mod dispatch;
 pub mod export;
 pub mod held;
@@ -114,6 +116,8 @@ pub(crate) struct Services {
     pub(crate) reports: reports::Sending,
     /// Whether a backup is being made (`backup.rs`).
     pub(crate) backups: backup::Running,
+    /// The response cache, when `[cache] enabled` (`cached.rs`).
+    pub(crate) cache: Option<crate::cache::ResponseCache>,
 }
 
 impl Services {
@@ -129,6 +133,10 @@ impl Services {
         coord: Option<crate::coordination::Coordinator>,
     ) -> Services {
         let cache_ttl = shared.as_ref().map(|_| SHARED_CACHE_TTL);
+        let cache = config
+            .cache
+            .enabled
+            .then(|| crate::cache::ResponseCache::new(&config.cache, coord.clone()));
         Services {
             config,
             store,
@@ -148,6 +156,7 @@ impl Services {
             accounts: accounts::State::default(),
             reports: Default::default(),
             backups: Default::default(),
+            cache,
         }
     }
 

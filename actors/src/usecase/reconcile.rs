@@ -147,7 +147,9 @@ impl Report {
 /// charged for what the provider produced before it ended (a stream cut
 /// short). A try that failed is charged nothing by us, and is not counted.
 fn billed(r: &RequestRecord) -> bool {
-    r.status == RequestStatus::Succeeded || r.cost.0 > 0 || r.shortfall.0 > 0
+    // A cache hit names the provider that first answered, but never
+    // reached it: the provider bills nothing for it, whatever we charged.
+    !r.cached && (r.status == RequestStatus::Succeeded || r.cost.0 > 0 || r.shortfall.0 > 0)
 }
 
 /// Our side, per cell, from every billed record of `providers` over the

@@ -92,7 +92,7 @@ pub(crate) async fn run(
 
 /// The answer kept for a key: its outcome, and its full output if it was
 /// small enough to keep.
-fn replayed(record: &IdempotencyRecord) -> Result<Answer, BrokerError> {
+pub(crate) fn replayed(record: &IdempotencyRecord) -> Result<Answer, BrokerError> {
     let outcome = record.result.clone().ok_or_else(|| {
         BrokerError::Conflict("this Idempotency-Key was used for a top-up, not a request".into())
     })?;
@@ -157,6 +157,7 @@ pub(crate) async fn run_held(s: &Services, h: Held) -> Result<Answer, BrokerErro
         answer: held::replay_answer(s, &h, output.as_ref()),
         outcome,
         attempts: tried.attempts,
+        cached: false,
     };
     let outcome = finish(s, &h, action, end, plan, tried.upstream).await?;
     Ok(Answer {

@@ -114,6 +114,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             let end = Ending {
                 outcome,
                 attempts: tried.attempts,
+                cached: false,
                 answer: None,
             };
             finish(s, &h, action, end, plan, tried.upstream).await?;
@@ -330,6 +331,7 @@ async fn run_held(s: &Arc<Services>, h: Held) -> Result<StreamStart, BrokerError
             outcome,
             attempts,
             answer: None,
+            cached: false,
         };
         let cost = match finish(&this, &h, action, end, &plan, upstream).await {
             Ok(o) => o.cost,

@@ -22,7 +22,8 @@ pub fn quote() {}
 #[utoipa::path(post, path = "/api/request", tag = "requests",
     params(("Idempotency-Key" = Option<String>, Header, nullable = false,
         pattern = r"^[\x21-\x7E]([\x20-\x7E]{0,253}[\x21-\x7E])?$",
-        description = "1 to 255 printable ASCII characters. A repeat with the same key and body returns the first answer and is never charged twice.")),
+        description = "1 to 255 printable ASCII characters. A repeat with the same key and body returns the first answer and is never charged twice."),
+        crate::routes::cached::CacheHeader),
     request_body = AiRequest,
     responses(
         (status = 200, description = "Done and settled: the answer, the cost charged and the balance after",
@@ -30,6 +31,7 @@ pub fn quote() {}
             headers(
                 ("x-oneflow-route" = String, description = "Why this provider was chosen"),
                 ("idempotent-replayed" = String, description = "`true` when this is a stored answer replayed"),
+                ("x-oneflow-cache" = String, description = "What the response cache did: `hit`, `miss` or `bypass` (only while `[cache] enabled`; docs/cache.md)"),
             )),
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),

@@ -14,7 +14,7 @@ use crate::routes::openai::speech::SpeechBody;
 use crate::routes::openai::transcriptions::Form;
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
-    params(RouteHeaders),
+    params(RouteHeaders, crate::routes::cached::CacheHeader),
     request_body = ChatBody,
     responses(
         (status = 200, description = "The completion; with `stream: true`, server-sent events of `chat.completion.chunk` objects ending in `data: [DONE]`",
@@ -27,6 +27,7 @@ use crate::routes::openai::transcriptions::Form;
                 ("x-oneflow-route" = String, description = "Why this provider was chosen"),
                 ("x-oneflow-cost" = String, description = "Credits charged (not on streams)"),
                 ("x-oneflow-quote" = String, description = "Credits held (streams only)"),
+                ("x-oneflow-cache" = String, description = "What the response cache did: `hit`, `miss` or `bypass` (only while `[cache] enabled`; docs/cache.md)"),
             )),
         (status = 400, description = "Invalid request", body = OpenAiErrorBody),
         (status = 401, description = "Missing or invalid API key", body = OpenAiErrorBody),

@@ -39,6 +39,10 @@ pub struct NewKey {
     /// The key's own caps, checked on the same hold as its wallet's.
     /// Default: none.
     pub budget: Option<SpenderBudget>,
+    /// Whether its requests use the response cache (docs/cache.md):
+    /// `use`, or `bypass` to forbid it whatever a request's header says.
+    /// Default: the header, then `[cache] default`.
+    pub cache: Option<oneflow::cache::CacheMode>,
 }
 
 /// A key's scope from the fields of a new key's body. `expires_at` must
@@ -67,6 +71,7 @@ pub(crate) fn scope_of(
         providers,
         expires_at,
         budget,
+        cache: None,
     })
 }
 
@@ -136,7 +141,8 @@ pub async fn create(
     };
     let user_id = c.subject(body.user_id.as_deref())?;
     let role = body.role.map(Into::into);
-    let scope = scope_of(body.models, body.providers, body.expires_at, body.budget)?;
+    let mut scope = scope_of(body.models, body.providers, body.expires_at, body.budget)?;
+    scope.cache = body.cache;
     let key = s.broker.create_key(&user_id, role, c.0.role, scope).await?;
     Ok(HttpResponse::Created().json(key))
 }

@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod anthropic;
 pub mod backup;
 pub mod budget;
+pub mod cached;
 pub mod credits;
 pub mod dashboard;
 pub mod export;

@@ -6,8 +6,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use serde::Serialize;
 
 use oneflow::request::AiRequest;
-use oneflow_actors::BrokerError;
 use oneflow_actors::views::RequestOutcome;
+use oneflow_actors::{BrokerError, CacheResult};
 
 use super::idempotency_key;
 use crate::access::Spender;
@@ -31,19 +31,25 @@ pub async fn request(
     body: super::Object<AiRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency_key(&req, &*body)?;
-    let (outcome, replayed) = s
-        .broker
-        .request(&oneflow_actors::Payer::of(&c.0), body.into_inner(), idem)
-        .await?;
-    Ok(respond(outcome, replayed))
+    let payer = oneflow_actors::Payer::of(&c.0);
+    if let Some(mode) = s.broker.cache_mode(&payer, super::cached::asked(&req)?) {
+        let (outcome, replayed, result) = s
+            .broker
+            .request_cached(&payer, body.into_inner(), idem, mode)
+            .await?;
+        return Ok(respond(outcome, replayed, Some(result)));
+    }
+    let (outcome, replayed) = s.broker.request(&payer, body.into_inner(), idem).await?;
+    Ok(respond(outcome, replayed, None))
 }
 
 /// Succeeded requests answer 200 with the outcome; failed ones answer with
 /// our error shape plus the outcome (the hold was released: `cost` is 0),
 /// with the status and code of the broker's error for it.
-fn respond(outcome: RequestOutcome, replayed: bool) -> HttpResponse {
+fn respond(outcome: RequestOutcome, replayed: bool, cache: Option<CacheResult>) -> HttpResponse {
     let failure = BrokerError::from_outcome(&outcome);
     let mut res = HttpResponse::build(failure.as_ref().map_or(StatusCode::OK, status_of));
+    super::cached::tell(&mut res, cache);
     if replayed {
         res.insert_header(("idempotent-replayed", "true"));
     }

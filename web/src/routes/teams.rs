@@ -73,6 +73,8 @@ pub struct NewTeamKey {
     pub expires_at: Option<String>,
     /// The key's own caps, inside the team's and the member's.
     pub budget: Option<oneflow::budget::SpenderBudget>,
+    /// Whether its requests use the response cache (docs/cache.md).
+    pub cache: Option<oneflow::cache::CacheMode>,
 }
 
 #[post("/api/teams")]
@@ -134,7 +136,8 @@ pub async fn create_key(
     body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     let b: NewTeamKey = crate::routes::keys::key_body(body.into_inner())?;
-    let scope = crate::routes::keys::scope_of(b.models, b.providers, b.expires_at, b.budget)?;
+    let mut scope = crate::routes::keys::scope_of(b.models, b.providers, b.expires_at, b.budget)?;
+    scope.cache = b.cache;
     let role = b.role.map(Into::into);
     let key = s
         .broker

@@ -14,7 +14,7 @@ use oneflow::request::{Ask, RequestError};
 use oneflow_actors::{Operation, Output, RequestJob};
 
 use super::error::{OpenAiError, V1Result};
-use super::stream::{Kind, stream};
+use super::stream::{Kind, respond, stream};
 use super::{
     RouteWish, StreamOptions, body, caller, created, images_within, ok, preview, route_wish,
     settled, usage_json,
@@ -274,6 +274,9 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let (b, chat) = read(&value, s.broker.config().server.max_prompt_chars)?;
     images_within(&chat, &s)?;
     let (strategy, constraints) = route_wish(&req, b.oneflow)?;
+    let cache = s
+        .broker
+        .cache_mode(&user, crate::routes::cached::asked(&req)?);
     let n = b.n.unwrap_or(1);
     let extra: Map<String, Value> = value
         .as_object()
@@ -324,11 +327,28 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
             return Err(ApiError::BadRequest("`n` above 1 is not streamed".into()).into());
         }
         let usage = b.stream_options.is_some_and(|o| o.include_usage);
-        return stream(&s, &user, job, usage, Kind::Chat).await;
+        let Some(mode) = cache else {
+            return stream(&s, &user, job, usage, Kind::Chat).await;
+        };
+        let (start, r) = s
+            .broker
+            .stream_cached(&user, job, mode, "chat", &value)
+            .await?;
+        return Ok(respond(start, usage, Kind::Chat, Some(r)));
     }
-    let a = s.broker.run(&user, job).await?;
+    let (a, result) = match cache {
+        Some(mode) => {
+            let (a, r) = s
+                .broker
+                .run_cached(&user, job, mode, "chat", &value)
+                .await?;
+            (a, Some(r))
+        }
+        None => (s.broker.run(&user, job).await?, None),
+    };
     settled(&a)?;
     let mut res = ok(&a);
+    crate::routes::cached::tell(&mut res, result);
     let choices = match a.output {
         Some(Output::Choices(c)) => Value::Array(c),
         Some(Output::Text {

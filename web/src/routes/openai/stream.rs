@@ -265,6 +265,17 @@ pub(super) async fn stream(
     kind: Kind,
 ) -> V1Result {
     let start = s.broker.stream(user, job).await?;
+    Ok(respond(start, include_usage, kind, None))
+}
+
+/// A started stream as OpenAI's server-sent events (see [`stream`]), with
+/// what the response cache did, if it was asked.
+pub(super) fn respond(
+    start: StreamStart,
+    include_usage: bool,
+    kind: Kind,
+    cache: Option<oneflow_actors::CacheResult>,
+) -> HttpResponse {
     let id = match kind {
         Kind::Chat => format!("chatcmpl-{}", start.request_id),
         Kind::Completion => format!("cmpl-{}", start.request_id),
@@ -280,6 +291,7 @@ pub(super) async fn stream(
         model: start.model.clone(),
     };
     let mut res = sse_head(&start);
+    crate::routes::cached::tell(&mut res, cache);
     let body = futures_util::stream::unfold(
         (start.events, true, false),
         move |(mut rx, mut first, done)| {
@@ -302,5 +314,5 @@ pub(super) async fn stream(
             }
         },
     );
-    Ok(res.streaming(body))
+    res.streaming(body)
 }

@@ -1,0 +1,51 @@
+//! The response cache's headers (docs/cache.md), shared by the routes it
+//! serves (`/v1/chat/completions`, `/api/request`): `x-oneflow-cache` in,
+//! `use` or `bypass`, and out, `hit`, `miss` or `bypass`.
+
+use actix_web::HttpRequest;
+
+use oneflow::cache::CacheMode;
+use oneflow_actors::CacheResult;
+
+use crate::error::ApiError;
+
+/// The header's name, both ways.
+pub const CACHE_HEADER: &str = "x-oneflow-cache";
+
+/// The request's `x-oneflow-cache`: absent, `use` or `bypass`; anything
+/// else is a 400, as its documented pattern says.
+pub(crate) fn asked(req: &HttpRequest) -> Result<Option<CacheMode>, ApiError> {
+    let Some(v) = req.headers().get(CACHE_HEADER) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(CacheMode::parse)
+        .map(Some)
+        .ok_or_else(|| ApiError::BadRequest("`x-oneflow-cache` must be `use` or `bypass`".into()))
+}
+
+/// Tells the client what the cache did.
+pub(crate) fn tell(res: &mut actix_web::HttpResponseBuilder, result: Option<CacheResult>) {
+    if let Some(r) = result {
+        res.insert_header((CACHE_HEADER, r.as_str()));
+    }
+}
+
+/// The cache's request header, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "read by the OpenAPI document only")]
+pub struct CacheHeader {
+    /// `use` answers from the response cache when it holds this request's
+    /// answer (and stores a fresh one); `bypass` goes upstream and stores
+    /// nothing. Without it, the key's setting, then `[cache] default`. A
+    /// key that says `bypass` wins over `use` here. Ignored while the cache
+    /// is off.
+    #[param(
+        rename = "x-oneflow-cache",
+        required = false,
+        pattern = r"^(use|bypass)$"
+    )]
+    pub cache: String,
+}
