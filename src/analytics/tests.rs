@@ -36,6 +36,7 @@ fn rec(ok: bool, cost: i64, ms: u64, tokens: u64) -> RequestRecord {
         attempts: Vec::new(),
         usage_anomaly: false,
         member: None,
+        experiment: None,
     }
 }
 
