@@ -242,6 +242,33 @@ pub struct Pin {
     pub since: Millis,
 }
 
+/// An experiment with its figures, as `GET /api/experiments/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ExperimentReport {
+    #[serde(flatten)]
+    pub experiment: Experiment,
+    pub figures: figures::Figures,
+    /// The figures stopped at the scan's bound: the newest requests are
+    /// missing from them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// One rating of one request (`POST /api/feedback`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rating {
+    pub request_id: String,
+    /// 1 to 5; 4 and 5 are positive.
+    pub score: u8,
+    /// Who rated it.
+    pub by: String,
+    #[schema(value_type = i64)]
+    pub at: Millis,
+    /// The experiment and variant of the request, if it was in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentTag>,
+}
+
 /// What routing does for one request of a model under an experiment or a
 /// pin.
 #[derive(Clone, Debug, PartialEq)]

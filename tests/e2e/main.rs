@@ -20,6 +20,7 @@ mod concurrency;
 mod dashboard;
 mod durability;
 mod email;
+mod experiments;
 mod fuzz;
 mod hostile;
 mod idempotency;

@@ -15,6 +15,7 @@
   const budgets = window.OneFlowBudget;
   const teams = window.OneFlowTeams;
   const webhooks = window.OneFlowWebhooks;
+  const experiments = window.OneFlowExperiments;
   const sender = window.OneFlowSend;
   const { ApiError, api } = session;
   const { $, row, fillBody, when, pct, setMsg } = window.OneFlowUi;
@@ -76,6 +77,7 @@
     $("who").textContent = `${me.user_id} (${me.role})`;
     const admin = me.role === "admin";
     $("users-panel").hidden = !admin;
+    $("experiments-panel").hidden = !admin;
     await loadTeams();
     applyView();
     await refresh();
@@ -99,6 +101,7 @@
     }
     teams.clear();
     webhooks.clear();
+    experiments.clear();
     $("subject").replaceChildren(subjectOption("", "my account"));
     $("app").hidden = true;
     $("session").hidden = true;
@@ -194,7 +197,7 @@
         webhooks.refresh(state.subject));
     }
     if (state.tick % 3 === 0) {
-      if (state.me && state.me.role === "admin") jobs.push(refreshUsers());
+      if (state.me && state.me.role === "admin") jobs.push(refreshUsers(), experiments.refresh());
       jobs.push(loadTeams());
     }
     state.tick += 1;

@@ -33,6 +33,7 @@ use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
+mod experiments;
 mod people;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};
@@ -251,6 +252,7 @@ impl Broker {
         keys::forget_revoked(&services);
         accounts::schedule_purge(&services);
         webhooks::start(&services)?;
+        crate::usecase::experiments::start(&services)?;
         crate::usecase::reports::schedule(&services);
         crate::usecase::budget_mail::schedule(&services);
         let broker = Broker { services };

@@ -20,6 +20,7 @@
 //! | `status.rs` | providers, runtime figures, `/metrics` |
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
+//! | `experiments.rs`, `feedback.rs` | A/B experiments of providers, their figures, ratings |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -46,7 +47,9 @@ pub mod analytics;
 pub(crate) mod budget_mail;
 pub mod budgets;
 pub mod dispatch;
+pub(crate) mod experiments;
 pub mod export;
+pub(crate) mod feedback;
 pub mod held;
 pub mod history;
 pub mod job;
@@ -109,6 +112,8 @@ pub(crate) struct Services {
     pub(crate) accounts: accounts::State,
     /// Reports being sent by e-mail now (`reports.rs`).
     pub(crate) reports: reports::Sending,
+    /// The models under an A/B experiment or a pin (`experiments.rs`).
+    pub(crate) experiments: experiments::Running,
 }
 
 impl Services {
@@ -142,6 +147,7 @@ impl Services {
             scheduler: crate::scheduler::Scheduler::default(),
             accounts: accounts::State::default(),
             reports: Default::default(),
+            experiments: Default::default(),
         }
     }
 

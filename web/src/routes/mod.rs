@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod budget;
 pub mod credits;
 pub mod dashboard;
+pub mod experiments;
 pub mod export;
 pub mod history;
 pub mod jobs;
