@@ -239,7 +239,10 @@ async fn sticky_per_user_and_a_clients_pin_wins() {
         let (_, key) = s.user(&format!("sticky{i}"), "10").await;
         send(s, &key, 6, json!({})).await;
         let recs = records(s, &key).await;
-        let variants: std::collections::BTreeSet<_> = recs.iter().map(|r| variant_of(r)).collect();
+        let variants: std::collections::BTreeSet<_> = recs
+            .iter()
+            .map(|r| variant_of(r).map(str::to_string))
+            .collect();
         assert_eq!(variants.len(), 1, "user {i} saw {variants:?}");
         seen.extend(variants);
     }
