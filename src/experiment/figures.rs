@@ -60,6 +60,7 @@ pub struct VariantFigures {
 /// What is compared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentMetric)]
 pub enum Metric {
     SuccessRate,
     Latency,
@@ -69,6 +70,7 @@ pub enum Metric {
 
 /// One variant against the control on one metric.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = VariantComparison)]
 pub struct Comparison {
     pub metric: Metric,
     pub control: String,
@@ -85,6 +87,7 @@ pub struct Comparison {
 
 /// Per-variant figures and the comparisons with the control.
 #[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ExperimentFigures)]
 pub struct Figures {
     pub variants: Vec<VariantFigures>,
     pub comparisons: Vec<Comparison>,

@@ -32,6 +32,7 @@ pub const MAX_TOKENS_OVERRIDE: u32 = 1_000_000;
 /// What a request's variant is drawn from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentSticky)]
 pub enum Sticky {
     /// The paying wallet (a user, or a team for a team's key): one
     /// caller sees one variant for the whole experiment.
@@ -47,6 +48,7 @@ pub enum Sticky {
 /// requests only.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = VariantOverrides)]
 pub struct Overrides {
     /// Sampling temperature, 0 to 2 (chat requests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +75,7 @@ impl Overrides {
 /// One arm of an experiment, as asked for and as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExperimentVariant)]
 pub struct Variant {
     /// 1 to 32 letters, digits, `-` or `_`; unique in the experiment.
     #[schema(min_length = 1, max_length = 32, pattern = "^[A-Za-z0-9_-]{1,32}$")]
@@ -93,9 +96,18 @@ fn weight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     crate::request::whole_u32(d)?.ok_or_else(|| D::Error::custom("`weight` is required"))
 }
 
-/// A new experiment.
+/// A new experiment. The example's two variants share a provider and
+/// differ in temperature, which the built-in configuration can run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "model": "gpt",
+    "sticky": "user",
+    "variants": [
+        {"name": "A", "provider": "gpt", "weight": 70},
+        {"name": "B", "provider": "gpt", "weight": 30, "overrides": {"temperature": 0.2}}
+    ]
+}))]
 pub struct ExperimentSpec {
     /// The model whose traffic is split.
     #[schema(min_length = 1, max_length = 256)]
@@ -230,6 +242,7 @@ pub struct Experiment {
 /// A model's traffic sent to one provider, with a variant's overrides:
 /// what promoting a variant leaves behind, until it is removed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExperimentPin)]
 pub struct Pin {
     pub model: String,
     pub provider: String,
