@@ -13,7 +13,7 @@ use oneflow::pricing::Modality;
 
 use crate::providers::provider;
 use crate::support::{ADMIN_KEY, TestServer, credits};
-use crate::upstream::{Kind, MockUpstream};
+use crate::upstream::{DEFAULT_ANSWER_WORDS, Kind, MockUpstream};
 
 const MODEL: &str = "exp-model";
 
@@ -233,7 +233,10 @@ async fn seventy_thirty_over_a_thousand_requests_and_figures_equal_the_records()
 async fn sticky_per_user_and_a_clients_pin_wins() {
     let b = bench();
     let s = &b.server;
-    let id = create(s, spec([50, 50], "user")).await;
+    // B asks its provider for at most 2 tokens (an override).
+    let mut body = spec([50, 50], "user");
+    body["variants"][1]["overrides"] = json!({"max_tokens": 2});
+    let id = create(s, body).await;
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..8 {
         let (_, key) = s.user(&format!("sticky{i}"), "10").await;
@@ -245,6 +248,13 @@ async fn sticky_per_user_and_a_clients_pin_wins() {
             .collect();
         assert_eq!(variants.len(), 1, "user {i} saw {variants:?}");
         seen.extend(variants);
+        for r in &recs {
+            let out = r["usage"]["output_tokens"].as_u64().unwrap();
+            match variant_of(r) {
+                Some("B") => assert_eq!(out, 2, "{r}"),
+                _ => assert_eq!(out, DEFAULT_ANSWER_WORDS as u64, "{r}"),
+            }
+        }
     }
     assert_eq!(seen.len(), 2, "eight users land on both variants: {seen:?}");
     // The client's own pin is obeyed and not counted.
