@@ -70,6 +70,7 @@ fn request(i: u64, n: u64) -> RequestRecord {
         usage_anomaly: false,
         member: None,
         cached: false,
+        experiment: None,
     }
 }
 

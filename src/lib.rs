@@ -16,6 +16,7 @@ pub mod choice;
 pub mod cluster;
 pub mod config;
 pub mod email;
+pub mod experiment;
 pub mod key_scope;
 pub mod ledger;
 mod ledger_caps;
@@ -30,6 +31,7 @@ pub mod records;
 pub mod report;
 pub mod request;
 pub mod routing;
+pub mod stats;
 pub mod time;
 pub mod webhook;
 

@@ -60,6 +60,20 @@ pub struct RequestRecord {
     /// `cost` is `[cache] price`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The A/B experiment and variant that chose its provider, if one did
+    /// (`experiment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentTag>,
+}
+
+/// Which experiment's variant a request was: its figures are computed
+/// from the records that carry it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExperimentTag {
+    /// The experiment's id.
+    pub id: String,
+    /// The variant's name.
+    pub variant: String,
 }
 
 /// One try of one provider for a request. A failed try is never charged.

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::money::Credits;
 use crate::provider::ProviderConfig;
+use crate::records::ExperimentTag;
 use crate::request::{AiRequest, Plan, RequestError};
 
 // Defined in `choice`, below `config`, so the configuration needs nothing
@@ -62,6 +63,14 @@ pub struct Route {
     pub strategy: Strategy,
     pub ranking: Vec<Candidate>,
     pub explanation: String,
+    /// The A/B experiment's variant that chose the provider, if one did
+    /// (set after ranking by the runtime; written into the record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentTag>,
+    /// The id the request must take, when routing already made it (a
+    /// per-request experiment draws its variant from it).
+    #[serde(skip)]
+    pub request_id: Option<String>,
 }
 
 /// Whether `p` answers to `model` (its own name, or one of its models).
@@ -205,6 +214,8 @@ pub fn choose_with(
         strategy,
         ranking: ranked,
         explanation,
+        experiment: None,
+        request_id: None,
     })
 }
 

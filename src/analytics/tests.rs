@@ -37,6 +37,7 @@ fn rec(ok: bool, cost: i64, ms: u64, tokens: u64) -> RequestRecord {
         usage_anomaly: false,
         member: None,
         cached: false,
+        experiment: None,
     }
 }
 

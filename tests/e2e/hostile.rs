@@ -451,6 +451,7 @@ fn long_history(dir: &std::path::Path, user: &str, n: u64) {
                 usage_anomaly: false,
                 member: None,
                 cached: false,
+                experiment: None,
             }))
         })
         .collect();

@@ -23,6 +23,7 @@ mod dashboard;
 mod deploy;
 mod durability;
 mod email;
+mod experiments;
 mod fuzz;
 mod hostile;
 mod idempotency;

@@ -40,6 +40,14 @@ const EXAMPLES_NOT_SENT: &[(&str, &str)] = &[
         "/api/reconcile",
         "an admin's upload of a provider's export; tests/e2e/reconcile.rs sends each format",
     ),
+    (
+        "/api/experiments/{id}/promote",
+        "ends the experiment the GETs read (tests/e2e/experiments.rs)",
+    ),
+    (
+        "/api/feedback",
+        "needs a request of the caller's (tests/e2e/experiments.rs)",
+    ),
 ];
 
 const METHODS: &[&str] = &["get", "post", "put", "delete", "patch", "head", "options"];
@@ -429,6 +437,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
     let mut response_id = None;
     let mut job_id = None;
     let mut webhook_id = None;
+    let mut experiment_id = None;
     for (method, path) in documented(&doc) {
         let m = method.to_lowercase();
         let Some(schema) = request_schema(&doc, &m, &path) else {
@@ -445,8 +454,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         if example.get("user_id").is_some() {
             example["user_id"] = json!(user_id);
         }
-        let admin_only =
-            doc["paths"][&path][&m]["tags"][0] == "users" || path == "/api/credits/add";
+        let admin_only = doc["paths"][&path][&m]["x-oneflow-permission"] == "administer";
         let k = if admin_only { ADMIN_KEY } else { key.as_str() };
         let target = if path.starts_with("/api/teams/") {
             path.replace("{id}", &team_id)
@@ -495,6 +503,9 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             if path == "/api/webhooks" {
                 webhook_id = body["id"].as_str().map(str::to_string);
             }
+            if path == "/api/experiments" {
+                experiment_id = body["id"].as_str().map(str::to_string);
+            }
         }
         tried += 1;
     }
@@ -519,6 +530,7 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
         .as_str()
         .unwrap()
         .to_string();
+    let experiment_id = experiment_id.expect("the /api/experiments example ran");
     let mut checked = 0;
     for (method, path) in documented(&doc) {
         if method != "GET" {
@@ -535,6 +547,8 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             &job_id
         } else if path.starts_with("/api/webhooks/") {
             &webhook_id
+        } else if path.starts_with("/api/experiments/") {
+            &experiment_id
         } else if path.starts_with("/api/teams/") {
             &team_id
         } else if path.starts_with("/api/reconcile/") {
@@ -548,12 +562,9 @@ async fn examples_are_accepted_and_answers_have_the_documented_fields() {
             filled.push_str("?format=json");
         }
         assert!(!filled.contains('{'), "{path}: fill its parameter here");
-        // Admin-only GETs: the users' endpoints, the configuration and
-        // reconciliation reports.
-        let k = if doc["paths"][&path][m]["tags"][0] == "users"
-            || path == "/api/config"
-            || path.starts_with("/api/reconcile")
-        {
+        // Admin-only GETs: the users' endpoints, the configuration, the
+        // experiments and the reconciliation reports.
+        let k = if doc["paths"][&path][m]["x-oneflow-permission"] == "administer" {
             ADMIN_KEY
         } else {
             key.as_str()

@@ -15,6 +15,7 @@
   const budgets = window.OneFlowBudget;
   const teams = window.OneFlowTeams;
   const webhooks = window.OneFlowWebhooks;
+  const experiments = window.OneFlowExperiments;
   const sender = window.OneFlowSend;
   const { ApiError, api } = session;
   const { $, row, fillBody, when, pct, setMsg } = window.OneFlowUi;
@@ -77,6 +78,7 @@
     const admin = me.role === "admin";
     $("users-panel").hidden = !admin;
     window.OneFlowReconcile.enter(admin).catch((e) => setMsg($("rc-msg"), e.message, true));
+    $("experiments-panel").hidden = !admin;
     await loadTeams();
     applyView();
     await refresh();
@@ -101,6 +103,7 @@
     teams.clear();
     webhooks.clear();
     window.OneFlowReconcile.clear();
+    experiments.clear();
     $("subject").replaceChildren(subjectOption("", "my account"));
     $("app").hidden = true;
     $("session").hidden = true;
@@ -196,7 +199,7 @@
         webhooks.refresh(state.subject));
     }
     if (state.tick % 3 === 0) {
-      if (state.me && state.me.role === "admin") jobs.push(refreshUsers());
+      if (state.me && state.me.role === "admin") jobs.push(refreshUsers(), experiments.refresh());
       jobs.push(loadTeams());
     }
     state.tick += 1;

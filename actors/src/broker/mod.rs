@@ -34,6 +34,7 @@ use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
 mod cached;
+mod experiments;
 mod people;
 mod reconcile;
 use crate::usecase::request::{self, Answer};
@@ -253,6 +254,7 @@ impl Broker {
         keys::forget_revoked(&services);
         accounts::schedule_purge(&services);
         webhooks::start(&services)?;
+        crate::usecase::experiments::start(&services)?;
         crate::usecase::reports::schedule(&services);
         crate::usecase::budget_mail::schedule(&services);
         let broker = Broker { services };

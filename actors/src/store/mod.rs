@@ -126,6 +126,7 @@ impl OpenHold {
             usage_anomaly: false,
             member: None,
             cached: false,
+            experiment: None,
         }
     }
 }

@@ -229,6 +229,7 @@ mod tests {
             usage_anomaly: false,
             member: None,
             cached: false,
+            experiment: None,
         }
     }
 

@@ -52,6 +52,7 @@ fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
         usage_anomaly: false,
         member: None,
         cached: false,
+        experiment: None,
     }))
 }
 

@@ -310,6 +310,9 @@ async fn serve(
         strategy: job.strategy.unwrap_or(s.config.routing.strategy),
         ranking: Vec::new(),
         explanation: format!("cache hit: the answer {} gave earlier", entry.provider),
+        // Not routed, so no experiment's variant: a hit is not counted in one.
+        experiment: None,
+        request_id: None,
     };
     // Detached, as every held request is: a client that goes away cannot
     // strand the hold or stop the settle.

@@ -28,7 +28,7 @@ use oneflow::time::Millis;
 
 use super::dispatch::{self, Tried};
 use super::job::{RequestJob, op_for};
-use super::{Services, preferences, scopes};
+use super::{Services, experiments, preferences, scopes};
 use crate::error::BrokerError;
 use crate::ids::{new_request_id, now_ms};
 use crate::metrics;
@@ -99,6 +99,19 @@ pub(crate) async fn default_strategy(
     Ok(())
 }
 
+/// Ranks a job's providers after its model's A/B experiment (or the pin
+/// a promoted one left) has had its say (`experiments.rs`).
+pub(crate) fn route_experiments(
+    s: &Services,
+    user_id: &str,
+    job: &mut RequestJob,
+) -> Result<Route, BrokerError> {
+    let assigned = experiments::apply(s, user_id, job);
+    let mut route = route(s, job)?;
+    experiments::mark(&mut route, assigned);
+    Ok(route)
+}
+
 /// Routes a job under the user's default strategy and gives the metrics tag
 /// its failures are counted under (a job that cannot be routed is counted
 /// here, as unrouted).
@@ -109,7 +122,8 @@ pub(crate) async fn routed(
 ) -> Result<(Route, metrics::Tag), BrokerError> {
     default_strategy(s, user_id, job).await?;
     let user = s.metric_user(user_id);
-    let route = route(s, job).inspect_err(|e| metrics::Tag::unrouted(user).failed(e))?;
+    let route = route_experiments(s, user_id, job)
+        .inspect_err(|e| metrics::Tag::unrouted(user).failed(e))?;
     let tag = metrics::Tag::new(&job.model, &route, user);
     Ok((route, tag))
 }
@@ -140,7 +154,8 @@ pub(crate) async fn hold(
         return Err(BrokerError::NotFound("provider"));
     };
     let most = all.iter().map(|p| p.quote).max().unwrap_or(first.quote);
-    let request_id = new_request_id();
+    // A per-request experiment drew its variant from the id routing made.
+    let request_id = route.request_id.clone().unwrap_or_else(new_request_id);
     let now = now_ms();
     let started = Instant::now();
     let reserve = |amount| Reserve {
@@ -315,6 +330,7 @@ pub(crate) async fn finish(
         usage_anomaly: outcome.usage_anomaly,
         member: h.job.member.clone(),
         cached,
+        experiment: h.route.experiment.clone(),
     };
     let idem = h.job.idem.as_ref().map(|k| {
         let record = IdempotencyRecord {

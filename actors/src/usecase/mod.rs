@@ -22,6 +22,7 @@
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
 //! | `reconcile.rs` | provider usage exports against our records (docs/reconcile.md) |
 //! | `cached.rs` | the response cache on the request path |
+//! | `experiments.rs`, `feedback.rs` | A/B experiments of providers, their figures, ratings |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -50,7 +51,9 @@ pub(crate) mod budget_mail;
 pub mod budgets;
 pub mod cached;
 pub mod dispatch;
+pub(crate) mod experiments;
 pub mod export;
+pub(crate) mod feedback;
 pub mod held;
 pub mod history;
 pub mod job;
@@ -118,6 +121,8 @@ pub(crate) struct Services {
     pub(crate) backups: backup::Running,
     /// The response cache, when `[cache] enabled` (`cached.rs`).
     pub(crate) cache: Option<crate::cache::ResponseCache>,
+    /// The models under an A/B experiment or a pin (`experiments.rs`).
+    pub(crate) experiments: experiments::Running,
 }
 
 impl Services {
@@ -157,6 +162,7 @@ impl Services {
             reports: Default::default(),
             backups: Default::default(),
             cache,
+            experiments: Default::default(),
         }
     }
 

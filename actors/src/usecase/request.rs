@@ -51,7 +51,7 @@ pub(crate) async fn quote_job(
     mut job: RequestJob,
 ) -> Result<QuoteView, BrokerError> {
     held::default_strategy(s, user_id, &mut job).await?;
-    let route = held::route(s, &job)?;
+    let route = held::route_experiments(s, user_id, &mut job)?;
     let plans = held::covered(s, &route, None);
     let Some(best) = plans.first() else {
         return Err(BrokerError::NotFound("provider"));

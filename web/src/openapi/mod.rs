@@ -66,6 +66,7 @@ pub mod analytics;
 pub mod anthropic;
 pub mod docs;
 mod document;
+pub mod experiments;
 pub mod permissions;
 use permissions::Permissions;
 pub mod providers;
@@ -168,6 +169,13 @@ pub use document::document;
         reconcile::reconcile,
         reconcile::reconciliations,
         reconcile::reconciliation,
+        experiments::create_experiment,
+        experiments::list_experiments,
+        experiments::get_experiment,
+        experiments::stop_experiment,
+        experiments::promote_experiment,
+        experiments::unpin_experiment,
+        experiments::send_feedback,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
@@ -188,6 +196,7 @@ pub use document::document;
         (name = "docs", description = "This document and its viewers."),
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
         (name = "reconcile", description = "Providers' usage exports against our records: drift reports (admins; docs/reconcile.md)."),
+        (name = "experiments", description = "A/B experiments of providers (admins) and ratings of requests (see docs/experiments.md)."),
     )
 )]
 pub struct ApiDoc;

@@ -75,6 +75,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/reconcile.js"),
     },
     Asset {
+        name: "experiments.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/experiments.js"),
+    },
+    Asset {
         name: "send.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/send.js"),

@@ -81,6 +81,7 @@ impl Gen {
             usage_anomaly: false,
             member: None,
             cached: false,
+            experiment: None,
         }
     }
 
