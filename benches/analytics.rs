@@ -69,6 +69,7 @@ fn request(i: u64, n: u64) -> RequestRecord {
         attempts: Vec::new(),
         usage_anomaly: false,
         member: None,
+        key_id: None,
     }
 }
 

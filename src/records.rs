@@ -55,6 +55,11 @@ pub struct RequestRecord {
     /// is then the team's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<String>,
+    /// The public id of the API key it came through (`key_...`), so that
+    /// figures can be split by key; absent for a sign-in session's and for
+    /// records written before keys were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// One try of one provider for a request. A failed try is never charged.

@@ -450,6 +450,7 @@ fn long_history(dir: &std::path::Path, user: &str, n: u64) {
                 attempts: Vec::new(),
                 usage_anomaly: false,
                 member: None,
+                key_id: None,
             }))
         })
         .collect();

@@ -124,6 +124,7 @@ impl OpenHold {
             attempts: Vec::new(),
             usage_anomaly: false,
             member: None,
+            key_id: None,
         }
     }
 }

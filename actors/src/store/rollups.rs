@@ -227,6 +227,7 @@ mod tests {
             attempts: Vec::new(),
             usage_anomaly: false,
             member: None,
+            key_id: None,
         }
     }
 

@@ -51,6 +51,7 @@ fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
         attempts: Vec::new(),
         usage_anomaly: false,
         member: None,
+        key_id: None,
     }))
 }
 

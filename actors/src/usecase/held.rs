@@ -311,6 +311,7 @@ pub(crate) async fn finish(
         attempts,
         usage_anomaly: outcome.usage_anomaly,
         member: h.job.member.clone(),
+        key_id: h.job.key_id.clone(),
     };
     let idem = h.job.idem.as_ref().map(|k| {
         let record = IdempotencyRecord {

@@ -80,6 +80,7 @@ impl Gen {
             attempts: Vec::new(),
             usage_anomaly: false,
             member: None,
+            key_id: None,
         }
     }
 
