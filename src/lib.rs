@@ -14,6 +14,7 @@ pub mod chat;
 pub mod choice;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod email;
 pub mod key_scope;
 pub mod ledger;
