@@ -47,4 +47,5 @@ pub use usecase::job::{Payer, Planner, RequestJob};
 pub use usecase::keys::Principal;
 pub use usecase::request::Answer;
 pub use usecase::stream::{StreamEvent, StreamStart};
+pub use usecase::{dashboards, grouped};
 pub use wallet::{IdemKey, ToppedUp};

@@ -33,6 +33,7 @@ use crate::usecase::export::{self, ExportQuery};
 use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
+mod dashboards;
 mod people;
 use crate::usecase::request::{self, Answer};
 use crate::usecase::stream::{self, StreamStart};

@@ -20,6 +20,8 @@
 //! | `status.rs` | providers, runtime figures, `/metrics` |
 //! | `webhooks/` | webhooks, their outbox and the alerts they are sent |
 //! | `reports.rs` | usage reports by e-mail, now or on a schedule |
+//! | `grouped.rs` | series split by provider, model, key or member |
+//! | `dashboards.rs` | saved dashboards and their panels' data |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -45,8 +47,10 @@ pub mod accounts;
 pub mod analytics;
 pub(crate) mod budget_mail;
 pub mod budgets;
+pub mod dashboards;
 pub mod dispatch;
 pub mod export;
+pub mod grouped;
 pub mod held;
 pub mod history;
 pub mod job;
