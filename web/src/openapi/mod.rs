@@ -64,6 +64,7 @@ use crate::error::ApiError;
 
 pub mod analytics;
 pub mod anthropic;
+pub mod dashboards;
 pub mod docs;
 mod document;
 pub mod permissions;
@@ -163,6 +164,12 @@ pub use document::document;
         webhooks::delete_webhook,
         webhooks::rotate_webhook_secret,
         webhooks::webhook_deliveries,
+        dashboards::analytics_groups,
+        dashboards::list_dashboards,
+        dashboards::get_dashboard,
+        dashboards::put_dashboard,
+        dashboards::delete_dashboard,
+        dashboards::dashboard_panel,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
@@ -182,6 +189,7 @@ pub use document::document;
         (name = "teams", description = "Teams: a shared wallet, members with roles, their own caps inside it, team keys."),
         (name = "docs", description = "This document and its viewers."),
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
+        (name = "dashboards", description = "Saved dashboards of a user or a team, and their panels' data (see docs/dashboard.md)."),
     )
 )]
 pub struct ApiDoc;

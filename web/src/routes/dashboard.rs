@@ -70,6 +70,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/webhooks.js"),
     },
     Asset {
+        name: "dashboards.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/dashboards.js"),
+    },
+    Asset {
         name: "send.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/send.js"),

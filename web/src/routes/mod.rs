@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod budget;
 pub mod credits;
 pub mod dashboard;
+pub mod dashboards;
 pub mod export;
 pub mod history;
 pub mod jobs;
