@@ -15,6 +15,7 @@
   const budgets = window.OneFlowBudget;
   const teams = window.OneFlowTeams;
   const webhooks = window.OneFlowWebhooks;
+  const dashboards = window.OneFlowDashboards;
   const sender = window.OneFlowSend;
   const { ApiError, api } = session;
   const { $, row, fillBody, when, pct, setMsg } = window.OneFlowUi;
@@ -98,6 +99,7 @@
       $(t).tBodies[0].replaceChildren();
     }
     teams.clear();
+    dashboards.clear();
     webhooks.clear();
     $("subject").replaceChildren(subjectOption("", "my account"));
     $("app").hidden = true;
@@ -193,6 +195,11 @@
       jobs.push(refreshHistory(), refreshLedger(), refreshBudget(), refreshActivity(),
         webhooks.refresh(state.subject));
     }
+    // Saved dashboards of the account or team on view (re-read slowly);
+    // none for a plain member's view of a team, whose figures it cannot read.
+    const dashOwner = chartSubject();
+    if (dashOwner === null) dashboards.clear();
+    else jobs.push(dashboards.refresh(dashOwner));
     if (state.tick % 3 === 0) {
       if (state.me && state.me.role === "admin") jobs.push(refreshUsers());
       jobs.push(loadTeams());
