@@ -235,15 +235,46 @@ pub struct PanelSpec {
     #[schema(value_type = PanelWindow)]
     pub window: String,
     /// Required with `window: range` (and only then): milliseconds since 1970.
+    #[serde(default, deserialize_with = "whole_ms")]
     #[schema(minimum = 0, maximum = 253402300799999.0)]
     pub from: Option<i64>,
     /// Required with `window: range` (and only then): after `from`.
+    #[serde(default, deserialize_with = "whole_ms")]
     #[schema(minimum = 0, maximum = 253402300799999.0)]
     pub to: Option<i64>,
     #[schema(value_type = Option<Bucket>)]
     pub bucket: Option<String>,
     #[schema(value_type = Chart)]
     pub chart: String,
+}
+
+/// The latest time a panel may name: the end of year 9999, as the
+/// document's `maximum` says.
+const MAX_MS: i64 = 253_402_300_799_999;
+
+/// Reads a time in milliseconds written as a JSON integer or as a whole
+/// number with a fraction of zero (`5.0`), which JSON Schema counts as an
+/// integer too; anything else is not the documented body (400).
+fn whole_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::Error;
+    let Some(v) = Option::<serde_json::Value>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let n = match &v {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= MAX_MS as f64)
+                .map(|f| f as i64)
+        }),
+        _ => None,
+    };
+    n.filter(|n| (0..=MAX_MS).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "expected a whole number from 0 to {MAX_MS}, got {v}"
+            ))
+        })
 }
 
 /// A body that cannot be a dashboard: what is wrong, and where.
@@ -449,6 +480,21 @@ mod tests {
                 .read(0)
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn times_are_whole_numbers_however_written() {
+        let p: PanelSpec = serde_json::from_str(
+            r#"{"metric":"cost","group_by":"model","window":"range","from":5.0,"to":7,"chart":"bar"}"#,
+        )
+        .unwrap();
+        assert_eq!((p.from, p.to), (Some(5), Some(7)));
+        for bad in ["5.5", "-1", "\"5\"", "1e300"] {
+            let body = format!(
+                r#"{{"metric":"cost","group_by":"model","window":"range","from":{bad},"chart":"bar"}}"#
+            );
+            assert!(serde_json::from_str::<PanelSpec>(&body).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -463,3 +463,46 @@ async fn a_teams_dashboards_are_written_by_its_admins_and_read_by_its_readers() 
     let (st, _) = s.get(&viewer, &path).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_postgresql_a_dashboard_saved_through_one_node_is_read_through_another() {
+    let pg = crate::pg::PgSchema::new();
+    let up = MockUpstream::start(Kind::OpenAi);
+    let p = provider(
+        "oai",
+        ProviderKind::Openai,
+        Modality::Text,
+        &up,
+        &["mock-chat"],
+    );
+    let p2 = p.clone();
+    let one = TestServer::start_with(|c| {
+        c.providers = vec![p];
+        pg.apply(c, "one");
+    });
+    let two = TestServer::start_with(|c| {
+        c.providers = vec![p2];
+        pg.apply(c, "two");
+    });
+    let (_, key) = one.user("pat", "100").await;
+    chat(&one, &key, "mock-chat", "through the first node").await;
+    chat(&two, &key, "mock-chat", "through the second node").await;
+    let body = json!({"title": "Keys", "panels": [
+        {"metric": "requests", "group_by": "key", "window": "24h", "chart": "bar"},
+    ]});
+    let (st, saved) = put(&one, &key, "/api/dashboards/keys", &body).await;
+    assert_eq!(st, StatusCode::CREATED, "{saved}");
+    let (st, got) = two.get(&key, "/api/dashboards/keys").await;
+    assert_eq!(st, StatusCode::OK, "{got}");
+    assert_eq!(got, saved);
+    let p = panel_equals_analytics(&two, &key, "keys", 0, None).await;
+    let (_, keys) = two.get(&key, "/api/keys").await;
+    let id = keys["keys"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(totals(&p), BTreeMap::from([(id, json!(2))]));
+    assert_eq!(
+        del(&two, &key, "/api/dashboards/keys").await,
+        StatusCode::NO_CONTENT
+    );
+    let (st, _) = one.get(&key, "/api/dashboards/keys").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+}
