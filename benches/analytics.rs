@@ -71,6 +71,7 @@ fn request(i: u64, n: u64) -> RequestRecord {
         member: None,
         cached: false,
         experiment: None,
+        key_id: None,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod chat;
 pub mod choice;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod email;
 pub mod experiment;
 pub mod key_scope;

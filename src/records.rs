@@ -64,6 +64,11 @@ pub struct RequestRecord {
     /// (`experiment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<ExperimentTag>,
+    /// The public id of the API key it came through (`key_...`), so that
+    /// figures can be split by key; absent for a sign-in session's and for
+    /// records written before keys were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 /// Which experiment's variant a request was: its figures are computed

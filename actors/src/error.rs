@@ -56,6 +56,14 @@ pub enum BrokerError {
     KeyExpired,
     #[error("{0}")]
     Conflict(String),
+    /// A dashboard body whose fields are each well formed but name an
+    /// unknown metric, grouping, window or chart, or break a bound.
+    #[error("{0}")]
+    InvalidDashboard(String),
+    /// A range too wide for the answer asked of it (too many points, or
+    /// too many requests to split by a record's field).
+    #[error("{0}")]
+    RangeTooLarge(String),
     /// A registration for an e-mail address that has an account.
     #[error("an account with this e-mail address exists; sign in instead")]
     EmailTaken,
@@ -195,6 +203,8 @@ impl BrokerError {
             BrokerError::BadScope(_) => refused("invalid_key_scope", 422),
             BrokerError::KeyExpired => refused("key_expired", 401),
             BrokerError::Conflict(_) => refused("conflict", 409),
+            BrokerError::InvalidDashboard(_) => refused("invalid_dashboard", 422),
+            BrokerError::RangeTooLarge(_) => refused("invalid_range", 422),
             BrokerError::EmailTaken => refused("email_taken", 409),
             BrokerError::WeakPassword(_) => refused("weak_password", 400),
             BrokerError::RegistrationClosed => refused("registration_closed", 403),

@@ -52,4 +52,5 @@ pub use usecase::keys::Principal;
 pub use usecase::reconcile;
 pub use usecase::request::Answer;
 pub use usecase::stream::{StreamEvent, StreamStart};
+pub use usecase::{dashboards, grouped};
 pub use wallet::{IdemKey, ToppedUp};

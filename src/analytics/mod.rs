@@ -9,10 +9,12 @@
 //! the number of providers, never by the number of requests stored.
 //!
 //! By concern: `bucket.rs` (widths and covering a range), `rollup.rs` (the
-//! sums and their compact bytes), `figures.rs` (what is read from them).
+//! sums and their compact bytes), `figures.rs` (what is read from them),
+//! `groups.rs` (series split by provider, model, key or member).
 
 mod bucket;
 mod figures;
+mod groups;
 mod rollup;
 #[cfg(test)]
 mod tests;
@@ -21,4 +23,5 @@ pub use bucket::{Bucket, cover};
 pub use figures::{
     Figures, Point, SeriesBuilder, Summary, hourly_rate, runs_out_at, series, summarize,
 };
+pub use groups::{Group, GroupBy, GroupedBuilder, MAX_GROUPS, NONE, OTHER};
 pub use rollup::{DecodeError, LATENCY_BOUNDS_MS, LATENCY_SLOTS, Rollup, latency_slot, slot_range};

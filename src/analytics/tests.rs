@@ -38,6 +38,7 @@ fn rec(ok: bool, cost: i64, ms: u64, tokens: u64) -> RequestRecord {
         member: None,
         cached: false,
         experiment: None,
+        key_id: None,
     }
 }
 
@@ -226,5 +227,50 @@ proptest! {
         prop_assert_eq!(s.len(), 48);
         let n: u64 = s.iter().map(|p| p.figures.requests).sum();
         prop_assert_eq!(n, starts.len() as u64);
+    }
+}
+
+#[test]
+fn groups_add_up_to_every_request_and_fold_the_smallest() {
+    let mut b = GroupedBuilder::new(Bucket::Hour, 0, 2 * MS_PER_HOUR);
+    let mut all = Rollup::default();
+    for i in 0..30u64 {
+        let mut r = rec(i % 3 != 0, 10 + i as i64, 5 * i, i);
+        r.model = format!("m{:02}", i % 25);
+        r.key_id = (i % 2 == 0).then(|| "key_a".to_string());
+        r.created_at = (i as Millis % 2) * MS_PER_HOUR + 7;
+        b.add_request(GroupBy::Model, &r);
+        all.merge(&Rollup::of(&r));
+    }
+    b.add_request(GroupBy::Model, &{
+        let mut late = rec(true, 1, 1, 1);
+        late.created_at = 2 * MS_PER_HOUR;
+        late
+    });
+    let groups = b.finish();
+    assert_eq!(groups.len(), MAX_GROUPS);
+    assert_eq!(groups.last().unwrap().group, OTHER);
+    // The five models with two requests come first, by name.
+    assert_eq!(groups[0].group, "m00");
+    assert_eq!(groups[0].totals.requests, 2);
+    let mut sum = Rollup::default();
+    for g in &groups {
+        assert_eq!(g.points.len(), 2);
+        let per_point: u64 = g.points.iter().map(|p| p.figures.requests).sum();
+        assert_eq!(per_point, g.totals.requests);
+        sum.count += g.totals.requests;
+        sum.cost += g.totals.cost;
+    }
+    assert_eq!(
+        sum.count, all.count,
+        "the request outside the range is not counted"
+    );
+    assert_eq!(sum.cost, all.cost);
+
+    let r = rec(true, 1, 1, 1);
+    assert_eq!(GroupBy::Key.of(&r), NONE);
+    assert_eq!(GroupBy::Member.of(&r), "u");
+    for g in GroupBy::ALL {
+        assert_eq!(GroupBy::parse(g.name()), Some(g));
     }
 }

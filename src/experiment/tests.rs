@@ -128,6 +128,7 @@ fn record(variant: &str, ok: bool, latency_ms: u64, cost: i64) -> RequestRecord 
         usage_anomaly: false,
         member: None,
         cached: false,
+        key_id: None,
         experiment: Some(ExperimentTag {
             id: "exp_test".into(),
             variant: variant.into(),

@@ -452,6 +452,7 @@ fn long_history(dir: &std::path::Path, user: &str, n: u64) {
                 member: None,
                 cached: false,
                 experiment: None,
+                key_id: None,
             }))
         })
         .collect();

@@ -16,6 +16,7 @@
   const teams = window.OneFlowTeams;
   const webhooks = window.OneFlowWebhooks;
   const experiments = window.OneFlowExperiments;
+  const dashboards = window.OneFlowDashboards;
   const sender = window.OneFlowSend;
   const { ApiError, api } = session;
   const { $, row, fillBody, when, pct, setMsg } = window.OneFlowUi;
@@ -101,6 +102,7 @@
       $(t).tBodies[0].replaceChildren();
     }
     teams.clear();
+    dashboards.clear();
     webhooks.clear();
     window.OneFlowReconcile.clear();
     experiments.clear();
@@ -198,6 +200,11 @@
       jobs.push(refreshHistory(), refreshLedger(), refreshBudget(), refreshActivity(),
         webhooks.refresh(state.subject));
     }
+    // Saved dashboards of the account or team on view (re-read slowly);
+    // none for a plain member's view of a team, whose figures it cannot read.
+    const dashOwner = chartSubject();
+    if (dashOwner === null) dashboards.clear();
+    else jobs.push(dashboards.refresh(dashOwner));
     if (state.tick % 3 === 0) {
       if (state.me && state.me.role === "admin") jobs.push(refreshUsers(), experiments.refresh());
       jobs.push(loadTeams());

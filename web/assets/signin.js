@@ -193,6 +193,19 @@
       keep(await call("POST", "/api/auth/login", { email, password }, null, null));
     },
     renew,
+    // A GET whose answer is text, not JSON (a panel's CSV), with the
+    // session's credential.
+    async text(path) {
+      const b = bearer();
+      const res = await fetch(path, { headers: b ? { Authorization: `Bearer ${b}` } : {}, cache: "no-store" });
+      const body = await res.text();
+      if (!res.ok) {
+        let data = null;
+        try { data = JSON.parse(body); } catch (_) { data = null; }
+        throw new ApiError(res.status, data, null);
+      }
+      return body;
+    },
     // Ends the session here at once, and for an account on the server too
     // (its refresh tokens are revoked; the access token runs out by itself).
     end() {

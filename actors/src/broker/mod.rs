@@ -34,6 +34,7 @@ use crate::usecase::keys::{self, Principal};
 pub use crate::usecase::reports::SentReport;
 
 mod cached;
+mod dashboards;
 mod experiments;
 mod people;
 mod reconcile;

@@ -127,6 +127,7 @@ impl OpenHold {
             member: None,
             cached: false,
             experiment: None,
+            key_id: None,
         }
     }
 }

@@ -230,6 +230,7 @@ mod tests {
             member: None,
             cached: false,
             experiment: None,
+            key_id: None,
         }
     }
 

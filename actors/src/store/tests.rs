@@ -53,6 +53,7 @@ fn request(id: &str, at: Millis, cost: i64) -> WriteOp {
         member: None,
         cached: false,
         experiment: None,
+        key_id: None,
     }))
 }
 

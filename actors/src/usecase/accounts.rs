@@ -418,5 +418,6 @@ pub(crate) async fn authenticate(
         role: u.role,
         team: None,
         scope: None,
+        key_id: None,
     }))
 }

@@ -302,6 +302,8 @@ async fn serve(
         spenders: job.spenders.clone(),
         member: job.member.clone(),
         key: job.key.clone(),
+        // A hit is still the key's request: figures split by key count it.
+        key_id: job.key_id.clone(),
     };
     let output = entry.output.clone();
     let this = s.clone();

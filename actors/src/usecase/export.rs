@@ -86,7 +86,7 @@ fn csv_field(out: &mut Vec<u8>, v: &str) {
     }
 }
 
-fn csv_line(out: &mut Vec<u8>, fields: &[&str]) {
+pub(crate) fn csv_line(out: &mut Vec<u8>, fields: &[&str]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(b',');

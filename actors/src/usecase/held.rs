@@ -331,6 +331,7 @@ pub(crate) async fn finish(
         member: h.job.member.clone(),
         cached,
         experiment: h.route.experiment.clone(),
+        key_id: h.job.key_id.clone(),
     };
     let idem = h.job.idem.as_ref().map(|k| {
         let record = IdempotencyRecord {

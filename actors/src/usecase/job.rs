@@ -27,6 +27,8 @@ pub struct Payer {
     pub member: Option<String>,
     /// The scope of the key it came through, if it has one.
     pub key: Option<Arc<ScopedKey>>,
+    /// The public id of the key it came through, for the record.
+    pub key_id: Option<String>,
 }
 
 impl Payer {
@@ -36,11 +38,13 @@ impl Payer {
                 wallet: team.clone(),
                 member: Some(p.user_id.clone()),
                 key: p.scope.clone(),
+                key_id: p.key_id.clone(),
             },
             None => Payer {
                 wallet: p.user_id.clone(),
                 member: None,
                 key: p.scope.clone(),
+                key_id: p.key_id.clone(),
             },
         }
     }
@@ -55,6 +59,7 @@ impl Payer {
         }
         job.member = self.member.clone();
         job.key = self.key.clone();
+        job.key_id = self.key_id.clone();
     }
 }
 
@@ -87,6 +92,9 @@ pub struct RequestJob {
     /// The scope of the key that sent it: the models and providers it may
     /// use, and its own caps on the hold. Set by [`Payer::apply`].
     pub key: Option<Arc<ScopedKey>>,
+    /// The public id of the key that sent it, if a key did: the record
+    /// says which, so figures split by key. Set by [`Payer::apply`].
+    pub key_id: Option<String>,
 }
 
 impl RequestJob {
@@ -110,6 +118,7 @@ impl RequestJob {
             spenders: Vec::new(),
             member: None,
             key: None,
+            key_id: None,
             planner: Box::new(move |p| req.plan(p)),
         }
     }

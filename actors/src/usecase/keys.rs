@@ -29,6 +29,9 @@ pub struct Principal {
     /// What the key is limited to, if anything: shared with the cached
     /// principal, so a request's clone of it costs a reference count.
     pub scope: Option<Arc<ScopedKey>>,
+    /// The public id of the API key behind it (`key_...`); `None` for a
+    /// sign-in session. Recorded with each request it sends.
+    pub key_id: Option<String>,
 }
 
 impl Principal {
@@ -133,6 +136,7 @@ async fn lookup_key(s: &Services, hash: [u8; 32]) -> Result<Option<Principal>, B
         role: rec.role,
         team: rec.team,
         scope,
+        key_id: Some(key_id(&hash)),
     };
     s.keys.insert(hash, (p.clone(), std::time::Instant::now()));
     Ok(Some(p))

@@ -23,6 +23,8 @@
 //! | `reconcile.rs` | provider usage exports against our records (docs/reconcile.md) |
 //! | `cached.rs` | the response cache on the request path |
 //! | `experiments.rs`, `feedback.rs` | A/B experiments of providers, their figures, ratings |
+//! | `grouped.rs` | series split by provider, model, key or member |
+//! | `dashboards.rs` | saved dashboards and their panels' data |
 //!
 //! The request path's shared steps sit beside them: `job.rs` (a request
 //! ready to route), `held.rs` (route, hold, tries, finish), `dispatch.rs`
@@ -50,10 +52,12 @@ pub mod backup;
 pub(crate) mod budget_mail;
 pub mod budgets;
 pub mod cached;
+pub mod dashboards;
 pub mod dispatch;
 pub(crate) mod experiments;
 pub mod export;
 pub(crate) mod feedback;
+pub mod grouped;
 pub mod held;
 pub mod history;
 pub mod job;

@@ -200,6 +200,7 @@ async fn revoke_keys(
         role: Role::Member,
         team: None,
         scope: None,
+        key_id: None,
     };
     for key in super::keys::list(s, Some(user_id)).await? {
         if key.team.as_deref() == Some(id) && which(key.role) {

@@ -64,6 +64,7 @@ use crate::error::ApiError;
 
 pub mod analytics;
 pub mod anthropic;
+pub mod dashboards;
 pub mod docs;
 mod document;
 pub mod experiments;
@@ -176,6 +177,12 @@ pub use document::document;
         experiments::promote_experiment,
         experiments::unpin_experiment,
         experiments::send_feedback,
+        dashboards::analytics_groups,
+        dashboards::list_dashboards,
+        dashboards::get_dashboard,
+        dashboards::put_dashboard,
+        dashboards::delete_dashboard,
+        dashboards::dashboard_panel,
     ),
     components(schemas(oneflow::Credits, schema::ErrorBody, v1_schema::OpenAiErrorBody, anthropic::AnthropicErrorBody)),
     modifiers(&BearerAuth, &AuthThrottled, &CommonErrors, &Idempotent, &Permissions),
@@ -197,6 +204,7 @@ pub use document::document;
         (name = "webhooks", description = "Signed event deliveries to the caller's URLs (see docs/webhooks.md)."),
         (name = "reconcile", description = "Providers' usage exports against our records: drift reports (admins; docs/reconcile.md)."),
         (name = "experiments", description = "A/B experiments of providers (admins) and ratings of requests (see docs/experiments.md)."),
+        (name = "dashboards", description = "Saved dashboards of a user or a team, and their panels' data (see docs/dashboard.md)."),
     )
 )]
 pub struct ApiDoc;

@@ -80,6 +80,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../assets/experiments.js"),
     },
     Asset {
+        name: "dashboards.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/dashboards.js"),
+    },
+    Asset {
         name: "send.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/send.js"),

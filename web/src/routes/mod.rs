@@ -8,6 +8,7 @@ pub mod budget;
 pub mod cached;
 pub mod credits;
 pub mod dashboard;
+pub mod dashboards;
 pub mod experiments;
 pub mod export;
 pub mod history;

@@ -251,6 +251,7 @@ fn job(
     Ok(RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model,
         preview: shown,

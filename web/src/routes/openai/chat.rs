@@ -299,6 +299,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model: b.model.clone(),
         preview: shown,

@@ -78,6 +78,7 @@ pub async fn completions(
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model: b.model.clone(),
         preview: preview(&prompt),

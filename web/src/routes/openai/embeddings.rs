@@ -57,6 +57,7 @@ pub async fn embeddings(
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model: b.model.clone(),
         preview: preview(&inputs.join(" ")),

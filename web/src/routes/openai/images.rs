@@ -69,6 +69,7 @@ pub async fn images(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model: model.clone(),
         preview: preview(&b.prompt),

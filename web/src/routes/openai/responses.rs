@@ -352,6 +352,7 @@ pub async fn create(s: web::Data<AppState>, req: HttpRequest, payload: web::Payl
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model: b.model.clone(),
         preview: shown,

@@ -236,6 +236,7 @@ async fn transcribe(
     let job = RequestJob {
         spenders: Vec::new(),
         key: None,
+        key_id: None,
         member: None,
         model,
         preview: format!("{file_name} ({seconds} s)"),

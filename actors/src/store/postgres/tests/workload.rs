@@ -82,6 +82,7 @@ impl Gen {
             member: None,
             cached: false,
             experiment: None,
+            key_id: None,
         }
     }
 
