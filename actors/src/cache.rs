@@ -63,13 +63,16 @@ impl ResponseCache {
         }
     }
 
-    /// Stores `value` under `key` for the configured time; a failed Redis
-    /// call stores nothing.
-    pub async fn put(&self, key: String, value: Vec<u8>) {
+    /// Stores `value` under `key` for the configured time, or `life` if
+    /// given (the caller keeps it no longer than the configured time); a
+    /// failed Redis call stores nothing. The in-process cache has one
+    /// lifetime for all: a shorter one is the entry's own to enforce.
+    pub async fn put(&self, key: String, value: Vec<u8>, life: Option<Duration>) {
         match self {
             ResponseCache::Local(c) => c.insert(key, Arc::from(value)),
             ResponseCache::Shared { coord, ttl } => {
-                if coord.cache_put(&key, &value, *ttl).await.is_err() {
+                let ttl = life.unwrap_or(*ttl);
+                if coord.cache_put(&key, &value, ttl).await.is_err() {
                     metrics::cache_error("put");
                 }
             }

@@ -236,6 +236,82 @@ async fn an_answer_expires_after_its_ttl() {
     s.stop().await;
 }
 
+/// POSTs `body` with `x-oneflow-cache: use` and `x-oneflow-cache-ttl: ttl`.
+async fn send_ttl(
+    api: &Api,
+    key: &str,
+    path: &str,
+    ttl: &str,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let res = api
+        .http
+        .post(format!("{}{path}", api.url))
+        .bearer_auth(key)
+        .header("x-oneflow-cache", "use")
+        .header("x-oneflow-cache-ttl", ttl)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let cache = res.headers().get("x-oneflow-cache").cloned();
+    let mut v: Value = res.json().await.unwrap_or(Value::Null);
+    if let Some(c) = cache {
+        v["x-oneflow-cache"] = json!(c.to_str().unwrap());
+    }
+    (status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_shortens_its_answers_life_and_a_ttl_of_zero_or_less_is_refused() {
+    let up = MockUpstream::start(Kind::OpenAi);
+    // The configured life is long: only the request's own can end it.
+    let s = TestServer::start_with(|c| {
+        config(c, &up);
+        c.cache.ttl_seconds = 3600;
+    });
+    let (_, key) = s.user("ted", "10").await;
+    let before = s.balance(&key).await;
+    for (path, body) in [
+        ("/v1/chat/completions", chat()),
+        (
+            "/api/request",
+            json!({"model": "mock-chat", "prompt": "Short lived", "max_tokens": 20}),
+        ),
+    ] {
+        for bad in ["0", "-5", "1.5", "soon"] {
+            let (st, v) = send_ttl(&s, &key, path, bad, &body).await;
+            assert_eq!(st, StatusCode::BAD_REQUEST, "{path} ttl {bad}: {v}");
+            assert!(
+                v.to_string().contains("x-oneflow-cache-ttl"),
+                "{path} ttl {bad}: {v}"
+            );
+        }
+    }
+    // Refused before anything was held or sent.
+    assert_eq!(up.request_count(), 0);
+    assert_eq!(s.balance(&key).await, before);
+    let (st, history) = s.get(&key, "/api/history/requests").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(history["items"].as_array().unwrap().len(), 0, "{history}");
+
+    let path = "/v1/chat/completions";
+    let (st, v) = send_ttl(&s, &key, path, "1", &chat()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["x-oneflow-cache"], "miss");
+    let (_, v) = send_ttl(&s, &key, path, "1", &chat()).await;
+    assert_eq!(v["x-oneflow-cache"], "hit");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, v) = send_ttl(&s, &key, path, "1", &chat()).await;
+    assert_eq!(
+        v["x-oneflow-cache"], "miss",
+        "gone after the request's own TTL"
+    );
+    assert_eq!(up.request_count(), 2);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keys_setting_opts_native_requests_in_or_forbids_the_cache() {
     let up = MockUpstream::start(Kind::OpenAi);

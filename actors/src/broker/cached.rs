@@ -2,6 +2,8 @@
 //! docs/cache.md): the same requests as `run`, `stream` and `request`,
 //! through the cache, each saying what the cache did.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use oneflow::cache::CacheMode;
@@ -9,7 +11,7 @@ use oneflow::request::AiRequest;
 
 use super::Broker;
 use crate::error::BrokerError;
-use crate::usecase::cached::{self, CacheResult};
+use crate::usecase::cached::{self, CacheResult, Slot};
 use crate::usecase::job::{Payer, RequestJob};
 use crate::usecase::request::Answer;
 use crate::usecase::stream::StreamStart;
@@ -33,12 +35,13 @@ impl Broker {
         payer: &Payer,
         mut job: RequestJob,
         mode: CacheMode,
+        ttl: Option<Duration>,
         kind: &str,
         body: &Value,
     ) -> Result<(Answer, CacheResult), BrokerError> {
         payer.apply(&mut job);
         let key = cached::fingerprint(kind, &payer.wallet, &job.constraints, body);
-        cached::run(&self.services, &payer.wallet, job, mode, key).await
+        cached::run(&self.services, &payer.wallet, job, mode, Slot { key, ttl }).await
     }
 
     /// [`Broker::stream`] through the cache (see [`Broker::run_cached`]).
@@ -47,12 +50,13 @@ impl Broker {
         payer: &Payer,
         mut job: RequestJob,
         mode: CacheMode,
+        ttl: Option<Duration>,
         kind: &str,
         body: &Value,
     ) -> Result<(StreamStart, CacheResult), BrokerError> {
         payer.apply(&mut job);
         let key = cached::fingerprint(kind, &payer.wallet, &job.constraints, body);
-        cached::stream(&self.services, &payer.wallet, job, mode, key).await
+        cached::stream(&self.services, &payer.wallet, job, mode, Slot { key, ttl }).await
     }
 
     /// [`Broker::request`] through the cache: the outcome, whether it was
@@ -63,11 +67,14 @@ impl Broker {
         req: AiRequest,
         idem: Option<IdemKey>,
         mode: CacheMode,
+        ttl: Option<Duration>,
     ) -> Result<(RequestOutcome, bool, CacheResult), BrokerError> {
         req.validate(self.services.config.server.max_prompt_chars)?;
         let body = serde_json::to_value(&req).unwrap_or(Value::Null);
         let job = RequestJob::native(req, idem);
-        let (a, result) = self.run_cached(payer, job, mode, "request", &body).await?;
+        let (a, result) = self
+            .run_cached(payer, job, mode, ttl, "request", &body)
+            .await?;
         Ok((a.outcome, a.replayed, result))
     }
 }

@@ -86,6 +86,20 @@ struct Entry {
     output: Output,
     /// The usage the answer took to make, repeated in the hit's body.
     usage: Usage,
+    /// When it stops being served (ms since the epoch), when the request
+    /// that stored it asked for less than `[cache] ttl_seconds`: the
+    /// in-process cache has one lifetime for every entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+/// Where one request's answer is looked up and stored: its fingerprint
+/// ([`fingerprint`]) and, if the request asked for it
+/// (`x-oneflow-cache-ttl`), a life shorter than `[cache] ttl_seconds`.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub key: String,
+    pub ttl: Option<Duration>,
 }
 
 /// Whether the cache applies to a request of `job`'s key with `header`:
@@ -176,22 +190,29 @@ fn label<'a>(s: &Services, model: &'a str) -> &'a str {
 /// The stored entry under `key`, if one is there and reads.
 async fn lookup(s: &Services, key: &str) -> Option<Entry> {
     let bytes = s.cache.as_ref()?.get(key).await?;
-    serde_json::from_slice(&bytes).ok()
+    let entry: Entry = serde_json::from_slice(&bytes).ok()?;
+    entry
+        .expires_at
+        .is_none_or(|t| now_ms() < t)
+        .then_some(entry)
 }
 
 /// Stores a succeeded answer, unless it is larger than
 /// `[cache] max_entry_bytes` or of a kind the cache does not keep.
-async fn fill(s: &Services, key: String, provider: String, output: Output, usage: Usage) {
+async fn fill(s: &Services, slot: Slot, provider: String, output: Output, usage: Usage) {
     let Some(cache) = s.cache.as_ref() else {
         return;
     };
     if !matches!(output, Output::Text { .. } | Output::Choices(_)) {
         return;
     }
+    // A life longer than the configured one is cut to it.
+    let ttl = slot.ttl.map(|t| t.min(s.config.cache.ttl()));
     let entry = Entry {
         provider,
         output,
         usage,
+        expires_at: ttl.map(|t| now_ms().saturating_add(t.as_millis() as i64)),
     };
     let Ok(bytes) = serde_json::to_vec(&entry) else {
         return;
@@ -200,7 +221,7 @@ async fn fill(s: &Services, key: String, provider: String, output: Output, usage
         metrics::cache_fill("too_large");
         return;
     }
-    cache.put(key, bytes).await;
+    cache.put(slot.key, bytes, ttl).await;
     metrics::cache_fill("stored");
 }
 
@@ -210,14 +231,14 @@ pub(crate) async fn run(
     user_id: &str,
     job: RequestJob,
     mode: CacheMode,
-    key: String,
+    slot: Slot,
 ) -> Result<(Answer, CacheResult), BrokerError> {
     let model = label(s, &job.model).to_string();
     if mode == CacheMode::Bypass {
         metrics::cache_request(&model, "bypass");
         return Ok((request::run(s, user_id, job).await?, CacheResult::Bypass));
     }
-    if let Some(entry) = lookup(s, &key).await {
+    if let Some(entry) = lookup(s, &slot.key).await {
         if let Some((mut outcome, replayed, kept)) = serve(s, user_id, &job, &entry).await? {
             metrics::cache_request(&model, "hit");
             // The body repeats the usage the answer took to make; the
@@ -241,7 +262,7 @@ pub(crate) async fn run(
     if !a.replayed && a.outcome.status == RequestStatus::Succeeded {
         if let Some(out) = &a.output {
             let o = &a.outcome;
-            fill(s, key, o.provider.clone(), out.clone(), o.usage).await;
+            fill(s, slot, o.provider.clone(), out.clone(), o.usage).await;
         }
     }
     Ok((a, CacheResult::Miss))
@@ -379,7 +400,7 @@ pub(crate) async fn stream(
     user_id: &str,
     job: RequestJob,
     mode: CacheMode,
-    key: String,
+    slot: Slot,
 ) -> Result<(StreamStart, CacheResult), BrokerError> {
     let model = label(s, &job.model).to_string();
     // A stream takes no Idempotency-Key; `stream::start` says so.
@@ -387,7 +408,7 @@ pub(crate) async fn stream(
         metrics::cache_request(&model, "bypass");
         return Ok((stream::start(s, user_id, job).await?, CacheResult::Bypass));
     }
-    if let Some(entry) = lookup(s, &key).await {
+    if let Some(entry) = lookup(s, &slot.key).await {
         if let Output::Text {
             text,
             finish_reason,
@@ -405,7 +426,7 @@ pub(crate) async fn stream(
     }
     metrics::cache_request(&model, "miss");
     let start = stream::start(s, user_id, job).await?;
-    Ok((relay(s, start, key), CacheResult::Miss))
+    Ok((relay(s, start, slot), CacheResult::Miss))
 }
 
 /// A stored answer as a stream: its text in pieces (a word and the space
@@ -452,7 +473,7 @@ fn replayed_stream(
 /// a stream that ended normally with text alone (no tool calls, no
 /// thinking) is stored. A client that goes away or stalls ends the relay,
 /// which ends the upstream stream as it would have.
-fn relay(s: &Arc<Services>, start: StreamStart, key: String) -> StreamStart {
+fn relay(s: &Arc<Services>, start: StreamStart, slot: Slot) -> StreamStart {
     let (tx, rx) = mpsc::channel(8);
     let StreamStart {
         request_id,
@@ -500,7 +521,7 @@ fn relay(s: &Arc<Services>, start: StreamStart, key: String) -> StreamStart {
                     text: std::mem::take(&mut text),
                     finish_reason,
                 };
-                fill(&this, key, who, output, usage).await;
+                fill(&this, slot, who, output, usage).await;
                 break;
             }
             if !sent {

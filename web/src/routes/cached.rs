@@ -2,6 +2,8 @@
 //! serves (`/v1/chat/completions`, `/api/request`): `x-oneflow-cache` in,
 //! `use` or `bypass`, and out, `hit`, `miss` or `bypass`.
 
+use std::time::Duration;
+
 use actix_web::HttpRequest;
 
 use oneflow::cache::CacheMode;
@@ -11,6 +13,28 @@ use crate::error::ApiError;
 
 /// The header's name, both ways.
 pub const CACHE_HEADER: &str = "x-oneflow-cache";
+/// How long this request's answer may be served from the cache.
+pub const TTL_HEADER: &str = "x-oneflow-cache-ttl";
+
+/// The request's `x-oneflow-cache-ttl`: absent, or whole seconds above
+/// zero (a life longer than `[cache] ttl_seconds` is cut to it); zero, a
+/// negative number or anything else is a 400, as its documented minimum
+/// says, checked whether or not the cache is on, like `x-oneflow-cache`.
+pub(crate) fn asked_ttl(req: &HttpRequest) -> Result<Option<Duration>, ApiError> {
+    let Some(v) = req.headers().get(TTL_HEADER) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+        .filter(|&n| n > 0)
+        .map(|n| Some(Duration::from_secs(n.unsigned_abs())))
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "`x-oneflow-cache-ttl` must be a whole number of seconds above 0".into(),
+            )
+        })
+}
 
 /// The request's `x-oneflow-cache`: absent, `use` or `bypass`; anything
 /// else is a 400, as its documented pattern says.
@@ -48,4 +72,9 @@ pub struct CacheHeader {
         pattern = r"^(use|bypass)$"
     )]
     pub cache: String,
+    /// Seconds this request's answer may be served from the cache, when
+    /// it is stored: less than `[cache] ttl_seconds` (a longer life is cut
+    /// to it). Zero, negative or not a whole number: 400.
+    #[param(rename = "x-oneflow-cache-ttl", required = false, minimum = 1)]
+    pub cache_ttl: i64,
 }

@@ -32,10 +32,11 @@ pub async fn request(
 ) -> Result<HttpResponse, ApiError> {
     let idem = idempotency_key(&req, &*body)?;
     let payer = oneflow_actors::Payer::of(&c.0);
+    let ttl = super::cached::asked_ttl(&req)?;
     if let Some(mode) = s.broker.cache_mode(&payer, super::cached::asked(&req)?) {
         let (outcome, replayed, result) = s
             .broker
-            .request_cached(&payer, body.into_inner(), idem, mode)
+            .request_cached(&payer, body.into_inner(), idem, mode, ttl)
             .await?;
         return Ok(respond(outcome, replayed, Some(result)));
     }

@@ -277,6 +277,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
     let cache = s
         .broker
         .cache_mode(&user, crate::routes::cached::asked(&req)?);
+    let ttl = crate::routes::cached::asked_ttl(&req)?;
     let n = b.n.unwrap_or(1);
     let extra: Map<String, Value> = value
         .as_object()
@@ -333,7 +334,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         };
         let (start, r) = s
             .broker
-            .stream_cached(&user, job, mode, "chat", &value)
+            .stream_cached(&user, job, mode, ttl, "chat", &value)
             .await?;
         return Ok(respond(start, usage, Kind::Chat, Some(r)));
     }
@@ -341,7 +342,7 @@ pub async fn chat(s: web::Data<AppState>, req: HttpRequest, payload: web::Payloa
         Some(mode) => {
             let (a, r) = s
                 .broker
-                .run_cached(&user, job, mode, "chat", &value)
+                .run_cached(&user, job, mode, ttl, "chat", &value)
                 .await?;
             (a, Some(r))
         }
