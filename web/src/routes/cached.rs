@@ -17,18 +17,23 @@ pub const CACHE_HEADER: &str = "x-oneflow-cache";
 pub const TTL_HEADER: &str = "x-oneflow-cache-ttl";
 
 /// The request's `x-oneflow-cache-ttl`: absent, or whole seconds above
-/// zero (a life longer than `[cache] ttl_seconds` is cut to it); zero, a
-/// negative number or anything else is a 400, as its documented minimum
-/// says, checked whether or not the cache is on, like `x-oneflow-cache`.
+/// zero, at most nine digits (a life longer than `[cache] ttl_seconds` is
+/// cut to it); zero, a negative number or anything else is a 400, as its
+/// documented pattern says, checked whether or not the cache is on, like `x-oneflow-cache`.
 pub(crate) fn asked_ttl(req: &HttpRequest) -> Result<Option<Duration>, ApiError> {
     let Some(v) = req.headers().get(TTL_HEADER) else {
         return Ok(None);
     };
+    // Exactly the documented pattern: digits, no sign, no leading zero.
     v.to_str()
         .ok()
-        .and_then(|t| t.trim().parse::<i64>().ok())
-        .filter(|&n| n > 0)
-        .map(|n| Some(Duration::from_secs(n.unsigned_abs())))
+        .filter(|t| {
+            (1..=9).contains(&t.len())
+                && !t.starts_with('0')
+                && t.bytes().all(|b| b.is_ascii_digit())
+        })
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(|n| Some(Duration::from_secs(n)))
         .ok_or_else(|| {
             ApiError::BadRequest(
                 "`x-oneflow-cache-ttl` must be a whole number of seconds above 0".into(),
@@ -75,6 +80,10 @@ pub struct CacheHeader {
     /// Seconds this request's answer may be served from the cache, when
     /// it is stored: less than `[cache] ttl_seconds` (a longer life is cut
     /// to it). Zero, negative or not a whole number: 400.
-    #[param(rename = "x-oneflow-cache-ttl", required = false, minimum = 1)]
-    pub cache_ttl: i64,
+    #[param(
+        rename = "x-oneflow-cache-ttl",
+        required = false,
+        pattern = r"^[1-9][0-9]{0,8}$"
+    )]
+    pub cache_ttl: String,
 }
