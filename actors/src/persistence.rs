@@ -425,6 +425,32 @@ mod tests {
         );
     }
 
+    /// The writer runs under SCHED_BATCH (policy 3 in the kernel's
+    /// numbering), so a settle waking it does not preempt the worker.
+    #[cfg(target_os = "linux")]
+    #[actix_rt::test]
+    async fn the_writer_runs_under_sched_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(&dir.path().join("t.redb")).unwrap());
+        let p = Persistence::start(store, 16, 100).unwrap();
+        // The thread sets its policy first thing; a flush answered means
+        // it has run.
+        p.flush().await.unwrap();
+        let policies: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter(|stat| stat.contains("(oneflow-persist)"))
+            // Fields after the name, which ends at the last ')': the
+            // policy is the 41st field of the whole line, the 39th after.
+            .filter_map(|stat| {
+                let rest = &stat[stat.rfind(')')? + 2..];
+                rest.split(' ').nth(38).map(str::to_string)
+            })
+            .collect();
+        assert_eq!(policies, vec!["3".to_string()], "SCHED_BATCH is 3");
+        p.shutdown().await;
+    }
+
     /// A flush commits what rides (a hold nobody waits for yet), and a
     /// flush with nothing to write is answered at once, not dropped.
     #[actix_rt::test]
